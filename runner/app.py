@@ -1,0 +1,112 @@
+"""The served ASGI app: MCP endpoint behind the bearer gate, plus RFC 9728 metadata.
+
+Every route reads the server's *current* guard, so nothing here needs
+rebuilding when the runner swaps definitions on reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import anyio
+from mcp.server.streamable_http import EventStore
+from mcp.server.streamable_http_manager import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_TIMEOUT,
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+)
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from runner.gate import BearerGate
+from runner.verifier import JWKSTokenVerifier
+
+if TYPE_CHECKING:
+    from runner.wrapper import FastMCPSignInWrapper
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+METADATA_PREFIX = "/.well-known/oauth-protected-resource"
+
+
+def loopback_security(host: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection for loopback binds, as the SDK does for its own apps."""
+    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        return None
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"http://{host}:*"],
+    )
+
+
+def build_app(
+    server: FastMCPSignInWrapper,
+    *,
+    path: str = "/mcp",
+    host: str = "127.0.0.1",
+    json_response: bool = False,
+    stateless: bool = False,
+    event_store: EventStore | None = None,
+    retry_interval: int | None = None,
+    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    session_idle_timeout: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
+    max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    transport_security: TransportSecuritySettings | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    **_: Any,
+) -> Starlette:
+    lowlevel = server._lowlevel_server
+    manager = StreamableHTTPSessionManager(
+        app=lowlevel,
+        event_store=event_store,
+        retry_interval=retry_interval,
+        json_response=json_response,
+        stateless=stateless,
+        security_settings=transport_security or loopback_security(host),
+        max_request_body_size=max_request_body_size,
+        session_idle_timeout=session_idle_timeout,
+        max_sessions=max_sessions,
+    )
+    lowlevel._session_manager = manager
+
+    async def metadata(request: Request) -> Response:
+        """RFC 9728 protected-resource metadata for the current guard."""
+        guard = server.guard
+        if guard is None or urlparse(guard.metadata_url).path != request.url.path:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        document: dict[str, Any] = {
+            "resource": guard.resource,
+            "authorization_servers": [guard.authorization_server],
+            "bearer_methods_supported": ["header"],
+            "resource_name": server.name,
+        }
+        if guard.required_scopes:
+            document["scopes_supported"] = list(guard.required_scopes)
+        return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
+
+    routes: list[BaseRoute] = [
+        Route(path, endpoint=BearerGate(StreamableHTTPASGIApp(manager), lambda: server.guard)),
+        Route(METADATA_PREFIX, metadata, methods=["GET"]),
+        Route(METADATA_PREFIX + "/{rest:path}", metadata, methods=["GET"]),
+        *extra_routes,
+        *server._custom_starlette_routes,
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run(), anyio.create_task_group() as tasks:
+            verifier = server.guard.verifier if server.guard else None
+            if isinstance(verifier, JWKSTokenVerifier):
+                # In the background: the local issuer's JWKS is served by this very app.
+                tasks.start_soon(verifier.jwks.warm)
+            yield
+            tasks.cancel_scope.cancel()
+
+    return Starlette(debug=server.settings.debug, routes=routes, lifespan=lifespan)

@@ -1,0 +1,176 @@
+"""Validated manifest -> a ready FastMCPSignInWrapper (and, for `app_id: local`, its issuer).
+
+This is the one pipeline that `check`, `serve` and every reload run. It never
+mutates a live server: it builds a new one off to the side, collecting every
+located problem before giving up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcp_types import ToolAnnotations
+from starlette.routing import BaseRoute
+
+from runner.errors import ManifestError, Problem
+from runner.local_issuer import LocalIssuer
+from runner.manifest import LOCAL_APP_ID, Manifest, entry_name
+from runner.resolve import ResolveError, resolve
+from runner.source import Path as DataPath
+from runner.source import Source
+from runner.verifier import JWKSTokenVerifier, jwks_url
+from runner.wrapper import DEFAULT_BASE_URL, FastMCPSignInWrapper
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where the server listens; decided by the manifest's `server:` block and CLI flags."""
+
+    host: str
+    port: int
+    path: str
+
+    @property
+    def origin(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + self.path
+
+    @property
+    def self_origin(self) -> str:
+        """How this process reaches itself (for the local issuer's JWKS)."""
+        return "http://[::1]:%d" % self.port if self.host == "::1" else "http://127.0.0.1:%d" % self.port
+
+
+@dataclass
+class Built:
+    server: FastMCPSignInWrapper
+    issuer: LocalIssuer | None  # the local issuer, when app_id is local
+    issuer_url: str | None  # the token issuer (`iss`) the server accepts
+    routes: list[BaseRoute]  # extra routes this definition needs served (the local JWKS)
+
+    def mint(self, **kwargs: Any) -> str:
+        """A token for this server from the local issuer."""
+        assert self.issuer is not None and self.server.guard is not None and self.issuer_url is not None
+        return self.issuer.mint(issuer=self.issuer_url, audience=self.server.guard.resource, **kwargs)
+
+
+def build(manifest: Manifest, source: Source, binding: Binding, *, root: Path | None = None) -> Built:
+    """Build a server from a validated manifest; raise ManifestError listing every problem."""
+    root = root or Path(source.file).resolve().parent
+    problems: list[Problem] = []
+    server, issuer, issuer_url = _server(manifest, source, binding, root, problems)
+    if server is None:
+        raise ManifestError(problems)
+
+    def register(section: str, index: int, ref: str, add: Callable[[Callable[..., Any]], None], key: str) -> None:
+        path: DataPath = (section, index, "function")
+        try:
+            fn = resolve(ref, root)
+        except ResolveError as exc:
+            problems.append(Problem(source.locate(path), exc.message, exc.detail))
+            return
+        try:
+            add(fn)
+        except Exception as exc:
+            problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {exc}"))
+
+    for i, tool in enumerate(manifest.tools):
+        annotations = (
+            ToolAnnotations.model_validate(tool.annotations.model_dump(exclude_none=True)) if tool.annotations else None
+        )
+        register(
+            "tools",
+            i,
+            tool.function,
+            lambda fn, t=tool, a=annotations: server.add_tool(  # type: ignore[misc]
+                fn, name=entry_name(t), title=t.title, description=t.description, annotations=a
+            ),
+            "function",
+        )
+    for i, res in enumerate(manifest.resources):
+        register(
+            "resources",
+            i,
+            res.function,
+            lambda fn, r=res: server.resource(  # type: ignore[misc]
+                r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type
+            )(fn),
+            "uri",
+        )
+    for i, prompt in enumerate(manifest.prompts):
+        register(
+            "prompts",
+            i,
+            prompt.function,
+            lambda fn, p=prompt: server.prompt(  # type: ignore[misc]
+                name=entry_name(p), title=p.title, description=p.description
+            )(fn),
+            "function",
+        )
+    if problems:
+        raise ManifestError(problems)
+    routes = [issuer.route(LOCAL_APP_ID)] if issuer else []
+    return Built(server=server, issuer=issuer, issuer_url=issuer_url, routes=routes)
+
+
+def local_identity(manifest: Manifest, binding: Binding) -> tuple[str, str]:
+    """The local issuer's `iss` and the audience: the manifest's values, else this server's own URLs."""
+    assert manifest.signin is not None
+    return manifest.signin.base_url or binding.origin, manifest.signin.resource or binding.url
+
+
+def _server(
+    manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem]
+) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
+    signin = manifest.signin
+    host_at = source.locate(("server", "host"))
+    common: dict[str, Any] = {"instructions": manifest.instructions, "log_level": "WARNING"}
+    if signin is None:
+        if not is_loopback(binding.host):
+            problems.append(
+                Problem(host_at, f"refusing to serve without auth on {binding.host!r}: add a signin block, "
+                        "or bind to 127.0.0.1")
+            )
+            return None, None, None
+        server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
+        return server, None, None
+    if signin.app_id == LOCAL_APP_ID:
+        if not is_loopback(binding.host):
+            problems.append(
+                Problem(host_at, f"the local issuer only serves on loopback, not on {binding.host!r}: "
+                        "set signin.app_id to your MCP SignIn app, or bind to 127.0.0.1")
+            )
+            return None, None, None
+        issuer = LocalIssuer.open(root)
+        issuer_url, resource = local_identity(manifest, binding)
+        verifier = JWKSTokenVerifier(
+            issuer=issuer_url, audience=resource, jwks_url=jwks_url(binding.self_origin, LOCAL_APP_ID)
+        )
+        server = FastMCPSignInWrapper(
+            manifest.name, app_id=LOCAL_APP_ID, resource=resource, base_url=issuer_url, token_verifier=verifier,
+            **common,
+        )
+        return server, issuer, issuer_url
+    base_url = signin.base_url or DEFAULT_BASE_URL
+    assert signin.resource is not None  # enforced by manifest validation
+    server = FastMCPSignInWrapper(
+        manifest.name, app_id=signin.app_id, resource=signin.resource, base_url=base_url, **common
+    )
+    return server, None, base_url

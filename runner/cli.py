@@ -1,0 +1,114 @@
+"""The `mcp-runner` command: serve, check, token, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from runner.build import build
+from runner.config import Overrides, binding
+from runner.errors import ManifestError
+from runner.manifest import LOCAL_APP_ID, json_schema, load
+
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-runner", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def bind_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("manifest", type=Path)
+        p.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default: the manifest's server.port, else 8000; 0 = any)")
+
+    serve = commands.add_parser("serve", help="serve a manifest")
+    bind_flags(serve)
+    serve.add_argument("--path", help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
+    serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
+
+    check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
+    check.add_argument("manifest", type=Path)
+
+    token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
+    bind_flags(token)
+    token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--subject", default="local-user", help="the token's sub claim")
+
+    commands.add_parser("schema", help="print the manifest's JSON Schema")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "warning").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "schema":
+            print(json.dumps(json_schema(), indent=2))
+            return 0
+        if args.command == "check":
+            return _check(args.manifest)
+        if args.command == "token":
+            return _token(args)
+        from runner.serve import serve
+
+        return serve(
+            args.manifest, Overrides(args.host, args.port, args.path), args.transport, args.log_level, sys.stderr
+        )
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"mcp-runner: {count} problem{'s' if count != 1 else ''} in {args.manifest}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check(path: Path) -> int:
+    manifest, source = load(path)
+    built = build(manifest, source, binding(manifest, Overrides()))
+    server = built.server
+    auth = "no auth" if server.guard is None else ("local issuer" if built.issuer else f"MCP SignIn app {manifest.signin.app_id}")  # type: ignore[union-attr]
+    print(
+        f"{path}: ok: {len(server._tool_manager.list_tools())} tools, "
+        f"{len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())} resources, "
+        f"{len(server._prompt_manager.list_prompts())} prompts, {auth}"
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from runner.build import local_identity
+    from runner.local_issuer import LocalIssuer
+
+    manifest, source = load(args.manifest)
+    if manifest.signin is None:
+        print(f"mcp-runner: {args.manifest} has no signin block: its server takes no token", file=sys.stderr)
+        return EXIT_INVALID
+    if manifest.signin.app_id != LOCAL_APP_ID:
+        print(
+            f"mcp-runner: tokens for app {manifest.signin.app_id!r} come from MCP SignIn; "
+            "`token` mints only for the local issuer (app_id: local)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if args.ttl <= 0:
+        print("mcp-runner: --ttl must be positive", file=sys.stderr)
+        return EXIT_INVALID
+    issuer_url, resource = local_identity(manifest, binding(manifest, Overrides(args.host, args.port)))
+    issuer = LocalIssuer.open(Path(source.file).resolve().parent)
+    print(issuer.mint(issuer=issuer_url, audience=resource, subject=args.subject, scopes=args.scope, ttl=args.ttl))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

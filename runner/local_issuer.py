@@ -1,0 +1,108 @@
+"""The built-in local issuer (`app_id: local`): MCP SignIn's shape, on this machine, for development.
+
+It keeps an RSA key pair in `.mcp-runner/` next to the manifest (private key
+mode 0600), serves its JWKS at MCP SignIn's path on the runner's own origin,
+and mints tokens that go through the very same JWKSTokenVerifier as real ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+STATE_DIR = ".mcp-runner"
+KEY_FILE = "local-issuer-key.pem"
+LOCAL_CLIENT_ID = "mcp-runner-local"
+
+
+@dataclass(frozen=True)
+class LocalIssuer:
+    private_key: rsa.RSAPrivateKey
+    kid: str
+
+    @classmethod
+    def open(cls, manifest_dir: Path) -> LocalIssuer:
+        """Load the key pair from the state folder, creating it (0700 folder, 0600 key) on first use."""
+        folder = manifest_dir / STATE_DIR
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / KEY_FILE
+        if not path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            try:
+                # O_EXCL: two runners starting at once must not overwrite each other's key.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(pem)
+            except FileExistsError:
+                pass
+        os.chmod(path, 0o600)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise ValueError(f"{path} does not hold an RSA private key")
+        return cls(private_key=loaded, kid=_thumbprint(loaded.public_key()))
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        jwk.update(kid=self.kid, use="sig", alg="RS256")
+        return jwk
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk()]}
+
+    def route(self, app_id: str = "local") -> Route:
+        document = self.jwks()
+
+        async def keys(_: Request) -> JSONResponse:
+            return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+        return Route(f"/apps/{app_id}/discovery/v2.0/keys", keys, methods=["GET"])
+
+    def mint(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        subject: str = "local-user",
+        scopes: list[str] | None = None,
+        ttl: int = 3600,
+        client_id: str = LOCAL_CLIENT_ID,
+    ) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": audience,
+            "sub": subject,
+            "client_id": client_id,
+            "token_type": "access",
+            "scope": " ".join(scopes or []),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+
+
+def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638 JWK thumbprint: a kid that changes exactly when the key does."""
+    jwk = json.loads(RSAAlgorithm.to_jwk(public_key))
+    canonical = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()

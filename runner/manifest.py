@@ -1,0 +1,212 @@
+"""The manifest's schema: pydantic models, and validation that reports located errors.
+
+The models are the public contract (key names are documented in the README)
+and the source of `mcp-runner schema`. Unknown keys are errors everywhere:
+a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path as FsPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from runner.errors import ManifestError, Problem
+from runner.source import Path, Source, parse
+
+FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+LOCAL_APP_ID = "local"
+DEFAULT_BASE_URL = "https://mcpsignin.com"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class SignIn(_Strict):
+    """MCP SignIn, the OAuth issuer. Omit the whole block to serve without auth (loopback only)."""
+
+    app_id: str = Field(min_length=1, description='MCP SignIn app id; "local" uses the built-in local issuer')
+    resource: str | None = Field(
+        default=None,
+        description="This server's resource URL: the tokens' audience. Required unless app_id is local, "
+        "where it defaults to the served URL.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description=f"Token issuer. JWKS = {{base_url}}/apps/{{app_id}}/discovery/v2.0/keys. "
+        f"Default {DEFAULT_BASE_URL}; for the local issuer, the server's own origin.",
+    )
+
+    @field_validator("resource", "base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+
+class ServerSettings(_Strict):
+    """Where to serve. Command-line flags override these."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    path: str = Field(default="/mcp", pattern=r"^/")
+
+
+class Annotations(_Strict):
+    """MCP tool annotations (hints for clients; never security boundaries)."""
+
+    title: str | None = None
+    readOnlyHint: bool | None = None
+    destructiveHint: bool | None = None
+    idempotentHint: bool | None = None
+    openWorldHint: bool | None = None
+
+
+class _Entry(_Strict):
+    function: str = Field(pattern=FUNCTION_REF, description='"module:attribute", relative to the manifest folder')
+    name: str | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+class ToolEntry(_Entry):
+    annotations: Annotations | None = None
+
+
+class ResourceEntry(_Entry):
+    uri: str = Field(min_length=1, description="a template when it has {params}, else a static resource")
+    mime_type: str | None = None
+
+
+class PromptEntry(_Entry):
+    pass
+
+
+class Manifest(_Strict):
+    """An mcp-runner manifest."""
+
+    name: str = Field(min_length=1)
+    instructions: str | None = None
+    signin: SignIn | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    tools: list[ToolEntry] = Field(default_factory=list)
+    resources: list[ResourceEntry] = Field(default_factory=list)
+    prompts: list[PromptEntry] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mcp-runner manifest"
+    return schema
+
+
+def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[Manifest, Source]:
+    """Read, parse and validate a manifest file; raise ManifestError with located problems."""
+    file = str(path)
+    try:
+        text = FsPath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from runner.errors import Location
+
+        raise ManifestError([Problem(Location(file, 1, 1), f"cannot read the manifest: {exc}")]) from None
+    return validate(parse(text, file, os.environ if env is None else env))
+
+
+def validate(source: Source) -> tuple[Manifest, Source]:
+    try:
+        manifest = Manifest.model_validate(source.data)
+    except ValidationError as exc:
+        raise ManifestError([_problem(source, err) for err in exc.errors()]) from None
+    problems = [*_duplicates(source, manifest), *_signin_rules(source, manifest)]
+    if problems:
+        raise ManifestError(problems)
+    return manifest, source
+
+
+def _problem(source: Source, err: Any) -> Problem:
+    loc: Path = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "manifest"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        if allowed and not hint:
+            message += f"; allowed here: {', '.join(allowed)}"
+        return Problem(source.locate(loc, key=True), message)
+    if kind == "missing":
+        return Problem(source.locate(loc[:-1]), f"missing required key {str(loc[-1])!r}")
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "function":
+        return Problem(source.locate(loc), f"{dotted}: expected \"module:attribute\", got {err['input']!r}")
+    message = err["msg"].removeprefix("Value error, ")
+    return Problem(source.locate(loc), f"{dotted}: {message}")
+
+
+def _fields_at(path: Path) -> list[str]:
+    """The keys allowed at `path`, for "did you mean"."""
+    annotation: Any = Manifest
+    for part in path:
+        annotation = _unwrap(annotation)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else None
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
+            annotation = annotation.model_fields[part].annotation
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> `X`."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def entry_name(entry: ToolEntry | ResourceEntry | PromptEntry) -> str:
+    return entry.name or entry.function.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+
+
+def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
+    problems: list[Problem] = []
+    groups: list[tuple[str, list[str]]] = [
+        ("tools", [entry_name(t) for t in manifest.tools]),
+        ("prompts", [entry_name(p) for p in manifest.prompts]),
+        ("resources", [r.uri for r in manifest.resources]),
+    ]
+    for section, names in groups:
+        first: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in first:
+                what = "uri" if section == "resources" else "name"
+                key: Literal["uri", "name", "function"] = "uri" if section == "resources" else "name"
+                path: Path = (section, i, key) if (section, i, key) in source.values else (section, i, "function")
+                earlier = source.locate((section, first[name]))
+                problems.append(
+                    Problem(source.locate(path), f"duplicate {section[:-1]} {what} {name!r} (first at line {earlier.line})")
+                )
+            else:
+                first[name] = i
+    return problems
+
+
+def _signin_rules(source: Source, manifest: Manifest) -> list[Problem]:
+    signin = manifest.signin
+    if signin is None or signin.app_id == LOCAL_APP_ID or signin.resource is not None:
+        return []
+    return [Problem(source.locate(("signin",)), "signin.resource is required unless app_id is 'local'")]

@@ -1,0 +1,102 @@
+"""Resolve `module:attribute` references to callables, relative to the manifest's folder.
+
+Import failures come back as ResolveError with a one-line reason and the
+user's own traceback frames (never the runner's or importlib's), so the CLI
+can print them under the manifest line that named the module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ResolveError(Exception):
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+def ensure_on_path(root: Path) -> None:
+    """Make modules next to the manifest importable, ahead of anything installed."""
+    folder = str(root)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def resolve(ref: str, root: Path) -> Callable[..., Any]:
+    module_name, _, attr_path = ref.partition(":")
+    ensure_on_path(root)
+    module = import_module(module_name, root)
+    target: Any = module
+    walked = module_name
+    for attr in attr_path.split("."):
+        if not hasattr(target, attr):
+            names = sorted(n for n in dir(target) if not n.startswith("_"))
+            hint = _close(attr, names)
+            raise ResolveError(f"{walked!r} has no attribute {attr!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+        target = getattr(target, attr)
+        walked = f"{walked}.{attr}" if walked != module_name else f"{module_name}:{attr}"
+    if not callable(target):
+        raise ResolveError(f"{ref!r} is a {type(target).__name__}, not a callable")
+    return target  # type: ignore[no-any-return]
+
+
+def import_module(name: str, root: Path) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise ResolveError(f"cannot import module {name!r}: no module named {exc.name!r} (looked in {root})") from None
+        raise ResolveError(f"importing {name!r} failed: {exc}", user_traceback(exc, root)) from None
+    except SyntaxError as exc:
+        where = f"{_relative(exc.filename, root)}:{exc.lineno}:{exc.offset}" if exc.filename else "?"
+        raise ResolveError(f"syntax error in module {name!r} at {where}: {exc.msg}") from None
+    except Exception as exc:
+        raise ResolveError(
+            f"importing {name!r} raised {type(exc).__name__}: {exc}", user_traceback(exc, root)
+        ) from None
+
+
+def user_traceback(exc: BaseException, root: Path) -> str:
+    """The traceback trimmed to frames in the user's own files (under the manifest folder)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_file(f.filename, root)]
+    if not frames:
+        return ""
+    lines = ["Traceback (your code):"]
+    for frame in frames:
+        lines.append(f'  File "{_relative(frame.filename, root)}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    lines.extend(traceback.format_exception_only(type(exc), exc)[-1:])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _is_user_file(filename: str, root: Path) -> bool:
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return False
+    if not path.is_relative_to(root.resolve()):
+        return False
+    parts = path.relative_to(root.resolve()).parts
+    return not any(p in (".venv", "venv", "site-packages") for p in parts)
+
+
+def _relative(filename: str, root: Path) -> str:
+    try:
+        return str(Path(filename).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return filename
+
+
+def _close(word: str, choices: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None

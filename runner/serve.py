@@ -1,0 +1,93 @@
+"""`mcp-runner serve`: bind, build, print the start-up block, run uvicorn until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import uvicorn
+
+from runner.build import Binding, Built, build
+from runner.config import Overrides, Transport, binding
+from runner.local_issuer import STATE_DIR
+from runner.manifest import load
+
+logger = logging.getLogger("runner")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before building, so that port 0 resolves to the real port the URLs and tokens name."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def banner(built: Built, where: Binding, manifest_file: str, transport: Transport) -> str:
+    server = built.server
+    tools = [t.name for t in server._tool_manager.list_tools()]
+    resources = [str(r.uri) for r in server._resource_manager.list_resources()]
+    resources += [t.uri_template for t in server._resource_manager.list_templates()]
+    prompts = [p.name for p in server._prompt_manager.list_prompts()]
+    lines = [f'mcp-runner: serving "{server.name}" from {manifest_file}']
+    if transport == "stdio":
+        lines.append("  transport: stdio (no HTTP, so no bearer auth: the client that starts the process owns it)")
+    else:
+        lines.append(f"  URL:       {where.url}")
+    guard = server.guard
+    if transport == "stdio":
+        pass
+    elif guard is None:
+        lines.append("  auth:      NONE (no signin block; allowed on loopback only)")
+    elif built.issuer is not None:
+        lines.append(f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at "
+                     f"{where.self_origin}/apps/local/discovery/v2.0/keys)")
+    else:
+        lines.append(f"  auth:      MCP SignIn, issuer {built.issuer_url}, audience {guard.resource}")
+    lines.append(f"  tools:     {', '.join(tools) or '-'}")
+    lines.append(f"  resources: {', '.join(resources) or '-'}")
+    lines.append(f"  prompts:   {', '.join(prompts) or '-'}")
+    if built.issuer is not None and transport != "stdio":
+        token = built.mint()
+        lines.append(f"  token:     {token}")
+        lines.append("             (valid 1 hour; more with: mcp-runner token " + manifest_file + ")")
+        lines.append("  connect:   claude mcp add --transport http mcp-runner " + where.url
+                     + f' --header "Authorization: Bearer {token}"')
+    return "\n".join(lines)
+
+
+def serve(manifest_path: Path, overrides: Overrides, transport: Transport, log_level: str, out: TextIO) -> int:
+    """Returns the process exit code; raises ManifestError for a broken manifest."""
+    manifest, source = load(manifest_path)
+    where = binding(manifest, overrides)
+    if transport == "stdio":
+        built = build(manifest, source, where)
+        print(banner(built, where, str(manifest_path), transport), file=sys.stderr, flush=True)
+        built.server.run("stdio")
+        return 0
+    try:
+        sock = bind_socket(where.host, where.port)
+    except OSError as exc:
+        print(f"mcp-runner: cannot listen on {where.host}:{where.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        where = Binding(where.host, sock.getsockname()[1], where.path)
+        built = build(manifest, source, where)
+        app = built.server.streamable_http_app(
+            streamable_http_path=where.path, host=where.host, extra_routes=built.routes
+        )
+        print(banner(built, where, str(manifest_path), transport), file=out, flush=True)
+        config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

@@ -1,0 +1,115 @@
+"""Manifest text -> plain data, remembering where in the file every key and value came from.
+
+PyYAML's composer gives nodes with marks; we construct the data ourselves so
+that each value's path (`("tools", 0, "function")`) maps to its position.
+Later stages (schema, imports) use those positions to locate their errors.
+Environment substitution happens here, scalar by scalar, for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from runner.envsubst import MissingVariable, substitute
+from runner.errors import Location, ManifestError, Problem
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class Source:
+    """The manifest's data plus where each piece of it sits in the file."""
+
+    file: str
+    data: Any
+    values: dict[Path, Location] = field(default_factory=dict)
+    keys: dict[Path, Location] = field(default_factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> Location:
+        """The closest known position for `path`: a missing entry points at its parent."""
+        table = self.keys if key else self.values
+        while path:
+            if path in table:
+                return table[path]
+            if path in self.values:
+                return self.values[path]
+            path = path[:-1]
+        return self.values.get((), Location(self.file, 1, 1))
+
+
+def _location(file: str, mark: yaml.Mark) -> Location:
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
+    """Parse YAML text; raise ManifestError with every located problem."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _location(file, mark) if mark else Location(file, 1, 1)
+        what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ManifestError([Problem(where, f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError([Problem(Location(file, 1, 1), f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    source = Source(file=file, data=None)
+    if node is None:
+        raise ManifestError([Problem(Location(file, 1, 1), "the manifest is empty")])
+    problems: list[Problem] = []
+    source.data = _build(node, (), source, loader, env, problems)
+    if problems:
+        raise ManifestError(problems)
+    return source
+
+
+def _build(
+    node: yaml.Node,
+    path: Path,
+    source: Source,
+    loader: yaml.SafeLoader,
+    env: Mapping[str, str],
+    problems: list[Problem],
+) -> Any:
+    source.values[path] = _location(source.file, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            where = _location(source.file, key_node.start_mark)
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                problems.append(Problem(where, f"keys must be strings, got {key!r}"))
+                continue
+            if key in result:
+                problems.append(Problem(where, f"duplicate key {key!r}"))
+                continue
+            source.keys[path + (key,)] = where
+            result[key] = _build(value_node, path + (key,), source, loader, env, problems)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), source, loader, env, problems) for i, item in enumerate(node.value)]
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, str):
+        try:
+            return substitute(value, env)
+        except MissingVariable as missing:
+            start = node.start_mark
+            # Plain and quoted scalars on one line: point at the `${` itself.
+            offset = missing.offset + (1 if node.style in ("'", '"') else 0)
+            col = start.column + 1 + (offset if "\n" not in value else 0)
+            problems.append(
+                Problem(
+                    Location(source.file, start.line + 1, col),
+                    f"environment variable {missing.name!r} is not set and has no default "
+                    f"(write ${{{missing.name}:-default}} to give one)",
+                )
+            )
+            return value
+    return value

@@ -1,0 +1,83 @@
+"""FastMCPSignInWrapper: an MCPServer preconfigured for MCP SignIn.
+
+Usable by hand exactly like the reference `main.py` (decorators, then
+`.run(transport="streamable-http")`), and what the runner builds from a
+manifest. The auth it serves with lives in one `Guard` attribute so the
+runner can swap it on reload.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+
+from runner.gate import Guard
+from runner.verifier import JWKSTokenVerifier
+
+DEFAULT_BASE_URL = "https://mcpsignin.com"
+
+
+class FastMCPSignInWrapper(MCPServer):
+    """MCPServer protected by MCP SignIn: every MCP request needs a valid RS256 bearer token.
+
+    `app_id` and `resource` are required; a missing one (say, an unset
+    environment variable) is an error rather than a silently open server.
+    Pass `allow_no_auth=True` with neither to serve without auth.
+    `host`/`port`/`streamable_http_path` are defaults for `.run()`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *args: Any,
+        app_id: str | None = None,
+        resource: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        required_scopes: list[str] | None = None,
+        token_verifier: TokenVerifier | None = None,
+        allow_no_auth: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        streamable_http_path: str = "/mcp",
+        **kwargs: Any,
+    ) -> None:
+        self.guard: Guard | None = None
+        auth: AuthSettings | None = None
+        if app_id or resource or not allow_no_auth:
+            if not app_id:
+                raise ValueError("app_id is required (the MCP SignIn app id, e.g. from MCP_APP_ID)")
+            if not resource:
+                raise ValueError("resource is required (this server's URL, e.g. from MCP_APP_RESOURCE)")
+            verifier = token_verifier or JWKSTokenVerifier.for_signin(app_id, resource, base_url)
+            self.guard = Guard(
+                verifier=verifier,
+                resource=resource,
+                authorization_server=f"{base_url.rstrip('/')}/{app_id}",
+                required_scopes=tuple(required_scopes or ()),
+            )
+            # Kept for code that inspects `settings.auth`; the gate does the enforcing.
+            auth = AuthSettings(
+                issuer_url=self.guard.authorization_server,  # type: ignore[arg-type]
+                resource_server_url=resource,  # type: ignore[arg-type]
+                required_scopes=list(self.guard.required_scopes),
+                validate_token_resource=False,  # the verifier checks the audience itself
+            )
+            kwargs.update(auth=auth, token_verifier=verifier)
+        super().__init__(name, *args, **kwargs)
+        self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
+
+    def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
+        if transport == "streamable-http":
+            kwargs = {**self.run_defaults, **kwargs}
+        super().run(transport, **kwargs)
+
+    def streamable_http_app(self, *, streamable_http_path: str = "/mcp", **kwargs: Any) -> Starlette:  # type: ignore[override]
+        """The served app, with the runner's bearer gate and RFC 9728 metadata (same options as MCPServer's)."""
+        from runner.app import build_app
+
+        stateless = kwargs.pop("stateless_http", False)
+        return build_app(self, path=streamable_http_path, stateless=stateless, **kwargs)
