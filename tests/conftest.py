@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, Issuer, JWKSServer, Key, RunnerProcess
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> Key:
+    return Key.new("key-1")
+
+
+@pytest.fixture(scope="module")
+def jwks(signing_key: Key) -> Iterator[JWKSServer]:
+    server = JWKSServer(keys=[signing_key]).start()
+    yield server
+    server.stop()
+
+
+def copy_example(dest: Path) -> Path:
+    """The example manifest and its callables in a folder of the test's own."""
+    shutil.copytree(ROOT / "servers", dest / "servers", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "example.yaml", dest / "example.yaml")
+    return dest / "example.yaml"
+
+
+@pytest.fixture(scope="module")
+def signin_runner(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[tuple[RunnerProcess, Issuer]]:
+    """example.yaml served with MCP SignIn settings pointing at the loopback JWKS server."""
+    folder = tmp_path_factory.mktemp("signin")
+    manifest = copy_example(folder)
+    runner = RunnerProcess(manifest)
+    resource = runner.url
+    text = manifest.read_text().replace("  resource:", f"  base_url: {jwks.base_url}\n  resource:")
+    manifest.write_text(text)
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": resource}
+    runner.start()
+    yield runner, Issuer(base_url=jwks.base_url, resource=resource, key=jwks.keys[0])
+    runner.stop()

@@ -1,0 +1,232 @@
+"""Real parts for tests: a JWKS server on loopback, RS256 keys and tokens, the runner as a process."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class Key:
+    private: rsa.RSAPrivateKey
+    kid: str
+
+    @classmethod
+    def new(cls, kid: str | None = None) -> Key:
+        return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), kid or uuid.uuid4().hex[:12])
+
+    def jwk(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private.public_key()))
+        data.update(kid=self.kid, use="sig", alg="RS256")
+        return data
+
+    def public_pem(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@dataclass
+class Issuer:
+    """Mints tokens the way MCP SignIn does, for a JWKS server's keys."""
+
+    base_url: str
+    resource: str
+    key: Key
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.base_url,
+            "aud": self.resource,
+            "sub": "user-1",
+            "client_id": "client-1",
+            "token_type": "access",
+            "scope": "read write",
+            "iat": now,
+            "exp": now + 600,
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def token(self, key: Key | None = None, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+        key = key or self.key
+        return jwt.encode(self.claims(**claims), key.private, algorithm="RS256", headers={"kid": key.kid, **(headers or {})})
+
+
+def unsigned_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None = None) -> str:
+    """Hand-built JWTs that PyJWT refuses to make: alg=none, HS256 keyed with a public key."""
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    signature = b"" if secret is None else hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+@dataclass
+class JWKSServer:
+    """MCP SignIn's key endpoint, on loopback, in a thread: `{base}/apps/{app_id}/discovery/v2.0/keys`."""
+
+    app_id: str = "test-app"
+    keys: list[Key] = field(default_factory=list)
+    mode: str = "good"  # good | down | slow | garbage
+    delay: float = 0.0
+    hits: int = 0
+    port: int = field(default_factory=free_port)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _app(self) -> Starlette:
+        async def keys(request: Request) -> Response:
+            self.hits += 1
+            if self.delay:
+                await anyio.sleep(self.delay)
+            if self.mode == "down":
+                return Response("unavailable", status_code=503)
+            if self.mode == "garbage":
+                return Response(b"\xff\xfenot json", media_type="application/json")
+            return JSONResponse({"keys": [k.jwk() for k in self.keys]})
+
+        return Starlette(routes=[Route(f"/apps/{self.app_id}/discovery/v2.0/keys", keys)])
+
+    def start(self) -> JWKSServer:
+        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def runner_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runner.cli", *args]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        runner_cmd(*args), cwd=cwd or ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        timeout=60,
+    )
+
+
+@dataclass
+class RunnerProcess:
+    """`mcp-runner serve` as a real child process on a free loopback port."""
+
+    manifest: Path
+    port: int = field(default_factory=free_port)
+    extra: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> RunnerProcess:
+        self.proc = subprocess.Popen(
+            runner_cmd("serve", str(self.manifest), "--port", str(self.port), *self.extra),
+            cwd=self.manifest.parent,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> str:
+        """Stop by PID; returns what the process printed on stderr."""
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+
+@asynccontextmanager
+async def mcp_client(url: str, token: str | None = None, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
+            yield client
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+
+
+def post_initialize(url: str, token: str | None, raw_header: str | None = None) -> httpx2.Response:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if raw_header is not None:
+        headers["Authorization"] = raw_header
+    elif token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx2.post(url, json=INITIALIZE, headers=headers, timeout=30)
