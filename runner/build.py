@@ -8,7 +8,7 @@ located problem before giving up.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,8 @@ class Binding:
     @property
     def self_origin(self) -> str:
         """How this process reaches itself (for the local issuer's JWKS)."""
-        return "http://[::1]:%d" % self.port if self.host == "::1" else "http://127.0.0.1:%d" % self.port
+        host = "[::1]" if self.host == "::1" else "127.0.0.1"
+        return f"http://{host}:{self.port}"
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Built:
     server: FastMCPSignInWrapper
     issuer: LocalIssuer | None  # the local issuer, when app_id is local
     issuer_url: str | None  # the token issuer (`iss`) the server accepts
-    routes: list[BaseRoute]  # extra routes this definition needs served (the local JWKS)
+    routes: Sequence[BaseRoute]  # extra routes this definition needs served (the local JWKS)
 
     def mint(self, **kwargs: Any) -> str:
         """A token for this server from the local issuer."""
@@ -130,6 +131,21 @@ def build(manifest: Manifest, source: Source, binding: Binding, *, root: Path | 
     return Built(server=server, issuer=issuer, issuer_url=issuer_url, routes=routes)
 
 
+def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> list[Problem]:
+    """Fail closed: no auth, and the local issuer, are for loopback binds only."""
+    if is_loopback(binding.host) or (manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID):
+        return []
+    where = source.locate(("server", "host"))
+    if manifest.signin is None:
+        message = f"refusing to serve without auth on {binding.host!r}: add a signin block, or bind to 127.0.0.1"
+    else:
+        message = (
+            f"the local issuer only serves on loopback, not on {binding.host!r}: "
+            "set signin.app_id to your MCP SignIn app, or bind to 127.0.0.1"
+        )
+    return [Problem(where, message)]
+
+
 def local_identity(manifest: Manifest, binding: Binding) -> tuple[str, str]:
     """The local issuer's `iss` and the audience: the manifest's values, else this server's own URLs."""
     assert manifest.signin is not None
@@ -140,31 +156,26 @@ def _server(
     manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem]
 ) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
     signin = manifest.signin
-    host_at = source.locate(("server", "host"))
     common: dict[str, Any] = {"instructions": manifest.instructions, "log_level": "WARNING"}
+    exposure = exposure_problems(manifest, source, binding)
+    if exposure:
+        problems.extend(exposure)
+        return None, None, None
     if signin is None:
-        if not is_loopback(binding.host):
-            problems.append(
-                Problem(host_at, f"refusing to serve without auth on {binding.host!r}: add a signin block, "
-                        "or bind to 127.0.0.1")
-            )
-            return None, None, None
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
         return server, None, None
     if signin.app_id == LOCAL_APP_ID:
-        if not is_loopback(binding.host):
-            problems.append(
-                Problem(host_at, f"the local issuer only serves on loopback, not on {binding.host!r}: "
-                        "set signin.app_id to your MCP SignIn app, or bind to 127.0.0.1")
-            )
-            return None, None, None
         issuer = LocalIssuer.open(root)
         issuer_url, resource = local_identity(manifest, binding)
         verifier = JWKSTokenVerifier(
             issuer=issuer_url, audience=resource, jwks_url=jwks_url(binding.self_origin, LOCAL_APP_ID)
         )
         server = FastMCPSignInWrapper(
-            manifest.name, app_id=LOCAL_APP_ID, resource=resource, base_url=issuer_url, token_verifier=verifier,
+            manifest.name,
+            app_id=LOCAL_APP_ID,
+            resource=resource,
+            base_url=issuer_url,
+            token_verifier=verifier,
             **common,
         )
         return server, issuer, issuer_url

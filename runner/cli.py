@@ -75,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(path: Path) -> int:
     manifest, source = load(path)
-    built = build(manifest, source, binding(manifest, Overrides()))
+    where = binding(manifest, Overrides())
+    built = build(manifest, source, where)
     server = built.server
-    auth = "no auth" if server.guard is None else ("local issuer" if built.issuer else f"MCP SignIn app {manifest.signin.app_id}")  # type: ignore[union-attr]
+    if server.guard is None:
+        auth = "no auth"
+    elif built.issuer is not None:
+        auth = "local issuer"
+    else:
+        auth = f"MCP SignIn app {server.guard.authorization_server.rsplit('/', 1)[-1]!r}"
+    resources = len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())
     print(
-        f"{path}: ok: {len(server._tool_manager.list_tools())} tools, "
-        f"{len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())} resources, "
-        f"{len(server._prompt_manager.list_prompts())} prompts, {auth}"
+        f'{path}: ok: "{server.name}" at {where.url}: {len(server._tool_manager.list_tools())} tools, '
+        f"{resources} resources, {len(server._prompt_manager.list_prompts())} prompts, {auth}"
     )
     return 0
 

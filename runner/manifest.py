@@ -147,7 +147,7 @@ def _problem(source: Source, err: Any) -> Problem:
     if kind == "missing":
         return Problem(source.locate(loc[:-1]), f"missing required key {str(loc[-1])!r}")
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "function":
-        return Problem(source.locate(loc), f"{dotted}: expected \"module:attribute\", got {err['input']!r}")
+        return Problem(source.locate(loc), f'{dotted}: expected "module:attribute", got {err["input"]!r}')
     message = err["msg"].removeprefix("Value error, ")
     return Problem(source.locate(loc), f"{dotted}: {message}")
 
@@ -197,9 +197,8 @@ def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
                 key: Literal["uri", "name", "function"] = "uri" if section == "resources" else "name"
                 path: Path = (section, i, key) if (section, i, key) in source.values else (section, i, "function")
                 earlier = source.locate((section, first[name]))
-                problems.append(
-                    Problem(source.locate(path), f"duplicate {section[:-1]} {what} {name!r} (first at line {earlier.line})")
-                )
+                message = f"duplicate {section[:-1]} {what} {name!r} (first at line {earlier.line})"
+                problems.append(Problem(source.locate(path), message))
             else:
                 first[name] = i
     return problems

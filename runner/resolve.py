@@ -52,7 +52,8 @@ def import_module(name: str, root: Path) -> Any:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            raise ResolveError(f"cannot import module {name!r}: no module named {exc.name!r} (looked in {root})") from None
+            message = f"cannot import module {name!r}: no module named {exc.name!r} (looked in {root})"
+            raise ResolveError(message) from None
         raise ResolveError(f"importing {name!r} failed: {exc}", user_traceback(exc, root)) from None
     except SyntaxError as exc:
         where = f"{_relative(exc.filename, root)}:{exc.lineno}:{exc.offset}" if exc.filename else "?"
@@ -78,6 +79,8 @@ def user_traceback(exc: BaseException, root: Path) -> str:
 
 
 def _is_user_file(filename: str, root: Path) -> bool:
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return False
     try:
         path = Path(filename).resolve()
     except (OSError, ValueError):

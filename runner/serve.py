@@ -10,8 +10,9 @@ from typing import TextIO
 
 import uvicorn
 
-from runner.build import Binding, Built, build
+from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
+from runner.errors import ManifestError
 from runner.local_issuer import STATE_DIR
 from runner.manifest import load
 
@@ -49,8 +50,10 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     elif guard is None:
         lines.append("  auth:      NONE (no signin block; allowed on loopback only)")
     elif built.issuer is not None:
-        lines.append(f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at "
-                     f"{where.self_origin}/apps/local/discovery/v2.0/keys)")
+        lines.append(
+            f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at "
+            f"{where.self_origin}/apps/local/discovery/v2.0/keys)"
+        )
     else:
         lines.append(f"  auth:      MCP SignIn, issuer {built.issuer_url}, audience {guard.resource}")
     lines.append(f"  tools:     {', '.join(tools) or '-'}")
@@ -60,8 +63,11 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
         token = built.mint()
         lines.append(f"  token:     {token}")
         lines.append("             (valid 1 hour; more with: mcp-runner token " + manifest_file + ")")
-        lines.append("  connect:   claude mcp add --transport http mcp-runner " + where.url
-                     + f' --header "Authorization: Bearer {token}"')
+        lines.append(
+            "  connect:   claude mcp add --transport http mcp-runner "
+            + where.url
+            + f' --header "Authorization: Bearer {token}"'
+        )
     return "\n".join(lines)
 
 
@@ -74,6 +80,9 @@ def serve(manifest_path: Path, overrides: Overrides, transport: Transport, log_l
         print(banner(built, where, str(manifest_path), transport), file=sys.stderr, flush=True)
         built.server.run("stdio")
         return 0
+    exposure = exposure_problems(manifest, source, where)
+    if exposure:
+        raise ManifestError(exposure)
     try:
         sock = bind_socket(where.host, where.port)
     except OSError as exc:

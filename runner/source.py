@@ -102,7 +102,7 @@ def _build(
         except MissingVariable as missing:
             start = node.start_mark
             # Plain and quoted scalars on one line: point at the `${` itself.
-            offset = missing.offset + (1 if node.style in ("'", '"') else 0)
+            offset = missing.offset + (1 if getattr(node, "style", None) in ("'", '"') else 0)
             col = start.column + 1 + (offset if "\n" not in value else 0)
             problems.append(
                 Problem(

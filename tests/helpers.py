@@ -91,7 +91,8 @@ class Issuer:
 
     def token(self, key: Key | None = None, headers: dict[str, Any] | None = None, **claims: Any) -> str:
         key = key or self.key
-        return jwt.encode(self.claims(**claims), key.private, algorithm="RS256", headers={"kid": key.kid, **(headers or {})})
+        header = {"kid": key.kid, **(headers or {})}
+        return jwt.encode(self.claims(**claims), key.private, algorithm="RS256", headers=header)
 
 
 def unsigned_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None = None) -> str:
@@ -164,7 +165,11 @@ def runner_cmd(*args: str) -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        runner_cmd(*args), cwd=cwd or ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        runner_cmd(*args),
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 

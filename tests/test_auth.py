@@ -98,14 +98,22 @@ async def test_session_cannot_be_used_by_another_user(signin_runner: tuple[Runne
     stolen = httpx2.post(
         runner.url,
         json=ping,
-        headers={**headers, "Authorization": f"Bearer {issuer.token(sub='mallory')}", "mcp-session-id": session,
-                 "mcp-protocol-version": "2025-06-18"},
+        headers={
+            **headers,
+            "Authorization": f"Bearer {issuer.token(sub='mallory')}",
+            "mcp-session-id": session,
+            "mcp-protocol-version": "2025-06-18",
+        },
     )
     assert stolen.status_code == 404
     own = httpx2.post(
         runner.url,
         json=ping,
-        headers={**headers, "Authorization": f"Bearer {issuer.token(sub='alice')}", "mcp-session-id": session,
-                 "mcp-protocol-version": "2025-06-18"},
+        headers={
+            **headers,
+            "Authorization": f"Bearer {issuer.token(sub='alice')}",
+            "mcp-session-id": session,
+            "mcp-protocol-version": "2025-06-18",
+        },
     )
     assert own.status_code in (200, 202), own.text

@@ -1,0 +1,197 @@
+"""`mcp-runner check`: every class of broken manifest is reported as file:line:col and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+MODULE = '''
+def add(a: int, b: int) -> int:
+    """Add two numbers"""
+    return a + b
+
+
+def greet(name: str) -> str:
+    return f"Hello {name}"
+
+
+NOT_CALLABLE = 42
+'''
+
+
+def check(
+    tmp_path: Path, manifest: str, files: dict[str, str] | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    (tmp_path / "mod_ok.py").write_text(MODULE)
+    for name, text in (files or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(textwrap.dedent(text))
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(manifest).lstrip())
+    result = run_cli("check", str(path), cwd=tmp_path, env=env)
+    return result.returncode, result.stdout, result.stderr.replace(str(path), "m.yaml")
+
+
+def test_valid_manifest_passes_with_summary(tmp_path: Path) -> None:
+    code, out, err = check(
+        tmp_path,
+        """
+        name: ok
+        tools:
+          - function: mod_ok:add
+        resources:
+          - uri: greet://{name}
+            function: mod_ok:greet
+    """,
+    )
+    assert code == 0, err
+    assert out.strip().endswith('ok: "ok" at http://127.0.0.1:8000/mcp: 1 tools, 1 resources, 0 prompts, no auth')
+
+
+CASES = {
+    "yaml syntax": (
+        "name: x\ntools:\n  - function: mod_ok:add\n   name: bad\n",
+        {},
+        "m.yaml:4:4: YAML syntax error",
+    ),
+    "unknown top-level key with hint": (
+        "name: x\ntoolz: []\n",
+        {},
+        "m.yaml:2:1: unknown key 'toolz' (did you mean 'tools'?)",
+    ),
+    "unknown nested key with hint": (
+        "name: x\ntools:\n  - function: mod_ok:add\n    descripton: hi\n",
+        {},
+        "m.yaml:4:5: unknown key 'descripton' (did you mean 'description'?)",
+    ),
+    "unknown annotation key": (
+        "name: x\ntools:\n  - function: mod_ok:add\n    annotations: {readonlyHint: true}\n",
+        {},
+        "m.yaml:4:19: unknown key 'readonlyHint' (did you mean 'readOnlyHint'?)",
+    ),
+    "missing name": (
+        "tools: []\n",
+        {},
+        "m.yaml:1:1: missing required key 'name'",
+    ),
+    "wrong type": (
+        "name: x\nserver:\n  port: eighty\n",
+        {},
+        "m.yaml:3:9: server.port: Input should be a valid integer",
+    ),
+    "missing env var": (
+        "name: x\nsignin:\n  app_id: ${NO_SUCH_VAR_FOR_TEST}\n  resource: http://127.0.0.1:1/mcp\n",
+        {},
+        "m.yaml:3:11: environment variable 'NO_SUCH_VAR_FOR_TEST' is not set and has no default",
+    ),
+    "bad function reference": (
+        "name: x\ntools:\n  - function: mod_ok.add\n",
+        {},
+        'm.yaml:3:15: tools.0.function: expected "module:attribute"',
+    ),
+    "module does not exist": (
+        "name: x\ntools:\n  - function: nowhere_mod:add\n",
+        {},
+        "m.yaml:3:15: cannot import module 'nowhere_mod': no module named 'nowhere_mod'",
+    ),
+    "module with syntax error": (
+        "name: x\ntools:\n  - function: broken_syntax:add\n",
+        {"broken_syntax.py": "def add(a, b)\n    return a + b\n"},
+        "m.yaml:3:15: syntax error in module 'broken_syntax' at broken_syntax.py:1:",
+    ),
+    "module raising at import": (
+        "name: x\ntools:\n  - function: raising_mod:add\n",
+        {"raising_mod.py": "def helper():\n    raise ValueError('no config')\n\nhelper()\n"},
+        "m.yaml:3:15: importing 'raising_mod' raised ValueError: no config",
+    ),
+    "missing attribute with hint": (
+        "name: x\ntools:\n  - function: mod_ok:ad\n",
+        {},
+        "m.yaml:3:15: 'mod_ok' has no attribute 'ad' (did you mean 'add'?)",
+    ),
+    "attribute not callable": (
+        "name: x\ntools:\n  - function: mod_ok:NOT_CALLABLE\n",
+        {},
+        "m.yaml:3:15: 'mod_ok:NOT_CALLABLE' is a int, not a callable",
+    ),
+    "duplicate tool names": (
+        "name: x\ntools:\n  - function: mod_ok:add\n  - function: mod_ok:greet\n    name: add\n",
+        {},
+        "m.yaml:5:11: duplicate tool name 'add' (first at line 3)",
+    ),
+    "duplicate key": (
+        "name: x\nname: y\n",
+        {},
+        "m.yaml:2:1: duplicate key 'name'",
+    ),
+    "template params do not match": (
+        "name: x\nresources:\n  - uri: greet://{who}\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: cannot register 'mod_ok:greet': Mismatch between URI parameters",
+    ),
+    "resource needs a signin resource": (
+        "name: x\nsignin:\n  app_id: real\n",
+        {},
+        "m.yaml:3:3: signin.resource is required unless app_id is 'local'",
+    ),
+    "empty manifest": ("", {}, "m.yaml:1:1: the manifest is empty"),
+    "not a mapping": ("- a\n- b\n", {}, "m.yaml:1:1: manifest: Input should be a valid dictionary"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_broken_manifest_is_located(tmp_path: Path, case: str) -> None:
+    manifest, files, expected = CASES[case]
+    code, out, err = check(tmp_path, manifest, files)
+    assert code == 2, (out, err)
+    assert expected in err, err
+    assert "Traceback (most recent call last)" not in err  # never a runner traceback
+    assert out == ""
+
+
+def test_import_error_shows_only_the_users_frames(tmp_path: Path) -> None:
+    code, _, err = check(
+        tmp_path,
+        "name: x\ntools:\n  - function: pkg.raising:add\n",
+        {
+            "pkg/__init__.py": "",
+            "pkg/raising.py": "from pkg.helper import load\nload()\n",
+            "pkg/helper.py": "def load():\n    return {}['missing']\n",
+        },
+    )
+    assert code == 2
+    assert "Traceback (your code):" in err
+    assert 'File "pkg/raising.py", line 2, in <module>' in err
+    assert 'File "pkg/helper.py", line 2, in load' in err
+    assert "KeyError: 'missing'" in err
+    assert "importlib" not in err and "runner/" not in err
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    code, _, err = check(tmp_path, "name: x\ntools:\n  - function: mod_ok:nope\n  - function: missing_mod:f\n")
+    assert code == 2
+    assert "m.yaml:3:15:" in err and "m.yaml:4:15:" in err
+    assert "2 problems in" in err
+
+
+def test_env_substitution_and_defaults(tmp_path: Path) -> None:
+    manifest = (
+        "name: ${NAME_FOR_TEST:-fallback}\nserver:\n  port: ${PORT_FOR_TEST:-8123}\ntools:\n  - function: mod_ok:add\n"
+    )
+    code, out, err = check(tmp_path, manifest, env={"NAME_FOR_TEST": "from-env"})
+    assert code == 0, err
+    assert 'ok: "from-env" at http://127.0.0.1:8123/mcp' in out
+
+
+def test_schema_command_emits_the_manifest_schema() -> None:
+    result = run_cli("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert {"name", "signin", "server", "tools", "resources", "prompts"} <= set(schema["properties"])
+    assert schema["required"] == ["name"]
