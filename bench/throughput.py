@@ -56,12 +56,21 @@ def main() -> None:
     (folder / "auth.yaml").write_text(LOCAL_AUTH)
     ports = {name: free_port() for name in ("handwritten", "runner", "runner+auth")}
     procs = [
-        start([sys.executable, str(ROOT / "bench" / "handwritten.py"), str(ports["handwritten"])],
-              ports["handwritten"], folder),
-        start(runner_cmd("serve", "noauth.yaml", "--port", str(ports["runner"]), "--log-level", "warning"),
-              ports["runner"], folder),
-        start(runner_cmd("serve", "auth.yaml", "--port", str(ports["runner+auth"]), "--log-level", "warning"),
-              ports["runner+auth"], folder),
+        start(
+            [sys.executable, str(ROOT / "bench" / "handwritten.py"), str(ports["handwritten"])],
+            ports["handwritten"],
+            folder,
+        ),
+        start(
+            runner_cmd("serve", "noauth.yaml", "--port", str(ports["runner"]), "--log-level", "warning"),
+            ports["runner"],
+            folder,
+        ),
+        start(
+            runner_cmd("serve", "auth.yaml", "--port", str(ports["runner+auth"]), "--log-level", "warning"),
+            ports["runner+auth"],
+            folder,
+        ),
     ]
     try:
         token = run_cli("token", str(folder / "auth.yaml"), "--port", str(ports["runner+auth"])).stdout.strip()
@@ -75,7 +84,9 @@ def main() -> None:
         for name, value in medians.items():
             spread = f"{min(results[name]):.0f}-{max(results[name]):.0f}"
             print(f"  {name:<12} {value:8.1f} calls/s   (rounds {spread})")
-        print(f"ratio runner / handwritten (auth off): {medians['runner'] / medians['handwritten']:.3f}  (target >= 0.95)")
+        print(
+            f"ratio runner / handwritten (auth off): {medians['runner'] / medians['handwritten']:.3f}  (target >= 0.95)"
+        )
         print(f"ratio runner+auth / runner (auth cost): {medians['runner+auth'] / medians['runner']:.3f}")
     finally:
         for proc in procs:
