@@ -6,7 +6,7 @@ rebuilding when the runner swaps definitions on reload.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -60,6 +60,7 @@ def build_app(
     max_sessions: int | None = DEFAULT_MAX_SESSIONS,
     transport_security: TransportSecuritySettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
     **_: Any,
 ) -> Starlette:
     lowlevel = server._lowlevel_server
@@ -106,6 +107,8 @@ def build_app(
             if isinstance(verifier, JWKSTokenVerifier):
                 # In the background: the local issuer's JWKS is served by this very app.
                 tasks.start_soon(verifier.jwks.warm)
+            for task in background:
+                tasks.start_soon(task)
             yield
             tasks.cancel_scope.cancel()
 

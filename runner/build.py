@@ -8,13 +8,12 @@ located problem before giving up.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcp_types import ToolAnnotations
-from starlette.routing import BaseRoute
 
 from runner.errors import ManifestError, Problem
 from runner.local_issuer import LocalIssuer
@@ -64,7 +63,6 @@ class Built:
     server: FastMCPSignInWrapper
     issuer: LocalIssuer | None  # the local issuer, when app_id is local
     issuer_url: str | None  # the token issuer (`iss`) the server accepts
-    routes: Sequence[BaseRoute]  # extra routes this definition needs served (the local JWKS)
 
     def mint(self, **kwargs: Any) -> str:
         """A token for this server from the local issuer."""
@@ -127,8 +125,7 @@ def build(manifest: Manifest, source: Source, binding: Binding, *, root: Path | 
         )
     if problems:
         raise ManifestError(problems)
-    routes = [issuer.route(LOCAL_APP_ID)] if issuer else []
-    return Built(server=server, issuer=issuer, issuer_url=issuer_url, routes=routes)
+    return Built(server=server, issuer=issuer, issuer_url=issuer_url)
 
 
 def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> list[Problem]:

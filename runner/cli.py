@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     bind_flags(serve)
     serve.add_argument("--path", help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
     serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
+    serve.add_argument("--no-reload", action="store_true", help="do not watch the manifest and modules (production)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per reload is ours to log; watchfiles' own "N changes detected" is noise.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))
@@ -62,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         from runner.serve import serve
 
         return serve(
-            args.manifest, Overrides(args.host, args.port, args.path), args.transport, args.log_level, sys.stderr
+            args.manifest,
+            Overrides(args.host, args.port, args.path),
+            args.transport,
+            args.log_level,
+            sys.stderr,
+            reload=not args.no_reload,
         )
     except ManifestError as exc:
         print(exc, file=sys.stderr)

@@ -21,9 +21,6 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 STATE_DIR = ".mcp-runner"
 KEY_FILE = "local-issuer-key.pem"
@@ -66,14 +63,6 @@ class LocalIssuer:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.public_jwk()]}
-
-    def route(self, app_id: str = "local") -> Route:
-        document = self.jwks()
-
-        async def keys(_: Request) -> JSONResponse:
-            return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
-
-        return Route(f"/apps/{app_id}/discovery/v2.0/keys", keys, methods=["GET"])
 
     def mint(
         self,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+import anyio
 import uvicorn
 
 from runner.build import Binding, Built, build, exposure_problems
@@ -15,6 +16,7 @@ from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
 from runner.local_issuer import STATE_DIR
 from runner.manifest import load
+from runner.reload import Reloader
 
 logger = logging.getLogger("runner")
 
@@ -74,7 +76,9 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     return "\n".join(lines)
 
 
-def serve(manifest_path: Path, overrides: Overrides, transport: Transport, log_level: str, out: TextIO) -> int:
+def serve(
+    manifest_path: Path, overrides: Overrides, transport: Transport, log_level: str, out: TextIO, reload: bool = True
+) -> int:
     """Returns the process exit code; raises ManifestError for a broken manifest."""
     manifest, source = load(manifest_path)
     where = binding(manifest, overrides)
@@ -91,15 +95,30 @@ def serve(manifest_path: Path, overrides: Overrides, transport: Transport, log_l
     except OSError as exc:
         print(f"mcp-runner: cannot listen on {where.host}:{where.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    # User modules are re-imported on reload; .pyc files would only add a staleness risk.
+    sys.dont_write_bytecode = True
     try:
         where = Binding(where.host, sock.getsockname()[1], where.path)
         built = build(manifest, source, where)
-        app = built.server.streamable_http_app(
-            streamable_http_path=where.path, host=where.host, extra_routes=built.routes
-        )
-        print(banner(built, where, str(manifest_path), transport), file=out, flush=True)
-        config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
-        uvicorn.Server(config).run(sockets=[sock])
+
+        async def main() -> None:
+            reloader = await Reloader.start(manifest_path, where, overrides, built, manifest)
+            app = built.server.streamable_http_app(
+                streamable_http_path=where.path,
+                host=where.host,
+                extra_routes=reloader.routes(),
+                background=[reloader.watch] if reload else [],
+            )
+            print(banner(built, where, str(manifest_path), transport), file=out, flush=True)
+            print(
+                f"  reload:    {'watching ' + str(manifest_path) + ' and its modules' if reload else 'off'}",
+                file=out,
+                flush=True,
+            )
+            config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
+            await uvicorn.Server(config).serve(sockets=[sock])
+
+        anyio.run(main)
     finally:
         sock.close()
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 
@@ -19,6 +20,15 @@ from runner.gate import Guard
 from runner.verifier import JWKSTokenVerifier
 
 DEFAULT_BASE_URL = "https://mcpsignin.com"
+
+
+class _Catalog:
+    """The tool, resource and prompt managers, held together so one assignment swaps all three."""
+
+    def __init__(self) -> None:
+        self.tools: Any = None
+        self.resources: Any = None
+        self.prompts: Any = None
 
 
 class FastMCPSignInWrapper(MCPServer):
@@ -45,6 +55,7 @@ class FastMCPSignInWrapper(MCPServer):
         streamable_http_path: str = "/mcp",
         **kwargs: Any,
     ) -> None:
+        self._catalog = _Catalog()
         self.guard: Guard | None = None
         auth: AuthSettings | None = None
         if app_id or resource or not allow_no_auth:
@@ -69,6 +80,58 @@ class FastMCPSignInWrapper(MCPServer):
             kwargs.update(auth=auth, token_verifier=verifier)
         super().__init__(name, *args, **kwargs)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
+
+    # MCPServer reads these on every request; routing them through `_catalog` makes a
+    # reload's swap (see `adopt`) one atomic assignment: a request sees old or new, never both.
+    @property  # type: ignore[override]
+    def _tool_manager(self) -> Any:
+        return self._catalog.tools
+
+    @_tool_manager.setter
+    def _tool_manager(self, value: Any) -> None:
+        self._catalog.tools = value
+
+    @property  # type: ignore[override]
+    def _resource_manager(self) -> Any:
+        return self._catalog.resources
+
+    @_resource_manager.setter
+    def _resource_manager(self, value: Any) -> None:
+        self._catalog.resources = value
+
+    @property  # type: ignore[override]
+    def _prompt_manager(self) -> Any:
+        return self._catalog.prompts
+
+    @_prompt_manager.setter
+    def _prompt_manager(self, value: Any) -> None:
+        self._catalog.prompts = value
+
+    def adopt(self, other: FastMCPSignInWrapper) -> None:
+        """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
+
+        Sessions, the session manager and the subscription bus stay this server's:
+        clients stay connected. Requests already running keep the objects they hold.
+        """
+        self._catalog = other._catalog
+        self.guard = other.guard
+        self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
+
+    def advertise_list_changed(self) -> None:
+        """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.
+
+        On 2026-07-28 the SDK derives `listChanged` from `subscriptions/listen` being served.
+        """
+        lowlevel = self._lowlevel_server
+        create = lowlevel.create_initialization_options
+        changes = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+
+        def with_list_changed(
+            notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+        ) -> Any:
+            return create(notification_options or changes, *args, **kwargs)
+
+        lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":

@@ -1,0 +1,102 @@
+"""What a reload changed, and telling connected clients about it.
+
+Clients are told only when a list really changed (a schema change counts),
+never on a save that changed nothing they can see.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+Snapshot = dict[str, dict[str, Any]]  # category -> key -> what clients see of it
+CATEGORIES = ("tools", "resources", "prompts")
+
+
+async def snapshot(server: MCPServer) -> Snapshot:
+    dump: Callable[[Any], Any] = lambda item: item.model_dump(mode="json", by_alias=True, exclude_none=True)  # noqa: E731
+    resources = {str(r.uri): dump(r) for r in await server.list_resources()}
+    resources.update({t.uri_template: dump(t) for t in await server.list_resource_templates()})
+    return {
+        "tools": {t.name: dump(t) for t in await server.list_tools()},
+        "resources": resources,
+        "prompts": {p.name: dump(p) for p in await server.list_prompts()},
+    }
+
+
+@dataclass
+class Diff:
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    changed: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def between(cls, old: Snapshot, new: Snapshot) -> Diff:
+        diff = cls()
+        for category in CATEGORIES:
+            before, after = old.get(category, {}), new.get(category, {})
+            diff.added[category] = sorted(after.keys() - before.keys())
+            diff.removed[category] = sorted(before.keys() - after.keys())
+            diff.changed[category] = sorted(k for k in after.keys() & before.keys() if after[k] != before[k])
+        return diff
+
+    def touched(self) -> list[str]:
+        return [c for c in CATEGORIES if self.added[c] or self.removed[c] or self.changed[c]]
+
+    def describe(self) -> str:
+        parts = []
+        for category in self.touched():
+            items = [f"+{n}" for n in self.added[category]] + [f"-{n}" for n in self.removed[category]]
+            items += [f"~{n}" for n in self.changed[category]]
+            parts.append(f"{category} {' '.join(items)}")
+        return "; ".join(parts) or "no visible change"
+
+
+_EVENTS: dict[str, ServerEvent] = {
+    "tools": ToolsListChanged(),
+    "resources": ResourcesListChanged(),
+    "prompts": PromptsListChanged(),
+}
+_LEGACY_SENDERS = {
+    "tools": "send_tool_list_changed",
+    "resources": "send_resource_list_changed",
+    "prompts": "send_prompt_list_changed",
+}
+
+
+class SessionTracker:
+    """Server middleware that remembers the live handshake-era sessions, to notify them.
+
+    The SDK has no public list of connections; the middleware sees each one's
+    `Connection` as its requests pass. Weak references: a closed session is
+    forgotten with it.
+    """
+
+    def __init__(self) -> None:
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        connection = getattr(ctx.session, "_connection", None)
+        if connection is not None and getattr(connection, "session_id", None):
+            self._connections.add(connection)
+        return await call_next(ctx)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    async def notify(self, server: MCPServer, categories: list[str]) -> None:
+        """`notifications/*/list_changed` to handshake-era sessions; listen-stream events for 2026-07-28."""
+        for connection in list(self._connections):
+            if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                continue
+            for category in categories:
+                await getattr(connection, _LEGACY_SENDERS[category])()
+        bus = server._subscriptions
+        for category in categories:
+            await bus.publish(_EVENTS[category])

@@ -1,0 +1,212 @@
+"""Hot reload: rebuild off to the side, swap atomically, keep the last good definition on failure.
+
+A reload re-runs the very pipeline `serve` ran at start-up (manifest text ->
+validated model -> built server) in a worker thread, with the user's changed
+modules (and their importers) forgotten so they import fresh. Only a complete
+success is swapped into the live server (`FastMCPSignInWrapper.adopt`);
+sessions, the HTTP app and in-flight requests are untouched. Then clients are
+told what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from watchfiles import Change, awatch
+
+from runner.build import Binding, Built, build
+from runner.changes import Diff, SessionTracker, Snapshot, snapshot
+from runner.config import Overrides, binding
+from runner.errors import ManifestError
+from runner.manifest import LOCAL_APP_ID, Manifest, load
+from runner.modules import Purge, user_modules
+from runner.verifier import JWKSTokenVerifier
+from runner.wrapper import FastMCPSignInWrapper
+
+logger = logging.getLogger("runner.reload")
+
+# watchfiles yields once no new event arrived for this long: an editor's burst of
+# events for one save (temp file, rename, chmod) becomes one reload.
+QUIET_MS = 30
+
+
+@dataclass
+class ReloadResult:
+    at: float
+    ok: bool
+    duration_ms: float
+    changes: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Reloader:
+    manifest_path: Path
+    binding: Binding  # what the process is bound to; fixed for its lifetime
+    overrides: Overrides
+    live: FastMCPSignInWrapper  # the server the app serves: the start-up one, whose definition reloads swap
+    current: Built  # the latest good build, whose definition `live` serves
+    manifest: Manifest
+    manifest_hash: str
+    view: Snapshot = field(default_factory=dict)
+    tracker: SessionTracker = field(default_factory=SessionTracker)
+    last: ReloadResult | None = None
+    reloads: int = 0
+    _dirty: set[Path] = field(default_factory=set)
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @classmethod
+    async def start(
+        cls, manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest
+    ) -> Reloader:
+        digest = _hash(manifest_path.read_bytes())
+        reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest)
+        reloader.view = await snapshot(built.server)
+        built.server.middleware.append(reloader.tracker)
+        built.server.advertise_list_changed()
+        return reloader
+
+    @property
+    def root(self) -> Path:
+        return self.manifest_path.resolve().parent
+
+    async def reload(self, changed: set[Path] = frozenset()) -> ReloadResult:  # type: ignore[assignment]
+        async with self._lock:
+            self._dirty |= {p for p in changed if p.suffix == ".py"}
+            started = time.perf_counter()
+            try:
+                manifest, built, digest = await anyio.to_thread.run_sync(self._build)
+                result = await self._swap(manifest, built, digest, started)
+            except ManifestError as exc:
+                result = self._failed(started, str(exc))
+            except Exception as exc:  # the user's code can raise anything at import; never take the server down
+                result = self._failed(started, f"{type(exc).__name__}: {exc}")
+            self.last = result
+            self.reloads += 1
+            return result
+
+    def _build(self) -> tuple[Manifest, Built, str]:
+        """In a worker thread: the start-up pipeline again, with changed modules imported fresh."""
+        digest = _hash(self.manifest_path.read_bytes())
+        purge = Purge.for_files(self.root, self._dirty)
+        try:
+            manifest, source = load(self.manifest_path)
+            return manifest, build(manifest, source, self.binding, root=self.root), digest
+        except BaseException:
+            purge.rollback()
+            raise
+
+    async def _swap(self, manifest: Manifest, built: Built, digest: str, started: float) -> ReloadResult:
+        live = self.live
+        _keep_key_cache(live.guard, built.server.guard)
+        view = await snapshot(built.server)
+        live.adopt(built.server)  # the atomic step
+        previous, self.current, self.manifest, self.manifest_hash = self.manifest, built, manifest, digest
+        self._dirty.clear()
+        diff = Diff.between(self.view, view)
+        self.view = view
+        await self.tracker.notify(live, diff.touched())
+        for what in _needs_restart(previous, manifest, self.overrides):
+            logger.warning("reload: %s; still serving on %s", what, self.binding.url)
+        duration = (time.perf_counter() - started) * 1000
+        logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
+        return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe())
+
+    def _failed(self, started: float, error: str) -> ReloadResult:
+        duration = (time.perf_counter() - started) * 1000
+        logger.error("reload failed, still serving the last good definition:\n%s", error)
+        return ReloadResult(at=time.time(), ok=False, duration_ms=duration, error=error)
+
+    # -- watching ---------------------------------------------------------------
+
+    def watched_dirs(self) -> set[Path]:
+        """The manifest's folder and the folders of the user's loaded modules (not recursive)."""
+        return {self.root} | {path.parent for path in user_modules(self.root).values()}
+
+    def _relevant(self, change: Change, path: str) -> bool:
+        return path.endswith(".py") or Path(path).resolve() == self.manifest_path.resolve()
+
+    async def watch(self) -> None:
+        """Reload on every settled change; re-arm when the set of watched folders changes."""
+        while True:
+            dirs = self.watched_dirs()
+            async for changes in awatch(*dirs, watch_filter=self._relevant, step=QUIET_MS, recursive=False):
+                await self.reload({Path(p).resolve() for _, p in changes})
+                if self.watched_dirs() != dirs:
+                    break
+
+    # -- HTTP -------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        async def healthz(_: Request) -> Response:
+            server = self.live
+            last = self.last
+            body: dict[str, Any] = {
+                "status": "ok" if last is None or last.ok else "degraded",
+                "manifest": str(self.manifest_path),
+                "manifest_sha256": self.manifest_hash,
+                "tools": len(self.view.get("tools", {})),
+                "resources": len(self.view.get("resources", {})),
+                "prompts": len(self.view.get("prompts", {})),
+                "auth": "none" if server.guard is None else ("local" if self.current.issuer else "signin"),
+                "reloads": self.reloads,
+                "last_reload": None
+                if last is None
+                else {
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last.at)),
+                    "result": "ok" if last.ok else "failed",
+                    "duration_ms": round(last.duration_ms, 1),
+                    "changes": last.changes,
+                    "error": last.error,
+                },
+            }
+            return JSONResponse(body)
+
+        async def readyz(_: Request) -> Response:
+            # The first definition is loaded before the socket serves anything, so being able to
+            # answer means ready; the route exists so load balancers have the conventional probe.
+            return JSONResponse({"ready": True})
+
+        async def local_keys(_: Request) -> Response:
+            issuer = self.current.issuer
+            if issuer is None:
+                return JSONResponse({"error": "not_found"}, status_code=404)
+            return JSONResponse(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+        return [
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route(f"/apps/{LOCAL_APP_ID}/discovery/v2.0/keys", local_keys, methods=["GET"]),
+        ]
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _keep_key_cache(old: Any, new: Any) -> None:
+    """Same key set URL: keep the warm JWKS cache, so a reload never depends on the issuer being up."""
+    if old is None or new is None:
+        return
+    if isinstance(old.verifier, JWKSTokenVerifier) and isinstance(new.verifier, JWKSTokenVerifier):
+        if old.verifier.jwks.url == new.verifier.jwks.url:
+            new.verifier.jwks = old.verifier.jwks
+
+
+def _needs_restart(old: Manifest, new: Manifest, overrides: Overrides) -> list[str]:
+    before, after = binding(old, overrides), binding(new, overrides)
+    return [
+        f"server.{name} changed from {getattr(before, name)!r} to {getattr(after, name)!r}: needs a restart"
+        for name in ("host", "port", "path")
+        if getattr(before, name) != getattr(after, name)
+    ]
