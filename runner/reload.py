@@ -140,7 +140,9 @@ class Reloader:
         """Reload on every settled change; re-arm when the set of watched folders changes."""
         while True:
             dirs = self.watched_dirs()
-            async for changes in awatch(*dirs, watch_filter=self._relevant, step=QUIET_MS, recursive=False):
+            # rust_timeout bounds how long shutdown waits for the watcher thread (its default is 5 s).
+            watcher = awatch(*dirs, watch_filter=self._relevant, step=QUIET_MS, recursive=False, rust_timeout=500)
+            async for changes in watcher:
                 await self.reload({Path(p).resolve() for _, p in changes})
                 if self.watched_dirs() != dirs:
                     break

@@ -213,10 +213,11 @@ class RunnerProcess:
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None = None, mode: str = "auto") -> AsyncIterator[Client]:
+async def mcp_client(url: str, token: str | None = None, mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode, **options) as client:  # type: ignore[arg-type]
             yield client
 
 

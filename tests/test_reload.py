@@ -1,0 +1,279 @@
+"""Hot reload with the real server and the SDK's real client: edits show up in open sessions, breakage never does."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp.shared.subscriptions import ToolsListChanged
+
+from tests.helpers import RunnerProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+TOOLS_V1 = '''
+import anyio
+from mcp.server.mcpserver import Context
+
+from helper import suffix
+
+VERSION = "v1"
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def version() -> str:
+    return VERSION + suffix()
+
+
+async def slow(seconds: float) -> str:
+    await anyio.sleep(seconds)
+    return VERSION
+
+
+def session(ctx: Context) -> str:
+    return str(ctx.session_id)
+'''
+
+HELPER = 'def suffix() -> str:\n    return "-h1"\n'
+
+MANIFEST = """
+name: live
+tools:
+  - function: live_tools:add
+  - function: live_tools:version
+  - function: live_tools:slow
+  - function: live_tools:session
+"""
+
+EXTRA_TOOL = "  - function: live_tools:add\n    name: plus\n"
+
+
+@dataclass
+class Live:
+    folder: Path
+    runner: RunnerProcess
+
+    @property
+    def url(self) -> str:
+        return self.runner.url
+
+    def health(self) -> dict[str, Any]:
+        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+
+    def write(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(textwrap.dedent(text))
+
+    async def edit(self, name: str, text: str) -> dict[str, Any]:
+        """Write a file, then wait (bounded, polling) until the server has attempted the reload."""
+        before = self.health()["reloads"]
+        self.write(name, text)
+        with anyio.fail_after(30):
+            while (health := self.health())["reloads"] == before:
+                await anyio.sleep(0.02)
+        return health
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    project = Live(tmp_path, RunnerProcess(tmp_path / "live.yaml"))
+    project.write("live_tools.py", TOOLS_V1)
+    project.write("helper.py", HELPER)
+    project.write("live.yaml", MANIFEST)
+    project.runner.start()
+    yield project
+    project.runner.stop()
+
+
+def names(result: Any) -> list[str]:
+    return sorted(t.name for t in result.tools)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_add_and_remove_tool_in_the_same_session(live: Live, mode: str) -> None:
+    async with mcp_client(live.url, mode=mode) as client:
+        session = (await client.call_tool("session", {})).content[0].text  # type: ignore[union-attr]
+        assert names(await client.list_tools()) == ["add", "session", "slow", "version"]
+        health = await live.edit("live.yaml", MANIFEST + EXTRA_TOOL)
+        assert health["last_reload"]["result"] == "ok"
+        assert health["last_reload"]["changes"] == "tools +plus"
+        assert names(await client.list_tools()) == ["add", "plus", "session", "slow", "version"]
+        assert (await client.call_tool("plus", {"a": 2, "b": 3})).structured_content == {"result": 5}
+        await live.edit("live.yaml", MANIFEST.replace("  - function: live_tools:add\n", ""))
+        assert names(await client.list_tools()) == ["session", "slow", "version"]
+        # The same session throughout: no re-initialize, same id.
+        assert (await client.call_tool("session", {})).content[0].text == session  # type: ignore[union-attr]
+    if mode == "legacy":
+        assert session != "None"
+
+
+async def test_module_body_and_signature_changes(live: Live) -> None:
+    async with mcp_client(live.url, mode="legacy") as client:
+        assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
+        await live.edit("live_tools.py", TOOLS_V1.replace("return a + b", "return a * b"))
+        assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 6}
+        changed = TOOLS_V1.replace("def add(a: int, b: int) -> int:\n    return a + b",
+                                   "def add(a: int, b: int, c: int = 0) -> int:\n    return a + b + c")
+        health = await live.edit("live_tools.py", changed)
+        assert health["last_reload"]["changes"] == "tools ~add"
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "add")
+        assert set(tool.input_schema["properties"]) == {"a", "b", "c"}
+        assert (await client.call_tool("add", {"a": 1, "b": 2, "c": 3})).structured_content == {"result": 6}
+
+
+async def test_changing_an_imported_helper_reimports_its_importers(live: Live) -> None:
+    async with mcp_client(live.url, mode="legacy") as client:
+        assert (await client.call_tool("version", {})).content[0].text == "v1-h1"  # type: ignore[union-attr]
+        await live.edit("helper.py", HELPER.replace("-h1", "-h2"))
+        assert (await client.call_tool("version", {})).content[0].text == "v1-h2"  # type: ignore[union-attr]
+
+
+async def test_legacy_session_gets_list_changed_only_for_visible_changes(live: Live) -> None:
+    received: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        method = getattr(message, "method", None)
+        if method:
+            received.append(method)
+            arrived.set()
+
+    async with mcp_client(live.url, mode="legacy", message_handler=on_message) as client:
+        assert client.server_capabilities.tools is not None and client.server_capabilities.tools.list_changed
+        await client.list_tools()
+        # A save that changes nothing a client can see: a reload, but no notification.
+        health = await live.edit("live_tools.py", TOOLS_V1 + "\n# a comment\n")
+        assert health["last_reload"]["changes"] == "no visible change"
+        await live.edit("live.yaml", MANIFEST + EXTRA_TOOL)
+        with anyio.fail_after(30):
+            await arrived.wait()
+        assert received == ["notifications/tools/list_changed"]
+
+
+async def test_modern_client_hears_through_subscriptions_listen(live: Live) -> None:
+    async with mcp_client(live.url) as client:
+        assert client.protocol_version == "2026-07-28"
+        before = names(await client.list_tools())  # primes the client's response cache, if the server allows it
+        async with client.listen(tools_list_changed=True) as subscription:
+            await live.edit("live.yaml", MANIFEST + EXTRA_TOOL)
+            with anyio.fail_after(30):
+                event = await subscription.__anext__()
+            assert isinstance(event, ToolsListChanged)
+        after = names(await client.list_tools())
+        assert "plus" not in before and "plus" in after
+
+
+BROKEN = {
+    "yaml syntax": ("live.yaml", "name: live\ntools: [\n", "live.yaml:3:1: YAML syntax error"),
+    "module syntax error": ("live_tools.py", TOOLS_V1 + "\ndef broken(:\n", "syntax error in module 'live_tools'"),
+    "module raising at import": ("live_tools.py", TOOLS_V1 + "\nraise RuntimeError('no db')\n",
+                                 "live.yaml:4:15: importing 'live_tools' raised RuntimeError: no db"),
+    "dangling attribute": ("live.yaml", MANIFEST + "  - function: live_tools:nope\n",
+                           "live.yaml:8:15: 'live_tools' has no attribute 'nope'"),
+    "unknown key": ("live.yaml", MANIFEST + "  - function: live_tools:add\n    nmae: x\n",
+                    "live.yaml:9:5: unknown key 'nmae' (did you mean 'name'?)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+async def test_broken_edit_keeps_serving_the_last_good_definition(live: Live, case: str) -> None:
+    name, text, expected = BROKEN[case]
+    good = (live.folder / name).read_text()
+    async with mcp_client(live.url, mode="legacy") as client:
+        health = await live.edit(name, text)
+        assert health["status"] == "degraded"
+        assert health["last_reload"]["result"] == "failed"
+        assert expected in health["last_reload"]["error"]
+        assert health["tools"] == 4
+        assert names(await client.list_tools()) == ["add", "session", "slow", "version"]
+        assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2}
+        assert (await client.call_tool("version", {})).content[0].text == "v1-h1"  # type: ignore[union-attr]
+        # The next good edit applies normally, and health recovers.
+        health = await live.edit(name, good.replace("return a + b", "return a - b"))
+        assert health["status"] == "ok" and health["last_reload"]["error"] is None
+        expected_sum = -0 if name == "live_tools.py" else 2
+        assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": expected_sum}
+    err = live.runner.stop()
+    assert "reload failed, still serving the last good definition" in err
+    assert expected in err
+
+
+async def test_running_call_finishes_on_the_code_it_started_with(live: Live) -> None:
+    async with mcp_client(live.url, mode="legacy") as client:
+        results: list[str] = []
+
+        async def slow_call() -> None:
+            result = await client.call_tool("slow", {"seconds": 1.5})
+            results.append(result.content[0].text)  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(slow_call)
+            await anyio.sleep(0.3)  # let the call reach the server
+            await live.edit("live_tools.py", TOOLS_V1.replace('VERSION = "v1"', 'VERSION = "v2"'))
+            fresh = await client.call_tool("slow", {"seconds": 0})
+            assert fresh.content[0].text == "v2"  # type: ignore[union-attr]
+        assert results == ["v1"]
+
+
+async def test_editor_save_styles(live: Live) -> None:
+    """Temp file + rename, and truncate-then-write: each ends in the new definition."""
+    async with mcp_client(live.url, mode="legacy") as client:
+        temp = live.folder / ".live.yaml.swp"
+        temp.write_text(MANIFEST + EXTRA_TOOL)
+        before = live.health()["reloads"]
+        os.replace(temp, live.folder / "live.yaml")
+        with anyio.fail_after(30):
+            while live.health()["reloads"] == before:
+                await anyio.sleep(0.02)
+        assert "plus" in names(await client.list_tools())
+
+        with open(live.folder / "live.yaml", "w") as handle:  # truncate ...
+            handle.flush()
+            os.fsync(handle.fileno())
+            time.sleep(0.2)  # ... long enough for the watcher to see the empty file
+            handle.write(MANIFEST)  # ... then write
+        with anyio.fail_after(30):
+            while "plus" in names(await client.list_tools()) or live.health()["status"] != "ok":
+                await anyio.sleep(0.05)
+        assert names(await client.list_tools()) == ["add", "session", "slow", "version"]
+
+
+async def test_restart_only_settings_are_logged_and_the_rest_applies(live: Live) -> None:
+    async with mcp_client(live.url, mode="legacy") as client:
+        await live.edit("live.yaml", MANIFEST + EXTRA_TOOL + "server:\n  path: /other\n")
+        assert "plus" in names(await client.list_tools())
+    err = live.runner.stop()
+    assert "server.path changed from '/mcp' to '/other': needs a restart" in err
+
+
+def test_healthz_and_readyz(live: Live) -> None:
+    health = live.health()
+    assert health["status"] == "ok" and health["last_reload"] is None
+    assert health["tools"] == 4 and health["resources"] == 0 and health["prompts"] == 0
+    import hashlib
+
+    assert health["manifest_sha256"] == hashlib.sha256((live.folder / "live.yaml").read_bytes()).hexdigest()
+    ready = httpx2.get(f"http://127.0.0.1:{live.runner.port}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+
+
+def test_no_reload_flag(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("name: fixed\n")
+    runner = RunnerProcess(tmp_path / "m.yaml", extra=("--no-reload",)).start()
+    try:
+        (tmp_path / "m.yaml").write_text("name: fixed\ntools: [\n")
+        time.sleep(1.0)  # give a watcher, if one were running, ample time to act
+        assert httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["reloads"] == 0
+    finally:
+        err = runner.stop()
+    assert "reload:    off" in err
