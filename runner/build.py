@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
 from runner.errors import ManifestError, Problem
 from runner.local_issuer import LocalIssuer
-from runner.manifest import LOCAL_APP_ID, Manifest, entry_name
+from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, entry_name
 from runner.resolve import ResolveError, resolve
-from runner.source import Path as DataPath
 from runner.source import Source
 from runner.verifier import JWKSTokenVerifier, jwks_url
 from runner.wrapper import DEFAULT_BASE_URL, FastMCPSignInWrapper
@@ -63,6 +64,7 @@ class Built:
     server: FastMCPSignInWrapper
     issuer: LocalIssuer | None  # the local issuer, when app_id is local
     issuer_url: str | None  # the token issuer (`iss`) the server accepts
+    cache: Cache = field(default_factory=dict)  # built Tool/Prompt objects, for the next reload
 
     def mint(self, **kwargs: Any) -> str:
         """A token for this server from the local issuer."""
@@ -70,62 +72,91 @@ class Built:
         return self.issuer.mint(issuer=self.issuer_url, audience=self.server.guard.resource, **kwargs)
 
 
-def build(manifest: Manifest, source: Source, binding: Binding, *, root: Path | None = None) -> Built:
-    """Build a server from a validated manifest; raise ManifestError listing every problem."""
+Cache = dict[tuple[Any, ...], Any]
+
+
+def build(
+    manifest: Manifest, source: Source, binding: Binding, *, root: Path | None = None, cache: Cache | None = None
+) -> Built:
+    """Build a server from a validated manifest; raise ManifestError listing every problem.
+
+    `cache` holds the Tool and Prompt objects of the previous build, keyed by the very
+    function object and the entry's settings. Turning a function into a Tool builds
+    two pydantic models (about 1.3 ms each): a reload of a 1,000-tool manifest whose
+    modules did not change reuses them all instead of paying 1.3 s.
+    """
     root = root or Path(source.file).resolve().parent
+    previous = cache or {}
+    used: Cache = {}
     problems: list[Problem] = []
-    server, issuer, issuer_url = _server(manifest, source, binding, root, problems)
+
+    def resolved(section: str, index: int, ref: str) -> Callable[..., Any] | None:
+        try:
+            return resolve(ref, root)
+        except ResolveError as exc:
+            problems.append(Problem(source.locate((section, index, "function")), exc.message, exc.detail))
+            return None
+
+    def failed(section: str, index: int, key: str, ref: str, exc: Exception) -> None:
+        problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {exc}"))
+
+    tools: list[Tool] = []
+    for i, tool_entry in enumerate(manifest.tools):
+        fn = resolved("tools", i, tool_entry.function)
+        if fn is None:
+            continue
+        key = ("tool", fn, tool_entry.model_dump_json(exclude={"function"}))
+        try:
+            used[key] = previous[key] if key in previous else _tool(fn, tool_entry)
+        except Exception as exc:
+            failed("tools", i, "function", tool_entry.function, exc)
+            continue
+        tools.append(used[key])
+
+    server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
         raise ManifestError(problems)
 
-    def register(section: str, index: int, ref: str, add: Callable[[Callable[..., Any]], None], key: str) -> None:
-        path: DataPath = (section, index, "function")
-        try:
-            fn = resolve(ref, root)
-        except ResolveError as exc:
-            problems.append(Problem(source.locate(path), exc.message, exc.detail))
-            return
-        try:
-            add(fn)
-        except Exception as exc:
-            problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {exc}"))
-
-    for i, tool in enumerate(manifest.tools):
-        annotations = (
-            ToolAnnotations.model_validate(tool.annotations.model_dump(exclude_none=True)) if tool.annotations else None
-        )
-        register(
-            "tools",
-            i,
-            tool.function,
-            lambda fn, t=tool, a=annotations: server.add_tool(  # type: ignore[misc]
-                fn, name=entry_name(t), title=t.title, description=t.description, annotations=a
-            ),
-            "function",
-        )
     for i, res in enumerate(manifest.resources):
-        register(
-            "resources",
-            i,
-            res.function,
-            lambda fn, r=res: server.resource(  # type: ignore[misc]
-                r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type
-            )(fn),
-            "uri",
-        )
-    for i, prompt in enumerate(manifest.prompts):
-        register(
-            "prompts",
-            i,
-            prompt.function,
-            lambda fn, p=prompt: server.prompt(  # type: ignore[misc]
-                name=entry_name(p), title=p.title, description=p.description
-            )(fn),
-            "function",
-        )
+        fn = resolved("resources", i, res.function)
+        if fn is None:
+            continue
+        try:
+            register = server.resource(
+                res.uri, name=res.name, title=res.title, description=res.description, mime_type=res.mime_type
+            )
+            register(fn)
+        except Exception as exc:
+            failed("resources", i, "uri", res.function, exc)
+    for i, prompt_entry in enumerate(manifest.prompts):
+        fn = resolved("prompts", i, prompt_entry.function)
+        if fn is None:
+            continue
+        key = ("prompt", fn, prompt_entry.model_dump_json(exclude={"function"}))
+        try:
+            used[key] = (
+                previous[key]
+                if key in previous
+                else Prompt.from_function(
+                    fn, name=entry_name(prompt_entry), title=prompt_entry.title, description=prompt_entry.description
+                )
+            )
+        except Exception as exc:
+            failed("prompts", i, "function", prompt_entry.function, exc)
+            continue
+        server.add_prompt(used[key])
     if problems:
         raise ManifestError(problems)
-    return Built(server=server, issuer=issuer, issuer_url=issuer_url)
+    return Built(server=server, issuer=issuer, issuer_url=issuer_url, cache=used)
+
+
+def _tool(fn: Callable[..., Any], entry: ToolEntry) -> Tool:
+    annotations = (
+        ToolAnnotations.model_validate(entry.annotations.model_dump(exclude_none=True)) if entry.annotations else None
+    )
+    return Tool.from_function(
+        fn, name=entry_name(entry), title=entry.title, description=entry.description, annotations=annotations
+    )
 
 
 def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> list[Problem]:
@@ -150,10 +181,10 @@ def local_identity(manifest: Manifest, binding: Binding) -> tuple[str, str]:
 
 
 def _server(
-    manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem]
+    manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem], tools: list[Tool]
 ) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
     signin = manifest.signin
-    common: dict[str, Any] = {"instructions": manifest.instructions, "log_level": "WARNING"}
+    common: dict[str, Any] = {"instructions": manifest.instructions, "log_level": "WARNING", "tools": tools}
     exposure = exposure_problems(manifest, source, binding)
     if exposure:
         problems.extend(exposure)

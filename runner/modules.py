@@ -53,14 +53,28 @@ def user_modules(root: Path) -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path) -> set[str]:
-    """Module names that `name`'s source imports (absolute, with relative imports resolved)."""
+    """Module names that `name`'s source imports at import time (relative imports resolved)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return set()
+    return _imports_of(name, path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of(name: str, path: Path, mtime_ns: int, size: int) -> set[str]:
+    """Cached by the file's mtime and size: a reload re-reads only the files that changed."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError):
         return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(tree):
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue  # an import inside a function runs at call time and finds the fresh module itself
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -72,11 +86,15 @@ def imports_of(name: str, path: Path) -> set[str]:
             if base:
                 names.add(base)
                 names.update(f"{base}.{alias.name}" for alias in node.names)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
     return names
 
 
 def dependents(changed: set[str], loaded: dict[str, Path]) -> set[str]:
     """`changed` plus every loaded user module that imports one of them, transitively."""
+    if not changed:
+        return set()
     importers: dict[str, set[str]] = {}
     for name, path in loaded.items():
         for imported in imports_of(name, path):

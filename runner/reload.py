@@ -37,7 +37,7 @@ logger = logging.getLogger("runner.reload")
 
 # watchfiles yields once no new event arrived for this long: an editor's burst of
 # events for one save (temp file, rename, chmod) becomes one reload.
-QUIET_MS = 30
+QUIET_MS = 20
 
 
 @dataclass
@@ -101,7 +101,8 @@ class Reloader:
         purge = Purge.for_files(self.root, self._dirty)
         try:
             manifest, source = load(self.manifest_path)
-            return manifest, build(manifest, source, self.binding, root=self.root), digest
+            built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache)
+            return manifest, built, digest
         except BaseException:
             purge.rollback()
             raise

@@ -19,7 +19,7 @@ from tests.helpers import RunnerProcess, mcp_client
 
 pytestmark = pytest.mark.anyio
 
-TOOLS_V1 = '''
+TOOLS_V1 = """
 import anyio
 from mcp.server.mcpserver import Context
 
@@ -43,7 +43,7 @@ async def slow(seconds: float) -> str:
 
 def session(ctx: Context) -> str:
     return str(ctx.session_id)
-'''
+"""
 
 HELPER = 'def suffix() -> str:\n    return "-h1"\n'
 
@@ -122,8 +122,10 @@ async def test_module_body_and_signature_changes(live: Live) -> None:
         assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
         await live.edit("live_tools.py", TOOLS_V1.replace("return a + b", "return a * b"))
         assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 6}
-        changed = TOOLS_V1.replace("def add(a: int, b: int) -> int:\n    return a + b",
-                                   "def add(a: int, b: int, c: int = 0) -> int:\n    return a + b + c")
+        changed = TOOLS_V1.replace(
+            "def add(a: int, b: int) -> int:\n    return a + b",
+            "def add(a: int, b: int, c: int = 0) -> int:\n    return a + b + c",
+        )
         health = await live.edit("live_tools.py", changed)
         assert health["last_reload"]["changes"] == "tools ~add"
         tool = next(t for t in (await client.list_tools()).tools if t.name == "add")
@@ -176,12 +178,21 @@ async def test_modern_client_hears_through_subscriptions_listen(live: Live) -> N
 BROKEN = {
     "yaml syntax": ("live.yaml", "name: live\ntools: [\n", "live.yaml:3:1: YAML syntax error"),
     "module syntax error": ("live_tools.py", TOOLS_V1 + "\ndef broken(:\n", "syntax error in module 'live_tools'"),
-    "module raising at import": ("live_tools.py", TOOLS_V1 + "\nraise RuntimeError('no db')\n",
-                                 "live.yaml:4:15: importing 'live_tools' raised RuntimeError: no db"),
-    "dangling attribute": ("live.yaml", MANIFEST + "  - function: live_tools:nope\n",
-                           "live.yaml:8:15: 'live_tools' has no attribute 'nope'"),
-    "unknown key": ("live.yaml", MANIFEST + "  - function: live_tools:add\n    nmae: x\n",
-                    "live.yaml:9:5: unknown key 'nmae' (did you mean 'name'?)"),
+    "module raising at import": (
+        "live_tools.py",
+        TOOLS_V1 + "\nraise RuntimeError('no db')\n",
+        "live.yaml:4:15: importing 'live_tools' raised RuntimeError: no db",
+    ),
+    "dangling attribute": (
+        "live.yaml",
+        MANIFEST + "  - function: live_tools:nope\n",
+        "live.yaml:8:15: 'live_tools' has no attribute 'nope'",
+    ),
+    "unknown key": (
+        "live.yaml",
+        MANIFEST + "  - function: live_tools:add\n    nmae: x\n",
+        "live.yaml:9:5: unknown key 'nmae' (did you mean 'name'?)",
+    ),
 }
 
 
@@ -277,3 +288,36 @@ def test_no_reload_flag(tmp_path: Path) -> None:
     finally:
         err = runner.stop()
     assert "reload:    off" in err
+
+
+def test_signin_changes_apply_on_reload(tmp_path: Path, jwks: Any) -> None:
+    from tests.helpers import Issuer, post_initialize
+
+    runner = RunnerProcess(tmp_path / "auth.yaml")
+    first, second = runner.url, runner.url.replace("/mcp", "/mcp-v2")
+
+    def manifest(resource: str) -> str:
+        return (
+            f"name: authed\nsignin:\n  app_id: {jwks.app_id}\n  base_url: {jwks.base_url}\n"
+            f"  resource: {resource}\ntools:\n  - function: live_tools:add\n"
+        )
+
+    (tmp_path / "live_tools.py").write_text(textwrap.dedent(TOOLS_V1))
+    (tmp_path / "helper.py").write_text(HELPER)
+    (tmp_path / "auth.yaml").write_text(manifest(first))
+    runner.start()
+    try:
+        old_audience = Issuer(jwks.base_url, first, jwks.keys[0]).token()
+        new_audience = Issuer(jwks.base_url, second, jwks.keys[0]).token()
+        assert post_initialize(runner.url, old_audience).status_code == 200
+        assert post_initialize(runner.url, new_audience).status_code == 401
+        (tmp_path / "auth.yaml").write_text(manifest(second))
+        deadline = time.monotonic() + 30
+        while post_initialize(runner.url, new_audience).status_code != 200:
+            assert time.monotonic() < deadline, "the new signin.resource never took effect"
+            time.sleep(0.05)
+        assert post_initialize(runner.url, old_audience).status_code == 401
+        metadata = httpx2.get(f"http://127.0.0.1:{runner.port}/.well-known/oauth-protected-resource/mcp-v2")
+        assert metadata.json()["resource"] == second
+    finally:
+        runner.stop()

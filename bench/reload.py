@@ -1,0 +1,165 @@
+"""Reload speed and safety, measured against a process restart in the same run.
+
+For a manifest edit and for a module edit (each repeated --edits times) it
+measures the time from the file write until `tools/list`, in a session opened
+before the edit, shows the change; meanwhile a second session calls a tool in
+a loop and every failed or aborted call is counted. Then the same for a
+manifest of 1,000 tools. The anchor is what a restart-based reloader costs:
+the time from starting a fresh `mcp-runner serve` process until `tools/list`
+answers, measured here on the same manifest.
+
+    python bench/reload.py [--edits 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers import free_port, mcp_client, runner_cmd, wait_for_port  # noqa: E402
+
+MODULE = 'def add(a: int, b: int) -> int:\n    """{doc}"""\n    return a + b\n\n\ndef marker() -> str:\n    return ""\n'
+PER_MODULE = 100  # the 1,000-tool case spreads its tools over modules of this many functions
+
+
+def manifest(extra_tools: int, marker: str) -> str:
+    lines = ["name: bench", "tools:", "  - function: bench_mod:add"]
+    lines += ["  - function: bench_mod:marker", f"    name: {marker}"]
+    lines += [f"  - function: extra_{i // PER_MODULE}:f{i}" for i in range(extra_tools)]
+    return "\n".join(lines) + "\n"
+
+
+def extra_modules(folder: Path, extra_tools: int) -> None:
+    for m in range(0, extra_tools, PER_MODULE):
+        body = "".join(
+            f"def f{j}(x: int, label: str = '') -> str:\n    return f'{{label}}{{x}}'\n\n\n"
+            for j in range(m, min(m + PER_MODULE, extra_tools))
+        )
+        (folder / f"extra_{m // PER_MODULE}.py").write_text(body)
+
+
+def start(folder: Path, port: int) -> subprocess.Popen[str]:
+    with open(folder / "server.log", "a") as log:
+        proc = subprocess.Popen(
+            runner_cmd("serve", "m.yaml", "--port", str(port), "--log-level", "warning"),
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+    wait_for_port(port, timeout=120, proc=proc)
+    return proc
+
+
+async def loop_calls(url: str, stop: anyio.Event, counts: dict[str, int]) -> None:
+    async with mcp_client(url, mode="legacy") as client:
+        while not stop.is_set():
+            try:
+                result = await client.call_tool("add", {"a": 1, "b": 2})
+                counts["ok" if not result.is_error else "failed"] += 1
+            except Exception:
+                counts["failed"] += 1
+
+
+async def edits(folder: Path, url: str, count: int, kind: str, extra_tools: int) -> tuple[list[float], dict[str, int]]:
+    """Write, then poll tools/list in an already-open session until the change shows."""
+    latencies: list[float] = []
+    counts = {"ok": 0, "failed": 0}
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks, mcp_client(url, mode="legacy") as client:
+        tasks.start_soon(loop_calls, url, stop, counts)
+        await client.list_tools()
+        for i in range(count):
+            await anyio.sleep(0.15)  # let the previous reload settle, as between two human saves
+            if kind == "manifest":
+                marker = f"m{i}"
+                (folder / "m.yaml").write_text(manifest(extra_tools, marker))
+                started = time.perf_counter()
+                while marker not in {t.name for t in (await client.list_tools()).tools}:
+                    pass
+            else:
+                doc = f"version {i}"
+                (folder / "bench_mod.py").write_text(MODULE.format(doc=doc))
+                started = time.perf_counter()
+                while doc not in {t.description for t in (await client.list_tools()).tools}:
+                    pass
+            latencies.append((time.perf_counter() - started) * 1000)
+        stop.set()
+    return latencies, counts
+
+
+def restart_anchor(folder: Path, rounds: int) -> list[float]:
+    async def first_list(url: str) -> None:
+        async with mcp_client(url, mode="legacy") as client:
+            await client.list_tools()
+
+    times = []
+    for _ in range(rounds):
+        port = free_port()
+        started = time.perf_counter()
+        proc = start(folder, port)
+        anyio.run(first_list, f"http://127.0.0.1:{port}/mcp")
+        times.append((time.perf_counter() - started) * 1000)
+        proc.terminate()
+        proc.wait(timeout=15)
+    return times
+
+
+def summary(name: str, values: list[float]) -> str:
+    return f"{name:<34} median {statistics.median(values):7.1f} ms   worst {max(values):7.1f} ms   (n={len(values)})"
+
+
+def run(folder: Path, edits_n: int, extra_tools: int) -> dict[str, Any]:
+    (folder / "bench_mod.py").write_text(MODULE.format(doc="start"))
+    extra_modules(folder, extra_tools)
+    (folder / "m.yaml").write_text(manifest(extra_tools, "start"))
+    port = free_port()
+    proc = start(folder, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        manifest_ms, manifest_calls = anyio.run(edits, folder, url, edits_n, "manifest", extra_tools)
+        module_ms, module_calls = anyio.run(edits, folder, url, edits_n, "module", extra_tools)
+        health = httpx2.get(f"http://127.0.0.1:{port}/healthz").json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return {"manifest": manifest_ms, "module": module_ms, "calls": (manifest_calls, module_calls), "health": health}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--restarts", type=int, default=5)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="mcp-runner-reload-"))
+    small = run(folder, args.edits, 0)
+    anchor = restart_anchor(folder, args.restarts)
+    big = run(folder, args.edits, 998)
+
+    print(f"write -> visible in tools/list of an open session, {args.edits} edits each")
+    print(summary("manifest edit (1 tool)", small["manifest"]))
+    print(summary("module edit (1 tool)", small["module"]))
+    print(summary("manifest edit (1,000 tools)", big["manifest"]))
+    print(summary("module edit (1,000 tools)", big["module"]) + f"  ({PER_MODULE + 2} tools in edited modules)")
+    print(summary("anchor: process restart (1 tool)", anchor))
+    for label, result in (("1 tool", small), ("1,000 tools", big)):
+        ok = sum(c["ok"] for c in result["calls"])
+        failed = sum(c["failed"] for c in result["calls"])
+        print(f"tools/call in a loop during reloads ({label}): {ok} ok, {failed} failed")
+    print(f"server-side reload time, 1,000 tools (last reload): {big['health']['last_reload']['duration_ms']} ms")
+    ratio = statistics.median(anchor) / statistics.median(small["manifest"] + small["module"])
+    print(f"ratio restart / in-process reload (median): {ratio:.1f}x  (target > 10x, median < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Reloading many times keeps neither old module objects nor old definitions alive (in-process, the real pipeline)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+
+from runner.build import Binding, build
+from runner.config import Overrides
+from runner.manifest import load
+from runner.reload import Reloader
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_old_modules_and_catalogs_are_released(tmp_path: Path) -> None:
+    module = tmp_path / "memleak_mod.py"
+    module.write_text("PAYLOAD = bytearray(1_000_000)\n\ndef f() -> int:\n    return 0\n")
+    manifest_path = tmp_path / "m.yaml"
+    manifest_path.write_text("name: mem\ntools:\n  - function: memleak_mod:f\n")
+    manifest, source = load(manifest_path)
+    where = Binding("127.0.0.1", 1, "/mcp")
+    built = build(manifest, source, where)
+    reloader = await Reloader.start(manifest_path, where, Overrides(), built, manifest)
+    old_modules: list[weakref.ref[object]] = []
+    old_catalogs: list[weakref.ref[object]] = []
+    try:
+        for i in range(1, 31):
+            old_modules.append(weakref.ref(sys.modules["memleak_mod"]))
+            old_catalogs.append(weakref.ref(reloader.live._catalog))
+            module.write_text(f"PAYLOAD = bytearray(1_000_000)\n\ndef f() -> int:\n    return {i}\n")
+            result = await reloader.reload({module.resolve()})
+            assert result.ok, result.error
+            tool = reloader.live._tool_manager.get_tool("f")
+            assert tool is not None and tool.fn() == i
+        gc.collect()
+        alive_modules = sum(ref() is not None for ref in old_modules)
+        alive_catalogs = sum(ref() is not None for ref in old_catalogs)
+        assert alive_modules == 0, f"{alive_modules} of 30 replaced module objects still alive"
+        assert alive_catalogs == 0, f"{alive_catalogs} of 30 replaced catalogs still alive"
+    finally:
+        sys.modules.pop("memleak_mod", None)
