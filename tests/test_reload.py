@@ -165,7 +165,10 @@ async def test_legacy_session_gets_list_changed_only_for_visible_changes(live: L
 async def test_modern_client_hears_through_subscriptions_listen(live: Live) -> None:
     async with mcp_client(live.url) as client:
         assert client.protocol_version == "2026-07-28"
-        before = names(await client.list_tools())  # primes the client's response cache, if the server allows it
+        listed = await client.list_tools()
+        # SEP-2549 cache hints: the server never lets a client cache a list that a reload may change.
+        assert listed.ttl_ms == 0
+        before = names(listed)
         async with client.listen(tools_list_changed=True) as subscription:
             await live.edit("live.yaml", MANIFEST + EXTRA_TOOL)
             with anyio.fail_after(30):
