@@ -88,8 +88,8 @@ def build_app(
             "bearer_methods_supported": ["header"],
             "resource_name": server.name,
         }
-        if guard.required_scopes:
-            document["scopes_supported"] = list(guard.required_scopes)
+        if scopes := guard.scopes_supported or guard.required_scopes:
+            document["scopes_supported"] = list(scopes)
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 
     routes: list[BaseRoute] = [

@@ -7,6 +7,7 @@ located problem before giving up.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
+from runner.claims import bind_claims
 from runner.errors import ManifestError, Problem
 from runner.local_issuer import LocalIssuer
-from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, entry_name
+from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
+from runner.policy import Policy
 from runner.resolve import ResolveError, resolve
 from runner.source import Source
 from runner.verifier import JWKSTokenVerifier, jwks_url
@@ -116,6 +119,16 @@ def build(
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
         raise ManifestError(problems)
+    if server.guard is not None:
+        server.guard = dataclasses.replace(
+            server.guard,
+            policy=Policy.build(
+                tools=[(entry_name(t), t.scopes) for t in manifest.tools],
+                prompts=[(entry_name(p), p.scopes) for p in manifest.prompts],
+                resources=[(r.uri, r.scopes) for r in manifest.resources],
+            ),
+            scopes_supported=tuple(all_scopes(manifest)),
+        )
 
     for i, res in enumerate(manifest.resources):
         fn = resolved("resources", i, res.function)
@@ -154,6 +167,8 @@ def _tool(fn: Callable[..., Any], entry: ToolEntry) -> Tool:
     annotations = (
         ToolAnnotations.model_validate(entry.annotations.model_dump(exclude_none=True)) if entry.annotations else None
     )
+    if entry.bind:
+        fn = bind_claims(fn, entry.bind)
     return Tool.from_function(
         fn, name=entry_name(entry), title=entry.title, description=entry.description, annotations=annotations
     )
@@ -192,24 +207,25 @@ def _server(
     if signin is None:
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
         return server, None, None
+    issuer: LocalIssuer | None = None
     if signin.app_id == LOCAL_APP_ID:
+        # The local issuer serves its key set from this very server.
         issuer = LocalIssuer.open(root)
         issuer_url, resource = local_identity(manifest, binding)
-        verifier = JWKSTokenVerifier(
-            issuer=issuer_url, audience=resource, jwks_url=jwks_url(binding.self_origin, LOCAL_APP_ID)
-        )
-        server = FastMCPSignInWrapper(
-            manifest.name,
-            app_id=LOCAL_APP_ID,
-            resource=resource,
-            base_url=issuer_url,
-            token_verifier=verifier,
-            **common,
-        )
-        return server, issuer, issuer_url
-    base_url = signin.base_url or DEFAULT_BASE_URL
-    assert signin.resource is not None  # enforced by manifest validation
+        keys = jwks_url(binding.self_origin, LOCAL_APP_ID)
+    else:
+        issuer_url = signin.base_url or DEFAULT_BASE_URL
+        assert signin.resource is not None  # enforced by manifest validation
+        resource = signin.resource
+        keys = jwks_url(issuer_url, signin.app_id)
+    verifier = JWKSTokenVerifier(issuer=issuer_url, audience=resource, jwks_url=keys, leeway=signin.clock_skew)
     server = FastMCPSignInWrapper(
-        manifest.name, app_id=signin.app_id, resource=signin.resource, base_url=base_url, **common
+        manifest.name,
+        app_id=signin.app_id,
+        resource=resource,
+        base_url=issuer_url,
+        token_verifier=verifier,
+        required_scopes=signin.scopes,
+        **common,
     )
-    return server, None, base_url
+    return server, issuer, issuer_url

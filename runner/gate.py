@@ -10,16 +10,19 @@ runner swaps its auth settings on reload. The gate reads the server's current
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from pydantic import AnyHttpUrl
 from starlette.authentication import AuthCredentials
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runner.policy import Policy, missing
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Guard:
     resource: str
     authorization_server: str
     required_scopes: tuple[str, ...] = field(default=())
+    policy: Policy = field(default_factory=Policy)  # per-entry scopes
+    scopes_supported: tuple[str, ...] = field(default=())  # every scope in use, for the RFC 9728 document
 
     @property
     def metadata_url(self) -> str:
@@ -56,12 +61,19 @@ class BearerGate:
         if access is None:
             await _challenge(send, guard, 401, error="invalid_token", description="The access token is not valid")
             return
-        missing = [s for s in guard.required_scopes if s not in access.scopes]
-        if missing:
-            await _challenge(
-                send, guard, 403, error="insufficient_scope", description="Missing scope: " + " ".join(missing)
-            )
+        if missing(guard.required_scopes, access.scopes):
+            await _forbid(send, guard, guard.required_scopes, access.scopes)
             return
+        if guard.policy and scope.get("method") == "POST":
+            body = await _read_body(receive)
+            if body is None:
+                await _plain(send, 413, {"error": "request_too_large"})
+                return
+            needed = _entry_scopes(guard.policy, body)
+            if missing(needed, access.scopes):
+                await _forbid(send, guard, (*guard.required_scopes, *needed), access.scopes)
+                return
+            receive = _replay(body, receive)
         user = AuthenticatedUser(access)
         scope["user"] = user
         scope["auth"] = AuthCredentials(access.scopes)
@@ -70,6 +82,45 @@ class BearerGate:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
+
+
+def _entry_scopes(policy: Policy, body: bytes) -> tuple[str, ...]:
+    """Scopes the JSON-RPC message(s) in `body` need; an unparsable body is the transport's to reject."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return ()
+    needed: dict[str, None] = {}
+    for message in payload if isinstance(payload, list) else [payload]:
+        needed.update(dict.fromkeys(policy.for_message(message)))
+    return tuple(needed)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return bytes(body)
+        body += message.get("body", b"")
+        if len(body) > DEFAULT_MAX_REQUEST_BODY_SIZE:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the body we read on to the transport, then the rest of the stream (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -81,23 +132,31 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-async def _challenge(send: Send, guard: Guard, status: int, *, error: str | None, description: str) -> None:
+async def _forbid(send: Send, guard: Guard, needed: tuple[str, ...], granted: list[str]) -> None:
+    """403 naming every scope the request needs (RFC 6750 §3.1), so a client can step up in one go."""
+    lacking = " ".join(missing(needed, granted))
+    await _challenge(
+        send, guard, 403, error="insufficient_scope", description=f"Missing scope: {lacking}", scope=" ".join(needed)
+    )
+
+
+async def _challenge(
+    send: Send, guard: Guard, status: int, *, error: str | None, description: str, scope: str | None = None
+) -> None:
     params = []
     if error:
         params += [f'error="{error}"', f'error_description="{description}"']
-    if status == 403 and guard.required_scopes:
-        params.append(f'scope="{" ".join(guard.required_scopes)}"')
+    if scope:
+        params.append(f'scope="{scope}"')
     params.append(f'resource_metadata="{guard.metadata_url}"')
-    body = json.dumps({"error": error or "unauthorized", "error_description": description}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", ("Bearer " + ", ".join(params)).encode()),
-            ],
-        }
-    )
+    body = {"error": error or "unauthorized", "error_description": description}
+    await _plain(send, status, body, [(b"www-authenticate", ("Bearer " + ", ".join(params)).encode())])
+
+
+async def _plain(
+    send: Send, status: int, document: dict[str, str], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(document).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})

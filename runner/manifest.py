@@ -13,9 +13,9 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from runner.errors import ManifestError, Problem
 from runner.source import Path, Source, parse
@@ -23,6 +23,12 @@ from runner.source import Path, Source, parse
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
 DEFAULT_BASE_URL = "https://mcpsignin.com"
+
+
+# RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\\'.
+Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Claim = Annotated[str, StringConstraints(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -42,6 +48,11 @@ class SignIn(_Strict):
         default=None,
         description=f"Token issuer. JWKS = {{base_url}}/apps/{{app_id}}/discovery/v2.0/keys. "
         f"Default {DEFAULT_BASE_URL}; for the local issuer, the server's own origin.",
+    )
+
+    scopes: list[Scope] = Field(default_factory=list, description="scopes every request needs")
+    clock_skew: float = Field(
+        default=30, ge=0, le=300, description="seconds of clock skew allowed when checking exp/nbf/iat"
     )
 
     @field_validator("resource", "base_url")
@@ -75,10 +86,18 @@ class _Entry(_Strict):
     name: str | None = None
     title: str | None = None
     description: str | None = None
+    scopes: list[Scope] = Field(
+        default_factory=list, description="scopes a caller needs to see and use this entry (on top of signin.scopes)"
+    )
 
 
 class ToolEntry(_Entry):
     annotations: Annotations | None = None
+    bind: dict[Identifier, Claim] = Field(
+        default_factory=dict,
+        description="parameter -> token claim: the value comes from the verified token, "
+        "is hidden from the input schema and can never be supplied by the model",
+    )
 
 
 class ResourceEntry(_Entry):
@@ -206,6 +225,34 @@ def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
 
 def _signin_rules(source: Source, manifest: Manifest) -> list[Problem]:
     signin = manifest.signin
-    if signin is None or signin.app_id == LOCAL_APP_ID or signin.resource is not None:
-        return []
-    return [Problem(source.locate(("signin",)), "signin.resource is required unless app_id is 'local'")]
+    problems = []
+    if signin is not None and signin.app_id != LOCAL_APP_ID and signin.resource is None:
+        problems.append(Problem(source.locate(("signin",)), "signin.resource is required unless app_id is 'local'"))
+    if signin is None:
+        sections: list[tuple[str, list[Any]]] = [
+            ("tools", manifest.tools),
+            ("resources", manifest.resources),
+            ("prompts", manifest.prompts),
+        ]
+        for section, entries in sections:
+            for i, entry in enumerate(entries):
+                for key in ("scopes", "bind"):
+                    if getattr(entry, key, None):
+                        problems.append(
+                            Problem(
+                                source.locate((section, i, key), key=True),
+                                f"{key} needs a signin block: without auth there is no token to take it from",
+                            )
+                        )
+    return problems
+
+
+def all_scopes(manifest: Manifest) -> list[str]:
+    """Every scope the manifest uses, for the protected-resource metadata's scopes_supported."""
+    found: dict[str, None] = {}
+    for scope in manifest.signin.scopes if manifest.signin else []:
+        found[scope] = None
+    for entry in [*manifest.tools, *manifest.resources, *manifest.prompts]:
+        for scope in entry.scopes:
+            found[scope] = None
+    return list(found)

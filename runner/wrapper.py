@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+from mcp_types import Prompt as MCPPrompt
+from mcp_types import Resource as MCPResource
+from mcp_types import ResourceTemplate as MCPResourceTemplate
+from mcp_types import Tool as MCPTool
 from starlette.applications import Starlette
 
 from runner.gate import Guard
+from runner.policy import Policy, missing
 from runner.verifier import JWKSTokenVerifier
 
 DEFAULT_BASE_URL = "https://mcpsignin.com"
@@ -132,6 +141,50 @@ class FastMCPSignInWrapper(MCPServer):
             return create(notification_options or changes, *args, **kwargs)
 
         lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
+
+    # -- per-entry scopes: a caller sees and uses only what its token's scopes allow ------------
+
+    def _allowed(self, needed: tuple[str, ...]) -> bool:
+        token = get_access_token()
+        # No token means no HTTP auth layer (stdio, or an in-process call such as a reload's
+        # snapshot); over HTTP with auth on, the gate guarantees a token before any handler runs.
+        return not needed or token is None or not missing(needed, token.scopes)
+
+    def _policy(self) -> Policy:
+        return self.guard.policy if self.guard else Policy()
+
+    async def list_tools(self) -> list[MCPTool]:
+        policy = self._policy()
+        return [t for t in await super().list_tools() if self._allowed(policy.tools.get(t.name, ()))]
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        policy = self._policy()
+        return [p for p in await super().list_prompts() if self._allowed(policy.prompts.get(p.name, ()))]
+
+    async def list_resources(self) -> list[MCPResource]:
+        policy = self._policy()
+        return [r for r in await super().list_resources() if self._allowed(policy.for_resource(str(r.uri)))]
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        policy = self._policy()
+        scopes = {str(t): s for t, s in policy.templates}
+        templates = await super().list_resource_templates()
+        return [t for t in templates if self._allowed(scopes.get(t.uri_template, ()))]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if not self._allowed(self._policy().tools.get(name, ())):
+            raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
+        return await super().call_tool(name, arguments, context)
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        if not self._allowed(self._policy().prompts.get(name, ())):
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+        return await super().get_prompt(name, arguments, context)
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        if not self._allowed(self._policy().for_resource(str(uri))):
+            raise ResourceNotFoundError(f"Unknown resource: {uri}")
+        return await super().read_resource(uri, context)
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":
