@@ -103,13 +103,29 @@ def build_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with manager.run(), anyio.create_task_group() as tasks:
-            verifier = server.guard.verifier if server.guard else None
-            if isinstance(verifier, JWKSTokenVerifier):
-                # In the background: the local issuer's JWKS is served by this very app.
-                tasks.start_soon(verifier.jwks.warm)
+            tasks.start_soon(_keep_keys_fresh, server)
             for task in background:
                 tasks.start_soon(task)
             yield
             tasks.cancel_scope.cancel()
 
     return Starlette(debug=server.settings.debug, routes=routes, lifespan=lifespan)
+
+
+async def _keep_keys_fresh(server: FastMCPSignInWrapper) -> None:
+    """Warm and refresh the current verifier's key set in the background, following reloads.
+
+    In the background because the local issuer's JWKS is served by this very app,
+    which is not listening yet while the lifespan starts.
+    """
+    while True:
+        verifier = server.guard.verifier if server.guard else None
+        if not isinstance(verifier, JWKSTokenVerifier):
+            await anyio.sleep(1)
+            continue
+        keys = verifier.jwks
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(keys.run)
+            while (current := server.guard) is not None and getattr(current.verifier, "jwks", None) is keys:
+                await anyio.sleep(1)
+            tasks.cancel_scope.cancel()

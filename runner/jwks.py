@@ -32,25 +32,32 @@ class JWKSCache:
     ttl: float = 300.0
     fetch_timeout: float = 5.0
     max_bytes: int = 256 * 1024
-    min_refetch_interval: float = 10.0
+    min_refetch_interval: float = 2.0
     max_stale: float = 3600.0
 
     _keys: dict[str, Any] = field(default_factory=dict, init=False)
     _fetched_at: float = field(default=float("-inf"), init=False)  # last success
     _attempted_at: float = field(default=float("-inf"), init=False)  # last try, success or not
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
+    _refresher_running: bool = field(default=False, init=False)
 
     async def key(self, kid: str) -> Any:
-        """The public key for `kid`, refreshing the set when stale or when `kid` is new."""
-        now = time.monotonic()
-        if kid in self._keys and now - self._fetched_at < self.ttl:
+        """The public key for `kid`, refreshing the set when stale or when `kid` is new.
+
+        A known kid never waits on the network while the background refresher runs
+        (stale-while-revalidate); only a request naming a new kid waits for a refetch.
+        """
+        age = time.monotonic() - self._fetched_at
+        if kid in self._keys and (age < self.ttl or (self._refresher_running and age < self.ttl + self.max_stale)):
             return self._keys[kid]  # the hot path: no lock, no I/O
         async with self._lock:
             now = time.monotonic()
             stale = now - self._fetched_at >= self.ttl
             unknown = kid not in self._keys
-            # Rate-limit refetches so a stream of made-up kids cannot make us hammer the issuer.
-            if (stale or unknown) and now - self._attempted_at >= self.min_refetch_interval:
+            # Rate-limit refetches so a stream of made-up kids cannot make us hammer the issuer;
+            # with no key at all (cold start, outage) retry sooner, since every request fails meanwhile.
+            interval = self.min_refetch_interval if self._keys else min(1.0, self.min_refetch_interval)
+            if (stale or unknown) and now - self._attempted_at >= interval:
                 await self._refresh()
         if kid in self._keys and time.monotonic() - self._fetched_at < self.ttl + self.max_stale:
             return self._keys[kid]
@@ -58,13 +65,36 @@ class JWKSCache:
             raise JWKSError(f"no signing keys available from {self.url}")
         raise JWKSError(f"unknown key id {kid[:64]!r}")
 
+    async def keep_fresh(self) -> None:
+        """Refresh ahead of expiry, forever (run it as a background task); failures retry sooner."""
+        self._refresher_running = True
+        try:
+            while True:
+                if self._fetched_at == float("-inf"):
+                    due = self._attempted_at + min(1.0, self.min_refetch_interval)
+                elif self._attempted_at > self._fetched_at:  # the last try failed
+                    due = self._attempted_at + self.min_refetch_interval
+                else:
+                    due = self._fetched_at + self.ttl * 0.8
+                await anyio.sleep(max(0.0, due - time.monotonic()))
+                async with self._lock:
+                    if time.monotonic() >= due:
+                        await self._refresh()
+        finally:
+            self._refresher_running = False
+
     async def warm(self) -> None:
         """Fetch once at start-up; a failure is logged, never fatal (the issuer may come back)."""
         async with self._lock:
             try:
                 await self._refresh(raise_errors=True)
             except JWKSError as exc:
-                logger.warning("JWKS not reachable at start-up (%s); will retry on the first request", exc)
+                logger.warning("JWKS not reachable at start-up (%s); requests get 401 until it is", exc)
+
+    async def run(self) -> None:
+        """Warm the cache, then keep it fresh: the background task the server runs."""
+        await self.warm()
+        await self.keep_fresh()
 
     async def _refresh(self, raise_errors: bool = False) -> None:
         self._attempted_at = time.monotonic()

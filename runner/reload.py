@@ -10,6 +10,7 @@ told what changed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -28,6 +29,7 @@ from runner.build import Binding, Built, build
 from runner.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
+from runner.gate import Guard
 from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.modules import Purge, user_modules
 from runner.verifier import JWKSTokenVerifier
@@ -109,7 +111,7 @@ class Reloader:
 
     async def _swap(self, manifest: Manifest, built: Built, digest: str, started: float) -> ReloadResult:
         live = self.live
-        _keep_key_cache(live.guard, built.server.guard)
+        built.server.guard = _carry_over(live.guard, built.server.guard)
         view = await snapshot(built.server)
         live.adopt(built.server)  # the atomic step
         previous, self.current, self.manifest, self.manifest_hash = self.manifest, built, manifest, digest
@@ -197,13 +199,19 @@ def _hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _keep_key_cache(old: Any, new: Any) -> None:
-    """Same key set URL: keep the warm JWKS cache, so a reload never depends on the issuer being up."""
+def _carry_over(old: Guard | None, new: Guard | None) -> Guard | None:
+    """Keep what a reload need not throw away: the same verifier, or at least its warm key set.
+
+    A reload then never depends on the issuer being up, and verified tokens stay cached.
+    """
     if old is None or new is None:
-        return
+        return new
     if isinstance(old.verifier, JWKSTokenVerifier) and isinstance(new.verifier, JWKSTokenVerifier):
+        if old.verifier.same_settings(new.verifier):
+            return dataclasses.replace(new, verifier=old.verifier)
         if old.verifier.jwks.url == new.verifier.jwks.url:
             new.verifier.jwks = old.verifier.jwks
+    return new
 
 
 def _needs_restart(old: Manifest, new: Manifest, overrides: Overrides) -> list[str]:

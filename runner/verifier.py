@@ -9,6 +9,8 @@ is split on spaces; `exp` is required.
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -20,6 +22,8 @@ logger = logging.getLogger("runner.auth")
 
 MAX_TOKEN_BYTES = 8192
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+CACHE_SIZE = 10_000  # verified tokens remembered, least recently used dropped first
+CACHE_SECONDS = 300  # a verified token is re-checked at least this often, and never trusted past its exp
 
 
 def jwks_url(base_url: str, app_id: str) -> str:
@@ -56,6 +60,17 @@ class JWKSTokenVerifier(TokenVerifier):
         self.jwks = jwks_cache or JWKSCache(jwks_url)
         base = audience.rstrip("/")
         self._audiences = [base, base + "/"]
+        # token -> (verified AccessToken, trusted until); a client's repeated calls skip the RSA check.
+        self._verified: OrderedDict[str, tuple[AccessToken, float]] = OrderedDict()
+
+    def same_settings(self, other: JWKSTokenVerifier) -> bool:
+        """Verifies exactly as `other` does (a reload can keep this one and its caches)."""
+        return (self.issuer, self.audience, self.leeway, self.jwks.url) == (
+            other.issuer,
+            other.audience,
+            other.leeway,
+            other.jwks.url,
+        )
 
     @classmethod
     def for_signin(cls, app_id: str, resource: str, base_url: str = "https://mcpsignin.com") -> JWKSTokenVerifier:
@@ -74,6 +89,20 @@ class JWKSTokenVerifier(TokenVerifier):
 
     async def check(self, token: str) -> AccessToken:
         """Verify or raise TokenRejected / JWKSError with the reason."""
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            if now < hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+            del self._verified[token]
+        access = await self._verify(token)
+        self._verified[token] = (access, min(float(access.expires_at or now), now + CACHE_SECONDS))
+        if len(self._verified) > CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return access
+
+    async def _verify(self, token: str) -> AccessToken:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenRejected(f"token longer than {MAX_TOKEN_BYTES} bytes")
         try:
@@ -98,13 +127,12 @@ class JWKSTokenVerifier(TokenVerifier):
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"{type(exc).__name__}: {exc}") from None
+        _check_types(claims)
         if claims.get("token_type") != "access":
             raise TokenRejected(f"token_type is {str(claims.get('token_type'))[:20]!r}, not 'access'")
         client_id = claims.get("client_id")
         if not isinstance(client_id, str) or not client_id:
             raise TokenRejected("token has no client_id")
-        if not isinstance(claims["sub"], str):
-            raise TokenRejected("sub is not a string")
         return AccessToken(
             token=token,
             client_id=client_id,
@@ -114,6 +142,21 @@ class JWKSTokenVerifier(TokenVerifier):
             subject=claims["sub"],
             claims=claims,
         )
+
+
+def _check_types(claims: dict[str, Any]) -> None:
+    """PyJWT accepts `"exp": "123"` and similar; a token with ill-typed claims is not one we issued."""
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenRejected(f"{name} is not a number")
+    for name in ("iss", "sub", "client_id", "token_type", "scope"):
+        if name in claims and not isinstance(claims[name], str):
+            raise TokenRejected(f"{name} is not a string")
+    if not claims.get("sub"):
+        raise TokenRejected("sub is empty")
+    if "scp" in claims and not (isinstance(claims["scp"], list) and all(isinstance(s, str) for s in claims["scp"])):
+        raise TokenRejected("scp is not a list of strings")
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

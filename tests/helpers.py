@@ -30,7 +30,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +85,7 @@ class Issuer:
             "scope": "read write",
             "iat": now,
             "exp": now + 600,
+            "jti": uuid.uuid4().hex,  # every token distinct, so the server's verified-token cache never hides a case
         }
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
@@ -108,7 +109,7 @@ class JWKSServer:
 
     app_id: str = "test-app"
     keys: list[Key] = field(default_factory=list)
-    mode: str = "good"  # good | down | slow | garbage
+    mode: str = "good"  # good | down | garbage | non-utf8 | huge | redirect | html | trickle
     delay: float = 0.0
     hits: int = 0
     port: int = field(default_factory=free_port)
@@ -127,7 +128,25 @@ class JWKSServer:
             if self.mode == "down":
                 return Response("unavailable", status_code=503)
             if self.mode == "garbage":
-                return Response(b"\xff\xfenot json", media_type="application/json")
+                return Response(b"{not json", media_type="application/json")
+            if self.mode == "non-utf8":
+                return Response(b'{"keys": ["\xff\xfe"]}', media_type="application/json")
+            if self.mode == "huge":
+                filler = [{"kty": "RSA", "kid": f"pad-{i}", "n": "A" * 1000, "e": "AQAB"} for i in range(400)]
+                return JSONResponse({"keys": [k.jwk() for k in self.keys] + filler})
+            if self.mode == "redirect":
+                return Response(status_code=302, headers={"Location": "http://127.0.0.1:9/keys"})
+            if self.mode == "html":
+                return Response("<html>maintenance</html>", media_type="text/html")
+            if self.mode == "trickle":
+                document = json.dumps({"keys": [k.jwk() for k in self.keys]}).encode()
+
+                async def drip() -> Any:
+                    for i in range(0, len(document), 16):
+                        await anyio.sleep(0.2)
+                        yield document[i : i + 16]
+
+                return StreamingResponse(drip(), media_type="application/json")
             return JSONResponse({"keys": [k.jwk() for k in self.keys]})
 
         return Starlette(routes=[Route(f"/apps/{self.app_id}/discovery/v2.0/keys", keys)])
