@@ -8,6 +8,9 @@ is split on spaces; `exp` is required.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -105,10 +108,7 @@ class JWKSTokenVerifier(TokenVerifier):
     async def _verify(self, token: str) -> AccessToken:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenRejected(f"token longer than {MAX_TOKEN_BYTES} bytes")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenRejected(f"malformed token: {exc}") from None
+        header = _header(token)
         if header.get("alg") != "RS256":
             raise TokenRejected(f"algorithm {str(header.get('alg'))[:20]!r} is not RS256")
         kid = header.get("kid")
@@ -142,6 +142,24 @@ class JWKSTokenVerifier(TokenVerifier):
             subject=claims["sub"],
             claims=claims,
         )
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The token's header, to choose the key: jwt.decode below re-parses and checks it strictly.
+
+    Not `jwt.get_unverified_header`: PyJWT's strict base64 check is the costliest step of a
+    verification, and it would run twice (measured 155 us vs 95 us per token, bench/verifier.py).
+    """
+    head, dot, _ = token.partition(".")
+    if not dot:
+        raise TokenRejected("malformed token: not a JWT")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        raise TokenRejected("malformed token header") from None
+    if not isinstance(header, dict):
+        raise TokenRejected("malformed token header")
+    return header
 
 
 def _check_types(claims: dict[str, Any]) -> None:
