@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # One line per reload is ours to log; watchfiles' own "N changes detected" is noise.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per key-set fetch is noise
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))

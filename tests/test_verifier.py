@@ -89,3 +89,13 @@ def test_substitution_semantics() -> None:
     with pytest.raises(MissingVariable) as missing:
         substitute("x ${UNSET}", env)
     assert missing.value.name == "UNSET" and missing.value.offset == 2
+
+
+@pytest.mark.parametrize("mode", ["trickle", "huge", "redirect", "non-utf8", "html"])
+async def test_hostile_jwks_answers_are_rejections(server: JWKSServer, mode: str) -> None:
+    verifier, issuer = make(server, fetch_timeout=0.5)
+    server.mode = mode
+    assert await verifier.verify_token(issuer.token()) is None
+    server.mode = "good"
+    verifier.jwks.min_refetch_interval = 0.0
+    assert await verifier.verify_token(issuer.token()) is not None  # and it recovers
