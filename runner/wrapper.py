@@ -40,6 +40,14 @@ class _Catalog:
         self.prompts: Any = None
 
 
+def _in_catalog(name: str) -> Any:
+    """An attribute that lives on the server's current `_Catalog`."""
+    return property(
+        lambda self: getattr(self._catalog, name),
+        lambda self, value: setattr(self._catalog, name, value),
+    )
+
+
 class FastMCPSignInWrapper(MCPServer):
     """MCPServer protected by MCP SignIn: every MCP request needs a valid RS256 bearer token.
 
@@ -92,29 +100,9 @@ class FastMCPSignInWrapper(MCPServer):
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
     # reload's swap (see `adopt`) one atomic assignment: a request sees old or new, never both.
-    @property  # type: ignore[override]
-    def _tool_manager(self) -> Any:
-        return self._catalog.tools
-
-    @_tool_manager.setter
-    def _tool_manager(self, value: Any) -> None:
-        self._catalog.tools = value
-
-    @property  # type: ignore[override]
-    def _resource_manager(self) -> Any:
-        return self._catalog.resources
-
-    @_resource_manager.setter
-    def _resource_manager(self, value: Any) -> None:
-        self._catalog.resources = value
-
-    @property  # type: ignore[override]
-    def _prompt_manager(self) -> Any:
-        return self._catalog.prompts
-
-    @_prompt_manager.setter
-    def _prompt_manager(self, value: Any) -> None:
-        self._catalog.prompts = value
+    _tool_manager = _in_catalog("tools")
+    _resource_manager = _in_catalog("resources")
+    _prompt_manager = _in_catalog("prompts")
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
