@@ -83,7 +83,7 @@ class SessionTracker:
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         connection = getattr(ctx.session, "_connection", None)
-        if connection is not None and getattr(connection, "session_id", None):
+        if connection is not None:
             self._connections.add(connection)
         return await call_next(ctx)
 

@@ -90,9 +90,11 @@ class Reloader:
                 manifest, built, digest = await anyio.to_thread.run_sync(self._build)
                 result = await self._swap(manifest, built, digest, started)
             except ManifestError as exc:
-                result = self._failed(started, str(exc))
+                # /healthz answers without auth: it gets the located one-liners, never the user's source lines.
+                headlines = "\n".join(f"{p.location}: {p.message}" for p in exc.problems)
+                result = self._failed(started, str(exc), headlines)
             except Exception as exc:  # the user's code can raise anything at import; never take the server down
-                result = self._failed(started, f"{type(exc).__name__}: {exc}")
+                result = self._failed(started, f"{type(exc).__name__}: {exc}", type(exc).__name__)
             self.last = result
             self.reloads += 1
             return result
@@ -125,10 +127,10 @@ class Reloader:
         logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
         return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe())
 
-    def _failed(self, started: float, error: str) -> ReloadResult:
+    def _failed(self, started: float, error: str, public: str) -> ReloadResult:
         duration = (time.perf_counter() - started) * 1000
         logger.error("reload failed, still serving the last good definition:\n%s", error)
-        return ReloadResult(at=time.time(), ok=False, duration_ms=duration, error=error)
+        return ReloadResult(at=time.time(), ok=False, duration_ms=duration, error=public)
 
     # -- watching ---------------------------------------------------------------
 

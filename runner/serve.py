@@ -15,7 +15,7 @@ from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
 from runner.local_issuer import STATE_DIR
-from runner.manifest import load
+from runner.manifest import Manifest, load
 from runner.reload import Reloader
 
 logger = logging.getLogger("runner")
@@ -76,6 +76,22 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     return "\n".join(lines)
 
 
+async def _serve_stdio(
+    manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest, reload: bool
+) -> None:
+    reloader = await Reloader.start(manifest_path, where, overrides, built, manifest)
+    print(f"  reload:    {_reload_note(manifest_path, reload)}", file=sys.stderr, flush=True)
+    async with anyio.create_task_group() as tasks:
+        if reload:
+            tasks.start_soon(reloader.watch)
+        await built.server.run_stdio_async()
+        tasks.cancel_scope.cancel()
+
+
+def _reload_note(manifest_path: Path, reload: bool) -> str:
+    return f"watching {manifest_path} and its modules" if reload else "off"
+
+
 def serve(
     manifest_path: Path, overrides: Overrides, transport: Transport, log_level: str, out: TextIO, reload: bool = True
 ) -> int:
@@ -83,9 +99,10 @@ def serve(
     manifest, source = load(manifest_path)
     where = binding(manifest, overrides)
     if transport == "stdio":
+        sys.dont_write_bytecode = True
         built = build(manifest, source, where)
         print(banner(built, where, str(manifest_path), transport), file=sys.stderr, flush=True)
-        built.server.run("stdio")
+        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, reload)
         return 0
     exposure = exposure_problems(manifest, source, where)
     if exposure:
@@ -111,7 +128,7 @@ def serve(
             )
             print(banner(built, where, str(manifest_path), transport), file=out, flush=True)
             print(
-                f"  reload:    {'watching ' + str(manifest_path) + ' and its modules' if reload else 'off'}",
+                f"  reload:    {_reload_note(manifest_path, reload)}",
                 file=out,
                 flush=True,
             )

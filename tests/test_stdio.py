@@ -48,3 +48,24 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 def test_python_module_entry_point_matches_console_script() -> None:
     result = subprocess.run([sys.executable, "-m", "runner.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "serve" in result.stdout and "check" in result.stdout
+
+
+async def test_stdio_reload_notifies_the_client(tmp_path: Path) -> None:
+    import anyio
+
+    manifest = copy_example(tmp_path)
+    command = runner_cmd("serve", str(manifest), "--transport", "stdio")
+    params = StdioServerParameters(command=command[0], args=command[1:], cwd=str(tmp_path), env=dict(os.environ))
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    async with Client(params, mode="legacy", message_handler=on_message) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["add"]
+        text = manifest.read_text().replace("tools:\n", "tools:\n  - function: servers.demo:add\n    name: plus\n")
+        manifest.write_text(text)
+        with anyio.fail_after(30):
+            await changed.wait()
+        assert sorted(t.name for t in (await client.list_tools()).tools) == ["add", "plus"]
