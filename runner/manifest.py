@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
@@ -132,7 +132,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     """Read, parse and validate a manifest file; raise ManifestError with located problems."""
     file = str(path)
     try:
-        text = FsPath(path).read_text(encoding="utf-8")
+        text = FsPath(path).read_bytes().decode("utf-8")  # no newline translation: the digest is of the bytes
     except (OSError, UnicodeDecodeError) as exc:
         from runner.errors import Location
 
@@ -212,11 +212,11 @@ def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
         first: dict[str, int] = {}
         for i, name in enumerate(names):
             if name in first:
-                what = "uri" if section == "resources" else "name"
-                key: Literal["uri", "name", "function"] = "uri" if section == "resources" else "name"
+                key = "uri" if section == "resources" else "name"
+                # A name taken from the function (no `name:` key) points at the function instead.
                 path: Path = (section, i, key) if (section, i, key) in source.values else (section, i, "function")
                 earlier = source.locate((section, first[name]))
-                message = f"duplicate {section[:-1]} {what} {name!r} (first at line {earlier.line})"
+                message = f"duplicate {section[:-1]} {key} {name!r} (first at line {earlier.line})"
                 problems.append(Problem(source.locate(path), message))
             else:
                 first[name] = i

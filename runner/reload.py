@@ -11,7 +11,6 @@ told what changed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -69,9 +68,8 @@ class Reloader:
 
     @classmethod
     async def start(
-        cls, manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest
+        cls, manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest, digest: str
     ) -> Reloader:
-        digest = _hash(manifest_path.read_bytes())
         reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest)
         reloader.view = await snapshot(built.server)
         built.server.middleware.append(reloader.tracker)
@@ -82,7 +80,7 @@ class Reloader:
     def root(self) -> Path:
         return self.manifest_path.resolve().parent
 
-    async def reload(self, changed: set[Path] = frozenset()) -> ReloadResult:  # type: ignore[assignment]
+    async def reload(self, changed: frozenset[Path] | set[Path] = frozenset()) -> ReloadResult:
         async with self._lock:
             self._dirty |= {p for p in changed if p.suffix == ".py"}
             started = time.perf_counter()
@@ -101,12 +99,11 @@ class Reloader:
 
     def _build(self) -> tuple[Manifest, Built, str]:
         """In a worker thread: the start-up pipeline again, with changed modules imported fresh."""
-        digest = _hash(self.manifest_path.read_bytes())
         purge = Purge.for_files(self.root, self._dirty)
         try:
             manifest, source = load(self.manifest_path)
             built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache)
-            return manifest, built, digest
+            return manifest, built, source.digest
         except BaseException:
             purge.rollback()
             raise
@@ -195,10 +192,6 @@ class Reloader:
             Route("/readyz", readyz, methods=["GET"]),
             Route(f"/apps/{LOCAL_APP_ID}/discovery/v2.0/keys", local_keys, methods=["GET"]),
         ]
-
-
-def _hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _carry_over(old: Guard | None, new: Guard | None) -> Guard | None:

@@ -77,9 +77,15 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
 
 
 async def _serve_stdio(
-    manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest, reload: bool
+    manifest_path: Path,
+    where: Binding,
+    overrides: Overrides,
+    built: Built,
+    manifest: Manifest,
+    digest: str,
+    reload: bool,
 ) -> None:
-    reloader = await Reloader.start(manifest_path, where, overrides, built, manifest)
+    reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest)
     print(f"  reload:    {_reload_note(manifest_path, reload)}", file=sys.stderr, flush=True)
     async with anyio.create_task_group() as tasks:
         if reload:
@@ -102,7 +108,7 @@ def serve(
         sys.dont_write_bytecode = True
         built = build(manifest, source, where)
         print(banner(built, where, str(manifest_path), transport), file=sys.stderr, flush=True)
-        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, reload)
+        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload)
         return 0
     exposure = exposure_problems(manifest, source, where)
     if exposure:
@@ -119,7 +125,7 @@ def serve(
         built = build(manifest, source, where)
 
         async def main() -> None:
-            reloader = await Reloader.start(manifest_path, where, overrides, built, manifest)
+            reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest)
             app = built.server.streamable_http_app(
                 streamable_http_path=where.path,
                 host=where.host,

@@ -8,6 +8,7 @@ Environment substitution happens here, scalar by scalar, for the same reason.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class Source:
 
     file: str
     data: Any
+    digest: str = ""  # sha256 of the text parsed, so /healthz names exactly what is being served
     values: dict[Path, Location] = field(default_factory=dict)
     keys: dict[Path, Location] = field(default_factory=dict)
 
@@ -62,7 +64,7 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
         raise ManifestError([Problem(Location(file, 1, 1), f"YAML error: {exc}")]) from None
     finally:
         loader.dispose()
-    source = Source(file=file, data=None)
+    source = Source(file=file, data=None, digest=hashlib.sha256(text.encode()).hexdigest())
     if node is None:
         raise ManifestError([Problem(Location(file, 1, 1), "the manifest is empty")])
     problems: list[Problem] = []

@@ -25,7 +25,7 @@ async def test_old_modules_and_catalogs_are_released(tmp_path: Path) -> None:
     manifest, source = load(manifest_path)
     where = Binding("127.0.0.1", 1, "/mcp")
     built = build(manifest, source, where)
-    reloader = await Reloader.start(manifest_path, where, Overrides(), built, manifest)
+    reloader = await Reloader.start(manifest_path, where, Overrides(), built, manifest, source.digest)
     old_modules: list[weakref.ref[object]] = []
     old_catalogs: list[weakref.ref[object]] = []
     try:
