@@ -88,7 +88,7 @@ def _entry_scopes(policy: Policy, body: bytes) -> tuple[str, ...]:
     """Scopes the JSON-RPC message(s) in `body` need; an unparsable body is the transport's to reject."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON raises RecursionError, not a 500 here
         return ()
     needed: dict[str, None] = {}
     for message in payload if isinstance(payload, list) else [payload]:

@@ -103,7 +103,12 @@ class JWKSCache:
     async def _refresh(self, raise_errors: bool = False) -> None:
         self._attempted_at = time.monotonic()
         try:
-            keys = _parse(await self._fetch())
+            try:
+                keys = _parse(await self._fetch())
+            except JWKSError:
+                raise
+            except Exception as exc:  # whatever the issuer sends, a refresh fails; it never crashes the server
+                raise JWKSError(f"unusable answer from {self.url}: {type(exc).__name__}: {exc}") from None
         except JWKSError as exc:
             if raise_errors:
                 raise
@@ -136,8 +141,8 @@ class JWKSCache:
 def _parse(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JWKSError(f"the JWKS is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise JWKSError(f"the JWKS is not JSON: {type(exc).__name__}") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise JWKSError('the JWKS has no "keys" list')
     keys: dict[str, Any] = {}

@@ -136,6 +136,8 @@ class JWKSServer:
                 return JSONResponse({"keys": [k.jwk() for k in self.keys] + filler})
             if self.mode == "redirect":
                 return Response(status_code=302, headers={"Location": "http://127.0.0.1:9/keys"})
+            if self.mode == "nested":
+                return Response(b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", media_type="application/json")
             if self.mode == "html":
                 return Response("<html>maintenance</html>", media_type="text/html")
             if self.mode == "trickle":

@@ -350,6 +350,18 @@ async def test_claims_are_bound_and_cannot_be_supplied(guarded: Guarded) -> None
         assert scopes.content[0].text == "mcp extra"  # type: ignore[union-attr]
 
 
+def test_deeply_nested_body_is_not_a_500(guarded: Guarded) -> None:
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {guarded.token()}",
+    }
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = httpx2.post(guarded.runner.url, content=body, headers=headers, timeout=60)
+    assert response.status_code < 500, response.text
+    assert guarded.post(guarded.token()).status_code == 200  # and the server is still up
+
+
 def test_metadata_lists_every_scope_and_the_name(guarded: Guarded) -> None:
     document = httpx2.get(guarded.metadata).json()
     assert document["scopes_supported"] == ["mcp", "admin", "write", "secrets"]
@@ -421,7 +433,7 @@ async def test_stalled_jwks_does_not_delay_unrelated_requests(guarded: Guarded) 
         guarded.jwks.delay = 0.0
 
 
-@pytest.mark.parametrize("mode", ["down", "garbage", "non-utf8", "huge", "redirect", "html"])
+@pytest.mark.parametrize("mode", ["down", "garbage", "non-utf8", "huge", "redirect", "html", "nested"])
 def test_cold_start_against_a_broken_jwks_fails_closed(tmp_path: Path, mode: str) -> None:
     jwks = JWKSServer(app_id="cold-app", keys=[Key.new("cold-kid")], mode=mode).start()
     g = Guarded(tmp_path, jwks)

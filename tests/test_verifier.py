@@ -91,7 +91,7 @@ def test_substitution_semantics() -> None:
     assert missing.value.name == "UNSET" and missing.value.offset == 2
 
 
-@pytest.mark.parametrize("mode", ["trickle", "huge", "redirect", "non-utf8", "html"])
+@pytest.mark.parametrize("mode", ["trickle", "huge", "redirect", "non-utf8", "html", "nested"])
 async def test_hostile_jwks_answers_are_rejections(server: JWKSServer, mode: str) -> None:
     verifier, issuer = make(server, fetch_timeout=0.5)
     server.mode = mode
