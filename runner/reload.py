@@ -139,15 +139,23 @@ class Reloader:
         return path.endswith(".py") or Path(path).resolve() == self.manifest_path.resolve()
 
     async def watch(self) -> None:
-        """Reload on every settled change; re-arm when the set of watched folders changes."""
+        """Reload on every settled change; re-arm when the set of watched folders changes.
+
+        Never ends with an exception: it runs in the server's task group, so a watcher
+        failure (a watched folder deleted, inotify limits) must not take the server down.
+        """
         while True:
-            dirs = self.watched_dirs()
+            dirs = {d for d in self.watched_dirs() if d.is_dir()}
             # rust_timeout bounds how long shutdown waits for the watcher thread (its default is 5 s).
             watcher = awatch(*dirs, watch_filter=self._relevant, step=QUIET_MS, recursive=False, rust_timeout=500)
-            async for changes in watcher:
-                await self.reload({Path(p).resolve() for _, p in changes})
-                if self.watched_dirs() != dirs:
-                    break
+            try:
+                async for changes in watcher:
+                    await self.reload({Path(p).resolve() for _, p in changes})
+                    if self.watched_dirs() != dirs:
+                        break
+            except Exception as exc:
+                logger.error("file watcher failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
+                await anyio.sleep(1)
 
     # -- HTTP -------------------------------------------------------------------
 

@@ -325,3 +325,30 @@ def test_signin_changes_apply_on_reload(tmp_path: Path, jwks: Any) -> None:
         assert metadata.json()["resource"] == second
     finally:
         runner.stop()
+
+
+async def test_deleting_a_watched_folder_does_not_take_the_server_down(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tools.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (tmp_path / "m.yaml").write_text("name: p\ntools:\n  - function: pkg.tools:add\n")
+    runner = RunnerProcess(tmp_path / "m.yaml").start()
+    try:
+        import shutil
+
+        shutil.rmtree(package)  # the module's folder disappears under the watcher
+        deadline = time.monotonic() + 30
+        while httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["reloads"] == 0:
+            assert time.monotonic() < deadline, "the deletion was never noticed"
+            await anyio.sleep(0.05)
+        health = httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()
+        assert health["status"] == "degraded"
+        async with mcp_client(runner.url, mode="legacy") as client:
+            assert (await client.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+        (tmp_path / "m.yaml").write_text("name: p\ntools: []\n")  # and the watcher still works
+        while httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["tools"] != 0:
+            assert time.monotonic() < deadline, "the watcher stopped after the folder was deleted"
+            await anyio.sleep(0.05)
+    finally:
+        runner.stop()
