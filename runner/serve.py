@@ -38,7 +38,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def banner(built: Built, where: Binding, manifest_file: str, transport: Transport) -> str:
+def banner(built: Built, where: Binding, manifest_file: str, transport: Transport, reload: bool) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
     resources = [str(r.uri) for r in server._resource_manager.list_resources()]
@@ -73,6 +73,7 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
             + where.url
             + f' --header "Authorization: Bearer {token}"'
         )
+    lines.append(f"  reload:    {'watching ' + manifest_file + ' and its modules' if reload else 'off'}")
     return "\n".join(lines)
 
 
@@ -86,16 +87,11 @@ async def _serve_stdio(
     reload: bool,
 ) -> None:
     reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest)
-    print(f"  reload:    {_reload_note(manifest_path, reload)}", file=sys.stderr, flush=True)
     async with anyio.create_task_group() as tasks:
         if reload:
             tasks.start_soon(reloader.watch)
         await built.server.run_stdio_async()
         tasks.cancel_scope.cancel()
-
-
-def _reload_note(manifest_path: Path, reload: bool) -> str:
-    return f"watching {manifest_path} and its modules" if reload else "off"
 
 
 def serve(
@@ -107,7 +103,7 @@ def serve(
     if transport == "stdio":
         sys.dont_write_bytecode = True
         built = build(manifest, source, where)
-        print(banner(built, where, str(manifest_path), transport), file=sys.stderr, flush=True)
+        print(banner(built, where, str(manifest_path), transport, reload), file=sys.stderr, flush=True)
         anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload)
         return 0
     exposure = exposure_problems(manifest, source, where)
@@ -132,12 +128,7 @@ def serve(
                 extra_routes=reloader.routes(),
                 background=[reloader.watch] if reload else [],
             )
-            print(banner(built, where, str(manifest_path), transport), file=out, flush=True)
-            print(
-                f"  reload:    {_reload_note(manifest_path, reload)}",
-                file=out,
-                flush=True,
-            )
+            print(banner(built, where, str(manifest_path), transport, reload), file=out, flush=True)
             config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
             await uvicorn.Server(config).serve(sockets=[sock])
 
