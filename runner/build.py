@@ -18,7 +18,7 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
-from runner.claims import bind_claims
+from runner.claims import BindError, bind_claims
 from runner.errors import ManifestError, Problem
 from runner.local_issuer import LocalIssuer
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
@@ -111,6 +111,9 @@ def build(
         key = ("tool", fn, tool_entry.model_dump_json(exclude={"function"}))
         try:
             used[key] = previous[key] if key in previous else _tool(fn, tool_entry)
+        except BindError as exc:
+            problems.append(Problem(source.locate(("tools", i, "bind")), str(exc)))
+            continue
         except Exception as exc:
             failed("tools", i, "function", tool_entry.function, exc)
             continue

@@ -18,6 +18,10 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver.exceptions import ToolError
 
 
+class BindError(ValueError):
+    """A `bind:` that does not fit the function."""
+
+
 def claim_value(name: str) -> Any:
     """A claim of the current caller's token; `scope` is the list of scopes; dotted names reach into objects."""
     token = get_access_token()
@@ -38,7 +42,7 @@ def bind_claims(fn: Callable[..., Any], bind: Mapping[str, str]) -> Callable[...
     signature = inspect.signature(fn, eval_str=True)
     unknown = [param for param in bind if param not in signature.parameters]
     if unknown:
-        raise ValueError(f"bind names parameter(s) {unknown} that {fn.__name__}() does not take")
+        raise BindError(f"bind names parameter(s) {unknown} that {fn.__name__}() does not take")
     hints = {k: v for k, v in typing.get_type_hints(fn).items() if k not in bind}
 
     def claims() -> dict[str, Any]:

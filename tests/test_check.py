@@ -139,6 +139,26 @@ CASES = {
         {},
         "m.yaml:3:3: signin.resource is required unless app_id is 'local'",
     ),
+    "bind to a parameter the function lacks": (
+        "name: x\nsignin:\n  app_id: local\ntools:\n  - function: mod_ok:add\n    bind: {user: sub}\n",
+        {},
+        "m.yaml:6:11: bind names parameter(s) ['user'] that add() does not take",
+    ),
+    "bind without signin": (
+        "name: x\ntools:\n  - function: mod_ok:add\n    bind: {a: sub}\n",
+        {},
+        "m.yaml:4:5: bind needs a signin block",
+    ),
+    "scopes without signin": (
+        "name: x\nprompts:\n  - function: mod_ok:greet\n    scopes: [admin]\n",
+        {},
+        "m.yaml:4:5: scopes needs a signin block",
+    ),
+    "invalid scope token": (
+        "name: x\nsignin:\n  app_id: local\n  scopes: ['has space']\n",
+        {},
+        "m.yaml:4:12: signin.scopes.0: String should match pattern",
+    ),
     "empty manifest": ("", {}, "m.yaml:1:1: the manifest is empty"),
     "not a mapping": ("- a\n- b\n", {}, "m.yaml:1:1: manifest: Input should be a valid dictionary"),
 }
