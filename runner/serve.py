@@ -55,6 +55,11 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     elif guard is None:
         lines.append("  auth:      NONE (no signin block; allowed on loopback only)")
     elif built.issuer is not None:
+        if guard.resource.rstrip("/") != where.url.rstrip("/"):
+            lines.append(
+                f"  note:      signin.resource is {guard.resource} but this server is at {where.url}; tokens "
+                f"name the former (set MCP_APP_RESOURCE={where.url} to serve under the latter)"
+            )
         lines.append(
             f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at "
             f"{where.self_origin}/apps/local/discovery/v2.0/keys)"

@@ -65,9 +65,18 @@ async def test_token_then_call(tmp_path: Path) -> None:
     # The banner's ready token and connect command are there; no private key material anywhere.
     assert "token:     ey" in err and "claude mcp add --transport http" in err
     assert "PRIVATE KEY" not in err
+    assert "note:" not in err  # the resource matches the served URL here
     key = tmp_path / ".mcp-runner" / "local-issuer-key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+
+
+def test_banner_warns_when_the_resource_is_not_the_served_url(tmp_path: Path) -> None:
+    manifest = copy_example(tmp_path)
+    port = free_port()
+    runner = RunnerProcess(manifest, port=port, env={"MCP_APP_RESOURCE": ""}).start()  # default :8000
+    err = runner.stop()
+    assert f"note:      signin.resource is http://127.0.0.1:8000/mcp but this server is at http://127.0.0.1:{port}/mcp" in err
 
 
 def test_banner_token_works_with_defaults(tmp_path: Path) -> None:
