@@ -76,7 +76,8 @@ def test_banner_warns_when_the_resource_is_not_the_served_url(tmp_path: Path) ->
     port = free_port()
     runner = RunnerProcess(manifest, port=port, env={"MCP_APP_RESOURCE": ""}).start()  # default :8000
     err = runner.stop()
-    assert f"note:      signin.resource is http://127.0.0.1:8000/mcp but this server is at http://127.0.0.1:{port}/mcp" in err
+    expected = f"signin.resource is http://127.0.0.1:8000/mcp but this server is at http://127.0.0.1:{port}/mcp"
+    assert f"note:      {expected}" in err
 
 
 def test_banner_token_works_with_defaults(tmp_path: Path) -> None:
