@@ -25,8 +25,8 @@ from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry
 from runner.policy import Policy
 from runner.resolve import ResolveError, resolve
 from runner.source import Source
-from runner.verifier import JWKSTokenVerifier, jwks_url
-from runner.wrapper import DEFAULT_BASE_URL, FastMCPSignInWrapper
+from runner.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
+from runner.wrapper import FastMCPSignInWrapper
 
 
 def is_loopback(host: str) -> bool:

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from runner.errors import ManifestError, Problem
 from runner.source import Path, Source, parse
+from runner.verifier import DEFAULT_BASE_URL
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
-DEFAULT_BASE_URL = "https://mcpsignin.com"
 
 
 # RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\\'.

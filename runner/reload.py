@@ -31,7 +31,7 @@ from runner.errors import ManifestError
 from runner.gate import Guard
 from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.modules import Purge, user_modules
-from runner.verifier import JWKSTokenVerifier
+from runner.verifier import JWKSTokenVerifier, jwks_url
 from runner.wrapper import FastMCPSignInWrapper
 
 logger = logging.getLogger("runner.reload")
@@ -198,7 +198,7 @@ class Reloader:
         return [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route(f"/apps/{LOCAL_APP_ID}/discovery/v2.0/keys", local_keys, methods=["GET"]),
+            Route(jwks_url("", LOCAL_APP_ID), local_keys, methods=["GET"]),  # MCP SignIn's layout, on our origin
         ]
 
 

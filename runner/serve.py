@@ -15,8 +15,9 @@ from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
 from runner.local_issuer import STATE_DIR
-from runner.manifest import Manifest, load
+from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.reload import Reloader
+from runner.verifier import jwks_url
 
 logger = logging.getLogger("runner")
 
@@ -61,8 +62,7 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
                 f"name the former (set MCP_APP_RESOURCE={where.url} to serve under the latter)"
             )
         lines.append(
-            f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at "
-            f"{where.self_origin}/apps/local/discovery/v2.0/keys)"
+            f"  auth:      local issuer (keys in {STATE_DIR}/, JWKS at {jwks_url(where.self_origin, LOCAL_APP_ID)})"
         )
     else:
         lines.append(f"  auth:      MCP SignIn, issuer {built.issuer_url}, audience {guard.resource}")

@@ -23,6 +23,7 @@ from runner.jwks import JWKSCache, JWKSError
 
 logger = logging.getLogger("runner.auth")
 
+DEFAULT_BASE_URL = "https://mcpsignin.com"
 MAX_TOKEN_BYTES = 8192
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 CACHE_SIZE = 10_000  # verified tokens remembered, least recently used dropped first
@@ -76,7 +77,7 @@ class JWKSTokenVerifier(TokenVerifier):
         )
 
     @classmethod
-    def for_signin(cls, app_id: str, resource: str, base_url: str = "https://mcpsignin.com") -> JWKSTokenVerifier:
+    def for_signin(cls, app_id: str, resource: str, base_url: str = DEFAULT_BASE_URL) -> JWKSTokenVerifier:
         return cls(issuer=base_url, audience=resource, jwks_url=jwks_url(base_url, app_id))
 
     async def verify_token(self, token: str) -> AccessToken | None:

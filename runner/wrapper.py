@@ -26,9 +26,7 @@ from starlette.applications import Starlette
 
 from runner.gate import Guard
 from runner.policy import Policy, missing
-from runner.verifier import JWKSTokenVerifier
-
-DEFAULT_BASE_URL = "https://mcpsignin.com"
+from runner.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 
 
 class _Catalog:
