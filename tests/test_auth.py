@@ -91,29 +91,18 @@ async def test_full_session_with_token(signin_runner: tuple[RunnerProcess, Issue
 
 async def test_session_cannot_be_used_by_another_user(signin_runner: tuple[RunnerProcess, Issuer]) -> None:
     runner, issuer = signin_runner
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    owner = post_initialize(runner.url, issuer.token(sub="alice"))
-    session = owner.headers["mcp-session-id"]
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    stolen = httpx2.post(
-        runner.url,
-        json=ping,
-        headers={
-            **headers,
-            "Authorization": f"Bearer {issuer.token(sub='mallory')}",
+    session = post_initialize(runner.url, issuer.token(sub="alice")).headers["mcp-session-id"]
+
+    def ping_as(subject: str) -> httpx2.Response:
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {issuer.token(sub=subject)}",
             "mcp-session-id": session,
             "mcp-protocol-version": "2025-06-18",
-        },
-    )
-    assert stolen.status_code == 404
-    own = httpx2.post(
-        runner.url,
-        json=ping,
-        headers={
-            **headers,
-            "Authorization": f"Bearer {issuer.token(sub='alice')}",
-            "mcp-session-id": session,
-            "mcp-protocol-version": "2025-06-18",
-        },
-    )
+        }
+        return httpx2.post(runner.url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=headers)
+
+    assert ping_as("mallory").status_code == 404
+    own = ping_as("alice")
     assert own.status_code in (200, 202), own.text
