@@ -21,7 +21,7 @@ import anyio
 import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from runner.verifier import JWKSTokenVerifier  # noqa: E402
+from runner.auth.verifier import JWKSTokenVerifier  # noqa: E402
 from tests.helpers import Issuer, JWKSServer, Key  # noqa: E402
 
 RESOURCE = "http://127.0.0.1:8000/mcp"

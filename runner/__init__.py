@@ -1,6 +1,6 @@
 """mcp-runner: a YAML manifest becomes an MCP server protected by MCP SignIn."""
 
-from runner.verifier import JWKSTokenVerifier
+from runner.auth.verifier import JWKSTokenVerifier
 from runner.wrapper import FastMCPSignInWrapper
 
 __all__ = ["FastMCPSignInWrapper", "JWKSTokenVerifier"]

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from runner.gate import BearerGate
-from runner.verifier import JWKSTokenVerifier
+from runner.auth.gate import BearerGate
+from runner.auth.verifier import JWKSTokenVerifier
 
 if TYPE_CHECKING:
     from runner.wrapper import FastMCPSignInWrapper

@@ -18,14 +18,14 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
-from runner.claims import BindError, bind_claims
+from runner.auth.claims import BindError, bind_claims
+from runner.auth.local_issuer import LocalIssuer
+from runner.auth.policy import Policy
+from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
 from runner.errors import ManifestError, Problem
-from runner.local_issuer import LocalIssuer
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
-from runner.policy import Policy
 from runner.resolve import ResolveError, resolve
 from runner.source import Source
-from runner.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
 from runner.wrapper import FastMCPSignInWrapper
 
 

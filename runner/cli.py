@@ -102,8 +102,8 @@ def _check(path: Path) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from runner.auth.local_issuer import LocalIssuer
     from runner.build import local_identity
-    from runner.local_issuer import LocalIssuer
 
     manifest, source = load(args.manifest)
     if manifest.signin is None:

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from runner.auth.verifier import DEFAULT_BASE_URL
 from runner.errors import ManifestError, Problem
 from runner.source import Path, Source, parse
-from runner.verifier import DEFAULT_BASE_URL
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"

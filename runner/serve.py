@@ -11,13 +11,13 @@ from typing import TextIO
 import anyio
 import uvicorn
 
+from runner.auth.local_issuer import STATE_DIR
+from runner.auth.verifier import jwks_url
 from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
-from runner.local_issuer import STATE_DIR
 from runner.manifest import LOCAL_APP_ID, Manifest, load
-from runner.reload import Reloader
-from runner.verifier import jwks_url
+from runner.reload.reloader import Reloader
 
 logger = logging.getLogger("runner")
 

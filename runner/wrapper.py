@@ -24,9 +24,9 @@ from mcp_types import ResourceTemplate as MCPResourceTemplate
 from mcp_types import Tool as MCPTool
 from starlette.applications import Starlette
 
-from runner.gate import Guard
-from runner.policy import Policy, missing
-from runner.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
+from runner.auth.gate import Guard
+from runner.auth.policy import Policy, missing
+from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 
 
 class _Catalog:

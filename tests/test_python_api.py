@@ -20,7 +20,7 @@ def test_public_imports() -> None:
     from runner import FastMCPSignInWrapper, JWKSTokenVerifier
 
     assert issubclass(FastMCPSignInWrapper, MCPServer)
-    assert JWKSTokenVerifier.__module__ == "runner.verifier"
+    assert JWKSTokenVerifier.__module__ == "runner.auth.verifier"
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

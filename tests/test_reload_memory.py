@@ -12,7 +12,7 @@ import pytest
 from runner.build import Binding, build
 from runner.config import Overrides
 from runner.manifest import load
-from runner.reload import Reloader
+from runner.reload.reloader import Reloader
 
 pytestmark = pytest.mark.anyio
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from runner.auth.jwks import JWKSCache
+from runner.auth.verifier import JWKSTokenVerifier
 from runner.envsubst import MissingVariable, substitute
-from runner.jwks import JWKSCache
-from runner.verifier import JWKSTokenVerifier
 from tests.helpers import Issuer, JWKSServer, Key
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,7 @@ import anyio
 import httpx2
 import jwt
 
-logger = logging.getLogger("runner.jwks")
+logger = logging.getLogger("runner.auth.jwks")
 
 # Built once at import: a new TLS context per fetch costs ~15 ms of blocked event loop.
 _TLS = ssl.create_default_context()

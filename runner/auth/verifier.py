@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from runner.jwks import JWKSCache, JWKSError
+from runner.auth.jwks import JWKSCache, JWKSError
 
 logger = logging.getLogger("runner.auth")
 

@@ -22,7 +22,7 @@ from pydantic import AnyHttpUrl
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner.policy import Policy, missing
+from runner.auth.policy import Policy, missing
 
 
 @dataclass(frozen=True)

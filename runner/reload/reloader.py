@@ -24,14 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from watchfiles import Change, awatch
 
+from runner.auth.gate import Guard
+from runner.auth.verifier import JWKSTokenVerifier, jwks_url
 from runner.build import Binding, Built, build
-from runner.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
-from runner.gate import Guard
 from runner.manifest import LOCAL_APP_ID, Manifest, load
-from runner.modules import Purge, user_modules
-from runner.verifier import JWKSTokenVerifier, jwks_url
+from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
+from runner.reload.modules import Purge, user_modules
 from runner.wrapper import FastMCPSignInWrapper
 
 logger = logging.getLogger("runner.reload")

@@ -1,0 +1,2 @@
+"""Who may call: bearer tokens checked against a JWKS, per-entry scopes, claims bound to parameters,
+and the local issuer."""

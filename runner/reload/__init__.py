@@ -1,0 +1,1 @@
+"""Live reload: watch files, re-import the user's changed modules fresh, rebuild off to the side, swap atomically."""
