@@ -69,13 +69,22 @@ class Built:
     issuer_url: str | None  # the token issuer (`iss`) the server accepts
     cache: Cache = field(default_factory=dict)  # built Tool/Prompt objects, for the next reload
 
+    @property
+    def token_ttl(self) -> int:
+        """The local issuer's default token lifetime: an hour, or the manifest's maximum if that is shorter."""
+        verifier = self.server.guard.verifier if self.server.guard is not None else None
+        limit = verifier.max_lifetime if isinstance(verifier, JWKSTokenVerifier) else DEFAULT_TTL
+        return int(min(DEFAULT_TTL, limit))
+
     def mint(self, **kwargs: Any) -> str:
         """A token for this server from the local issuer."""
         assert self.issuer is not None and self.server.guard is not None and self.issuer_url is not None
+        kwargs.setdefault("ttl", self.token_ttl)
         return self.issuer.mint(issuer=self.issuer_url, audience=self.server.guard.resource, **kwargs)
 
 
 Cache = dict[tuple[Any, ...], Any]
+DEFAULT_TTL = 3600  # seconds: the local issuer's tokens, unless signin.max_token_lifetime is shorter
 
 
 def build(
@@ -221,7 +230,13 @@ def _server(
         assert signin.resource is not None  # enforced by manifest validation
         resource = signin.resource
         keys = jwks_url(issuer_url, signin.app_id)
-    verifier = JWKSTokenVerifier(issuer=issuer_url, audience=resource, jwks_url=keys, leeway=signin.clock_skew)
+    verifier = JWKSTokenVerifier(
+        issuer=issuer_url,
+        audience=resource,
+        jwks_url=keys,
+        leeway=signin.clock_skew,
+        max_lifetime=signin.max_token_lifetime,
+    )
     server = FastMCPSignInWrapper(
         manifest.name,
         app_id=signin.app_id,

@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
     bind_flags(token)
     token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument(
+        "--ttl", type=int, help="lifetime in seconds (default 3600; at most the manifest's signin.max_token_lifetime)"
+    )
     token.add_argument("--subject", default="local-user", help="the token's sub claim")
 
     commands.add_parser("schema", help="print the manifest's JSON Schema")
@@ -116,12 +118,21 @@ def _token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    if args.ttl <= 0:
+    limit = manifest.signin.max_token_lifetime
+    ttl = min(3600, limit) if args.ttl is None else args.ttl
+    if ttl <= 0:
         print("mcp-runner: --ttl must be positive", file=sys.stderr)
+        return EXIT_INVALID
+    if ttl > limit:
+        print(
+            f"mcp-runner: --ttl {ttl} is longer than signin.max_token_lifetime ({limit} s) of {args.manifest}: "
+            "the server would refuse the token",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     issuer_url, resource = local_identity(manifest, binding(manifest, Overrides(args.host, args.port)))
     issuer = LocalIssuer.open(Path(source.file).resolve().parent)
-    print(issuer.mint(issuer=issuer_url, audience=resource, subject=args.subject, scopes=args.scope, ttl=args.ttl))
+    print(issuer.mint(issuer=issuer_url, audience=resource, subject=args.subject, scopes=args.scope, ttl=ttl))
     return 0
 
 

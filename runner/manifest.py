@@ -17,12 +17,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from runner.auth.verifier import DEFAULT_BASE_URL
+from runner.auth.verifier import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.errors import ManifestError, Problem
 from runner.source import Path, Source, parse
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
+MIN_LIFETIME = 300  # any shorter and clients would fetch a new token every few calls
+MAX_LIFETIME = 7 * 86_400  # a bearer token that lives longer than a week is a credential, not an access token
 
 
 # RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\\'.
@@ -53,6 +55,13 @@ class SignIn(_Strict):
     scopes: list[Scope] = Field(default_factory=list, description="scopes every request needs")
     clock_skew: float = Field(
         default=30, ge=0, le=300, description="seconds of clock skew allowed when checking exp/nbf/iat"
+    )
+    max_token_lifetime: int = Field(
+        default=DEFAULT_MAX_LIFETIME,
+        ge=MIN_LIFETIME,
+        le=MAX_LIFETIME,
+        description="the longest token lifetime (exp - iat, seconds) accepted, and the longest "
+        "`mcp-runner token --ttl`. Default 86400 (24 h); 300 to 604800 (7 days).",
     )
 
     @field_validator("resource", "base_url")

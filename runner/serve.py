@@ -71,8 +71,9 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     lines.append(f"  prompts:   {', '.join(prompts) or '-'}")
     if built.issuer is not None and transport != "stdio":
         token = built.mint()
+        valid = "1 hour" if built.token_ttl == 3600 else f"{built.token_ttl // 60} minutes"
         lines.append(f"  token:     {token}")
-        lines.append("             (valid 1 hour; more with: mcp-runner token " + manifest_file + ")")
+        lines.append(f"             (valid {valid}; more with: mcp-runner token " + manifest_file + ")")
         lines.append(
             "  connect:   claude mcp add --transport http mcp-runner "
             + where.url

@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -52,8 +54,9 @@ class Key:
     kid: str
 
     @classmethod
-    def new(cls, kid: str | None = None) -> Key:
-        return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), kid or uuid.uuid4().hex[:12])
+    def new(cls, kid: str | None = None, bits: int = 2048) -> Key:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=bits) if bits >= 1024 else _weak_rsa(bits)
+        return cls(private, kid or uuid.uuid4().hex[:12])
 
     def jwk(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private.public_key()))
@@ -64,6 +67,43 @@ class Key:
         return self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+
+def _weak_rsa(bits: int) -> rsa.RSAPrivateKey:
+    """An RSA key too short for `cryptography` to generate (it stops at 1024 bits); a hostile key set may hold one."""
+    e = 65537
+    while True:
+        p, q = _prime(bits // 2), _prime(bits - bits // 2)
+        phi = (p - 1) * (q - 1)
+        if p != q and (p * q).bit_length() == bits and math.gcd(e, phi) == 1:
+            break
+    d = pow(e, -1, phi)
+    public = rsa.RSAPublicNumbers(e, p * q)
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public).private_key()
+
+
+def _prime(bits: int) -> int:
+    while True:
+        candidate = secrets.randbits(bits) | (3 << (bits - 2)) | 1  # top two bits set: p * q has the full length
+        if all(candidate % small for small in (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)) and _miller_rabin(candidate):
+            return candidate
+
+
+def _miller_rabin(n: int, rounds: int = 40) -> bool:
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for _ in range(rounds):
+        x = pow(secrets.randbelow(n - 3) + 2, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
 
 
 @dataclass
@@ -111,6 +151,7 @@ class JWKSServer:
     keys: list[Key] = field(default_factory=list)
     mode: str = "good"  # good | down | garbage | non-utf8 | huge | redirect | html | trickle
     delay: float = 0.0
+    cache_control: str | None = None  # sent as Cache-Control with the key set, when set
     hits: int = 0
     port: int = field(default_factory=free_port)
     _server: uvicorn.Server | None = None
@@ -149,7 +190,8 @@ class JWKSServer:
                         yield document[i : i + 16]
 
                 return StreamingResponse(drip(), media_type="application/json")
-            return JSONResponse({"keys": [k.jwk() for k in self.keys]})
+            headers = {"Cache-Control": self.cache_control} if self.cache_control else None
+            return JSONResponse({"keys": [k.jwk() for k in self.keys]}, headers=headers)
 
         return Starlette(routes=[Route(f"/apps/{self.app_id}/discovery/v2.0/keys", keys)])
 
@@ -203,6 +245,7 @@ class RunnerProcess:
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None  # when set, stderr goes to this file, readable while the process runs
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -210,16 +253,24 @@ class RunnerProcess:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> RunnerProcess:
+        log = None if self.log is None else self.log.open("w")
         self.proc = subprocess.Popen(
             runner_cmd("serve", str(self.manifest), "--port", str(self.port), *self.extra),
             cwd=self.manifest.parent,
             env={**os.environ, **self.env},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if log is None else log,
             text=True,
         )
+        if log is not None:
+            log.close()  # the child has its own descriptor
         wait_for_port(self.port, proc=self.proc)
         return self
+
+    def logged(self) -> str:
+        """What the process has written to stderr so far (needs `log`)."""
+        assert self.log is not None
+        return self.log.read_text()
 
     def stop(self) -> str:
         """Stop by PID; returns what the process printed on stderr."""
@@ -230,7 +281,7 @@ class RunnerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
-        return err
+        return err if self.log is None else self.log.read_text()
 
 
 @asynccontextmanager

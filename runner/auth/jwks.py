@@ -3,14 +3,15 @@
 Why not `jwt.PyJWKClient`: it fetches with blocking urllib, which would stall
 every request on the event loop while the issuer is slow. Here the fetch is
 async with a hard deadline and a size cap, concurrent misses share one fetch,
-an unknown `kid` refetches at most once per `min_refetch_interval`, and a
-failed refresh keeps the last good keys for `max_stale` seconds.
+an unknown `kid` refetches at most once per `min_refetch_interval`, a failed
+refresh keeps the last good keys for `max_stale` seconds, and the issuer's
+`Cache-Control: max-age` sets how often the set is fetched again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -18,32 +19,99 @@ from typing import Any
 
 import anyio
 import httpx2
-import jwt
+
+from runner.auth.keyset import KeySet, KeySetError, parse
 
 logger = logging.getLogger("runner.auth.jwks")
 
 # Built once at import: a new TLS context per fetch costs ~15 ms of blocked event loop.
 _TLS = ssl.create_default_context()
 
+# The background refresher fetches at this fraction of the interval, so a known kid never waits on the network.
+REFRESH_AHEAD = 0.8
+_MAX_AGE = re.compile(r'max-age\s*=\s*"?(\d{1,10})"?', re.ASCII)
+_SECONDS = re.compile(r"\d{1,10}", re.ASCII)
+
 
 class JWKSError(Exception):
     """The key set could not be fetched or used; the message is safe to log."""
 
 
+class UnknownKey(JWKSError):
+    """The key set was fetched, but holds no usable key for the token's kid."""
+
+
+def refresh_interval(cache_control: str | None, age: str | None, default: float, lo: float, hi: float) -> float:
+    """Seconds until the key set should be fetched again, from the response's caching headers.
+
+    `max-age` less `Age` (the time a shared cache already held the answer), clamped to
+    [lo, hi]; `no-cache`/`no-store` mean the floor; no usable directive means `default`.
+    """
+    if not cache_control:
+        return default
+    directives = [d.strip().lower() for d in cache_control.split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return lo
+    for directive in directives:
+        match = _MAX_AGE.fullmatch(directive)
+        if match:
+            held = int(age) if age is not None and _SECONDS.fullmatch(age.strip()) else 0
+            return min(hi, max(lo, float(int(match.group(1)) - held)))
+    return default
+
+
 @dataclass
 class JWKSCache:
+    """The key set of one URL, refreshed as often as the issuer's `Cache-Control: max-age` says, within bounds.
+
+    `ttl` is the refresh interval when the issuer sends no max-age; a max-age (less any
+    `Age`), `no-cache` or `no-store` is clamped to [`min_ttl`, `max_ttl`]: the floor
+    stops an issuer from making every request a fetch, the ceiling bounds how long a
+    withdrawn key keeps working. The set fetched last is authoritative: a kid missing
+    from it is gone at once, however recently it verified a token.
+    """
+
     url: str
     ttl: float = 300.0
+    min_ttl: float = 60.0
+    max_ttl: float = 3600.0
     fetch_timeout: float = 5.0
     max_bytes: int = 256 * 1024
     min_refetch_interval: float = 2.0
     max_stale: float = 3600.0
 
     _keys: dict[str, Any] = field(default_factory=dict, init=False)
+    _prints: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
+    _refused: dict[str, str] = field(default_factory=dict, init=False)
+    _interval: float = field(default=0.0, init=False)  # the refresh interval the last fetch set
     _fetched_at: float = field(default=float("-inf"), init=False)  # last success
     _attempted_at: float = field(default=float("-inf"), init=False)  # last try, success or not
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _refresher_running: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self._interval = self.ttl
+
+    @property
+    def refresh_interval(self) -> float:
+        """Seconds a fetched key set is used before it is fetched again (from the last fetch's headers)."""
+        return self._interval
+
+    def current(self, kid: str) -> Any | None:
+        """The key for `kid` if the cached set has it and is still usable; never any I/O.
+
+        Usable: younger than the refresh interval, or, while the background refresher
+        runs, stale by at most `max_stale` (the issuer is down; keep serving). The
+        verifier calls this on every cached-token hit, and compares the key object:
+        a kid withdrawn or re-keyed by the last fetch ends its cached verifications.
+        """
+        key = self._keys.get(kid)
+        if key is None:
+            return None
+        age = time.monotonic() - self._fetched_at
+        if age < self._interval or (self._refresher_running and age < self._interval + self.max_stale):
+            return key
+        return None
 
     async def key(self, kid: str) -> Any:
         """The public key for `kid`, refreshing the set when stale or when `kid` is new.
@@ -51,23 +119,25 @@ class JWKSCache:
         A known kid never waits on the network while the background refresher runs
         (stale-while-revalidate); only a request naming a new kid waits for a refetch.
         """
-        age = time.monotonic() - self._fetched_at
-        if kid in self._keys and (age < self.ttl or (self._refresher_running and age < self.ttl + self.max_stale)):
-            return self._keys[kid]  # the hot path: no lock, no I/O
+        key = self.current(kid)
+        if key is not None:
+            return key  # the hot path: no lock, no I/O
         async with self._lock:
             now = time.monotonic()
-            stale = now - self._fetched_at >= self.ttl
+            stale = now - self._fetched_at >= self._interval
             unknown = kid not in self._keys
             # Rate-limit refetches so a stream of made-up kids cannot make us hammer the issuer;
             # with no key at all (cold start, outage) retry sooner, since every request fails meanwhile.
             interval = self.min_refetch_interval if self._keys else min(1.0, self.min_refetch_interval)
             if (stale or unknown) and now - self._attempted_at >= interval:
                 await self._refresh()
-        if kid in self._keys and time.monotonic() - self._fetched_at < self.ttl + self.max_stale:
+        if kid in self._keys and time.monotonic() - self._fetched_at < self._interval + self.max_stale:
             return self._keys[kid]
+        if kid in self._refused:
+            raise UnknownKey(f"kid {kid[:64]!r} is refused: {self._refused[kid]}")
         if not self._keys:
             raise JWKSError(f"no signing keys available from {self.url}")
-        raise JWKSError(f"unknown key id {kid[:64]!r}")
+        raise UnknownKey(f"kid {kid[:64]!r} is not in the key set at {self.url}")
 
     async def keep_fresh(self) -> None:
         """Refresh ahead of expiry, forever (run it as a background task); failures retry sooner."""
@@ -79,7 +149,7 @@ class JWKSCache:
                 elif self._attempted_at > self._fetched_at:  # the last try failed
                     due = self._attempted_at + self.min_refetch_interval
                 else:
-                    due = self._fetched_at + self.ttl * 0.8
+                    due = self._fetched_at + self._interval * REFRESH_AHEAD
                 await anyio.sleep(max(0.0, due - time.monotonic()))
                 async with self._lock:
                     if time.monotonic() >= due:
@@ -104,7 +174,10 @@ class JWKSCache:
         self._attempted_at = time.monotonic()
         try:
             try:
-                keys = _parse(await self._fetch())
+                body, headers = await self._fetch()
+                found = parse(body)
+            except KeySetError as exc:
+                raise JWKSError(f"unusable answer from {self.url}: {exc}") from None
             except JWKSError:
                 raise
             except Exception as exc:  # whatever the issuer sends, a refresh fails; it never crashes the server
@@ -114,10 +187,30 @@ class JWKSCache:
                 raise
             logger.warning("JWKS refresh failed, keeping %d cached key(s): %s", len(self._keys), exc)
             return
-        self._keys = keys
+        self._install(found)
+        self._interval = refresh_interval(
+            headers.get("cache-control"), headers.get("age"), self.ttl, self.min_ttl, self.max_ttl
+        )
         self._fetched_at = time.monotonic()
 
-    async def _fetch(self) -> bytes:
+    def _install(self, found: KeySet) -> None:
+        """Make `found` the key set; an unchanged key keeps its object, so its cached verifications stand."""
+        for kid, reason in found.refused.items():
+            if self._refused.get(kid) != reason:
+                logger.warning("JWKS %s: refusing kid %r: %s", self.url, kid[:64], reason)
+        gone = [kid for kid in self._keys if kid not in found.keys]
+        if gone:
+            logger.warning("JWKS %s: key(s) %s withdrawn; their tokens are refused from now on", self.url, gone)
+        if not found.keys:
+            logger.warning("JWKS %s holds no usable RS256 signing key: every token is refused", self.url)
+        self._keys = {
+            kid: self._keys[kid] if self._prints.get(kid) == fingerprint else found.keys[kid]
+            for kid, fingerprint in found.prints.items()
+        }
+        self._prints = found.prints
+        self._refused = found.refused
+
+    async def _fetch(self) -> tuple[bytes, httpx2.Headers]:
         try:
             with anyio.fail_after(self.fetch_timeout):
                 async with httpx2.AsyncClient(
@@ -131,31 +224,8 @@ class JWKSCache:
                             body += chunk
                             if len(body) > self.max_bytes:
                                 raise JWKSError(f"GET {self.url} returned more than {self.max_bytes} bytes")
-                        return bytes(body)
+                        return bytes(body), response.headers
         except TimeoutError:
             raise JWKSError(f"GET {self.url} took longer than {self.fetch_timeout:g}s") from None
         except httpx2.HTTPError as exc:
             raise JWKSError(f"GET {self.url} failed: {type(exc).__name__}: {exc}") from None
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise JWKSError(f"the JWKS is not JSON: {type(exc).__name__}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise JWKSError('the JWKS has no "keys" list')
-    keys: dict[str, Any] = {}
-    for jwk in document["keys"]:
-        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-            continue
-        # Only RSA signing keys meant for RS256: never let a JWK pick the algorithm.
-        if jwk.get("kty") != "RSA" or jwk.get("use", "sig") != "sig" or jwk.get("alg", "RS256") != "RS256":
-            continue
-        try:
-            keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="RS256").key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-            logger.warning("skipping an unusable JWK with kid %r", jwk["kid"][:64])
-    if not keys:
-        raise JWKSError("the JWKS holds no usable RS256 signing key")
-    return keys

@@ -3,7 +3,8 @@
 Fixes against the reference integration: the key is chosen by the token's
 `kid` (not the app id); any failure, a JWKS outage included, is a rejection
 (401), never an exception (500); the JWKS fetch is async and cached; `scope`
-is split on spaces; `exp` is required.
+is split on spaces; `exp` is required, and a lifetime over `max_lifetime` is refused.
+Every rejection is logged with its precise reason (runner/auth/rules.py), never the token.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from collections import OrderedDict
 from typing import Any
 
 import jwt
+from jwt.types import Options
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from runner.auth.jwks import JWKSCache, JWKSError
+from runner.auth.jwks import JWKSCache, JWKSError, UnknownKey
+from runner.auth.rules import Rules, TokenRejected
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_LIFETIME", "JWKSTokenVerifier", "TokenRejected", "jwks_url"]
 
 logger = logging.getLogger("runner.auth")
 
 DEFAULT_BASE_URL = "https://mcpsignin.com"
 MAX_TOKEN_BYTES = 8192
-REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+DEFAULT_MAX_LIFETIME = 86_400  # seconds: the longest exp - iat accepted unless signin.max_token_lifetime says otherwise
 CACHE_SIZE = 10_000  # verified tokens remembered, least recently used dropped first
 CACHE_SECONDS = 300  # a verified token is re-checked at least this often, and never trusted past its exp
 
@@ -35,18 +40,14 @@ def jwks_url(base_url: str, app_id: str) -> str:
     return f"{base_url.rstrip('/')}/apps/{app_id}/discovery/v2.0/keys"
 
 
-class TokenRejected(Exception):
-    """Why a token was refused; logged, never shown with the token itself."""
-
-
 class JWKSTokenVerifier(TokenVerifier):
     """Verifies RS256 JWT access tokens against a JWKS.
 
     Accepts a token only when: it is at most 8 KiB; its header says RS256 and
     names a `kid` present in the JWKS; the signature verifies; `iss` is the
     issuer; `aud` is the resource (a trailing slash aside); `exp`, `iat`,
-    `sub` are present and `exp` is in the future; `token_type` is "access";
-    `client_id` is a string.
+    `sub` are present, `exp` is in the future and `exp - iat` at most
+    `max_lifetime`; `token_type` is "access"; `client_id` is a string.
     """
 
     def __init__(
@@ -56,23 +57,26 @@ class JWKSTokenVerifier(TokenVerifier):
         audience: str,
         jwks_url: str,
         leeway: float = 30.0,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
         jwks_cache: JWKSCache | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.max_lifetime = max_lifetime
         self.jwks = jwks_cache or JWKSCache(jwks_url)
-        base = audience.rstrip("/")
-        self._audiences = [base, base + "/"]
-        # token -> (verified AccessToken, trusted until); a client's repeated calls skip the RSA check.
-        self._verified: OrderedDict[str, tuple[AccessToken, float]] = OrderedDict()
+        self._rules = Rules(issuer, audience.rstrip("/"), leeway, max_lifetime)
+        # token -> (verified AccessToken, trusted until, kid, key): a client's repeated calls skip the RSA
+        # check for as long as the key that verified the token is still the one the key set has for its kid.
+        self._verified: OrderedDict[str, tuple[AccessToken, float, str, Any]] = OrderedDict()
 
     def same_settings(self, other: JWKSTokenVerifier) -> bool:
         """Verifies exactly as `other` does (a reload can keep this one and its caches)."""
-        return (self.issuer, self.audience, self.leeway, self.jwks.url) == (
+        return (self.issuer, self.audience, self.leeway, self.max_lifetime, self.jwks.url) == (
             other.issuer,
             other.audience,
             other.leeway,
+            other.max_lifetime,
             other.jwks.url,
         )
 
@@ -83,7 +87,7 @@ class JWKSTokenVerifier(TokenVerifier):
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             return await self.check(token)
-        except TokenRejected as exc:
+        except (TokenRejected, UnknownKey) as exc:
             logger.info("rejected bearer token: %s", exc)
         except JWKSError as exc:
             logger.warning("rejected bearer token, signing keys unavailable: %s", exc)
@@ -92,21 +96,23 @@ class JWKSTokenVerifier(TokenVerifier):
         return None
 
     async def check(self, token: str) -> AccessToken:
-        """Verify or raise TokenRejected / JWKSError with the reason."""
+        """Verify or raise TokenRejected / JWKSError (UnknownKey: no usable key for the kid) with the reason."""
         now = time.time()
         hit = self._verified.get(token)
         if hit is not None:
-            if now < hit[1]:
+            access, until, kid, key = hit
+            # O(1): a kid withdrawn or re-keyed by the last JWKS fetch ends every verification it made at once.
+            if now < until and self.jwks.current(kid) is key:
                 self._verified.move_to_end(token)
-                return hit[0]
+                return access
             del self._verified[token]
-        access = await self._verify(token)
-        self._verified[token] = (access, min(float(access.expires_at or now), now + CACHE_SECONDS))
+        access, kid, key = await self._verify(token)
+        self._verified[token] = (access, min(float(access.expires_at or now), now + CACHE_SECONDS), kid, key)
         if len(self._verified) > CACHE_SIZE:
             self._verified.popitem(last=False)
         return access
 
-    async def _verify(self, token: str) -> AccessToken:
+    async def _verify(self, token: str) -> tuple[AccessToken, str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenRejected(f"token longer than {MAX_TOKEN_BYTES} bytes")
         header = _header(token)
@@ -117,32 +123,32 @@ class JWKSTokenVerifier(TokenVerifier):
             raise TokenRejected("token header has no kid")
         key = await self.jwks.key(kid)
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                issuer=self.issuer,
-                audience=self._audiences,
-                leeway=self.leeway,
-                options={"require": REQUIRED_CLAIMS, "strict_aud": False},
-            )
+            # The signature only: every claim is checked by self._rules, which can say precisely why.
+            claims: dict[str, Any] = jwt.decode(token, key, algorithms=["RS256"], options=_SIGNATURE_ONLY)
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"{type(exc).__name__}: {exc}") from None
-        _check_types(claims)
-        if claims.get("token_type") != "access":
-            raise TokenRejected(f"token_type is {str(claims.get('token_type'))[:20]!r}, not 'access'")
-        client_id = claims.get("client_id")
-        if not isinstance(client_id, str) or not client_id:
-            raise TokenRejected("token has no client_id")
-        return AccessToken(
+        self._rules.check(claims, time.time())  # after the key fetch, which may have taken seconds
+        access = AccessToken(
             token=token,
-            client_id=client_id,
+            client_id=claims["client_id"],
             scopes=_scopes(claims),
             expires_at=int(claims["exp"]),
             resource=self.audience,
             subject=claims["sub"],
             claims=claims,
         )
+        return access, kid, key
+
+
+_SIGNATURE_ONLY: Options = {
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -161,21 +167,6 @@ def _header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise TokenRejected("malformed token header")
     return header
-
-
-def _check_types(claims: dict[str, Any]) -> None:
-    """PyJWT accepts `"exp": "123"` and similar; a token with ill-typed claims is not one we issued."""
-    for name in ("exp", "iat", "nbf"):
-        value = claims.get(name)
-        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise TokenRejected(f"{name} is not a number")
-    for name in ("iss", "sub", "client_id", "token_type", "scope"):
-        if name in claims and not isinstance(claims[name], str):
-            raise TokenRejected(f"{name} is not a string")
-    if not claims.get("sub"):
-        raise TokenRejected("sub is empty")
-    if "scp" in claims and not (isinstance(claims["scp"], list) and all(isinstance(s, str) for s in claims["scp"])):
-        raise TokenRejected("scp is not a list of strings")
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
