@@ -8,7 +8,10 @@ manifest of 1,000 tools. The anchor is what a restart-based reloader costs:
 the time from starting a fresh `mcp-runner serve` process until `tools/list`
 answers, measured here on the same manifest.
 
-    python bench/reload.py [--edits 20]
+    python bench/reload.py [--edits 20] [--huge 10000] [--huge-rounds 3]
+
+The large case (--huge, default 10,000 tools) reports start-up time, the server's own
+reload time for three kinds of edit, and RSS after every reload.
 """
 
 from __future__ import annotations
@@ -136,12 +139,85 @@ def run(folder: Path, edits_n: int, extra_tools: int) -> dict[str, Any]:
     return {"manifest": manifest_ms, "module": module_ms, "calls": (manifest_calls, module_calls), "health": health}
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def wait_reloads(port: int, count: int) -> dict[str, Any]:
+    """Poll /healthz until `count` reloads were attempted; the last one's report."""
+    while True:
+        health: dict[str, Any] = httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=60).json()
+        if health["reloads"] >= count:
+            return health
+        time.sleep(0.02)
+
+
+def huge(folder: Path, tools: int, rounds: int) -> dict[str, Any]:
+    """Start-up, server-side reload time and RSS for a manifest of `tools` tools (100 per module).
+
+    Three kinds of edit per round: the manifest (one entry renamed), a 2-tool module's docstring,
+    and a body-only change to a 100-tool module (every function in it re-imported, no interface
+    change). RSS is read after each reload once the settler has run (runner/reload/memory.py).
+    """
+    (folder / "bench_mod.py").write_text(MODULE.format(doc="start"))
+    extra_modules(folder, tools)
+    (folder / "m.yaml").write_text(manifest(tools, "start"))
+    port = free_port()
+    started = time.perf_counter()
+    proc = start(folder, port)
+
+    async def first_list() -> None:
+        async with mcp_client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+            await client.list_tools()
+
+    anyio.run(first_list)
+    startup_s = time.perf_counter() - started
+    time.sleep(2)
+    result: dict[str, Any] = {"startup_s": startup_s, "rss_start": rss_mib(proc.pid), "rss": [], "ms": {}}
+    reloads = 0
+    try:
+        for i in range(rounds):
+            for kind in ("manifest", "module (2 tools)", "module (100 tools, body only)"):
+                if kind == "manifest":
+                    (folder / "m.yaml").write_text(manifest(tools, f"m{i}"))
+                elif kind.startswith("module (2"):
+                    (folder / "bench_mod.py").write_text(MODULE.format(doc=f"version {i}"))
+                else:
+                    body = (folder / "extra_0.py").read_text()
+                    (folder / "extra_0.py").write_text(body.replace("return f'", f"return '{i}' + f'", 1))
+                reloads += 1
+                health = wait_reloads(port, reloads)
+                assert health["last_reload"]["result"] == "ok", health
+                result["ms"].setdefault(kind, []).append(health["last_reload"]["duration_ms"])
+                time.sleep(2)  # the settler frees the replaced definition once edits are quiet
+                result["rss"].append(rss_mib(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--huge", type=int, default=10_000, help="tools in the large-manifest case (0: skip it)")
+    parser.add_argument("--huge-rounds", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mcp-runner-reload-"))
+    if args.huge:
+        report = huge(Path(tempfile.mkdtemp(prefix="mcp-runner-huge-")), args.huge, args.huge_rounds)
+        print(f"{args.huge:,} tools: start-up to first tools/list {report['startup_s']:.1f} s")
+        for kind, values in report["ms"].items():
+            print(summary(f"  server-side reload, {kind}", values))
+        print(
+            f"  RSS at start {report['rss_start']:.0f} MiB; after each reload: "
+            + ", ".join(f"{v:.0f}" for v in report["rss"])
+            + " MiB"
+        )
     small = run(folder, args.edits, 0)
     anchor = restart_anchor(folder, args.restarts)
     big = run(folder, args.edits, 998)

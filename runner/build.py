@@ -25,6 +25,7 @@ from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
 from runner.errors import ManifestError, Problem
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
 from runner.resolve import ResolveError, resolve
+from runner.reuse import Reusable, reuse_or_build
 from runner.source import Source
 from runner.wrapper import FastMCPSignInWrapper
 
@@ -92,10 +93,11 @@ def build(
 ) -> Built:
     """Build a server from a validated manifest; raise ManifestError listing every problem.
 
-    `cache` holds the Tool and Prompt objects of the previous build, keyed by the very
-    function object and the entry's settings. Turning a function into a Tool builds
-    two pydantic models (about 1.3 ms each): a reload of a 1,000-tool manifest whose
-    modules did not change reuses them all instead of paying 1.3 s.
+    `cache` holds the previous build's tools (keyed by reference and the entry's settings,
+    reused while the function's interface is unchanged: runner/reuse.py) and prompts (keyed
+    by the very function object). Turning a function into a Tool builds two pydantic models
+    (about 1.3 ms a tool): a reload of a 10,000-tool manifest pays that only for the tools
+    whose interface changed.
     """
     root = root or Path(source.file).resolve().parent
     previous = cache or {}
@@ -117,16 +119,18 @@ def build(
         fn = resolved("tools", i, tool_entry.function)
         if fn is None:
             continue
-        key = ("tool", fn, tool_entry.model_dump_json(exclude={"function"}))
+        # Keyed by the reference, not the function object: a re-imported module's unchanged
+        # functions are new objects whose tools can still be reused (runner/reuse.py).
+        key: tuple[Any, ...] = ("tool", tool_entry.function, tool_entry.model_dump_json(exclude={"function"}))
         try:
-            used[key] = previous[key] if key in previous else _tool(fn, tool_entry)
+            used[key] = _tool(fn, tool_entry, previous.get(key))
         except BindError as exc:
             problems.append(Problem(source.locate(("tools", i, "bind")), str(exc)))
             continue
         except Exception as exc:
             failed("tools", i, "function", tool_entry.function, exc)
             continue
-        tools.append(used[key])
+        tools.append(used[key].tool)
 
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
@@ -175,15 +179,20 @@ def build(
     return Built(server=server, issuer=issuer, issuer_url=issuer_url, cache=used)
 
 
-def _tool(fn: Callable[..., Any], entry: ToolEntry) -> Tool:
+def _tool(fn: Callable[..., Any], entry: ToolEntry, previous: Reusable | None) -> Reusable:
     annotations = (
         ToolAnnotations.model_validate(entry.annotations.model_dump(exclude_none=True)) if entry.annotations else None
     )
-    if entry.bind:
-        fn = bind_claims(fn, entry.bind)
-    return Tool.from_function(
-        fn, name=entry_name(entry), title=entry.title, description=entry.description, annotations=annotations
-    )
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return bind_claims(fn, entry.bind) if entry.bind else fn
+
+    def make(called: Callable[..., Any]) -> Tool:
+        return Tool.from_function(
+            called, name=entry_name(entry), title=entry.title, description=entry.description, annotations=annotations
+        )
+
+    return reuse_or_build(fn, previous, wrap, make)
 
 
 def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> list[Problem]:

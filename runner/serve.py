@@ -96,6 +96,7 @@ async def _serve_stdio(
     async with anyio.create_task_group() as tasks:
         if reload:
             tasks.start_soon(reloader.watch)
+            tasks.start_soon(reloader.settler.run)
         await built.server.run_stdio_async()
         tasks.cancel_scope.cancel()
 
@@ -132,7 +133,7 @@ def serve(
                 streamable_http_path=where.path,
                 host=where.host,
                 extra_routes=reloader.routes(),
-                background=[reloader.watch] if reload else [],
+                background=[reloader.watch, reloader.settler.run] if reload else [],
             )
             print(banner(built, where, str(manifest_path), transport, reload), file=out, flush=True)
             config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)

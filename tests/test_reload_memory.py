@@ -28,19 +28,24 @@ async def test_old_modules_and_catalogs_are_released(tmp_path: Path) -> None:
     reloader = await Reloader.start(manifest_path, where, Overrides(), built, manifest, source.digest)
     old_modules: list[weakref.ref[object]] = []
     old_catalogs: list[weakref.ref[object]] = []
+    old_functions: list[weakref.ref[object]] = []  # in a cycle with their module's globals: only gc frees them
     try:
         for i in range(1, 31):
             old_modules.append(weakref.ref(sys.modules["memleak_mod"]))
             old_catalogs.append(weakref.ref(reloader.live._catalog))
+            old_functions.append(weakref.ref(sys.modules["memleak_mod"].f))
             module.write_text(f"PAYLOAD = bytearray(1_000_000)\n\ndef f() -> int:\n    return {i}\n")
             result = await reloader.reload({module.resolve()})
             assert result.ok, result.error
             tool = reloader.live._tool_manager.get_tool("f")
             assert tool is not None and tool.fn() == i
+        reloader.settler.settle_now()  # what the server's background settler does once edits are quiet
         gc.collect()
         alive_modules = sum(ref() is not None for ref in old_modules)
         alive_catalogs = sum(ref() is not None for ref in old_catalogs)
+        alive_functions = sum(ref() is not None for ref in old_functions)
         assert alive_modules == 0, f"{alive_modules} of 30 replaced module objects still alive"
         assert alive_catalogs == 0, f"{alive_catalogs} of 30 replaced catalogs still alive"
+        assert alive_functions == 0, f"{alive_functions} of 30 replaced functions still alive"
     finally:
         sys.modules.pop("memleak_mod", None)

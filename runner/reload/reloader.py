@@ -31,6 +31,7 @@ from runner.config import Overrides, binding
 from runner.errors import ManifestError
 from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
+from runner.reload.memory import Settler, settle
 from runner.reload.modules import Purge, user_modules
 from runner.wrapper import FastMCPSignInWrapper
 
@@ -63,6 +64,7 @@ class Reloader:
     tracker: SessionTracker = field(default_factory=SessionTracker)
     last: ReloadResult | None = None
     reloads: int = 0
+    settler: Settler = field(default_factory=Settler)
     _dirty: set[Path] = field(default_factory=set)
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
 
@@ -74,6 +76,7 @@ class Reloader:
         reloader.view = await snapshot(built.server)
         built.server.middleware.append(reloader.tracker)
         built.server.advertise_list_changed()
+        settle()  # the first definition is live: out of the collector's way from now on
         return reloader
 
     @property
@@ -113,6 +116,10 @@ class Reloader:
         built.server.guard = _carry_over(live.guard, built.server.guard)
         view = await snapshot(built.server)
         live.adopt(built.server)  # the atomic step
+        self.settler.replaced()
+        # The new build took what it reuses from the old cache; emptied, the old Built (which
+        # `serve` still holds for the start-up one) keeps no replaced function alive.
+        self.current.cache.clear()
         previous, self.current, self.manifest, self.manifest_hash = self.manifest, built, manifest, digest
         self._dirty.clear()
         diff = Diff.between(self.view, view)
