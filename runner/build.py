@@ -27,6 +27,7 @@ from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry
 from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
 from runner.source import Source
+from runner.version import server_version
 from runner.wrapper import FastMCPSignInWrapper
 
 
@@ -220,7 +221,12 @@ def _server(
     manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem], tools: list[Tool]
 ) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
     signin = manifest.signin
-    common: dict[str, Any] = {"instructions": manifest.instructions, "log_level": "WARNING", "tools": tools}
+    common: dict[str, Any] = {
+        "instructions": manifest.instructions,
+        "version": server_version(manifest.version, source.digest),
+        "log_level": "WARNING",
+        "tools": tools,
+    }
     exposure = exposure_problems(manifest, source, binding)
     if exposure:
         problems.extend(exposure)

@@ -12,12 +12,15 @@ from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
 from runner.manifest import LOCAL_APP_ID, json_schema, load
+from runner.version import RUNNER_VERSION
+from runner.words import plural
 
 EXIT_INVALID = 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-runner", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mcp-runner {RUNNER_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def bind_flags(p: argparse.ArgumentParser) -> None:
@@ -77,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ManifestError as exc:
         print(exc, file=sys.stderr)
-        count = len(exc.problems)
-        print(f"mcp-runner: {count} problem{'s' if count != 1 else ''} in {args.manifest}", file=sys.stderr)
+        print(f"mcp-runner: {plural(len(exc.problems), 'problem')} in {args.manifest}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
@@ -97,8 +99,8 @@ def _check(path: Path) -> int:
         auth = f"MCP SignIn app {server.guard.authorization_server.rsplit('/', 1)[-1]!r}"
     resources = len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())
     print(
-        f'{path}: ok: "{server.name}" at {where.url}: {len(server._tool_manager.list_tools())} tools, '
-        f"{resources} resources, {len(server._prompt_manager.list_prompts())} prompts, {auth}"
+        f'{path}: ok: "{server.name}" at {where.url}: {plural(len(server._tool_manager.list_tools()), "tool")}, '
+        f"{plural(resources, 'resource')}, {plural(len(server._prompt_manager.list_prompts()), 'prompt')}, {auth}"
     )
     return 0
 

@@ -122,12 +122,25 @@ class Manifest(_Strict):
     """An mcp-runner manifest."""
 
     name: str = Field(min_length=1)
+    version: str | None = Field(
+        default=None,
+        min_length=1,
+        description="serverInfo.version, as clients see it. Default: mcp-runner's version plus the manifest's "
+        "short sha256, e.g. 0.1.0+3f2a9c1b",
+    )
     instructions: str | None = None
     signin: SignIn | None = None
     server: ServerSettings = Field(default_factory=ServerSettings)
     tools: list[ToolEntry] = Field(default_factory=list)
     resources: list[ResourceEntry] = Field(default_factory=list)
     prompts: list[PromptEntry] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f'quote it: version: "{value}" (YAML reads an unquoted 1.10 as the number 1.1)')
+        return value
 
 
 def json_schema() -> dict[str, Any]:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.words import article
+
 
 class ResolveError(Exception):
     def __init__(self, message: str, detail: str = "") -> None:
@@ -43,7 +45,7 @@ def resolve(ref: str, root: Path) -> Callable[..., Any]:
         target = getattr(target, attr)
         walked = f"{walked}.{attr}" if walked != module_name else f"{module_name}:{attr}"
     if not callable(target):
-        raise ResolveError(f"{ref!r} is a {type(target).__name__}, not a callable")
+        raise ResolveError(f"{ref!r} is {article(type(target).__name__)}, not a callable")
     return target  # type: ignore[no-any-return]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from runner.auth.verifier import jwks_url
 from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
-from runner.manifest import LOCAL_APP_ID, Manifest, load
+from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.reload.reloader import Reloader
 
 logger = logging.getLogger("runner")
@@ -39,7 +40,39 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def banner(built: Built, where: Binding, manifest_file: str, transport: Transport, reload: bool) -> str:
+def client_name(server_name: str, manifest_file: str) -> str:
+    """The name `claude mcp add` registers: from the manifest's `name`, so two servers never share one."""
+    for text in (server_name, Path(manifest_file).stem):
+        slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:64].strip("-")
+        if slug:
+            return slug
+    return "mcp-runner"
+
+
+def stdio_notes(manifest: Manifest) -> list[str]:
+    """Over stdio there is no token: say what becomes of `scopes:` and `bind:`."""
+    entries = [*manifest.tools, *manifest.resources, *manifest.prompts]
+    lines = []
+    if (manifest.signin and manifest.signin.scopes) or any(e.scopes for e in entries):
+        lines.append(
+            "  scopes:    not checked over stdio (no token): every tool, resource and prompt is listed and usable"
+        )
+    bound = [entry_name(t) for t in manifest.tools if t.bind]
+    if bound:
+        lines.append(
+            f"  bind:      {', '.join(bound)}: every call is a tool error over stdio (no token to take claims from)"
+        )
+    return lines
+
+
+def banner(
+    built: Built,
+    where: Binding,
+    manifest_file: str,
+    transport: Transport,
+    reload: bool,
+    manifest: Manifest | None = None,
+) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
     resources = [str(r.uri) for r in server._resource_manager.list_resources()]
@@ -69,13 +102,15 @@ def banner(built: Built, where: Binding, manifest_file: str, transport: Transpor
     lines.append(f"  tools:     {', '.join(tools) or '-'}")
     lines.append(f"  resources: {', '.join(resources) or '-'}")
     lines.append(f"  prompts:   {', '.join(prompts) or '-'}")
+    if transport == "stdio" and manifest is not None:
+        lines.extend(stdio_notes(manifest))
     if built.issuer is not None and transport != "stdio":
         token = built.mint()
         valid = "1 hour" if built.token_ttl == 3600 else f"{built.token_ttl // 60} minutes"
         lines.append(f"  token:     {token}")
         lines.append(f"             (valid {valid}; more with: mcp-runner token " + manifest_file + ")")
         lines.append(
-            "  connect:   claude mcp add --transport http mcp-runner "
+            f"  connect:   claude mcp add --transport http {client_name(server.name, manifest_file)} "
             + where.url
             + f' --header "Authorization: Bearer {token}"'
         )
@@ -110,7 +145,7 @@ def serve(
     if transport == "stdio":
         sys.dont_write_bytecode = True
         built = build(manifest, source, where)
-        print(banner(built, where, str(manifest_path), transport, reload), file=sys.stderr, flush=True)
+        print(banner(built, where, str(manifest_path), transport, reload, manifest), file=sys.stderr, flush=True)
         anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload)
         return 0
     exposure = exposure_problems(manifest, source, where)
@@ -136,7 +171,12 @@ def serve(
                 background=[reloader.watch, reloader.settler.run] if reload else [],
             )
             print(banner(built, where, str(manifest_path), transport, reload), file=out, flush=True)
-            config = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on", timeout_graceful_shutdown=5)
+            # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
+            # stderr; without it they reach the root logger the CLI set up, so every log line goes
+            # to stderr, in one format, and stdout stays free for what commands print.
+            config = uvicorn.Config(
+                app, log_level=log_level.lower(), log_config=None, lifespan="on", timeout_graceful_shutdown=5
+            )
             await uvicorn.Server(config).serve(sockets=[sock])
 
         anyio.run(main)

@@ -16,6 +16,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from mcp_types import Prompt as MCPPrompt
@@ -24,6 +25,7 @@ from mcp_types import ResourceTemplate as MCPResourceTemplate
 from mcp_types import Tool as MCPTool
 from starlette.applications import Starlette
 
+from runner.arguments import check_prompt_arguments, check_template_arguments
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
@@ -111,6 +113,7 @@ class FastMCPSignInWrapper(MCPServer):
         self._catalog = other._catalog
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
+        self._lowlevel_server.version = other.version
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.
@@ -163,14 +166,31 @@ class FastMCPSignInWrapper(MCPServer):
         return await super().call_tool(name, arguments, context)
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
-        if not self._allowed(self._policy().prompts.get(name, ())):
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None or not self._allowed(self._policy().prompts.get(name, ())):
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+        check_prompt_arguments(prompt, arguments)
         return await super().get_prompt(name, arguments, context)
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         if not self._allowed(self._policy().for_resource(str(uri))):
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
+        self._check_template_arguments(str(uri))
         return await super().read_resource(uri, context)
+
+    def _check_template_arguments(self, uri: str) -> None:
+        """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts."""
+        manager = self._resource_manager
+        if any(str(r.uri) == uri for r in manager.list_resources()):
+            return
+        for template in manager.list_templates():
+            try:
+                params = template.matches(uri)
+            except ResourceSecurityError:
+                return  # the SDK answers this one itself, as an unknown resource
+            if params is not None:
+                check_template_arguments(template, params)
+                return
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":

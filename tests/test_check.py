@@ -50,7 +50,7 @@ def test_valid_manifest_passes_with_summary(tmp_path: Path) -> None:
     """,
     )
     assert code == 0, err
-    assert out.strip().endswith('ok: "ok" at http://127.0.0.1:8000/mcp: 1 tools, 1 resources, 0 prompts, no auth')
+    assert out.strip().endswith('ok: "ok" at http://127.0.0.1:8000/mcp: 1 tool, 1 resource, 0 prompts, no auth')
 
 
 CASES = {
@@ -117,7 +117,7 @@ CASES = {
     "attribute not callable": (
         "name: x\ntools:\n  - function: mod_ok:NOT_CALLABLE\n",
         {},
-        "m.yaml:3:15: 'mod_ok:NOT_CALLABLE' is a int, not a callable",
+        "m.yaml:3:15: 'mod_ok:NOT_CALLABLE' is an int, not a callable",
     ),
     "duplicate tool names": (
         "name: x\ntools:\n  - function: mod_ok:add\n  - function: mod_ok:greet\n    name: add\n",
@@ -142,7 +142,7 @@ CASES = {
     "bind to a parameter the function lacks": (
         "name: x\nsignin:\n  app_id: local\ntools:\n  - function: mod_ok:add\n    bind: {user: sub}\n",
         {},
-        "m.yaml:6:11: bind names parameter(s) ['user'] that add() does not take",
+        "m.yaml:6:11: bind names parameter 'user' that add() does not take",
     ),
     "bind without signin": (
         "name: x\ntools:\n  - function: mod_ok:add\n    bind: {a: sub}\n",
@@ -215,3 +215,32 @@ def test_schema_command_emits_the_manifest_schema() -> None:
     assert schema["additionalProperties"] is False
     assert {"name", "signin", "server", "tools", "resources", "prompts"} <= set(schema["properties"])
     assert schema["required"] == ["name"]
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    code, out, err = check(
+        tmp_path,
+        """
+        name: ok
+        tools:
+          - function: mod_ok:add
+          - function: mod_ok:greet
+        prompts:
+          - function: mod_ok:greet
+        """,
+    )
+    assert code == 0, err
+    assert out.strip().endswith("2 tools, 0 resources, 1 prompt, no auth")
+    code, _, err = check(tmp_path, "name: x\ntools:\n  - function: mod_ok:nope\n")
+    assert err.strip().endswith("mcp-runner: 1 problem in m.yaml")
+
+
+def test_version_flag() -> None:
+    import tomllib
+
+    from tests.helpers import ROOT
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"mcp-runner {declared}\n"

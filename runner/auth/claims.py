@@ -42,7 +42,9 @@ def bind_claims(fn: Callable[..., Any], bind: Mapping[str, str]) -> Callable[...
     signature = inspect.signature(fn, eval_str=True)
     unknown = [param for param in bind if param not in signature.parameters]
     if unknown:
-        raise BindError(f"bind names parameter(s) {unknown} that {fn.__name__}() does not take")
+        names = ", ".join(repr(p) for p in unknown)
+        noun = "parameter" if len(unknown) == 1 else "parameters"
+        raise BindError(f"bind names {noun} {names} that {fn.__name__}() does not take")
     hints = {k: v for k, v in typing.get_type_hints(fn).items() if k not in bind}
 
     def claims() -> dict[str, Any]:

@@ -22,6 +22,8 @@ import httpx2
 
 from runner.auth.keyset import KeySet, KeySetError, parse
 
+from runner.words import plural
+
 logger = logging.getLogger("runner.auth.jwks")
 
 # Built once at import: a new TLS context per fetch costs ~15 ms of blocked event loop.
@@ -185,7 +187,7 @@ class JWKSCache:
         except JWKSError as exc:
             if raise_errors:
                 raise
-            logger.warning("JWKS refresh failed, keeping %d cached key(s): %s", len(self._keys), exc)
+            logger.warning("JWKS refresh failed, keeping %s: %s", plural(len(self._keys), "cached key"), exc)
             return
         self._install(found)
         self._interval = refresh_interval(
