@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -238,3 +239,38 @@ def test_stdio_banner_says_what_becomes_of_scopes_and_bind(tmp_path: Path) -> No
         "  scopes:    not checked over stdio (no token): every tool, resource and prompt is listed and usable" in lines
     )
     assert "  bind:      whoami: every call is a tool error over stdio (no token to take claims from)" in lines
+
+
+def test_readme_client_snippet_runs_as_pasted(tmp_path: Path) -> None:
+    """The README's Python client, saved to a file and run the way the README says, against example.yaml."""
+    from tests.helpers import ROOT, run_cli
+
+    readme = (ROOT / "README.md").read_text()
+    intro = (
+        readme.index("save this as\n`client.py`")
+        if "save this as\n`client.py`" in readme
+        else readme.index("client.py")
+    )
+    start = readme.index("```python\n", intro) + len("```python\n")
+    snippet = readme[start : readme.index("```\n", start)]
+    manifest = copy_example(tmp_path)
+    runner = RunnerProcess(manifest)
+    env = {"MCP_APP_RESOURCE": runner.url}
+    runner.env = env
+    # The one change: the port this test serves on instead of 8000.
+    (tmp_path / "client.py").write_text(snippet.replace("http://127.0.0.1:8000/mcp", runner.url))
+    runner.start()
+    try:
+        token = run_cli("token", str(manifest), "--port", str(runner.port), cwd=tmp_path, env=env).stdout.strip()
+        result = subprocess.run(
+            [sys.executable, "client.py"],
+            cwd=tmp_path,
+            env={**os.environ, "MCP_TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        runner.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "{'result': 3}\n"
