@@ -246,11 +246,7 @@ def test_readme_client_snippet_runs_as_pasted(tmp_path: Path) -> None:
     from tests.helpers import ROOT, run_cli
 
     readme = (ROOT / "README.md").read_text()
-    intro = (
-        readme.index("save this as\n`client.py`")
-        if "save this as\n`client.py`" in readme
-        else readme.index("client.py")
-    )
+    intro = readme.index("`client.py`")  # "save this as `client.py`", just before the snippet
     start = readme.index("```python\n", intro) + len("```python\n")
     snippet = readme[start : readme.index("```\n", start)]
     manifest = copy_example(tmp_path)
