@@ -21,7 +21,6 @@ import anyio
 import httpx2
 
 from runner.auth.keyset import KeySet, KeySetError, parse
-
 from runner.words import plural
 
 logger = logging.getLogger("runner.auth.jwks")
