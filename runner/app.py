@@ -21,29 +21,20 @@ from mcp.server.streamable_http_manager import (
 )
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runner.auth.gate import BearerGate
 from runner.auth.verifier import JWKSTokenVerifier
+from runner.build import is_loopback
+from runner.http.security import HostGuard
 
 if TYPE_CHECKING:
     from runner.wrapper import FastMCPSignInWrapper
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
-
-
-def loopback_security(host: str) -> TransportSecuritySettings | None:
-    """DNS-rebinding protection for loopback binds, as the SDK does for its own apps."""
-    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
-        return None
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:*"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"http://{host}:*"],
-    )
 
 
 def build_app(
@@ -70,7 +61,9 @@ def build_app(
         retry_interval=retry_interval,
         json_response=json_response,
         stateless=stateless,
-        security_settings=transport_security or loopback_security(host),
+        # Host/Origin are checked for every route by HostGuard below; the SDK's own check
+        # (MCP endpoint only, by spelling) runs only when a caller asks for it explicitly.
+        security_settings=transport_security,
         max_request_body_size=max_request_body_size,
         session_idle_timeout=session_idle_timeout,
         max_sessions=max_sessions,
@@ -109,7 +102,12 @@ def build_app(
             yield
             tasks.cancel_scope.cancel()
 
-    return Starlette(debug=server.settings.debug, routes=routes, lifespan=lifespan)
+    return Starlette(
+        debug=server.settings.debug,
+        routes=routes,
+        middleware=[Middleware(HostGuard, enabled=is_loopback(host))],
+        lifespan=lifespan,
+    )
 
 
 async def _keep_keys_fresh(server: FastMCPSignInWrapper) -> None:

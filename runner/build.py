@@ -8,7 +8,6 @@ located problem before giving up.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from runner.auth.local_issuer import LocalIssuer
 from runner.auth.policy import Policy
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
 from runner.errors import ManifestError, Problem
+from runner.http.security import is_loopback_address
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
 from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
@@ -32,12 +32,8 @@ from runner.wrapper import FastMCPSignInWrapper
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Decided by address, not spelling: `0:0:0:0:0:0:0:1` is `::1`."""
+    return is_loopback_address(host)
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class Binding:
     @property
     def self_origin(self) -> str:
         """How this process reaches itself (for the local issuer's JWKS)."""
-        host = "[::1]" if self.host == "::1" else "127.0.0.1"
+        host = "[::1]" if ":" in self.host and is_loopback_address(self.host) else "127.0.0.1"
         return f"http://{host}:{self.port}"
 
 

@@ -17,6 +17,7 @@ from runner.auth.verifier import jwks_url
 from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
+from runner.http import redact
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.reload.reloader import Reloader
 
@@ -177,6 +178,7 @@ def serve(
             config = uvicorn.Config(
                 app, log_level=log_level.lower(), log_config=None, lifespan="on", timeout_graceful_shutdown=5
             )
+            redact.install()  # after uvicorn configured its logging: no token reaches any handler
             await uvicorn.Server(config).serve(sockets=[sock])
 
         anyio.run(main)

@@ -29,6 +29,7 @@ from runner.auth.verifier import JWKSTokenVerifier, jwks_url
 from runner.build import Binding, Built, build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
+from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.reload.memory import Settler, settle
@@ -91,11 +92,10 @@ class Reloader:
                 manifest, built, digest = await anyio.to_thread.run_sync(self._build)
                 result = await self._swap(manifest, built, digest, started)
             except ManifestError as exc:
-                # /healthz answers without auth: it gets the located one-liners, never the user's source lines.
-                headlines = "\n".join(f"{p.location}: {p.message}" for p in exc.problems)
-                result = self._failed(started, str(exc), headlines)
+                # /healthz answers without auth: locations and kinds of problem, never messages (runner/http/public.py).
+                result = self._failed(started, str(exc), public_summary(exc.problems))
             except Exception as exc:  # the user's code can raise anything at import; never take the server down
-                result = self._failed(started, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+                result = self._failed(started, f"{type(exc).__name__}: {exc}", exception_kind(type(exc).__name__))
             self.last = result
             self.reloads += 1
             return result

@@ -1,0 +1,70 @@
+"""Keep tokens out of every log line, whatever part of a request carried them.
+
+A token sent in the query string is refused by the gate, but uvicorn's access
+log used to print the request target in full. The filter sits on every
+handler (so records from any logger pass through it) and:
+
+- drops the query string from access-log lines: MCP never uses one, and it is
+  the usual place a misconfigured client puts `?access_token=`;
+- replaces anything shaped like a JWT (`eyJ….….…`) or following `Bearer `, in
+  the message, its arguments and a formatted traceback, with `[redacted]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+ACCESS_LOGGER = "uvicorn.access"
+
+
+def scrub(text: str) -> str:
+    """`text` with every token-shaped substring replaced."""
+    if "eyJ" not in text and "earer" not in text:  # the common case, cheaply
+        return text
+    return _BEARER.sub(r"\1" + REDACTED, _JWT.sub(REDACTED, text))
+
+
+def _scrub_arg(value: Any) -> Any:
+    if isinstance(value, (int, float)):  # keeps %d working
+        return value
+    text = str(value)
+    clean = scrub(text)
+    return value if clean == text else clean
+
+
+class RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) >= 3:
+            # uvicorn: '%s - "%s %s HTTP/%s" %d' with (client, method, path?query, version, status).
+            args = (*args[:2], str(args[2]).partition("?")[0], *args[3:])
+        if isinstance(args, tuple):
+            record.args = tuple(_scrub_arg(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _scrub_arg(v) for k, v in args.items()}
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+_FILTER = RedactFilter()
+
+
+def install() -> None:
+    """Put the filter on every handler configured so far (call it after uvicorn configured its logging)."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(_FILTER)

@@ -1,0 +1,240 @@
+"""The HTTP edge against the real server: nothing secret on the unauthenticated probes, the
+DNS-rebinding rule on every route, no token in any log line, and bounded connections."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, runner_cmd
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "postgres://admin:S3cr3t@db"
+
+TOOLS = """
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+
+
+@dataclass
+class Logs:
+    """Everything the server process prints, read as it comes (stdout: access log; stderr: the rest)."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for stream in (self.proc.stdout, self.proc.stderr):
+            thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never appeared in the server's output:\n{self.text}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+
+def stop(runner: RunnerProcess, logs: Logs) -> None:
+    assert runner.proc is not None
+    runner.proc.terminate()
+    try:
+        runner.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        runner.proc.kill()
+        runner.proc.wait()
+    logs.close()
+
+
+@dataclass
+class Edge:
+    folder: Path
+    runner: RunnerProcess
+    issuer: Issuer
+    logs: Logs
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.runner.port}"
+
+    def health(self) -> dict[str, object]:
+        return httpx2.get(f"{self.origin}/healthz").json()  # type: ignore[no-any-return]
+
+    def edit(self, name: str, text: str) -> dict[str, object]:
+        """Write a file, then wait (bounded, polling) until the server has attempted the reload."""
+        before = self.health()["reloads"]
+        (self.folder / name).write_text(text)
+        deadline = time.monotonic() + 30
+        while (health := self.health())["reloads"] == before:
+            assert time.monotonic() < deadline, "the server never reloaded"
+            time.sleep(0.02)
+        return health
+
+
+def manifest(jwks: JWKSServer, resource_url: str, server: dict[str, object] | None = None) -> str:
+    settings = "".join(f"  {key}: {value}\n" for key, value in (server or {}).items())
+    return (
+        f"name: edge\nsignin:\n  app_id: {jwks.app_id}\n  resource: {resource_url}\n  base_url: {jwks.base_url}\n"
+        f"server:\n  path: /mcp\n{settings}tools:\n  - function: edge_tools:add\n"
+    )
+
+
+def location_of(text: str, needle: str) -> str:
+    """`line:col` (1-based) of `needle` in `text`."""
+    before = text[: text.index(needle)]
+    return f"{before.count(chr(10)) + 1}:{len(before) - before.rfind(chr(10))}"
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[Edge]:
+    folder = tmp_path_factory.mktemp("edge")
+    runner = RunnerProcess(folder / "edge.yaml")
+    (folder / "edge_tools.py").write_text(TOOLS)
+    (folder / "edge.yaml").write_text(manifest(jwks, runner.url))
+    # Started with a low open-file soft limit, as on many hosts (1,024), to see the server raise it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        runner.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert runner.proc is not None
+    logs = Logs(runner.proc)
+    yield Edge(folder, runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), logs)
+    stop(runner, logs)
+
+
+# -- nothing secret on /healthz --------------------------------------------------------------
+
+
+def test_healthz_shows_where_and_what_kind_never_the_message(edge: Edge) -> None:
+    raising = TOOLS + f"\nraise RuntimeError({SECRET!r})\n"
+    health = edge.edit("edge_tools.py", raising)
+    assert health["status"] == "degraded"
+    error = health["last_reload"]["error"]  # type: ignore[index]
+    line = raising.count("\n")
+    where = location_of((edge.folder / "edge.yaml").read_text(), "edge_tools:add")
+    assert error == f"{edge.runner.manifest}:{where}: exception at import (RuntimeError), raised at edge_tools.py:{line}"
+    assert "S3cr3t" not in httpx2.get(f"{edge.origin}/healthz").text
+    edge.logs.wait_for(f"importing 'edge_tools' raised RuntimeError: {SECRET}")  # the full report: in the log
+
+    # A value the manifest check echoes back (here a bad function reference) stays in the log too.
+    good = (edge.folder / "edge.yaml").read_text()
+    health = edge.edit("edge.yaml", good.replace("edge_tools:add", "S3cr3t-not-a-ref"))
+    assert health["last_reload"]["error"] == f"{edge.runner.manifest}:{where}: invalid function reference"  # type: ignore[index]
+    assert "S3cr3t" not in httpx2.get(f"{edge.origin}/healthz").text
+    edge.logs.wait_for("got 'S3cr3t-not-a-ref'")
+
+    (edge.folder / "edge_tools.py").write_text(TOOLS)
+    assert edge.edit("edge.yaml", good)["status"] == "ok"
+
+
+# -- the DNS-rebinding rule on every route ------------------------------------------------------
+
+ROUTES = ["/healthz", "/readyz", "/.well-known/oauth-protected-resource/mcp", "/mcp"]
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_foreign_host_or_origin_is_refused_on_every_route(edge: Edge, path: str) -> None:
+    url = edge.origin + path
+    assert httpx2.get(url, headers={"Host": f"evil.example:{edge.runner.port}"}).status_code == 421
+    assert httpx2.get(url, headers={"Host": "evil.example"}).status_code == 421
+    assert httpx2.get(url, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert httpx2.get(url, headers={"Origin": f"http://localhost:{edge.runner.port}"}).status_code != 403
+    for host in (f"localhost:{edge.runner.port}", f"127.0.0.1:{edge.runner.port}"):
+        expected = 401 if path == "/mcp" else 200  # the MCP endpoint still wants its token
+        assert httpx2.get(url, headers={"Host": host}).status_code == expected
+
+
+@dataclass
+class IPv6Runner(RunnerProcess):
+    """A runner bound to an IPv6 spelling of loopback; the base class waits on 127.0.0.1."""
+
+    host: str = "0:0:0:0:0:0:0:1"
+
+    @property
+    def url(self) -> str:
+        return f"http://[::1]:{self.port}/mcp"
+
+    def start(self) -> IPv6Runner:
+        self.proc = subprocess.Popen(
+            runner_cmd("serve", str(self.manifest), "--host", self.host, "--port", str(self.port), "--no-reload"),
+            cwd=self.manifest.parent,
+            env={**os.environ, **self.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+            try:
+                socket.create_connection(("::1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                assert time.monotonic() < deadline, "the server never listened on ::1"
+                time.sleep(0.05)
+
+
+async def test_loopback_is_decided_by_address_not_spelling(tmp_path: Path) -> None:
+    (tmp_path / "edge_tools.py").write_text(TOOLS)
+    (tmp_path / "open.yaml").write_text("name: open\ntools:\n  - function: edge_tools:add\n")
+    runner = IPv6Runner(tmp_path / "open.yaml").start()
+    try:
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        headers = {"Host": "evil.example", "Accept": "application/json, text/event-stream"}
+        assert httpx2.post(runner.url, json=initialize, headers=headers).status_code == 421
+        assert httpx2.get(f"http://[::1]:{runner.port}/healthz", headers={"Host": "evil.example"}).status_code == 421
+        async with mcp_client(runner.url) as client:  # the real name of the place still works
+            assert [t.name for t in (await client.list_tools()).tools] == ["add"]
+    finally:
+        runner.stop()
+
+
+# -- no token in any log line ---------------------------------------------------------------------
+
+
+def test_a_token_in_the_query_string_never_reaches_the_log(edge: Edge) -> None:
+    token = edge.issuer.token()
+    refused = httpx2.post(f"{edge.runner.url}?access_token={token}&x=1", json={})
+    assert refused.status_code == 401
+    assert httpx2.get(f"{edge.origin}/nowhere/{token}").status_code == 404
+    assert httpx2.get(f"{edge.origin}/healthz?token={token}").status_code == 200
+    edge.logs.wait_for('"GET /healthz HTTP/1.1" 200')  # the access log is on, and read
+    edge.logs.wait_for('"POST /mcp HTTP/1.1" 401')
+    assert token not in edge.logs.text
+    assert token.split(".")[2] not in edge.logs.text  # not even the signature on its own
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
