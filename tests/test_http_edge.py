@@ -141,7 +141,8 @@ def test_healthz_shows_where_and_what_kind_never_the_message(edge: Edge) -> None
     error = health["last_reload"]["error"]  # type: ignore[index]
     line = raising.count("\n")
     where = location_of((edge.folder / "edge.yaml").read_text(), "edge_tools:add")
-    assert error == f"{edge.runner.manifest}:{where}: exception at import (RuntimeError), raised at edge_tools.py:{line}"
+    kind = f"exception at import (RuntimeError), raised at edge_tools.py:{line}"
+    assert error == f"{edge.runner.manifest}:{where}: {kind}"
     assert "S3cr3t" not in httpx2.get(f"{edge.origin}/healthz").text
     edge.logs.wait_for(f"importing 'edge_tools' raised RuntimeError: {SECRET}")  # the full report: in the log
 
