@@ -6,7 +6,7 @@ handler (so records from any logger pass through it) and:
 
 - drops the query string from access-log lines: MCP never uses one, and it is
   the usual place a misconfigured client puts `?access_token=`;
-- replaces anything shaped like a JWT (`eyJ….….…`) or following `Bearer `, in
+- replaces anything shaped like a JWT (`eyJ….….…`) or following `Bearer ` (20 characters or more), in
   the message, its arguments and a formatted traceback, with `[redacted]`.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 
 REDACTED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+# An opaque credential after "Bearer ": 20+ token68 characters (so "bearer token" in prose is left alone).
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]{20,}=*")
 ACCESS_LOGGER = "uvicorn.access"
 
 
