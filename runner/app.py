@@ -13,12 +13,7 @@ from urllib.parse import urlparse
 
 import anyio
 from mcp.server.streamable_http import EventStore
-from mcp.server.streamable_http_manager import (
-    DEFAULT_MAX_SESSIONS,
-    DEFAULT_SESSION_IDLE_TIMEOUT,
-    StreamableHTTPASGIApp,
-    StreamableHTTPSessionManager,
-)
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -30,6 +25,7 @@ from runner.auth.gate import BearerGate
 from runner.auth.verifier import JWKSTokenVerifier
 from runner.build import is_loopback
 from runner.http.security import HostGuard
+from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT, SessionCap
 
 if TYPE_CHECKING:
     from runner.wrapper import FastMCPSignInWrapper
@@ -47,8 +43,9 @@ def build_app(
     event_store: EventStore | None = None,
     retry_interval: int | None = None,
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
-    session_idle_timeout: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
-    max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    session_idle_timeout: float | None = SESSION_IDLE_TIMEOUT,
+    max_sessions: int | None = MAX_SESSIONS,
+    max_sessions_per_client: int | None = MAX_SESSIONS_PER_CLIENT,
     transport_security: TransportSecuritySettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
@@ -86,7 +83,12 @@ def build_app(
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 
     routes: list[BaseRoute] = [
-        Route(path, endpoint=BearerGate(StreamableHTTPASGIApp(manager), lambda: server.guard)),
+        Route(
+            path,
+            endpoint=BearerGate(
+                SessionCap(StreamableHTTPASGIApp(manager), manager, max_sessions_per_client), lambda: server.guard
+            ),
+        ),
         Route(METADATA_PREFIX, metadata, methods=["GET"]),
         Route(METADATA_PREFIX + "/{rest:path}", metadata, methods=["GET"]),
         *extra_routes,

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from runner.auth.verifier import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.errors import ManifestError, Problem
+from runner.http.limits import Limits
+from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
 from runner.source import Path, Source, parse
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -78,6 +80,36 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     path: str = Field(default="/mcp", pattern=r"^/")
+    # Limits (README "Security: what is bounded"); they take effect at start-up.
+    header_timeout: float = Field(
+        default=Limits.header_timeout, gt=0, le=300, description="seconds a connection has to send its request head"
+    )
+    body_timeout: float = Field(
+        default=Limits.body_timeout, gt=0, le=3600, description="seconds to send a request body once its head arrived"
+    )
+    max_connections: int = Field(
+        default=Limits.max_connections, ge=1, description="open HTTP connections at most (idle ones make room)"
+    )
+    session_idle_timeout: float = Field(
+        default=SESSION_IDLE_TIMEOUT, gt=0, description="seconds a session may go unused before it is closed"
+    )
+    max_sessions: int = Field(default=MAX_SESSIONS, ge=1, description="open MCP sessions at most, all clients")
+    max_sessions_per_client: int = Field(
+        default=MAX_SESSIONS_PER_CLIENT,
+        ge=1,
+        description="open MCP sessions at most per token (issuer, subject, "
+        "client id), or per client address without auth",
+    )
+
+
+STARTUP_LIMITS = (
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
+    "session_idle_timeout",
+    "max_sessions",
+    "max_sessions_per_client",
+)
 
 
 class Annotations(_Strict):

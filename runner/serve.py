@@ -18,6 +18,7 @@ from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
 from runner.http import redact
+from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.reload.reloader import Reloader
 
@@ -152,6 +153,7 @@ def serve(
     exposure = exposure_problems(manifest, source, where)
     if exposure:
         raise ManifestError(exposure)
+    open_files = raise_open_file_limit()  # 1,024 is a common soft limit; connections need file descriptors
     try:
         sock = bind_socket(where.host, where.port)
     except OSError as exc:
@@ -165,18 +167,29 @@ def serve(
 
         async def main() -> None:
             reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest)
+            settings = manifest.server
             app = built.server.streamable_http_app(
                 streamable_http_path=where.path,
                 host=where.host,
                 extra_routes=reloader.routes(),
                 background=[reloader.watch, reloader.settler.run] if reload else [],
+                session_idle_timeout=settings.session_idle_timeout,
+                max_sessions=settings.max_sessions,
+                max_sessions_per_client=settings.max_sessions_per_client,
             )
             print(banner(built, where, str(manifest_path), transport, reload), file=out, flush=True)
+            limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
             # stderr; without it they reach the root logger the CLI set up, so every log line goes
             # to stderr, in one format, and stdout stays free for what commands print.
             config = uvicorn.Config(
-                app, log_level=log_level.lower(), log_config=None, lifespan="on", timeout_graceful_shutdown=5
+                app,
+                http=protocol_class(effective(limits, open_files)),
+                ws="none",  # no WebSocket routes; an upgrade would also leave the connection bound
+                log_level=log_level.lower(),
+                log_config=None,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
             await uvicorn.Server(config).serve(sockets=[sock])

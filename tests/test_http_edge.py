@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +117,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator
     folder = tmp_path_factory.mktemp("edge")
     runner = RunnerProcess(folder / "edge.yaml")
     (folder / "edge_tools.py").write_text(TOOLS)
-    (folder / "edge.yaml").write_text(manifest(jwks, runner.url))
+    (folder / "edge.yaml").write_text(manifest(jwks, runner.url, {"header_timeout": 2, "max_connections": 50}))
     # Started with a low open-file soft limit, as on many hosts (1,024), to see the server raise it.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
@@ -234,8 +234,67 @@ def test_a_token_in_the_query_string_never_reaches_the_log(edge: Edge) -> None:
     assert token.split(".")[2] not in edge.logs.text  # not even the signature on its own
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+# -- bounded connections ----------------------------------------------------------------------------
+
+
+def closed_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Read until the server closes the socket (b"" or a reset); False if it is still open at `deadline`."""
+    try:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if not sock.recv(4096):
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def test_half_sent_requests_neither_lock_clients_out_nor_stay_open(edge: Edge) -> None:
+    """Slowloris: more half-sent request heads than the open-file limit the server was started with (256)."""
+    attackers = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", edge.runner.port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            attackers.append(sock)
+        async with mcp_client(edge.runner.url, edge.issuer.token()) as client:  # a legitimate client gets through
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
+        # ... and the server closes every half-sent request: at the connection bound, or at the header deadline.
+        deadline = time.monotonic() + 60
+        assert all(closed_by_server(sock, deadline) for sock in attackers)
+    finally:
+        for sock in attackers:
+            sock.close()
+    assert httpx2.get(f"{edge.origin}/readyz").status_code == 200
+
+
+def test_open_file_soft_limit_is_raised_to_the_hard_limit(edge: Edge) -> None:
+    assert edge.runner.proc is not None
+    limits = Path(f"/proc/{edge.runner.proc.pid}/limits").read_text()
+    soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+    assert soft == hard != "256"
+
+
+def test_the_uvicorn_internals_the_limits_rely_on_are_still_there() -> None:
+    """runner/http/limits.py subclasses uvicorn's h11 protocol: fail here, by name, if uvicorn moves things."""
+    import asyncio
+
+    import h11
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from runner.http.limits import Limits, protocol_class
+
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(lambda *_: None, http=protocol_class(Limits()))
+        config.load()
+        protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=ServerState(), app_state={}, _loop=loop
+        )
+    finally:
+        loop.close()
+    assert isinstance(protocol.conn, h11.Connection) and protocol.conn.their_state is h11.IDLE  # type: ignore[attr-defined]
+    for name in ("cycle", "transport", "loop", "client", "connections"):
+        assert hasattr(protocol, name), f"uvicorn's H11Protocol no longer has {name!r}"

@@ -30,7 +30,7 @@ from runner.build import Binding, Built, build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
-from runner.manifest import LOCAL_APP_ID, Manifest, load
+from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.reload.memory import Settler, settle
 from runner.reload.modules import Purge, user_modules
@@ -230,4 +230,8 @@ def _needs_restart(old: Manifest, new: Manifest, overrides: Overrides) -> list[s
         f"server.{name} changed from {getattr(before, name)!r} to {getattr(after, name)!r}: needs a restart"
         for name in ("host", "port", "path")
         if getattr(before, name) != getattr(after, name)
+    ] + [  # the connection and session limits are fixed when the server starts (runner/http/)
+        f"server.{name} changed from {getattr(old.server, name)!r} to {getattr(new.server, name)!r}: needs a restart"
+        for name in STARTUP_LIMITS
+        if getattr(old.server, name) != getattr(new.server, name)
     ]

@@ -1,0 +1,197 @@
+"""Connection limits below ASGI: a deadline for reading each request, and a bound on open connections.
+
+Why here: uvicorn 0.54 (h11) arms no timer until it has sent a response, so a
+socket that sends half a request head, or nothing, is kept forever (only the
+keep-alive timer exists, for the idle time *after* a response). 1,100 such
+sockets under a 1,024 open-file limit starved every legitimate client. That
+happens before any ASGI code runs, so the fix is a subclass of uvicorn's h11
+protocol, and every reach into uvicorn's internals is confined to this module
+(`tests/test_http_edge.py` fails loudly if uvicorn changes underneath).
+
+- A connection must complete its request head within `header_timeout` of
+  opening (or of the first byte of its next request) and its body within
+  `body_timeout` of the head, or it is closed.
+- At most `max_connections` are open. At the bound, a new connection makes
+  room by closing the oldest connection that is not serving a request, one
+  that has not completed a request head first, then idle keep-alive ones; only
+  if every connection is busy is the newcomer refused with a 503. Half-open
+  sockets therefore cannot lock a legitimate client out, whoever opened them.
+- uvicorn's own `limit_concurrency` is not used: it answers 503 to the
+  legitimate request while the stalled sockets keep their places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+logger = logging.getLogger("runner.http")
+
+# File descriptors kept free of connections: the listening socket, the log, the watcher,
+# the JWKS client, module files being re-imported.
+FD_RESERVE = 64
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 20\r\nconnection: close\r\n\r\nToo many connections"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1000
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft
+
+
+def effective(limits: Limits, open_files: int) -> Limits:
+    """`limits` with `max_connections` kept below the open-file limit, so accept() never fails for lack of one."""
+    room = max(1, open_files - FD_RESERVE)
+    if limits.max_connections <= room:
+        return limits
+    logger.warning(
+        "server.max_connections lowered from %d to %d: the open-file limit is %d",
+        limits.max_connections,
+        room,
+        open_files,
+    )
+    return Limits(limits.header_timeout, limits.body_timeout, room)
+
+
+class _Connections:
+    """The open connections of one server, oldest first, and how often the bound was hit."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open: OrderedDict[LimitedH11Protocol, None] = OrderedDict()
+        self.shed = 0
+        self._reported = 0.0
+
+    def admit(self, newcomer: LimitedH11Protocol) -> bool:
+        if len(self.open) >= self.limits.max_connections:
+            victim = self._victim()
+            if victim is None:
+                self._report("refused a connection")
+                return False
+            self._report("closed the oldest idle or unfinished connection")
+            victim.drop()
+        self.open[newcomer] = None
+        return True
+
+    def _victim(self) -> LimitedH11Protocol | None:
+        idle: LimitedH11Protocol | None = None
+        for candidate in self.open:
+            rank = candidate.rank()
+            if rank == 0:
+                return candidate
+            if rank == 1 and idle is None:
+                idle = candidate
+        return idle
+
+    def _report(self, what: str) -> None:
+        self.shed += 1
+        now = time.monotonic()
+        if now - self._reported >= 10:  # one line per 10 s, however hard the bound is hit
+            self._reported = now
+            logger.warning(
+                "connection limit (%d) reached: %s (%d so far)", self.limits.max_connections, what, self.shed
+            )
+
+
+class LimitedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-read deadline and a place in a bounded set of connections."""
+
+    pool: _Connections  # set per server by `protocol_class` (uvicorn already uses `connections`)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: Any = None  # the h11 state the deadline is for
+
+    # -- the protocol interface ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.pool.admit(self):
+            transport.write(_REFUSAL)
+            transport.close()
+            return
+        self._track()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.transport.is_closing():
+            self._track()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.pool.open.pop(self, None)
+        super().connection_lost(exc)
+
+    # -- limits -------------------------------------------------------------------------------
+
+    def rank(self) -> int:
+        """0: no complete request head yet (evict first); 1: idle keep-alive; 2: serving (never evicted)."""
+        if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
+            return 2
+        if self.cycle is None or self._phase is h11.IDLE:
+            return 0
+        return 1
+
+    def drop(self) -> None:
+        """Close this connection now, to make room (it is not serving a request)."""
+        self.pool.open.pop(self, None)
+        self._disarm()
+        self.transport.close()
+
+    def _track(self) -> None:
+        """Arm the deadline for what the client still owes: a request head, or a request body."""
+        state = self.conn.their_state
+        if state is h11.IDLE or state is h11.SEND_BODY:
+            if self._phase is not state:
+                limits = self.pool.limits
+                self._arm(state, limits.header_timeout if state is h11.IDLE else limits.body_timeout)
+        else:
+            self._disarm()
+
+    def _arm(self, phase: Any, timeout: float) -> None:
+        self._disarm()
+        self._phase = phase
+        self._deadline = self.loop.call_later(timeout, self._expired, phase)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None
+        self._phase = None
+
+    def _expired(self, phase: Any) -> None:
+        self._deadline = None
+        if self.conn.their_state is phase and not self.transport.is_closing():
+            logger.debug("closing a connection that did not send its request in time: %s", self.client)
+            self.pool.open.pop(self, None)
+            self.transport.close()
+
+
+def protocol_class(limits: Limits) -> type[LimitedH11Protocol]:
+    """A protocol class for one server (uvicorn's `Config(http=...)`), sharing one set of connections."""
+    return type("LimitedH11Protocol", (LimitedH11Protocol,), {"pool": _Connections(limits)})
