@@ -1,23 +1,22 @@
-"""Which loaded modules are the user's, what imports what, and fresh re-imports on reload.
+"""Which loaded modules are the user's, and which of them a reload must import again.
 
-A reload must run the user's edited code, not the copy in `sys.modules`. We
-forget the changed modules and every user module that imports them
-(transitively, from their source's import statements), let the build import
-them again, and put the old ones back if the build fails, so a broken edit
-leaves the process exactly as it was.
+A reload must run the user's edited code, not the copy in `sys.modules`. Given
+the stale modules, `closure` adds everything that may hold a name from them: the
+whole top-level package they belong to (a package re-exports its submodules and
+keeps them as attributes), every user module that imports any of those,
+transitively (found from the import statements of their source), and modules
+whose imports cannot be read statically (importlib, __import__, sys.modules,
+exec, eval), which are re-imported on every reload.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
-import importlib
-import importlib.util
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 _SKIP_PARTS = {".venv", "venv", "site-packages", "dist-packages", "__pycache__", ".mcp-runner"}
 
@@ -52,22 +51,34 @@ def user_modules(root: Path) -> dict[str, Path]:
     return found
 
 
-def imports_of(name: str, path: Path) -> set[str]:
-    """Module names that `name`'s source imports at import time (relative imports resolved)."""
+# Names whose use means a module imports by a name computed at run time: its imports cannot be read statically.
+_DYNAMIC = {
+    "__import__", "import_module", "exec_module", "load_module", "spec_from_file_location",
+    "run_path", "run_module", "reload", "exec", "eval",
+}  # fmt: skip
+
+
+class Imports(NamedTuple):
+    names: frozenset[str]  # modules (and `module.attribute`s) imported at import time, relative imports resolved
+    dynamic: bool  # it also imports by computed names (or via sys.modules), which we cannot see
+
+
+def imports_of(name: str, path: Path) -> Imports:
+    """What `name`'s source imports; a missing file imports nothing."""
     try:
         stat = path.stat()
     except OSError:
-        return set()
+        return Imports(frozenset(), False)
     return _imports_of(name, path, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=4096)
-def _imports_of(name: str, path: Path, mtime_ns: int, size: int) -> set[str]:
+def _imports_of(name: str, path: Path, mtime_ns: int, size: int) -> Imports:
     """Cached by the file's mtime and size: a reload re-reads only the files that changed."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError):
-        return set()
+        return Imports(frozenset(), False)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
     todo: list[ast.AST] = list(tree.body)
@@ -88,60 +99,46 @@ def _imports_of(name: str, path: Path, mtime_ns: int, size: int) -> set[str]:
                 names.update(f"{base}.{alias.name}" for alias in node.names)
         else:
             todo.extend(ast.iter_child_nodes(node))
-    return names
+    # Anywhere, function bodies included: a helper called at import time may do the importing.
+    dynamic = any(_imports_dynamically(node) for node in ast.walk(tree))
+    return Imports(frozenset(names), dynamic)
 
 
-def dependents(changed: set[str], loaded: dict[str, Path]) -> set[str]:
-    """`changed` plus every loaded user module that imports one of them, transitively."""
-    if not changed:
-        return set()
+def _imports_dynamically(node: ast.AST) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in _DYNAMIC
+    if isinstance(node, ast.Attribute):
+        return node.attr in _DYNAMIC or (node.attr == "modules" and _is_name(node.value, "sys"))
+    return False
+
+
+def _is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def closure(stale: set[str], loaded: dict[str, Path]) -> set[str]:
+    """Every loaded user module that must be imported again when `stale` are.
+
+    `stale` plus, transitively: the rest of each one's top-level package, every
+    module importing any of them, and every module that imports dynamically.
+    """
     importers: dict[str, set[str]] = {}
+    packages: dict[str, list[str]] = {}
+    dynamic: set[str] = set()
     for name, path in loaded.items():
-        for imported in imports_of(name, path):
+        packages.setdefault(name.partition(".")[0], []).append(name)
+        imports = imports_of(name, path)
+        if imports.dynamic:
+            dynamic.add(name)
+        for imported in imports.names:
             importers.setdefault(imported, set()).add(name)
-    result = set(changed)
-    todo = list(changed)
+    result: set[str] = set()
+    todo = [*stale, *dynamic]
     while todo:
-        for importer in importers.get(todo.pop(), ()):
-            if importer not in result:
-                result.add(importer)
-                todo.append(importer)
+        name = todo.pop()
+        if name in result:
+            continue
+        result.add(name)
+        todo.extend(packages.get(name.partition(".")[0], ()))
+        todo.extend(importers.get(name, ()))
     return result
-
-
-@dataclass
-class Purge:
-    """Modules taken out of `sys.modules` for one rebuild; `rollback` restores them."""
-
-    root: Path
-    removed: dict[str, ModuleType]
-    before: set[str]
-
-    @classmethod
-    def for_files(cls, root: Path, changed_files: set[Path]) -> Purge:
-        loaded = user_modules(root)
-        changed = {name for name, path in loaded.items() if path in changed_files}
-        names = dependents(changed, loaded)
-        for path in changed_files:
-            _drop_bytecode(path)
-        removed = {name: sys.modules.pop(name) for name in names if name in sys.modules}
-        importlib.invalidate_caches()
-        return cls(root=root, removed=removed, before=set(sys.modules))
-
-    def rollback(self) -> None:
-        """Forget whatever the failed build imported from the user's folder, and restore the old modules."""
-        for name in set(user_modules(self.root)) - self.before:
-            sys.modules.pop(name, None)
-        sys.modules.update(self.removed)
-        for name, module in self.removed.items():
-            parent, _, child = name.rpartition(".")
-            if parent in sys.modules:
-                setattr(sys.modules[parent], child, module)
-
-
-def _drop_bytecode(path: Path) -> None:
-    """A same-size edit within the same second would otherwise be served from the stale .pyc."""
-    try:
-        os.remove(importlib.util.cache_from_source(str(path)))
-    except (OSError, ValueError, NotImplementedError):
-        pass

@@ -32,8 +32,9 @@ from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
+from runner.reload.fresh import rebuild_fresh
 from runner.reload.memory import Settler, settle
-from runner.reload.modules import Purge, user_modules
+from runner.reload.modules import user_modules
 from runner.wrapper import FastMCPSignInWrapper
 
 logger = logging.getLogger("runner.reload")
@@ -101,15 +102,14 @@ class Reloader:
             return result
 
     def _build(self) -> tuple[Manifest, Built, str]:
-        """In a worker thread: the start-up pipeline again, with changed modules imported fresh."""
-        purge = Purge.for_files(self.root, self._dirty)
-        try:
+        """In a worker thread: the start-up pipeline again, with every stale user module imported fresh."""
+
+        def attempt() -> tuple[Manifest, Built, str]:
             manifest, source = load(self.manifest_path)
             built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache)
             return manifest, built, source.digest
-        except BaseException:
-            purge.rollback()
-            raise
+
+        return rebuild_fresh(self.root, self._dirty, attempt)
 
     async def _swap(self, manifest: Manifest, built: Built, digest: str, started: float) -> ReloadResult:
         live = self.live

@@ -1,0 +1,226 @@
+"""A reload never runs stale code, whatever import form the user's package uses (real server, real client).
+
+One server serves a package `pk` whose `tools.py` reaches a helper module through
+each import form (one tool per form). Each test opens its session before editing,
+edits, then touches the manifest and waits until /healthz serves that manifest
+text: the reload that loaded it started after every edit, so every tool must show
+the edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from tests.helpers import RunnerProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+# form (tool name) -> the helper module file whose VALUE it returns
+FORMS = {
+    "from_pk_import_module": "pk/h_a.py",  # from pk import h_a
+    "import_dotted": "pk/h_b.py",  # import pk.h_b
+    "from_module_import_name": "pk/h_c.py",  # from pk.h_c import VALUE
+    "from_dot_import_module": "pk/h_d.py",  # from . import h_d
+    "import_dotted_as": "pk/h_e.py",  # import pk.h_e as x
+    "from_dot_module_import_as": "pk/h_f.py",  # from .h_f import VALUE as z
+    "reexport_from_init": "pk/h_g.py",  # from pk import G; pk/__init__.py: from .h_g import VALUE as G
+    "importer_of_importer": "pk/h_t.py",  # from pk import mid; pk/mid.py: from pk.h_t import VALUE
+    "dynamic_import": "pk/h_dyn.py",  # pk/dyn.py: importlib.import_module("pk.h_dyn")
+    "nested_reexport": "pk/sub/deep.py",  # from pk.sub import DEEP; pk/sub/__init__.py: from .deep import ...
+    "nested_module": "pk/sub/leaf.py",  # from pk.sub import leaf
+}
+
+TOOLS = """
+import pk.h_b
+import pk.h_e as h_e_alias
+from pk import G, dyn, h_a, h_hidden, mid
+from pk.h_c import VALUE
+from pk.sub import DEEP, leaf
+
+from . import h_d
+from .h_f import VALUE as F
+
+
+def from_pk_import_module() -> str:
+    return h_a.VALUE
+
+
+def import_dotted() -> str:
+    return pk.h_b.VALUE
+
+
+def from_module_import_name() -> str:
+    return VALUE
+
+
+def from_dot_import_module() -> str:
+    return h_d.VALUE
+
+
+def import_dotted_as() -> str:
+    return h_e_alias.VALUE
+
+
+def from_dot_module_import_as() -> str:
+    return F
+
+
+def reexport_from_init() -> str:
+    return G
+
+
+def importer_of_importer() -> str:
+    return mid.VALUE
+
+
+def dynamic_import() -> str:
+    return dyn.VALUE
+
+
+def nested_reexport() -> str:
+    return DEEP
+
+
+def nested_module() -> str:
+    return leaf.VALUE
+
+
+def hidden() -> str:
+    return h_hidden.VALUE
+"""
+
+FILES = {
+    "pk/__init__.py": "from .h_g import VALUE as G\n",
+    "pk/tools.py": TOOLS,
+    "pk/mid.py": "from pk.h_t import VALUE\n",
+    "pk/dyn.py": 'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n',
+    "pk/sub/__init__.py": "from .deep import VALUE as DEEP\n",
+    "pk/h_hidden.py": 'VALUE = "v1"\n',
+    "pk/models.py": "from pydantic import BaseModel\n\n\nclass Item(BaseModel):\n    name: str\n",
+    "pk/shop.py": "from . import models\n\n\ndef order(item: models.Item) -> str:\n    return item.name\n",
+    **{helper: 'VALUE = "v1"\n' for helper in FORMS.values()},
+}
+
+MANIFEST = "name: imports\ntools:\n" + "".join(f"  - function: pk.tools:{form}\n" for form in [*FORMS, "hidden"])
+MANIFEST += "  - function: pk.shop:order\n"
+
+
+@dataclass
+class Project:
+    folder: Path
+    runner: RunnerProcess
+
+    def health(self) -> dict[str, Any]:
+        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+
+    def write(self, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.folder / name).write_text(textwrap.dedent(text))
+
+    async def reloaded(self) -> dict[str, Any]:
+        """Touch the manifest and wait (bounded, polling) until a reload has loaded that very text."""
+        text = MANIFEST + f"# {uuid.uuid4().hex}\n"
+        (self.folder / "imports.yaml").write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with anyio.fail_after(60):
+            while (health := self.health())["manifest_sha256"] != digest:
+                await anyio.sleep(0.02)
+        return health
+
+    async def failed(self, before: int) -> dict[str, Any]:
+        """Wait (bounded, polling) for a failed reload after `before` reloads."""
+        with anyio.fail_after(60):
+            while (health := self.health())["reloads"] == before or health["status"] != "degraded":
+                await anyio.sleep(0.02)
+        return health
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    folder = tmp_path_factory.mktemp("imports")
+    project = Project(folder, RunnerProcess(folder / "imports.yaml"))
+    project.write(FILES)
+    (folder / "imports.yaml").write_text(MANIFEST)
+    project.runner.start()
+    yield project
+    project.runner.stop()
+
+
+async def text_of(client: Client, tool: str) -> str:
+    result = await client.call_tool(tool, {})
+    return result.content[0].text if not result.is_error else f"error: {result.content[0].text}"  # type: ignore[union-attr]
+
+
+async def values(client: Client) -> dict[str, str]:
+    return {form: await text_of(client, form) for form in FORMS}
+
+
+async def test_every_import_form_runs_the_edited_helper(project: Project) -> None:
+    async with mcp_client(project.runner.url, mode="legacy") as client:
+        expected = await values(client)  # the session is open and has used every tool before the edit
+        # First every helper but the one pk/__init__.py re-exports (editing that re-imports pk), then that one.
+        for batch in ([f for f in FORMS if f != "reexport_from_init"], ["reexport_from_init"]):
+            tag = f"v-{uuid.uuid4().hex[:8]}"
+            project.write({FORMS[form]: f'VALUE = "{tag}"\n' for form in batch})
+            expected.update({form: tag for form in batch})
+            health = await project.reloaded()
+            assert health["status"] == "ok", health
+            assert await values(client) == expected
+
+
+async def test_failed_edit_keeps_the_last_good_code_then_the_fix_applies(project: Project) -> None:
+    async with mcp_client(project.runner.url, mode="legacy") as client:
+        good = await values(client)
+        assert all(not v.startswith("error") for v in good.values()), good
+        # A syntax error in a submodule the package's __init__ re-exports, and in one used as `pk.h_b`.
+        before = project.health()["reloads"]
+        project.write({"pk/h_g.py": "VALUE = (\n", "pk/h_b.py": "VALUE = (\n"})
+        health = await project.failed(before)
+        assert "syntax error" in health["last_reload"]["error"], health
+        assert await values(client) == good  # exactly the last good code, parents' attributes included
+        tag = f"fixed-{uuid.uuid4().hex[:8]}"
+        project.write({helper: f'VALUE = "{tag}"\n' for helper in FORMS.values()})
+        health = await project.reloaded()
+        assert health["status"] == "ok", health
+        assert await values(client) == {form: tag for form in FORMS}
+
+
+async def test_model_change_shows_in_the_schema_of_the_tool_that_uses_it(project: Project) -> None:
+    async with mcp_client(project.runner.url, mode="legacy") as client:
+        schema = next(t.input_schema for t in (await client.list_tools()).tools if t.name == "order")
+        assert "name" in json.dumps(schema) and "quantity" not in json.dumps(schema)
+        project.write({"pk/models.py": FILES["pk/models.py"] + "    quantity: int = 1\n"})
+        await project.reloaded()
+        schema = next(t.input_schema for t in (await client.list_tools()).tools if t.name == "order")
+        item = schema["$defs"]["Item"] if "$defs" in schema else schema["properties"]["item"]
+        assert set(item["properties"]) == {"name", "quantity"}, schema
+
+
+async def test_a_change_no_file_event_reported_is_still_picked_up(project: Project) -> None:
+    """Write through a hard link in a folder nobody watches: no event names pk/h_hidden.py."""
+    elsewhere = project.folder / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    link = elsewhere / f"hidden-{uuid.uuid4().hex[:8]}.link"
+    os.link(project.folder / "pk/h_hidden.py", link)
+    tag = uuid.uuid4().hex[:8]
+    async with mcp_client(project.runner.url, mode="legacy") as client:
+        assert await text_of(client, "hidden") != tag
+        with open(link, "r+") as handle:  # in place: the same inode as pk/h_hidden.py
+            handle.write(f'VALUE = "{tag}"\n')
+            handle.truncate()
+        await project.reloaded()
+        assert await text_of(client, "hidden") == tag
