@@ -41,14 +41,19 @@ FORMS = {
     "dynamic_import": "pk/h_dyn.py",  # pk/dyn.py: importlib.import_module("pk.h_dyn")
     "nested_reexport": "pk/sub/deep.py",  # from pk.sub import DEEP; pk/sub/__init__.py: from .deep import ...
     "nested_module": "pk/sub/leaf.py",  # from pk.sub import leaf
+    "two_names": "pk/h_two.py",  # import h_two, and from pk import h_two (pk/__init__.py puts pk/ on sys.path)
+    "registry": "pk/h_r.py",  # registry.py (outside pk) keeps the first handler pk/plugin.py registers
 }
 
 TOOLS = """
+import h_two
 import pk.h_b
 import pk.h_e as h_e_alias
-from pk import G, dyn, h_a, h_hidden, mid
+from pk import G, dyn, h_a, h_hidden, mid, plugin
+from pk import h_two as pk_h_two
 from pk.h_c import VALUE
 from pk.sub import DEEP, leaf
+from registry import HANDLERS
 
 from . import h_d
 from .h_f import VALUE as F
@@ -98,12 +103,44 @@ def nested_module() -> str:
     return leaf.VALUE
 
 
+def two_names() -> str:
+    return h_two.VALUE if h_two.VALUE == pk_h_two.VALUE else f"{h_two.VALUE} != {pk_h_two.VALUE}"
+
+
+def registry() -> str:
+    assert plugin
+    return HANDLERS["handle"]()
+
+
 def hidden() -> str:
     return h_hidden.VALUE
 """
 
+PERSIST = """
+import builtins
+
+from h_k import helper
+
+# Survives re-imports: a name no reload can make fresh.
+if not hasattr(builtins, "kept_helper"):
+    builtins.kept_helper = helper
+HELPER = builtins.kept_helper
+
+
+def kept() -> str:
+    return HELPER()
+"""
+
 FILES = {
-    "pk/__init__.py": "from .h_g import VALUE as G\n",
+    "pk/__init__.py": (
+        "import os\nimport sys\n\nfrom .h_g import VALUE as G\n\n"
+        "if os.path.dirname(__file__) not in sys.path:\n    sys.path.append(os.path.dirname(__file__))\n"
+    ),
+    "registry.py": "HANDLERS = {}\n\n\ndef register(f):\n    HANDLERS.setdefault(f.__name__, f)\n    return f\n",
+    "pk/plugin.py": (
+        "from pk.h_r import VALUE\nfrom registry import register\n\n\n"
+        "@register\ndef handle() -> str:\n    return VALUE\n"
+    ),
     "pk/tools.py": TOOLS,
     "pk/mid.py": "from pk.h_t import VALUE\n",
     "pk/dyn.py": 'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n',
@@ -224,3 +261,31 @@ async def test_a_change_no_file_event_reported_is_still_picked_up(project: Proje
             handle.truncate()
         await project.reloaded()
         assert await text_of(client, "hidden") == tag
+
+
+async def test_a_name_no_reload_can_make_fresh_fails_the_reload_and_says_so(tmp_path: Path) -> None:
+    """Its own server: once it holds an old copy for good, every reload touching that module must fail."""
+    project = Project(tmp_path, RunnerProcess(tmp_path / "imports.yaml"))
+    project.write({"persist.py": PERSIST, "h_k.py": 'def helper() -> str:\n    return "k1"\n'})
+    (tmp_path / "imports.yaml").write_text("name: persist\ntools:\n  - function: persist:kept\n")
+    project.runner.start()
+    try:
+        async with mcp_client(project.runner.url, mode="legacy") as client:
+            assert await text_of(client, "kept") == "k1"
+            before = project.health()["reloads"]
+            project.write({"h_k.py": 'def helper() -> str:\n    return "k2"\n'})
+            health = await project.failed(before)
+            error = health["last_reload"]["error"]
+            assert "persist.py:9:1: persist.HELPER still refers to code from the replaced module 'h_k'" in error
+            assert "restart the server" in error
+            assert await text_of(client, "kept") == "k1"  # the last good definition, consistently
+            # Dropping the pattern makes the next reload fresh again.
+            before = project.health()["reloads"]
+            project.write({"persist.py": "from h_k import helper\n\n\ndef kept() -> str:\n    return helper()\n"})
+            with anyio.fail_after(60):
+                while (health := project.health())["reloads"] == before or health["status"] != "ok":
+                    await anyio.sleep(0.02)
+            assert await text_of(client, "kept") == "k2"
+    finally:
+        err = project.runner.stop()
+    assert "persist.HELPER still refers to code from the replaced module 'h_k'" in err

@@ -31,13 +31,13 @@ def rebuild_fresh(root: Path, dirty: set[Path], attempt: Callable[[], T]) -> T:
     try:
         result = attempt()
         purge.reload_rest()
-        stale = stale_references(purge.root, purge.retired)
+        stale = stale_references(purge.root)
         if stale:
             logger.warning("reload: %s; importing every user module again", stale[0])
             purge.widen()
             result = attempt()
             purge.reload_rest()
-            stale = stale_references(purge.root, purge.retired)
+            stale = stale_references(purge.root)
             if stale:
                 raise ManifestError([ref.problem(purge.root) for ref in stale])
         purge.commit()

@@ -32,7 +32,6 @@ class Purge:
     since_ns: int  # when this rebuild began: modules it imports are fingerprinted against it
     before: dict[str, ModuleType]  # sys.modules as it was
     removed: dict[str, ModuleType] = field(default_factory=dict)  # original modules taken out, restored on rollback
-    retired: list[ModuleType] = field(default_factory=list)  # every module object taken out, for the reference check
     kept: dict[str, tuple[ModuleType, dict[str, ModuleType]]] = field(default_factory=dict)  # parents' submodule attrs
 
     @classmethod
@@ -57,7 +56,6 @@ class Purge:
             module = sys.modules.pop(name, None)
             if module is None:
                 continue
-            self.retired.append(module)
             if self.before.get(name) is module:
                 self.removed[name] = module
             self._detach(name, module)

@@ -4,9 +4,10 @@ The import graph is read from source, so a name fetched some other way (an
 import we could not see, a registry filled at import time) can keep pointing at
 the code a reload replaced. This check looks at what actually happened: every
 global of every loaded user module, and the items of containers among them, is
-traced back to the module that defined it. Only modules this reload took out
-count as old, so a module loaded outside `sys.modules` on purpose is not
-mistaken for stale.
+traced back to the module that defined it, and must come from the copy of that
+module that is loaded now. A copy replaced by any reload counts as old (we
+cannot tell whether its code still matches the file), while a module loaded
+outside `sys.modules` on purpose is left alone.
 """
 
 from __future__ import annotations
@@ -46,22 +47,15 @@ class StaleReference:
         )
 
 
-def stale_references(root: Path, retired: list[types.ModuleType]) -> list[StaleReference]:
-    if not retired:
-        return []
-    old = _Old(
-        modules={id(m) for m in retired},
-        namespaces={id(vars(m)): m.__name__ for m in retired},
-        by_name={},
-    )
-    for module in retired:
-        old.by_name.setdefault(module.__name__, []).append(module)
+def stale_references(root: Path) -> list[StaleReference]:
+    loaded = user_modules(root)
+    current = _Current({name: sys.modules[name] for name in loaded})
     found: list[StaleReference] = []
-    for holder, path in user_modules(root).items():
+    for holder, path in loaded.items():
         for name, value in list(vars(sys.modules[holder]).items()):
             if name.startswith("__"):
                 continue
-            origin = next(filter(None, map(old.origin, _members(value))), None)
+            origin = next(filter(None, map(current.replaced, _members(value))), None)
             if origin is not None:
                 found.append(StaleReference(holder, name, origin, path))
     return found
@@ -76,30 +70,38 @@ def _members(value: Any) -> Iterator[Any]:
 
 
 @dataclass
-class _Old:
-    modules: set[int]  # ids of the replaced module objects (alive: the purge holds them)
-    namespaces: dict[int, str]  # id of a replaced module's __dict__ -> its name
-    by_name: dict[str, list[types.ModuleType]]
+class _Current:
+    modules: dict[str, types.ModuleType]  # the loaded user modules, by name
 
-    def origin(self, obj: Any) -> str | None:
-        """The replaced module `obj` comes from, if it does."""
+    def replaced(self, obj: Any) -> str | None:
+        """The user module `obj` comes from, if `obj` comes from a copy of it that is no longer the loaded one."""
         if isinstance(obj, types.ModuleType):
-            return obj.__name__ if id(obj) in self.modules else None
+            current = self.modules.get(obj.__name__)
+            return obj.__name__ if current is not None and current is not obj else None
         if isinstance(obj, types.MethodType):
             obj = obj.__func__
         elif isinstance(obj, functools.partial):
             obj = obj.func
         if isinstance(obj, types.FunctionType):
-            return self.namespaces.get(id(obj.__globals__))
+            return self._namespace(obj.__globals__)
         cls = obj if isinstance(obj, type) else type(obj)
-        for module in self.by_name.get(getattr(cls, "__module__", None) or "", ()):
-            if _lookup(module, getattr(cls, "__qualname__", "")) is cls:
-                return module.__name__
-        if isinstance(obj, type):  # a class whose qualified name does not lead to it: ask its methods
+        name = getattr(cls, "__module__", None)
+        current = self.modules.get(name) if isinstance(name, str) else None
+        if current is not None:
+            found = _lookup(current, getattr(cls, "__qualname__", ""))
+            if found is not None:
+                return None if found is cls else current.__name__
+        if isinstance(obj, type):  # a class its qualified name does not lead to: ask its methods
             for member in vars(obj).values():
-                if isinstance(member, types.FunctionType) and id(member.__globals__) in self.namespaces:
-                    return self.namespaces[id(member.__globals__)]
+                if isinstance(member, types.FunctionType) and (origin := self._namespace(member.__globals__)):
+                    return origin
         return None
+
+    def _namespace(self, namespace: dict[str, Any]) -> str | None:
+        """The module name, if `namespace` is the globals of a user module's copy that is no longer loaded."""
+        name = namespace.get("__name__")
+        current = self.modules.get(name) if isinstance(name, str) else None
+        return name if current is not None and vars(current) is not namespace else None
 
 
 def _lookup(module: types.ModuleType, qualname: str) -> Any:
