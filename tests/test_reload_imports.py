@@ -38,7 +38,7 @@ FORMS = {
     "from_dot_module_import_as": "pk/h_f.py",  # from .h_f import VALUE as z
     "reexport_from_init": "pk/h_g.py",  # from pk import G; pk/__init__.py: from .h_g import VALUE as G
     "importer_of_importer": "pk/h_t.py",  # from pk import mid; pk/mid.py: from pk.h_t import VALUE
-    "dynamic_import": "pk/h_dyn.py",  # pk/dyn.py: importlib.import_module("pk.h_dyn")
+    "dynamic_import": "pk/h_dyn.py",  # import dyn; dyn.py (outside pk): importlib.import_module("pk.h_dyn")
     "nested_reexport": "pk/sub/deep.py",  # from pk.sub import DEEP; pk/sub/__init__.py: from .deep import ...
     "nested_module": "pk/sub/leaf.py",  # from pk.sub import leaf
     "two_names": "pk/h_two.py",  # import h_two, and from pk import h_two (pk/__init__.py puts pk/ on sys.path)
@@ -46,10 +46,11 @@ FORMS = {
 }
 
 TOOLS = """
+import dyn
 import h_two
 import pk.h_b
 import pk.h_e as h_e_alias
-from pk import G, dyn, h_a, h_hidden, mid, plugin
+from pk import G, h_a, mid, plugin
 from pk import h_two as pk_h_two
 from pk.h_c import VALUE
 from pk.sub import DEEP, leaf
@@ -111,9 +112,6 @@ def registry() -> str:
     assert plugin
     return HANDLERS["handle"]()
 
-
-def hidden() -> str:
-    return h_hidden.VALUE
 """
 
 PERSIST = """
@@ -143,16 +141,17 @@ FILES = {
     ),
     "pk/tools.py": TOOLS,
     "pk/mid.py": "from pk.h_t import VALUE\n",
-    "pk/dyn.py": 'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n',
+    "dyn.py": 'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n',
     "pk/sub/__init__.py": "from .deep import VALUE as DEEP\n",
-    "pk/h_hidden.py": 'VALUE = "v1"\n',
+    "side.py": "from side_helper import VALUE\n\n\ndef hidden() -> str:\n    return VALUE\n",
+    "side_helper.py": 'VALUE = "v1"\n',
     "pk/models.py": "from pydantic import BaseModel\n\n\nclass Item(BaseModel):\n    name: str\n",
     "pk/shop.py": "from . import models\n\n\ndef order(item: models.Item) -> str:\n    return item.name\n",
     **{helper: 'VALUE = "v1"\n' for helper in FORMS.values()},
 }
 
-MANIFEST = "name: imports\ntools:\n" + "".join(f"  - function: pk.tools:{form}\n" for form in [*FORMS, "hidden"])
-MANIFEST += "  - function: pk.shop:order\n"
+MANIFEST = "name: imports\ntools:\n" + "".join(f"  - function: pk.tools:{form}\n" for form in FORMS)
+MANIFEST += "  - function: pk.shop:order\n  - function: side:hidden\n"
 
 
 @dataclass
@@ -248,15 +247,15 @@ async def test_model_change_shows_in_the_schema_of_the_tool_that_uses_it(project
 
 
 async def test_a_change_no_file_event_reported_is_still_picked_up(project: Project) -> None:
-    """Write through a hard link in a folder nobody watches: no event names pk/h_hidden.py."""
+    """Write through a hard link in a folder nobody watches: no event names side_helper.py."""
     elsewhere = project.folder / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     link = elsewhere / f"hidden-{uuid.uuid4().hex[:8]}.link"
-    os.link(project.folder / "pk/h_hidden.py", link)
+    os.link(project.folder / "side_helper.py", link)
     tag = uuid.uuid4().hex[:8]
     async with mcp_client(project.runner.url, mode="legacy") as client:
         assert await text_of(client, "hidden") != tag
-        with open(link, "r+") as handle:  # in place: the same inode as pk/h_hidden.py
+        with open(link, "r+") as handle:  # in place: the same inode as side_helper.py
             handle.write(f'VALUE = "{tag}"\n')
             handle.truncate()
         await project.reloaded()
