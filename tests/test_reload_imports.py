@@ -38,23 +38,21 @@ FORMS = {
     "from_dot_module_import_as": "pk/h_f.py",  # from .h_f import VALUE as z
     "reexport_from_init": "pk/h_g.py",  # from pk import G; pk/__init__.py: from .h_g import VALUE as G
     "importer_of_importer": "pk/h_t.py",  # from pk import mid; pk/mid.py: from pk.h_t import VALUE
-    "dynamic_import": "pk/h_dyn.py",  # import dyn; dyn.py (outside pk): importlib.import_module("pk.h_dyn")
+    "dynamic_import": "pk/h_dyn.py",  # dyn.py (outside pk): VALUE = importlib.import_module("pk.h_dyn").VALUE
     "nested_reexport": "pk/sub/deep.py",  # from pk.sub import DEEP; pk/sub/__init__.py: from .deep import ...
     "nested_module": "pk/sub/leaf.py",  # from pk.sub import leaf
     "two_names": "pk/h_two.py",  # import h_two, and from pk import h_two (pk/__init__.py puts pk/ on sys.path)
-    "registry": "pk/h_r.py",  # registry.py (outside pk) keeps the first handler pk/plugin.py registers
+    "registry": "h_r.py",  # registry.py keeps the first handler plugin.py registers; the tool reads it from there
 }
 
 TOOLS = """
-import dyn
 import h_two
 import pk.h_b
 import pk.h_e as h_e_alias
-from pk import G, h_a, mid, plugin
+from pk import G, h_a, mid
 from pk import h_two as pk_h_two
 from pk.h_c import VALUE
 from pk.sub import DEEP, leaf
-from registry import HANDLERS
 
 from . import h_d
 from .h_f import VALUE as F
@@ -92,10 +90,6 @@ def importer_of_importer() -> str:
     return mid.VALUE
 
 
-def dynamic_import() -> str:
-    return dyn.VALUE
-
-
 def nested_reexport() -> str:
     return DEEP
 
@@ -106,12 +100,6 @@ def nested_module() -> str:
 
 def two_names() -> str:
     return h_two.VALUE if h_two.VALUE == pk_h_two.VALUE else f"{h_two.VALUE} != {pk_h_two.VALUE}"
-
-
-def registry() -> str:
-    assert plugin
-    return HANDLERS["handle"]()
-
 """
 
 PERSIST = """
@@ -135,13 +123,18 @@ FILES = {
         "if os.path.dirname(__file__) not in sys.path:\n    sys.path.append(os.path.dirname(__file__))\n"
     ),
     "registry.py": "HANDLERS = {}\n\n\ndef register(f):\n    HANDLERS.setdefault(f.__name__, f)\n    return f\n",
-    "pk/plugin.py": (
-        "from pk.h_r import VALUE\nfrom registry import register\n\n\n"
-        "@register\ndef handle() -> str:\n    return VALUE\n"
+    "registry_tool.py": (
+        'import plugin\nfrom registry import HANDLERS\n\n\ndef registry() -> str:\n    return HANDLERS["handle"]()\n'
+    ),
+    "plugin.py": (
+        "from h_r import VALUE\nfrom registry import register\n\n\n@register\ndef handle() -> str:\n    return VALUE\n"
     ),
     "pk/tools.py": TOOLS,
     "pk/mid.py": "from pk.h_t import VALUE\n",
-    "dyn.py": 'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n',
+    "dyn.py": (
+        'import importlib\n\nVALUE = importlib.import_module("pk.h_dyn").VALUE\n\n\n'
+        "def dynamic_import() -> str:\n    return VALUE\n"
+    ),
     "pk/sub/__init__.py": "from .deep import VALUE as DEEP\n",
     "side.py": "from side_helper import VALUE\n\n\ndef hidden() -> str:\n    return VALUE\n",
     "side_helper.py": 'VALUE = "v1"\n',
@@ -150,7 +143,8 @@ FILES = {
     **{helper: 'VALUE = "v1"\n' for helper in FORMS.values()},
 }
 
-MANIFEST = "name: imports\ntools:\n" + "".join(f"  - function: pk.tools:{form}\n" for form in FORMS)
+ELSEWHERE = {"dynamic_import": "dyn", "registry": "registry_tool"}  # the tools not in pk/tools.py
+MANIFEST = "name: imports\ntools:\n" + "".join(f"  - function: {ELSEWHERE.get(f, 'pk.tools')}:{f}\n" for f in FORMS)
 MANIFEST += "  - function: pk.shop:order\n  - function: side:hidden\n"
 
 
@@ -208,8 +202,10 @@ async def values(client: Client) -> dict[str, str]:
 async def test_every_import_form_runs_the_edited_helper(project: Project) -> None:
     async with mcp_client(project.runner.url, mode="legacy") as client:
         expected = await values(client)  # the session is open and has used every tool before the edit
-        # First every helper but the one pk/__init__.py re-exports (editing that re-imports pk), then that one.
-        for batch in ([f for f in FORMS if f != "reexport_from_init"], ["reexport_from_init"]):
+        # pk/__init__.py re-exports h_g, and the registry's stale entry makes the runner re-import everything:
+        # each gets its own round, so the rules that cover the others are each put to the test.
+        alone = ["reexport_from_init", "registry"]
+        for batch in ([f for f in FORMS if f not in alone], *([f] for f in alone)):
             tag = f"v-{uuid.uuid4().hex[:8]}"
             project.write({FORMS[form]: f'VALUE = "{tag}"\n' for form in batch})
             expected.update({form: tag for form in batch})
