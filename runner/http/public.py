@@ -42,6 +42,7 @@ _KINDS: list[tuple[re.Pattern[str], str]] = [
         (r"has no attribute", "missing attribute"),
         (r"not a callable$", "not callable"),
         (r"^cannot register", "cannot register"),
+        (r"still refers to code from the replaced module", "old code a reload cannot replace, restart needed"),
         (r"^bind names", "invalid bind"),
         (r"needs a signin block", "needs a signin block"),
         (r"^signin\.resource is required", "missing signin.resource"),
