@@ -91,7 +91,7 @@ class ServerSettings(_Strict):
         default=Limits.max_connections, ge=1, description="open HTTP connections at most (idle ones make room)"
     )
     session_idle_timeout: float = Field(
-        default=SESSION_IDLE_TIMEOUT, gt=0, description="seconds a session may go unused before it is closed"
+        default=SESSION_IDLE_TIMEOUT, gt=0, le=604800, description="seconds a session may go unused before it is closed"
     )
     max_sessions: int = Field(default=MAX_SESSIONS, ge=1, description="open MCP sessions at most, all clients")
     max_sessions_per_client: int = Field(

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client
+from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +131,17 @@ def test_without_auth_the_client_is_its_address_and_idle_sessions_give_their_pla
             raise AssertionError("idle sessions never gave their places back")
     finally:
         runner.stop()
+
+
+def test_limits_are_checked_with_a_location(tmp_path: Path) -> None:
+    (tmp_path / "cap_tools.py").write_text(TOOLS)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "name: m\nserver:\n  session_idle_timeout: .inf\n  max_sessions_per_client: 0\n"
+        "tools:\n  - function: cap_tools:add\n"
+    )
+    result = run_cli("check", str(manifest))
+    assert result.returncode == 2
+    err = result.stderr
+    assert f"{manifest}:3:25: server.session_idle_timeout: Input should be less than or equal to 604800" in err
+    assert f"{manifest}:4:28: server.max_sessions_per_client: Input should be greater than or equal to 1" in err
