@@ -298,3 +298,10 @@ def test_the_uvicorn_internals_the_limits_rely_on_are_still_there() -> None:
     assert isinstance(protocol.conn, h11.Connection) and protocol.conn.their_state is h11.IDLE  # type: ignore[attr-defined]
     for name in ("cycle", "transport", "loop", "client", "connections"):
         assert hasattr(protocol, name), f"uvicorn's H11Protocol no longer has {name!r}"
+
+
+def test_a_limit_changed_by_a_reload_is_logged_as_needing_a_restart(edge: Edge) -> None:
+    good = (edge.folder / "edge.yaml").read_text()
+    assert edge.edit("edge.yaml", good.replace("header_timeout: 2", "header_timeout: 3"))["status"] == "ok"
+    edge.logs.wait_for("server.header_timeout changed from 2.0 to 3.0: needs a restart")
+    assert edge.edit("edge.yaml", good)["status"] == "ok"
