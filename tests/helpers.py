@@ -264,7 +264,11 @@ class RunnerProcess:
         )
         if log is not None:
             log.close()  # the child has its own descriptor
-        wait_for_port(self.port, proc=self.proc)
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException:
+            self.stop()  # a server that never came up must not outlive the test that started it
+            raise
         return self
 
     def logged(self) -> str:
