@@ -21,11 +21,13 @@ from runner.auth.claims import BindError, bind_claims
 from runner.auth.local_issuer import LocalIssuer
 from runner.auth.policy import Policy
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
-from runner.errors import ManifestError, Problem
+from runner.errors import Location, ManifestError, Problem
+from runner.failures import ResolveFailures
 from runner.http.security import is_loopback_address
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
 from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
+from runner.signature import registration_error
 from runner.source import Source
 from runner.version import server_version
 from runner.wrapper import FastMCPSignInWrapper
@@ -43,6 +45,7 @@ class Binding:
     host: str
     port: int
     path: str
+    host_flag: bool = False  # the host came from `--host`: problems with it are the flag's, not the manifest's
 
     @property
     def origin(self) -> str:
@@ -100,16 +103,23 @@ def build(
     previous = cache or {}
     used: Cache = {}
     problems: list[Problem] = []
+    unresolved = ResolveFailures(source, root)
 
     def resolved(section: str, index: int, ref: str) -> Callable[..., Any] | None:
+        entry = getattr(manifest, section)[index]
+        what = f"{section[:-1]} {entry.uri if section == 'resources' else entry_name(entry)!r}"
         try:
+            earlier = unresolved.known(ref.partition(":")[0])
+            if earlier is not None:
+                raise earlier
             return resolve(ref, root)
         except ResolveError as exc:
-            problems.append(Problem(source.locate((section, index, "function")), exc.message, exc.detail))
+            unresolved.add(section, index, what, exc)
             return None
 
-    def failed(section: str, index: int, key: str, ref: str, exc: Exception) -> None:
-        problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {exc}"))
+    def failed(section: str, index: int, key: str, ref: str, fn: Callable[..., Any], exc: Exception) -> None:
+        reason = registration_error(fn, exc)
+        problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {reason}"))
 
     tools: list[Tool] = []
     for i, tool_entry in enumerate(manifest.tools):
@@ -125,13 +135,13 @@ def build(
             problems.append(Problem(source.locate(("tools", i, "bind")), str(exc)))
             continue
         except Exception as exc:
-            failed("tools", i, "function", tool_entry.function, exc)
+            failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
         tools.append(used[key].tool)
 
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
-        raise ManifestError(problems)
+        raise ManifestError(unresolved.problems() + problems)
     if server.guard is not None:
         server.guard = dataclasses.replace(
             server.guard,
@@ -153,7 +163,7 @@ def build(
             )
             register(fn)
         except Exception as exc:
-            failed("resources", i, "uri", res.function, exc)
+            failed("resources", i, "uri", res.function, fn, exc)
     for i, prompt_entry in enumerate(manifest.prompts):
         fn = resolved("prompts", i, prompt_entry.function)
         if fn is None:
@@ -168,9 +178,10 @@ def build(
                 )
             )
         except Exception as exc:
-            failed("prompts", i, "function", prompt_entry.function, exc)
+            failed("prompts", i, "function", prompt_entry.function, fn, exc)
             continue
         server.add_prompt(used[key])
+    problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)
     return Built(server=server, issuer=issuer, issuer_url=issuer_url, cache=used)
@@ -196,7 +207,7 @@ def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> l
     """Fail closed: no auth, and the local issuer, are for loopback binds only."""
     if is_loopback(binding.host) or (manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID):
         return []
-    where = source.locate(("server", "host"))
+    where = Location.flag("--host", binding.host) if binding.host_flag else source.locate(("server", "host"))
     if manifest.signin is None:
         message = f"refusing to serve without auth on {binding.host!r}: add a signin block, or bind to 127.0.0.1"
     else:

@@ -26,11 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     def bind_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("manifest", type=Path)
         p.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
-        p.add_argument("--port", type=int, help="port (default: the manifest's server.port, else 8000; 0 = any)")
+        p.add_argument("--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any)")
 
     serve = commands.add_parser("serve", help="serve a manifest")
     bind_flags(serve)
-    serve.add_argument("--path", help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
+    serve.add_argument("--path", type=_path, help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
     serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
     serve.add_argument("--no-reload", action="store_true", help="do not watch the manifest and modules (production)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
@@ -48,6 +48,24 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the manifest's JSON Schema")
     return parser
+
+
+def _port(text: str) -> int:
+    """`--port`, checked like the manifest's `server.port`, so a bad one is the flag's error, not a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {port}")
+    return port
+
+
+def _path(text: str) -> str:
+    """`--path`, checked like the manifest's `server.path`."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/', got {text!r}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

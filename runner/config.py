@@ -24,4 +24,5 @@ def binding(manifest: Manifest, overrides: Overrides) -> Binding:
         host=overrides.host or settings.host,
         port=settings.port if overrides.port is None else overrides.port,
         path=overrides.path or settings.path,
+        host_flag=overrides.host is not None,
     )

@@ -16,7 +16,12 @@ class Location:
     col: int  # 1-based
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return self.file if self.line == 0 else f"{self.file}:{self.line}:{self.col}"
+
+    @classmethod
+    def flag(cls, name: str, value: object) -> Location:
+        """A command-line flag as the place a problem comes from (`--host 0.0.0.0`), not the manifest."""
+        return cls(f"{name} {value}", 0, 0)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
 from runner.source import Path, Source, parse
+from runner.uris import check_uri
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
@@ -144,6 +145,12 @@ class ToolEntry(_Entry):
 class ResourceEntry(_Entry):
     uri: str = Field(min_length=1, description="a template when it has {params}, else a static resource")
     mime_type: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        check_uri(value)
+        return value
 
 
 class PromptEntry(_Entry):

@@ -18,10 +18,26 @@ from runner.words import article
 
 
 class ResolveError(Exception):
-    def __init__(self, message: str, detail: str = "") -> None:
+    """Why a reference does not resolve.
+
+    `module` is set when importing that module failed (so a build need not import it
+    again for the next entry), and `origin` (file, line, col) when the problem has a
+    place of its own in the user's code, as a syntax error does.
+    """
+
+    def __init__(
+        self, message: str, detail: str = "", *, module: str = "", origin: tuple[str, int, int] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.module = module
+        self.origin = origin
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Equal for the same problem, whichever entry ran into it."""
+        return (self.origin, self.message) if self.origin else (self.message, self.detail)
 
 
 def ensure_on_path(root: Path) -> None:
@@ -55,15 +71,28 @@ def import_module(name: str, root: Path) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             message = f"cannot import module {name!r}: no module named {exc.name!r} (looked in {root})"
-            raise ResolveError(message) from None
-        raise ResolveError(f"importing {name!r} failed: {exc}", user_traceback(exc, root)) from None
+            raise ResolveError(message, module=name) from None
+        raise ResolveError(f"importing {name!r} failed: {exc}", user_traceback(exc, root), module=name) from None
     except SyntaxError as exc:
-        where = f"{_relative(exc.filename, root)}:{exc.lineno}:{exc.offset}" if exc.filename else "?"
-        raise ResolveError(f"syntax error in module {name!r} at {where}: {exc.msg}") from None
+        if not exc.filename or exc.lineno is None:
+            raise ResolveError(f"syntax error in module {name!r}: {exc.msg}", module=name) from None
+        # The module's own file:line:col, like a compiler; the entries needing it are named by the caller.
+        origin = (exc.filename, exc.lineno, exc.offset or 1)
+        raise ResolveError(f"syntax error: {exc.msg}", _caret(exc), module=name, origin=origin) from None
     except Exception as exc:
         raise ResolveError(
-            f"importing {name!r} raised {type(exc).__name__}: {exc}", user_traceback(exc, root)
+            f"importing {name!r} raised {type(exc).__name__}: {exc}", user_traceback(exc, root), module=name
         ) from None
+
+
+def _caret(exc: SyntaxError) -> str:
+    """The offending line with a caret under the column, as Python and compilers show it."""
+    text = (exc.text or "").rstrip("\n")
+    if not text.strip():
+        return ""
+    code = text.lstrip()
+    column = max((exc.offset or 1) - 1 - (len(text) - len(code)), 0)
+    return f"{code}\n{' ' * column}^"
 
 
 def user_traceback(exc: BaseException, root: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import socket
@@ -162,7 +163,7 @@ def serve(
     # User modules are re-imported on reload; .pyc files would only add a staleness risk.
     sys.dont_write_bytecode = True
     try:
-        where = Binding(where.host, sock.getsockname()[1], where.path)
+        where = dataclasses.replace(where, port=sock.getsockname()[1])
         built = build(manifest, source, where)
 
         async def main() -> None:

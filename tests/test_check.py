@@ -34,7 +34,7 @@ def check(
     path = tmp_path / "m.yaml"
     path.write_text(textwrap.dedent(manifest).lstrip())
     result = run_cli("check", str(path), cwd=tmp_path, env=env)
-    return result.returncode, result.stdout, result.stderr.replace(str(path), "m.yaml")
+    return result.returncode, result.stdout, result.stderr.replace(str(path), "m.yaml").replace(f"{tmp_path}/", "")
 
 
 def test_valid_manifest_passes_with_summary(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ CASES = {
     "module with syntax error": (
         "name: x\ntools:\n  - function: broken_syntax:add\n",
         {"broken_syntax.py": "def add(a, b)\n    return a + b\n"},
-        "m.yaml:3:15: syntax error in module 'broken_syntax' at broken_syntax.py:1:",
+        "broken_syntax.py:1:14: syntax error: expected ':' (needed by m.yaml: tool 'add' on line 3)",
     ),
     "module raising at import": (
         "name: x\ntools:\n  - function: raising_mod:add\n",
@@ -158,6 +158,36 @@ CASES = {
         "name: x\nsignin:\n  app_id: local\n  scopes: ['has space']\n",
         {},
         "m.yaml:4:12: signin.scopes.0: String should match pattern",
+    ),
+    "not a URI": (
+        "name: x\nresources:\n  - uri: not a uri\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'not a uri' is not a URI: it needs a scheme followed by ':'",
+    ),
+    "space in a URI": (
+        "name: x\nresources:\n  - uri: notes://my notes\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'notes://my notes' is not a URI: ' ' at character 9 is not allowed in one",
+    ),
+    "unclosed template expression": (
+        "name: x\nresources:\n  - uri: greet://{name\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'greet://{name' is not a valid URI template: unmatched '{' at character 9",
+    ),
+    "stray closing brace": (
+        "name: x\nresources:\n  - uri: greet://{name}}\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'greet://{name}}' is not a valid URI template: unmatched '}' at character 15",
+    ),
+    "bad template variable": (
+        "name: x\nresources:\n  - uri: greet://{first-name}\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'greet://{first-name}' is not a valid URI template: Invalid variable name",
+    ),
+    "adjacent template variables": (
+        "name: x\nresources:\n  - uri: greet://{a}{b}\n    function: mod_ok:greet\n",
+        {},
+        "m.yaml:3:10: resources.0.uri: 'greet://{a}{b}' is not a valid URI template: Variables 'a' and 'b'",
     ),
     "empty manifest": ("", {}, "m.yaml:1:1: the manifest is empty"),
     "not a mapping": ("- a\n- b\n", {}, "m.yaml:1:1: manifest: Input should be a valid dictionary"),
@@ -244,3 +274,65 @@ def test_version_flag() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout == f"mcp-runner {declared}\n"
+
+
+def problem_lines(err: str) -> list[str]:
+    """The located problem lines: everything but indented detail and the closing summary."""
+    return [
+        line for line in err.splitlines() if line and not line.startswith(" ") and not line.startswith("mcp-runner:")
+    ]
+
+
+def test_one_syntax_error_used_by_nine_entries_is_one_problem(tmp_path: Path) -> None:
+    tools = "".join(f"  - function: shared:{name}\n" for name in ("a", "b", "c", "d", "e", "f", "g"))
+    others = "prompts:\n  - function: shared:p\nresources:\n  - uri: r://{x}\n    function: shared:r\n"
+    manifest = f"name: x\ntools:\n{tools}{others}"
+    code, out, err = check(tmp_path, manifest, {"shared.py": "import os\n\ndef a(x):\n    return (x +\n"})
+    assert code == 2 and out == ""
+    entries = (
+        "tool 'a' on line 3, tool 'b' on line 4, tool 'c' on line 5, tool 'd' on line 6, tool 'e' on line 7, "
+        "tool 'f' on line 8, tool 'g' on line 9, prompt 'p' on line 11, resource 'r://{x}' on line 14"
+    )
+    assert problem_lines(err) == [f"shared.py:4:12: syntax error: '(' was never closed (needed by m.yaml: {entries})"]
+    assert "\n    return (x +\n           ^\n" in err  # the line and a caret, as a compiler shows it
+    assert err.rstrip().endswith("mcp-runner: 1 problem in m.yaml")
+
+
+def test_one_import_failure_shared_by_entries_is_one_problem(tmp_path: Path) -> None:
+    manifest = "name: x\ntools:\n  - function: boom:a\n  - function: boom:b\nprompts:\n  - function: boom:c\n"
+    code, _, err = check(tmp_path, manifest, {"boom.py": "raise RuntimeError('no database')\n"})
+    assert code == 2
+    assert problem_lines(err) == [
+        "m.yaml:3:15: importing 'boom' raised RuntimeError: no database "
+        "(also needed by tool 'b' on line 4, prompt 'c' on line 6)"
+    ]
+    assert err.count("Traceback (your code):") == 1
+
+
+def test_unschemable_parameter_type_is_one_line_naming_it(tmp_path: Path) -> None:
+    module = "import socket\n\ndef connect(host: str, conn: socket.socket) -> str:\n    return host\n"
+    manifest = "name: x\ntools:\n  - function: sock:connect\nprompts:\n  - function: sock:connect\n"
+    code, _, err = check(tmp_path, manifest, {"sock.py": module})
+    assert code == 2
+    reason = "parameter 'conn' of connect() has type socket.socket, which has no JSON Schema (use str, int, float, bool"
+    assert [line.split(": ", 1)[0] for line in problem_lines(err)] == ["m.yaml:3:15", "m.yaml:5:15"]
+    for line in problem_lines(err):
+        assert f"cannot register 'sock:connect': {reason}" in line
+    assert len(err.splitlines()) == 3  # two problems, one line each, and the summary
+    assert "errors.pydantic.dev" not in err
+
+
+def test_problems_caused_by_flags_name_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("name: x\n")
+    served = run_cli("serve", "m.yaml", "--host", "0.0.0.0", cwd=tmp_path)
+    assert served.returncode == 2
+    assert served.stderr.startswith("--host 0.0.0.0: refusing to serve without auth on '0.0.0.0'"), served.stderr
+    assert "m.yaml:1:1" not in served.stderr
+    for flag, value, reason in (
+        ("--port", "70000", "must be a number from 0 to 65535, got 70000"),
+        ("--path", "mcp", "must start with '/', got 'mcp'"),
+    ):
+        result = run_cli("serve", "m.yaml", flag, value, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines()[-1] == f"mcp-runner serve: error: argument {flag}: {reason}"
+        assert "Traceback" not in result.stderr
