@@ -11,7 +11,8 @@ from pathlib import Path
 from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
-from runner.manifest import LOCAL_APP_ID, json_schema, load
+from runner.manifest import LOCAL_APP_ID, load
+from runner.schema import json_schema
 from runner.version import RUNNER_VERSION
 from runner.words import plural
 

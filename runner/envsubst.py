@@ -13,6 +13,15 @@ from collections.abc import Mapping
 _PATTERN = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class Substituted(str):
+    """A string that came from `${VAR}` substitution.
+
+    Only these may stand for a number or a boolean (`port: ${PORT:-8124}`): a literal
+    `port: "8124"` is a string where a number belongs, an error. That keeps what `check`
+    accepts exactly what the JSON Schema (`mcp-runner schema`) can describe.
+    """
+
+
 class MissingVariable(Exception):
     def __init__(self, name: str, offset: int) -> None:
         super().__init__(name)
@@ -23,10 +32,13 @@ class MissingVariable(Exception):
 def substitute(text: str, env: Mapping[str, str]) -> str:
     if "$" not in text:
         return text
+    variables = 0
 
     def replace(match: re.Match[str]) -> str:
+        nonlocal variables
         if match.group(0) == "$${":
             return "${"
+        variables += 1
         name, default = match.group(1), match.group(2)
         value = env.get(name)
         if value is not None and (value != "" or default is None):
@@ -35,4 +47,5 @@ def substitute(text: str, env: Mapping[str, str]) -> str:
             return default
         raise MissingVariable(name, match.start())
 
-    return _PATTERN.sub(replace, text)
+    result = _PATTERN.sub(replace, text)
+    return Substituted(result) if variables else result

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from runner.auth.verifier import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
+from runner.envsubst import Substituted
 from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
@@ -34,6 +35,22 @@ MAX_LIFETIME = 7 * 86_400  # a bearer token that lives longer than a week is a c
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Claim = Annotated[str, StringConstraints(min_length=1)]
+
+
+def _typed(kind: str) -> BeforeValidator:
+    """A number or boolean: as YAML writes it, or from `${VAR}`, never a literal string (see Substituted)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not isinstance(value, Substituted):
+            raise ValueError(f"Input should be a valid {kind}, not the string {value!r} (write it without quotes)")
+        return value
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _typed("integer")]
+Number = Annotated[float, _typed("number")]
+Bool = Annotated[bool, _typed("boolean")]
 
 
 class _Strict(BaseModel):
@@ -56,7 +73,7 @@ class SignIn(_Strict):
     )
 
     scopes: list[Scope] = Field(default_factory=list, description="scopes every request needs")
-    clock_skew: float = Field(
+    clock_skew: Number = Field(
         default=30, ge=0, le=300, description="seconds of clock skew allowed when checking exp/nbf/iat"
     )
     max_token_lifetime: int = Field(
@@ -79,7 +96,7 @@ class ServerSettings(_Strict):
     """Where to serve. Command-line flags override these."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: Int = Field(default=8000, ge=0, le=65535)
     path: str = Field(default="/mcp", pattern=r"^/")
     # Limits (README "Security: what is bounded"); they take effect at start-up.
     header_timeout: float = Field(
@@ -117,10 +134,10 @@ class Annotations(_Strict):
     """MCP tool annotations (hints for clients; never security boundaries)."""
 
     title: str | None = None
-    readOnlyHint: bool | None = None
-    destructiveHint: bool | None = None
-    idempotentHint: bool | None = None
-    openWorldHint: bool | None = None
+    readOnlyHint: Bool | None = None
+    destructiveHint: Bool | None = None
+    idempotentHint: Bool | None = None
+    openWorldHint: Bool | None = None
 
 
 class _Entry(_Strict):
@@ -180,13 +197,6 @@ class Manifest(_Strict):
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError(f'quote it: version: "{value}" (YAML reads an unquoted 1.10 as the number 1.1)')
         return value
-
-
-def json_schema() -> dict[str, Any]:
-    schema = Manifest.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "mcp-runner manifest"
-    return schema
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[Manifest, Source]:

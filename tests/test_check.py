@@ -167,7 +167,7 @@ CASES = {
     "space in a URI": (
         "name: x\nresources:\n  - uri: notes://my notes\n    function: mod_ok:greet\n",
         {},
-        "m.yaml:3:10: resources.0.uri: 'notes://my notes' is not a URI: ' ' at character 9 is not allowed in one",
+        "m.yaml:3:10: resources.0.uri: 'notes://my notes' is not a URI: ' ' at character 11 is not allowed in one",
     ),
     "unclosed template expression": (
         "name: x\nresources:\n  - uri: greet://{name\n    function: mod_ok:greet\n",
@@ -336,3 +336,40 @@ def test_problems_caused_by_flags_name_the_flag(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.splitlines()[-1] == f"mcp-runner serve: error: argument {flag}: {reason}"
         assert "Traceback" not in result.stderr
+
+
+SCHEMA_CASES = {
+    # manifest text -> whether `check` (and so the schema) accepts it
+    "substituted port": ("name: x\nserver:\n  port: ${PORT_FOR_SCHEMA:-8124}\n", True),
+    "substituted flags and skew": (
+        "name: x\nsignin:\n  app_id: local\n  clock_skew: ${SKEW:-10}\ntools:\n  - function: mod_ok:add\n"
+        "    annotations: {readOnlyHint: '${RO:-true}', openWorldHint: false}\n",
+        True,
+    ),
+    "plain types": ("name: x\nversion: '1.2'\nserver:\n  port: 0\n  host: 127.0.0.1\n", True),
+    "unknown top-level key": ("name: x\nportt: 1\n", False),
+    "unknown nested key": ("name: x\nserver:\n  prot: 1\n", False),
+    "quoted number": ("name: x\nserver:\n  port: '8124'\n", False),
+    "quoted boolean": ("name: x\ntools:\n  - function: mod_ok:add\n    annotations: {readOnlyHint: 'true'}\n", False),
+    "port out of range": ("name: x\nserver:\n  port: 70000\n", False),
+}
+
+
+def test_schema_accepts_exactly_what_check_accepts(tmp_path: Path) -> None:
+    """The editor's verdict (JSON Schema on the manifest as written) matches `check`'s, both ways here."""
+    import jsonschema
+    import yaml
+
+    from tests.helpers import ROOT
+
+    schema = json.loads(run_cli("schema").stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    for case, (manifest, accepted) in SCHEMA_CASES.items():
+        code, _, err = check(tmp_path, manifest)
+        assert (code == 0) is accepted, (case, err)
+        errors = list(validator.iter_errors(yaml.safe_load(manifest)))
+        assert (not errors) is accepted, (case, [e.message for e in errors])
+    # Every manifest that ships with the project, as written.
+    for path in [ROOT / "example.yaml", *sorted((ROOT / "bench").rglob("*.yaml"))]:
+        validator.validate(yaml.safe_load(path.read_text()))
+    assert run_cli("check", str(ROOT / "example.yaml"), cwd=ROOT).returncode == 0

@@ -180,7 +180,11 @@ async def test_modern_client_hears_through_subscriptions_listen(live: Live) -> N
 
 BROKEN = {
     "yaml syntax": ("live.yaml", "name: live\ntools: [\n", "live.yaml:3:1: YAML syntax error"),
-    "module syntax error": ("live_tools.py", TOOLS_V1 + "\ndef broken(:\n", "syntax error in module 'live_tools'"),
+    "module syntax error": (
+        "live_tools.py",
+        TOOLS_V1 + "\ndef broken(:\n",
+        f"live_tools.py:{TOOLS_V1.count(chr(10)) + 2}:12: syntax error: invalid syntax (needed by ",
+    ),
     "module raising at import": (
         "live_tools.py",
         TOOLS_V1 + "\nraise RuntimeError('no db')\n",
@@ -201,7 +205,7 @@ BROKEN = {
 # What the unauthenticated /healthz says instead: where, and what kind of problem, never the message.
 PUBLIC = {
     "yaml syntax": "live.yaml:3:1: YAML syntax error",
-    "module syntax error": "live.yaml:4:15: Python syntax error at live_tools.py:26:12",
+    "module syntax error": "live_tools.py:26:12: Python syntax error",
     "module raising at import": "live.yaml:4:15: exception at import (RuntimeError), raised at live_tools.py:26",
     "dangling attribute": "live.yaml:8:15: missing attribute",
     "unknown key": "live.yaml:9:5: unknown key",
@@ -217,6 +221,8 @@ async def test_broken_edit_keeps_serving_the_last_good_definition(live: Live, ca
         assert health["status"] == "degraded"
         assert health["last_reload"]["result"] == "failed"
         assert PUBLIC[case] in health["last_reload"]["error"]
+        # One problem, one line, even when (as here) every tool comes from the broken module.
+        assert len(health["last_reload"]["error"].splitlines()) == 1, health["last_reload"]["error"]
         assert "Traceback" not in health["last_reload"]["error"]  # no source lines on the unauthenticated probe
         assert health["tools"] == 4
         assert names(await client.list_tools()) == ["add", "session", "slow", "version"]

@@ -38,7 +38,7 @@ _KINDS: list[tuple[re.Pattern[str], str]] = [
         (r"^cannot import module", "module not found"),
         (r"^importing .* raised (\w+)", "exception at import"),
         (r"^importing .* failed", "import failed"),
-        (r"^syntax error in module", "Python syntax error"),
+        (r"^syntax error", "Python syntax error"),
         (r"has no attribute", "missing attribute"),
         (r"not a callable$", "not callable"),
         (r"^cannot register", "cannot register"),
