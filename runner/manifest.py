@@ -42,10 +42,22 @@ def _typed(kind: str) -> BeforeValidator:
 
     def check(value: Any) -> Any:
         if isinstance(value, str) and not isinstance(value, Substituted):
-            raise ValueError(f"Input should be a valid {kind}, not the string {value!r} (write it without quotes)")
+            hint = " (write it without quotes)" if _looks_typed(value) else ""
+            raise ValueError(f"Input should be a valid {kind}, not the string {value!r}{hint}")
         return value
 
     return BeforeValidator(check)
+
+
+def _looks_typed(text: str) -> bool:
+    """A quoted number or boolean (`"8124"`, `"true"`), as opposed to a wrong value (`eighty`)."""
+    if text.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 Int = Annotated[int, _typed("integer")]

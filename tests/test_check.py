@@ -84,6 +84,11 @@ CASES = {
         {},
         "m.yaml:3:9: server.port: Input should be a valid integer",
     ),
+    "quoted number": (
+        "name: x\nserver:\n  port: '8124'\n",
+        {},
+        "m.yaml:3:9: server.port: Input should be a valid integer, not the string '8124' (write it without quotes)",
+    ),
     "missing env var": (
         "name: x\nsignin:\n  app_id: ${NO_SUCH_VAR_FOR_TEST}\n  resource: http://127.0.0.1:1/mcp\n",
         {},
