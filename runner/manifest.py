@@ -88,7 +88,7 @@ class SignIn(_Strict):
     clock_skew: Number = Field(
         default=30, ge=0, le=300, description="seconds of clock skew allowed when checking exp/nbf/iat"
     )
-    max_token_lifetime: int = Field(
+    max_token_lifetime: Int = Field(
         default=DEFAULT_MAX_LIFETIME,
         ge=MIN_LIFETIME,
         le=MAX_LIFETIME,
@@ -111,20 +111,20 @@ class ServerSettings(_Strict):
     port: Int = Field(default=8000, ge=0, le=65535)
     path: str = Field(default="/mcp", pattern=r"^/")
     # Limits (README "Security: what is bounded"); they take effect at start-up.
-    header_timeout: float = Field(
+    header_timeout: Number = Field(
         default=Limits.header_timeout, gt=0, le=300, description="seconds a connection has to send its request head"
     )
-    body_timeout: float = Field(
+    body_timeout: Number = Field(
         default=Limits.body_timeout, gt=0, le=3600, description="seconds to send a request body once its head arrived"
     )
-    max_connections: int = Field(
+    max_connections: Int = Field(
         default=Limits.max_connections, ge=1, description="open HTTP connections at most (idle ones make room)"
     )
-    session_idle_timeout: float = Field(
+    session_idle_timeout: Number = Field(
         default=SESSION_IDLE_TIMEOUT, gt=0, le=604800, description="seconds a session may go unused before it is closed"
     )
-    max_sessions: int = Field(default=MAX_SESSIONS, ge=1, description="open MCP sessions at most, all clients")
-    max_sessions_per_client: int = Field(
+    max_sessions: Int = Field(default=MAX_SESSIONS, ge=1, description="open MCP sessions at most, all clients")
+    max_sessions_per_client: Int = Field(
         default=MAX_SESSIONS_PER_CLIENT,
         ge=1,
         description="open MCP sessions at most per token (issuer, subject, "

@@ -378,3 +378,24 @@ def test_schema_accepts_exactly_what_check_accepts(tmp_path: Path) -> None:
     for path in [ROOT / "example.yaml", *sorted((ROOT / "bench").rglob("*.yaml"))]:
         validator.validate(yaml.safe_load(path.read_text()))
     assert run_cli("check", str(ROOT / "example.yaml"), cwd=ROOT).returncode == 0
+
+
+def test_every_number_field_refuses_a_quoted_literal_as_the_schema_does(tmp_path: Path) -> None:
+    """The class, not the example: each number field the schema lists (new ones included) is checked alike."""
+    schema = json.loads(run_cli("schema").stdout)
+
+    def typed(model: str) -> list[str]:
+        properties = schema["$defs"][model]["properties"]
+        kinds = ("integer", "number", "boolean")
+        return [name for name, p in properties.items() if any(a.get("type") in kinds for a in p.get("anyOf", []))]
+
+    fields = {"signin": typed("SignIn"), "server": typed("ServerSettings")}
+    assert "clock_skew" in fields["signin"] and "port" in fields["server"]
+    lines = ["name: x", "signin:", "  app_id: local", *[f"  {f}: '1'" for f in fields["signin"]], "server:"]
+    lines += [f"  {f}: '1'" for f in fields["server"]]
+    code, _, err = check(tmp_path, "\n".join(lines) + "\n")
+    assert code == 2
+    for section, names in fields.items():
+        for name in names:
+            assert f"{section}.{name}: Input should be a valid" in err and "not the string '1'" in err, (name, err)
+    assert len(problem_lines(err)) == len(fields["signin"]) + len(fields["server"])
