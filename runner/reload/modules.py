@@ -39,16 +39,23 @@ def _resolve(file: str) -> Path | None:
 
 def user_modules(root: Path) -> dict[str, Path]:
     """Loaded modules whose source lives under `root` (the manifest's folder), venvs excluded."""
-    root = root.resolve()
+    folder = str(root.resolve())
     found: dict[str, Path] = {}
     for name, module in list(sys.modules.items()):
-        path = module_file(module) if module is not None else None
-        if path is None or not path.is_relative_to(root):
-            continue
-        if _SKIP_PARTS.intersection(path.relative_to(root).parts):
-            continue
-        found[name] = path
+        file = getattr(module, "__file__", None) if module is not None else None
+        path = _user_file(file, folder) if isinstance(file, str) else None
+        if path is not None:
+            found[name] = path
     return found
+
+
+@functools.lru_cache(maxsize=16384)
+def _user_file(file: str, folder: str) -> Path | None:
+    """Cached: every reload scans all loaded modules several times, and pathlib's checks cost ~20 ms a scan."""
+    path, root = _resolve(file) if file.endswith(".py") else None, Path(folder)
+    if path is None or not path.is_relative_to(root) or _SKIP_PARTS.intersection(path.relative_to(root).parts):
+        return None
+    return path
 
 
 # Names whose use means a module imports by a name computed at run time: its imports cannot be read statically.
