@@ -72,12 +72,10 @@ def build_app(
         guard = server.guard
         if guard is None or urlparse(guard.metadata_url).path != request.url.path:
             return JSONResponse({"error": "not_found"}, status_code=404)
-        document: dict[str, Any] = {
-            "resource": guard.resource,
-            "authorization_servers": [guard.authorization_server],
-            "bearer_methods_supported": ["header"],
-            "resource_name": server.name,
-        }
+        document: dict[str, Any] = {"resource": guard.resource}
+        if guard.authorization_server is not None:
+            document["authorization_servers"] = [guard.authorization_server]
+        document.update(bearer_methods_supported=["header"], resource_name=server.name)
         if scopes := guard.scopes_supported or guard.required_scopes:
             document["scopes_supported"] = list(scopes)
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})

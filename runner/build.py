@@ -78,9 +78,10 @@ class Built:
         return int(min(DEFAULT_TTL, limit))
 
     def mint(self, **kwargs: Any) -> str:
-        """A token for this server from the local issuer."""
+        """A token for this server from the local issuer, with the scopes every request needs."""
         assert self.issuer is not None and self.server.guard is not None and self.issuer_url is not None
         kwargs.setdefault("ttl", self.token_ttl)
+        kwargs.setdefault("scopes", list(self.server.guard.required_scopes))
         return self.issuer.mint(issuer=self.issuer_url, audience=self.server.guard.resource, **kwargs)
 
 
@@ -218,10 +219,20 @@ def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> l
     return [Problem(where, message)]
 
 
-def local_identity(manifest: Manifest, binding: Binding) -> tuple[str, str]:
-    """The local issuer's `iss` and the audience: the manifest's values, else this server's own URLs."""
+def local_issuer_id(manifest: Manifest, issuer: LocalIssuer) -> str:
+    """The local issuer's `iss`: `signin.base_url` if set, else its key's URN, the same on every port."""
     assert manifest.signin is not None
-    return manifest.signin.base_url or binding.origin, manifest.signin.resource or binding.url
+    return manifest.signin.base_url or issuer.issuer
+
+
+def local_audience(manifest: Manifest, binding: Binding) -> str:
+    """The local issuer's audience: `signin.resource` if set, else the served URL.
+
+    Only this depends on where the server listens, and only when `signin.resource`
+    is unset: `mcp-runner token` then aims at the live server (runner.tokens).
+    """
+    assert manifest.signin is not None
+    return manifest.signin.resource or binding.url
 
 
 def _server(
@@ -245,7 +256,7 @@ def _server(
     if signin.app_id == LOCAL_APP_ID:
         # The local issuer serves its key set from this very server.
         issuer = LocalIssuer.open(root)
-        issuer_url, resource = local_identity(manifest, binding)
+        issuer_url, resource = local_issuer_id(manifest, issuer), local_audience(manifest, binding)
         keys = jwks_url(binding.self_origin, LOCAL_APP_ID)
     else:
         issuer_url = signin.base_url or DEFAULT_BASE_URL
@@ -266,6 +277,9 @@ def _server(
         base_url=issuer_url,
         token_verifier=verifier,
         required_scopes=signin.scopes,
+        # The local issuer has no authorize or token endpoint: advertising it would send an
+        # OAuth client to a dead end (README, "Auth modes").
+        advertise_authorization_server=issuer is None,
         **common,
     )
     return server, issuer, issuer_url

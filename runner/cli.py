@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from runner.auth.local_issuer import STATE_DIR
 from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path)
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
-    bind_flags(token)
+    bind_flags(token)  # default: the running server of this manifest (recorded in .mcp-runner/)
     token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
     token.add_argument(
         "--ttl", type=int, help="lifetime in seconds (default 3600; at most the manifest's signin.max_token_lifetime)"
@@ -115,7 +116,7 @@ def _check(path: Path) -> int:
     elif built.issuer is not None:
         auth = "local issuer"
     else:
-        auth = f"MCP SignIn app {server.guard.authorization_server.rsplit('/', 1)[-1]!r}"
+        auth = f"MCP SignIn app {manifest.signin.app_id if manifest.signin else ''!r}"
     resources = len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())
     print(
         f'{path}: ok: "{server.name}" at {where.url}: {plural(len(server._tool_manager.list_tools()), "tool")}, '
@@ -125,10 +126,9 @@ def _check(path: Path) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from runner.auth.local_issuer import LocalIssuer
-    from runner.build import local_identity
+    from runner.tokens import TokenRefused, mint
 
-    manifest, source = load(args.manifest)
+    manifest, _ = load(args.manifest)
     if manifest.signin is None:
         print(f"mcp-runner: {args.manifest} has no signin block: its server takes no token", file=sys.stderr)
         return EXIT_INVALID
@@ -151,9 +151,27 @@ def _token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    issuer_url, resource = local_identity(manifest, binding(manifest, Overrides(args.host, args.port)))
-    issuer = LocalIssuer.open(Path(source.file).resolve().parent)
-    print(issuer.mint(issuer=issuer_url, audience=resource, subject=args.subject, scopes=args.scope, ttl=ttl))
+    if args.port == 0:
+        print(
+            "mcp-runner: token --port 0 names no server (0 tells `serve` to take any free port): pass the port "
+            f"the server printed, or no --port while it runs (`token` finds it in {args.manifest.parent / STATE_DIR})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        token = mint(
+            manifest,
+            args.manifest,
+            host=args.host,
+            port=args.port,
+            scopes=args.scope,
+            ttl=ttl,
+            subject=args.subject,
+        )
+    except TokenRefused as exc:
+        print(f"mcp-runner: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(token)
     return 0
 
 

@@ -81,7 +81,7 @@ class SignIn(_Strict):
     base_url: str | None = Field(
         default=None,
         description=f"Token issuer. JWKS = {{base_url}}/apps/{{app_id}}/discovery/v2.0/keys. "
-        f"Default {DEFAULT_BASE_URL}; for the local issuer, the server's own origin.",
+        f"Default {DEFAULT_BASE_URL}; for the local issuer, urn:mcp-runner:local:<key id>, the same on every port.",
     )
 
     scopes: list[Scope] = Field(default_factory=list, description="scopes every request needs")

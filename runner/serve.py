@@ -20,6 +20,7 @@ from runner.config import Overrides, Transport, binding
 from runner.errors import ManifestError
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
+from runner.live import Record, announce
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.reload.reloader import Reloader
 
@@ -110,8 +111,10 @@ def banner(
     if built.issuer is not None and transport != "stdio":
         token = built.mint()
         valid = "1 hour" if built.token_ttl == 3600 else f"{built.token_ttl // 60} minutes"
+        assert guard is not None
+        scopes = f", scope {' '.join(guard.required_scopes)}" if guard.required_scopes else ""
         lines.append(f"  token:     {token}")
-        lines.append(f"             (valid {valid}; more with: mcp-runner token " + manifest_file + ")")
+        lines.append(f"             (valid {valid}{scopes}; more with: mcp-runner token {manifest_file} [--scope S])")
         lines.append(
             f"  connect:   claude mcp add --transport http {client_name(server.name, manifest_file)} "
             + where.url
@@ -162,9 +165,12 @@ def serve(
         return 1
     # User modules are re-imported on reload; .pyc files would only add a staleness risk.
     sys.dont_write_bytecode = True
+    record: Record | None = None
     try:
         where = dataclasses.replace(where, port=sock.getsockname()[1])
         built = build(manifest, source, where)
+        if built.issuer is not None:  # `mcp-runner token` finds this server, whatever port it took
+            record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 
         async def main() -> None:
             reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest)
@@ -173,7 +179,10 @@ def serve(
                 streamable_http_path=where.path,
                 host=where.host,
                 extra_routes=reloader.routes(),
-                background=[reloader.watch, reloader.settler.run] if reload else [],
+                background=[
+                    *([reloader.watch, reloader.settler.run] if reload else []),
+                    *([record.hold] if record else []),
+                ],
                 session_idle_timeout=settings.session_idle_timeout,
                 max_sessions=settings.max_sessions,
                 max_sessions_per_client=settings.max_sessions_per_client,
@@ -198,4 +207,6 @@ def serve(
         anyio.run(main)
     finally:
         sock.close()
+        if record is not None:
+            record.close()
     return 0

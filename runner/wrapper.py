@@ -55,6 +55,8 @@ class FastMCPSignInWrapper(MCPServer):
     environment variable) is an error rather than a silently open server.
     Pass `allow_no_auth=True` with neither to serve without auth.
     `host`/`port`/`streamable_http_path` are defaults for `.run()`.
+    `advertise_authorization_server=False` leaves `authorization_servers` out of the
+    RFC 9728 metadata, for an issuer that is no OAuth authorization server.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class FastMCPSignInWrapper(MCPServer):
         required_scopes: list[str] | None = None,
         token_verifier: TokenVerifier | None = None,
         allow_no_auth: bool = False,
+        advertise_authorization_server: bool = True,
         host: str = "127.0.0.1",
         port: int = 8000,
         streamable_http_path: str = "/mcp",
@@ -84,12 +87,13 @@ class FastMCPSignInWrapper(MCPServer):
             self.guard = Guard(
                 verifier=verifier,
                 resource=resource,
-                authorization_server=f"{base_url.rstrip('/')}/{app_id}",
+                authorization_server=f"{base_url.rstrip('/')}/{app_id}" if advertise_authorization_server else None,
                 required_scopes=tuple(required_scopes or ()),
             )
-            # Kept for code that inspects `settings.auth`; the gate does the enforcing.
+            # Kept for code that inspects `settings.auth` (and so that the SDK's own SSE app stays
+            # closed); the gate does the enforcing. The SDK insists on an issuer URL here.
             auth = AuthSettings(
-                issuer_url=self.guard.authorization_server,  # type: ignore[arg-type]
+                issuer_url=self.guard.authorization_server or resource,  # type: ignore[arg-type]
                 resource_server_url=resource,  # type: ignore[arg-type]
                 required_scopes=list(self.guard.required_scopes),
                 validate_token_resource=False,  # the verifier checks the audience itself

@@ -43,7 +43,7 @@ async def test_token_then_call(tmp_path: Path) -> None:
         assert minted.stdout == token + "\n"  # only the token on stdout
         claims = jwt.decode(token, options={"verify_signature": False})
         assert claims["sub"] == "ann" and claims["scope"] == "read write" and claims["exp"] - claims["iat"] == 120
-        assert claims["iss"] == f"http://127.0.0.1:{port}" and claims["aud"] == env["MCP_APP_RESOURCE"]
+        assert claims["iss"].startswith("urn:mcp-runner:local:") and claims["aud"] == env["MCP_APP_RESOURCE"]
 
         async with mcp_client(runner.url, token) as client:
             assert (await client.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}

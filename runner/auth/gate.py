@@ -31,7 +31,7 @@ class Guard:
 
     verifier: TokenVerifier
     resource: str
-    authorization_server: str
+    authorization_server: str | None  # None: advertise none (the local issuer is no OAuth server)
     required_scopes: tuple[str, ...] = field(default=())
     policy: Policy = field(default_factory=Policy)  # per-entry scopes
     scopes_supported: tuple[str, ...] = field(default=())  # every scope in use, for the RFC 9728 document

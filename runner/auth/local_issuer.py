@@ -3,6 +3,12 @@
 It keeps an RSA key pair in `.mcp-runner/` next to the manifest (private key
 mode 0600), serves its JWKS at MCP SignIn's path on the runner's own origin,
 and mints tokens that go through the very same JWKSTokenVerifier as real ones.
+
+Its identity (`iss`) is its key, not a URL: `urn:mcp-runner:local:<kid>`. A
+URL would name a port, and then a token minted before `serve --port 9000`
+(or any `--port 0`) could never match. It is not an OAuth authorization
+server (no authorize or token endpoint: tokens come from `mcp-runner token`),
+so nothing advertises it as one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from jwt.algorithms import RSAAlgorithm
 STATE_DIR = ".mcp-runner"
 KEY_FILE = "local-issuer-key.pem"
 LOCAL_CLIENT_ID = "mcp-runner-local"
+ISSUER_PREFIX = "urn:mcp-runner:local:"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,11 @@ class LocalIssuer:
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise ValueError(f"{path} does not hold an RSA private key")
         return cls(private_key=loaded, kid=_thumbprint(loaded.public_key()))
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of its tokens: the same for every port, and new exactly when the key is."""
+        return ISSUER_PREFIX + self.kid
 
     def public_jwk(self) -> dict[str, Any]:
         jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
