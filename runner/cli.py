@@ -13,6 +13,7 @@ from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
 from runner.manifest import LOCAL_APP_ID, load
+from runner.resolve import Abort, ctrl_c_aborts
 from runner.schema import json_schema
 from runner.version import RUNNER_VERSION
 from runner.words import plural
@@ -35,6 +36,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--path", type=_path, help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
     serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
     serve.add_argument("--no-reload", action="store_true", help="do not watch the manifest and modules (production)")
+    serve.add_argument(
+        "--poll",
+        type=_positive,
+        nargs="?",
+        const=1.0,
+        metavar="SECONDS",
+        help="watch by polling every SECONDS (default 1) instead of file-system events (server.poll_interval)",
+    )
+    serve.add_argument(
+        "--reload-timeout",
+        type=_positive,
+        metavar="SECONDS",
+        help="abandon a reload that takes longer (default: server.reload_timeout, else 30)",
+    )
+    serve.add_argument(
+        "--tool-threads",
+        type=int,
+        metavar="N",
+        help="threads for sync tools, resources and prompts (default: server.tool_threads, else 40)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
@@ -70,6 +91,13 @@ def _path(text: str) -> str:
     return text
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -92,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(
             args.manifest,
-            Overrides(args.host, args.port, args.path),
+            Overrides(args.host, args.port, args.path, args.reload_timeout, args.tool_threads, args.poll),
             args.transport,
             args.log_level,
             sys.stderr,
@@ -102,14 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         print(f"mcp-runner: {plural(len(exc.problems), 'problem')} in {args.manifest}", file=sys.stderr)
         return EXIT_INVALID
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Abort):
         return 130
 
 
 def _check(path: Path) -> int:
     manifest, source = load(path)
     where = binding(manifest, Overrides())
-    built = build(manifest, source, where)
+    with ctrl_c_aborts():
+        built = build(manifest, source, where)
     server = built.server
     if server.guard is None:
         auth = "no auth"

@@ -16,6 +16,18 @@ class Overrides:
     host: str | None = None
     port: int | None = None
     path: str | None = None
+    reload_timeout: float | None = None
+    tool_threads: int | None = None
+    poll_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The settings that a reload applies without a restart."""
+
+    reload_timeout: float
+    tool_threads: int
+    poll_interval: float | None  # None: file-system events
 
 
 def binding(manifest: Manifest, overrides: Overrides) -> Binding:
@@ -25,4 +37,13 @@ def binding(manifest: Manifest, overrides: Overrides) -> Binding:
         port=settings.port if overrides.port is None else overrides.port,
         path=overrides.path or settings.path,
         host_flag=overrides.host is not None,
+    )
+
+
+def runtime(manifest: Manifest, overrides: Overrides) -> Runtime:
+    settings = manifest.server
+    return Runtime(
+        reload_timeout=overrides.reload_timeout or settings.reload_timeout,
+        tool_threads=overrides.tool_threads or settings.tool_threads,
+        poll_interval=overrides.poll_interval or settings.poll_interval,
     )

@@ -130,6 +130,26 @@ class ServerSettings(_Strict):
         description="open MCP sessions at most per token (issuer, subject, "
         "client id), or per client address without auth",
     )
+    # Reload and the tool pool (README "Live reload"); a reload applies them.
+    reload_timeout: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="seconds a reload may take (imports included) before it is abandoned and reported failed",
+    )
+    tool_threads: int = Field(
+        default=40,
+        ge=1,
+        le=1024,
+        description="threads for sync tools, resources and prompts; as many calls again may wait, more are refused",
+    )
+    poll_interval: float | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="watch files by polling every this many seconds instead of file-system events "
+        "(network filesystems, some containers); default: events",
+    )
 
 
 STARTUP_LIMITS = (

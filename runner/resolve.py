@@ -7,14 +7,45 @@ can print them under the manifest line that named the module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from runner.words import article
+
+
+class Abort(BaseException):
+    """Raised into an import from outside: Ctrl-C during `check`, or a reload past its deadline.
+
+    Never the user's failure, so `import_module` lets it through instead of reporting it.
+    """
+
+
+@contextlib.contextmanager
+def ctrl_c_aborts() -> Iterator[None]:
+    """While importing the user's modules in the main thread, Ctrl-C raises Abort, not KeyboardInterrupt.
+
+    So a real Ctrl-C still stops `check` or a start-up, while a module that raises
+    KeyboardInterrupt itself is reported as that module's problem.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Abort("interrupted")
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ResolveError(Exception):
@@ -79,10 +110,21 @@ def import_module(name: str, root: Path) -> Any:
         # The module's own file:line:col, like a compiler; the entries needing it are named by the caller.
         origin = (exc.filename, exc.lineno, exc.offset or 1)
         raise ResolveError(f"syntax error: {exc.msg}", _caret(exc), module=name, origin=origin) from None
-    except Exception as exc:
+    except Abort:
+        raise
+    except BaseException as exc:
+        # Anything a module raises at import is a problem with that module, of any class:
+        # SystemExit (even exit code 0), KeyboardInterrupt, GeneratorExit, a bare BaseException.
         raise ResolveError(
-            f"importing {name!r} raised {type(exc).__name__}: {exc}", user_traceback(exc, root), module=name
+            f"importing {name!r} raised {_describe(exc)}", user_traceback(exc, root), module=name
         ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit (sys.exit({exc.code!r}) at import)"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _caret(exc: SyntaxError) -> str:
@@ -97,19 +139,19 @@ def _caret(exc: SyntaxError) -> str:
 
 def user_traceback(exc: BaseException, root: Path) -> str:
     """The traceback trimmed to frames in the user's own files (under the manifest folder)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_file(f.filename, root)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename, root)]
     if not frames:
         return ""
     lines = ["Traceback (your code):"]
     for frame in frames:
-        lines.append(f'  File "{_relative(frame.filename, root)}", line {frame.lineno}, in {frame.name}')
+        lines.append(f'  File "{relative(frame.filename, root)}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line}")
     lines.extend(traceback.format_exception_only(type(exc), exc)[-1:])
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _is_user_file(filename: str, root: Path) -> bool:
+def is_user_file(filename: str, root: Path) -> bool:
     if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return False
     try:
@@ -122,7 +164,7 @@ def _is_user_file(filename: str, root: Path) -> bool:
     return not any(p in (".venv", "venv", "site-packages") for p in parts)
 
 
-def _relative(filename: str, root: Path) -> str:
+def relative(filename: str, root: Path) -> str:
     try:
         return str(Path(filename).resolve().relative_to(root.resolve()))
     except ValueError:

@@ -23,6 +23,7 @@ from runner.http.limits import Limits, effective, protocol_class, raise_open_fil
 from runner.live import Record, announce
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.reload.reloader import Reloader
+from runner.resolve import ctrl_c_aborts
 
 logger = logging.getLogger("runner")
 
@@ -150,7 +151,8 @@ def serve(
     where = binding(manifest, overrides)
     if transport == "stdio":
         sys.dont_write_bytecode = True
-        built = build(manifest, source, where)
+        with ctrl_c_aborts():
+            built = build(manifest, source, where)
         print(banner(built, where, str(manifest_path), transport, reload, manifest), file=sys.stderr, flush=True)
         anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload)
         return 0
@@ -168,7 +170,8 @@ def serve(
     record: Record | None = None
     try:
         where = dataclasses.replace(where, port=sock.getsockname()[1])
-        built = build(manifest, source, where)
+        with ctrl_c_aborts():
+            built = build(manifest, source, where)
         if built.issuer is not None:  # `mcp-runner token` finds this server, whatever port it took
             record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from watchfiles import Change, awatch
 
 from runner.auth.gate import Guard
 from runner.auth.verifier import JWKSTokenVerifier, jwks_url
 from runner.build import Binding, Built, build
-from runner.config import Overrides, binding
+from runner.config import Overrides, binding, runtime
 from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
@@ -35,13 +33,11 @@ from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.reload.fresh import rebuild_fresh
 from runner.reload.memory import Settler, settle
 from runner.reload.modules import user_modules
+from runner.reload.watcher import Baseline, Watcher
+from runner.reload.worker import BuildThread, Crashed, Overdue
 from runner.wrapper import FastMCPSignInWrapper
 
 logger = logging.getLogger("runner.reload")
-
-# watchfiles yields once no new event arrived for this long: an editor's burst of
-# events for one save (temp file, rename, chmod) becomes one reload.
-QUIET_MS = 20
 
 
 @dataclass
@@ -69,6 +65,13 @@ class Reloader:
     settler: Settler = field(default_factory=Settler)
     _dirty: set[Path] = field(default_factory=set)
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    worker: BuildThread = field(default_factory=BuildThread)
+    baseline: Baseline = field(init=False)
+    _watcher: Watcher | None = None
+
+    def __post_init__(self) -> None:
+        self.baseline = Baseline(self.manifest_path, self.module_files)
+        self.baseline.capture()
 
     @classmethod
     async def start(
@@ -89,17 +92,33 @@ class Reloader:
         async with self._lock:
             self._dirty |= {p for p in changed if p.suffix == ".py"}
             started = time.perf_counter()
+            if self.worker.busy:  # an abandoned import still holds its module lock and sys.modules
+                running = f"{self.worker.running_for:.0f} s"
+                error = f"the previous reload is still running after {running}; this edit applies once it ends"
+                return self._record(self._failed(started, error, error))
+            timeout = runtime(self.manifest, self.overrides).reload_timeout
+            self.baseline.capture()
             try:
-                manifest, built, digest = await anyio.to_thread.run_sync(self._build)
+                manifest, built, digest = await self.worker.run(self._build, timeout)
+                self.baseline.extend()
                 result = await self._swap(manifest, built, digest, started)
             except ManifestError as exc:
                 # /healthz answers without auth: locations and kinds of problem, never messages (runner/http/public.py).
                 result = self._failed(started, str(exc), public_summary(exc.problems))
-            except Exception as exc:  # the user's code can raise anything at import; never take the server down
+            except Overdue:
+                where = self.worker.where(self.root)
+                error = f"{where}: reload abandoned: still running after {timeout:g} s (server.reload_timeout)"
+                result = self._failed(started, error, error)
+            except Crashed as exc:  # SystemExit, KeyboardInterrupt... from the build: a failed reload, no more
+                result = self._failed(started, str(exc), exception_kind(exc.kind))
+            except Exception as exc:  # the user's code can raise anything; never take the server down
                 result = self._failed(started, f"{type(exc).__name__}: {exc}", exception_kind(type(exc).__name__))
-            self.last = result
-            self.reloads += 1
-            return result
+            return self._record(result)
+
+    def _record(self, result: ReloadResult) -> ReloadResult:
+        self.last = result
+        self.reloads += 1
+        return result
 
     def _build(self) -> tuple[Manifest, Built, str]:
         """In a worker thread: the start-up pipeline again, with every stale user module imported fresh."""
@@ -138,31 +157,34 @@ class Reloader:
 
     # -- watching ---------------------------------------------------------------
 
-    def watched_dirs(self) -> set[Path]:
-        """The manifest's folder and the folders of the user's loaded modules (not recursive)."""
-        return {self.root} | {path.parent for path in user_modules(self.root).values()}
+    def module_files(self) -> list[Path]:
+        return list(user_modules(self.root).values())
 
-    def _relevant(self, change: Change, path: str) -> bool:
-        return path.endswith(".py") or Path(path).resolve() == self.manifest_path.resolve()
+    def watcher(self) -> Watcher:
+        """The file watcher for this server (one per process; `serve` runs its `run` in the background)."""
+        if self._watcher is None:
+            self._watcher = Watcher(
+                self.manifest_path,
+                self.baseline,
+                self.reload,
+                busy=lambda: self.worker.busy,
+                poll_interval=lambda: runtime(self.manifest, self.overrides).poll_interval,
+            )
+        return self._watcher
 
     async def watch(self) -> None:
-        """Reload on every settled change; re-arm when the set of watched folders changes.
+        await self.watcher().run()
 
-        Never ends with an exception: it runs in the server's task group, so a watcher
-        failure (a watched folder deleted, inotify limits) must not take the server down.
-        """
-        while True:
-            dirs = {d for d in self.watched_dirs() if d.is_dir()}
-            # rust_timeout bounds how long shutdown waits for the watcher thread (its default is 5 s).
-            watcher = awatch(*dirs, watch_filter=self._relevant, step=QUIET_MS, recursive=False, rust_timeout=500)
-            try:
-                async for changes in watcher:
-                    await self.reload({Path(p).resolve() for _, p in changes})
-                    if self.watched_dirs() != dirs:
-                        break
-            except Exception as exc:
-                logger.error("file watcher failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
-                await anyio.sleep(1)
+    def status(self) -> str:
+        """`stuck` > `stale` > `degraded` > `ok`: the worst thing that is true now (README, Health)."""
+        timeout = runtime(self.manifest, self.overrides).reload_timeout
+        if self.worker.busy and self.worker.running_for > timeout:
+            return "stuck"
+        if self._watcher is not None and self._watcher.blind():
+            return "stale"
+        if self.last is not None and not self.last.ok:
+            return "degraded"
+        return "ok"
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -171,7 +193,8 @@ class Reloader:
             server = self.live
             last = self.last
             body: dict[str, Any] = {
-                "status": "ok" if last is None or last.ok else "degraded",
+                "status": self.status(),
+                "reload_running_s": round(self.worker.running_for, 1) if self.worker.busy else None,
                 "manifest": str(self.manifest_path),
                 "manifest_sha256": self.manifest_hash,
                 "tools": len(self.view.get("tools", {})),

@@ -1,0 +1,150 @@
+"""A reload survives anything the user's module does at import: exits, interrupts, hangs, a saturated pool."""
+
+from __future__ import annotations
+
+import re
+import signal
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from tests.helpers import RunnerProcess, mcp_client, run_cli
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = """
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+
+MANIFEST = """
+name: survivor
+tools:
+  - function: tools:add
+"""
+
+LOCATED = re.compile(r"m\.yaml:\d+:\d+: ")
+
+
+@dataclass
+class Served:
+    folder: Path
+    runner: RunnerProcess
+
+    def health(self) -> dict[str, Any]:
+        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+
+    def write(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(textwrap.dedent(text))
+
+    async def until(self, condition: Any, what: str) -> dict[str, Any]:
+        """Poll /healthz (bounded) until `condition(health)` holds."""
+        with anyio.fail_after(60):
+            while not condition(health := self.health()):
+                assert self.runner.proc is not None and self.runner.proc.poll() is None, "the server died"
+                await anyio.sleep(0.05)
+        return health
+
+    async def edit(self, name: str, text: str) -> dict[str, Any]:
+        before = self.health()["reloads"]
+        self.write(name, text)
+        return await self.until(lambda h: h["reloads"] > before and h["reload_running_s"] is None, f"edit {name}")
+
+    async def add_answers(self) -> None:
+        async with mcp_client(self.runner.url, mode="legacy") as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
+
+
+def start(folder: Path, *extra: str) -> Served:
+    served = Served(folder, RunnerProcess(folder / "m.yaml", extra=extra))
+    served.write("tools.py", TOOLS)
+    served.write("m.yaml", MANIFEST)
+    served.runner.start()
+    return served
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    project = start(tmp_path_factory.mktemp("survival"), "--reload-timeout", "3")
+    yield project
+    project.runner.stop()
+
+
+ATTACKS = {
+    "sys.exit(3)": "import sys\nsys.exit(3)\n",
+    "sys.exit(0)": "import sys\nsys.exit(0)\n",
+    "KeyboardInterrupt": "raise KeyboardInterrupt\n",
+    "BaseException": 'raise BaseException("x")\n',
+    "GeneratorExit": "raise GeneratorExit\n",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_anything_raised_at_import_is_a_failed_reload(served: Served, attack: str) -> None:
+    module = "bad_" + re.sub(r"\W", "", attack).lower()
+    served.write(f"{module}.py", ATTACKS[attack] + "def f() -> int:\n    return 1\n")
+    health = await served.edit("m.yaml", MANIFEST + f"  - function: {module}:f\n")
+    assert served.runner.proc is not None and served.runner.proc.poll() is None
+    assert health["status"] == "degraded" and health["last_reload"]["result"] == "failed"
+    assert LOCATED.search(health["last_reload"]["error"]), health["last_reload"]["error"]
+    assert health["tools"] == 1
+    await served.add_answers()  # the last good definition keeps serving, over MCP
+    health = await served.edit("m.yaml", MANIFEST + "  - function: tools:add\n    name: plus\n")
+    assert health["status"] == "ok" and health["tools"] == 2
+    async with mcp_client(served.runner.url, mode="legacy") as client:
+        assert (await client.call_tool("plus", {"a": 1, "b": 1})).structured_content == {"result": 2}
+    await served.edit("m.yaml", MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("import sys\nsys.exit(0)\n", "importing 'bad' raised SystemExit (sys.exit(0) at import)"),
+        ('raise BaseException("x")\n', "importing 'bad' raised BaseException: x"),
+        ("raise KeyboardInterrupt\n", "importing 'bad' raised KeyboardInterrupt"),
+    ],
+)
+def test_check_reports_exits_and_base_exceptions_at_import(tmp_path: Path, body: str, expected: str) -> None:
+    (tmp_path / "bad.py").write_text(body + "def f() -> int:\n    return 1\n")
+    (tmp_path / "m.yaml").write_text("name: x\ntools:\n  - function: bad:f\n")
+    result = run_cli("check", str(tmp_path / "m.yaml"), cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert f"m.yaml:3:15: {expected}" in result.stderr
+    assert 'File "bad.py", line ' in result.stderr  # the user's frame, no raw traceback
+    assert "runner/" not in result.stderr and "importlib" not in result.stderr
+
+
+HANG = "import time\nwhile True:\n    time.sleep(0.05)\n"
+
+
+async def test_an_import_that_never_returns_is_abandoned(tmp_path: Path) -> None:
+    served = start(tmp_path, "--reload-timeout", "1")
+    try:
+        served.write("hang.py", HANG + "def f() -> int:\n    return 1\n")
+        health = await served.edit("m.yaml", MANIFEST + "  - function: hang:f\n")
+        assert health["status"] == "degraded"
+        assert health["last_reload"]["error"].startswith("hang.py:3: reload abandoned: still running after 1 s")
+        await served.add_answers()
+        # Later edits still apply: the stuck import was interrupted, its module lock released.
+        health = await served.edit("m.yaml", MANIFEST + "  - function: tools:add\n    name: plus\n")
+        assert health["status"] == "ok" and health["tools"] == 2
+        # And the same module, fixed, imports again.
+        served.write("hang.py", "def f() -> int:\n    return 1\n")
+        health = await served.edit("m.yaml", MANIFEST + "  - function: hang:f\n")
+        assert health["status"] == "ok" and health["tools"] == 2
+        # A hanging import again, then Ctrl-C: the process ends (no thread joined forever).
+        served.write("hang2.py", HANG + "def g() -> int:\n    return 1\n")
+        before = served.health()["reloads"]
+        served.write("m.yaml", MANIFEST + "  - function: hang2:g\n")
+        await served.until(lambda h: h["reload_running_s"] is not None or h["reloads"] > before, "the hang starts")
+    finally:
+        assert served.runner.proc is not None
+        served.runner.proc.send_signal(signal.SIGINT)
+        served.runner.proc.communicate(timeout=30)  # bounded: raises TimeoutExpired if Ctrl-C hangs
+    assert served.runner.proc.returncode is not None
