@@ -25,6 +25,7 @@ from runner.errors import Location, ManifestError, Problem
 from runner.failures import ResolveFailures
 from runner.http.security import is_loopback_address
 from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
+from runner.pool import ToolPool
 from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
 from runner.signature import registration_error
@@ -90,7 +91,13 @@ DEFAULT_TTL = 3600  # seconds: the local issuer's tokens, unless signin.max_toke
 
 
 def build(
-    manifest: Manifest, source: Source, binding: Binding, *, root: Path | None = None, cache: Cache | None = None
+    manifest: Manifest,
+    source: Source,
+    binding: Binding,
+    *,
+    root: Path | None = None,
+    cache: Cache | None = None,
+    pool: ToolPool | None = None,
 ) -> Built:
     """Build a server from a validated manifest; raise ManifestError listing every problem.
 
@@ -101,6 +108,7 @@ def build(
     whose interface changed.
     """
     root = root or Path(source.file).resolve().parent
+    pool = pool or ToolPool(manifest.server.tool_threads)
     previous = cache or {}
     used: Cache = {}
     problems: list[Problem] = []
@@ -131,7 +139,7 @@ def build(
         # functions are new objects whose tools can still be reused (runner/reuse.py).
         key: tuple[Any, ...] = ("tool", tool_entry.function, tool_entry.model_dump_json(exclude={"function"}))
         try:
-            used[key] = _tool(fn, tool_entry, previous.get(key))
+            used[key] = _tool(fn, tool_entry, previous.get(key), pool.offload)
         except BindError as exc:
             problems.append(Problem(source.locate(("tools", i, "bind")), str(exc)))
             continue
@@ -162,7 +170,7 @@ def build(
             register = server.resource(
                 res.uri, name=res.name, title=res.title, description=res.description, mime_type=res.mime_type
             )
-            register(fn)
+            register(pool.offload(fn))
         except Exception as exc:
             failed("resources", i, "uri", res.function, fn, exc)
     for i, prompt_entry in enumerate(manifest.prompts):
@@ -175,7 +183,10 @@ def build(
                 previous[key]
                 if key in previous
                 else Prompt.from_function(
-                    fn, name=entry_name(prompt_entry), title=prompt_entry.title, description=prompt_entry.description
+                    pool.offload(fn),
+                    name=entry_name(prompt_entry),
+                    title=prompt_entry.title,
+                    description=prompt_entry.description,
                 )
             )
         except Exception as exc:
@@ -188,13 +199,18 @@ def build(
     return Built(server=server, issuer=issuer, issuer_url=issuer_url, cache=used)
 
 
-def _tool(fn: Callable[..., Any], entry: ToolEntry, previous: Reusable | None) -> Reusable:
+def _tool(
+    fn: Callable[..., Any],
+    entry: ToolEntry,
+    previous: Reusable | None,
+    offload: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> Reusable:
     annotations = (
         ToolAnnotations.model_validate(entry.annotations.model_dump(exclude_none=True)) if entry.annotations else None
     )
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return bind_claims(fn, entry.bind) if entry.bind else fn
+        return offload(bind_claims(fn, entry.bind) if entry.bind else fn)  # sync code runs on the tool pool
 
     def make(called: Callable[..., Any]) -> Tool:
         return Tool.from_function(

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--tool-threads",
-        type=int,
+        type=_count,
         metavar="N",
         help="threads for sync tools, resources and prompts (default: server.tool_threads, else 40)",
     )
@@ -95,6 +95,13 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1024, got {text!r}")
     return value
 
 

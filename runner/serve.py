@@ -16,12 +16,13 @@ import uvicorn
 from runner.auth.local_issuer import STATE_DIR
 from runner.auth.verifier import jwks_url
 from runner.build import Binding, Built, build, exposure_problems
-from runner.config import Overrides, Transport, binding
+from runner.config import Overrides, Transport, binding, runtime
 from runner.errors import ManifestError
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
 from runner.live import Record, announce
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
+from runner.pool import ToolPool
 from runner.reload.reloader import Reloader
 from runner.resolve import ctrl_c_aborts
 
@@ -133,11 +134,12 @@ async def _serve_stdio(
     manifest: Manifest,
     digest: str,
     reload: bool,
+    pool: ToolPool,
 ) -> None:
-    reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest)
+    reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest, pool)
     async with anyio.create_task_group() as tasks:
         if reload:
-            tasks.start_soon(reloader.watch)
+            tasks.start_soon(reloader.watcher().run)
             tasks.start_soon(reloader.settler.run)
         await built.server.run_stdio_async()
         tasks.cancel_scope.cancel()
@@ -149,12 +151,13 @@ def serve(
     """Returns the process exit code; raises ManifestError for a broken manifest."""
     manifest, source = load(manifest_path)
     where = binding(manifest, overrides)
+    pool = ToolPool(runtime(manifest, overrides).tool_threads)  # one per process: reloads resize it
     if transport == "stdio":
         sys.dont_write_bytecode = True
         with ctrl_c_aborts():
-            built = build(manifest, source, where)
+            built = build(manifest, source, where, pool=pool)
         print(banner(built, where, str(manifest_path), transport, reload, manifest), file=sys.stderr, flush=True)
-        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload)
+        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
         return 0
     exposure = exposure_problems(manifest, source, where)
     if exposure:
@@ -171,19 +174,19 @@ def serve(
     try:
         where = dataclasses.replace(where, port=sock.getsockname()[1])
         with ctrl_c_aborts():
-            built = build(manifest, source, where)
+            built = build(manifest, source, where, pool=pool)
         if built.issuer is not None:  # `mcp-runner token` finds this server, whatever port it took
             record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 
         async def main() -> None:
-            reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest)
+            reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest, pool)
             settings = manifest.server
             app = built.server.streamable_http_app(
                 streamable_http_path=where.path,
                 host=where.host,
                 extra_routes=reloader.routes(),
                 background=[
-                    *([reloader.watch, reloader.settler.run] if reload else []),
+                    *([reloader.watcher().run, reloader.settler.run] if reload else []),
                     *([record.hold] if record else []),
                 ],
                 session_idle_timeout=settings.session_idle_timeout,

@@ -138,13 +138,99 @@ async def test_an_import_that_never_returns_is_abandoned(tmp_path: Path) -> None
         served.write("hang.py", "def f() -> int:\n    return 1\n")
         health = await served.edit("m.yaml", MANIFEST + "  - function: hang:f\n")
         assert health["status"] == "ok" and health["tools"] == 2
-        # A hanging import again, then Ctrl-C: the process ends (no thread joined forever).
-        served.write("hang2.py", HANG + "def g() -> int:\n    return 1\n")
-        before = served.health()["reloads"]
-        served.write("m.yaml", MANIFEST + "  - function: hang2:g\n")
-        await served.until(lambda h: h["reload_running_s"] is not None or h["reloads"] > before, "the hang starts")
+        # An import blocked inside C (one long sleep) cannot be interrupted: /healthz says stuck, never ok.
+        served.write("sleeper.py", "import time\ntime.sleep(3600)\ndef g() -> int:\n    return 1\n")
+        served.write("m.yaml", MANIFEST + "  - function: sleeper:g\n")
+        health = await served.until(lambda h: h["status"] == "stuck", "stuck")
+        assert health["reload_running_s"] >= 1
+        await served.add_answers()
+        # Ctrl-C still stops the process (the stuck thread is a daemon, never joined).
     finally:
         assert served.runner.proc is not None
         served.runner.proc.send_signal(signal.SIGINT)
         served.runner.proc.communicate(timeout=30)  # bounded: raises TimeoutExpired if Ctrl-C hangs
     assert served.runner.proc.returncode is not None
+
+
+GATED = """
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def gate(name: str) -> str:
+    (HERE / "started" / name).touch()
+    for _ in range(6000):  # released by the test; bounded so a failed test leaves no stuck process
+        if (HERE / "release").exists():
+            break
+        time.sleep(0.01)
+    return name
+
+
+async def ping() -> str:
+    return "pong"
+"""
+
+GATED_MANIFEST = "name: pool\ntools:\n  - function: gated:gate\n  - function: gated:ping\n"
+
+
+def start_gated(folder: Path, *extra: str) -> Served:
+    (folder / "started").mkdir()
+    served = Served(folder, RunnerProcess(folder / "m.yaml", extra=extra))
+    served.write("gated.py", GATED)
+    served.write("m.yaml", GATED_MANIFEST)
+    served.runner.start()
+    return served
+
+
+async def test_busy_sync_tools_never_delay_a_reload(tmp_path: Path) -> None:
+    served = start_gated(tmp_path)  # the default pool: 40 threads
+    try:
+        async with mcp_client(served.runner.url, mode="legacy") as client:
+            results: list[Any] = []
+
+            async def call(i: int) -> None:
+                results.append(await client.call_tool("gate", {"name": str(i)}))
+
+            async with anyio.create_task_group() as tasks:
+                for i in range(40):
+                    tasks.start_soon(call, i)
+                with anyio.fail_after(60):
+                    while len(list((tmp_path / "started").iterdir())) < 40:
+                        await anyio.sleep(0.05)
+                # Every tool thread is taken: a reload still runs, and an async tool still answers.
+                health = await served.edit("m.yaml", GATED_MANIFEST + "  - function: gated:ping\n    name: pong\n")
+                assert health["status"] == "ok" and health["tools"] == 3
+                assert health["tool_threads"] == {"size": 40, "busy": 40, "waiting": 0}
+                assert not results, "the sync tools were released before the reload"
+                assert (await client.call_tool("pong", {})).content[0].text == "pong"  # type: ignore[union-attr]
+                (tmp_path / "release").touch()
+        assert sorted(r.content[0].text for r in results) == sorted(str(i) for i in range(40))
+    finally:
+        (tmp_path / "release").touch()
+        served.runner.stop()
+
+
+async def test_a_full_pool_queues_a_bounded_line_then_refuses(tmp_path: Path) -> None:
+    served = start_gated(tmp_path, "--tool-threads", "2")
+    try:
+        async with mcp_client(served.runner.url, mode="legacy") as client:
+            results: list[Any] = []
+
+            async def call(i: int) -> None:
+                results.append(await client.call_tool("gate", {"name": str(i)}))
+
+            async with anyio.create_task_group() as tasks:
+                for i in range(4):
+                    tasks.start_soon(call, i)
+                await served.until(lambda h: h["tool_threads"] == {"size": 2, "busy": 2, "waiting": 2}, "a full line")
+                refused = await client.call_tool("gate", {"name": "one too many"})
+                assert refused.is_error
+                assert "server busy: all 2 threads for sync tools are in use" in refused.content[0].text  # type: ignore[union-attr]
+                assert (await client.call_tool("ping", {})).content[0].text == "pong"  # type: ignore[union-attr]
+                (tmp_path / "release").touch()
+        assert sorted(r.content[0].text for r in results) == ["0", "1", "2", "3"]
+    finally:
+        (tmp_path / "release").touch()
+        served.runner.stop()

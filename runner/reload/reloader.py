@@ -29,6 +29,7 @@ from runner.config import Overrides, binding, runtime
 from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
+from runner.pool import ToolPool
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.reload.fresh import rebuild_fresh
 from runner.reload.memory import Settler, settle
@@ -66,6 +67,7 @@ class Reloader:
     _dirty: set[Path] = field(default_factory=set)
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     worker: BuildThread = field(default_factory=BuildThread)
+    pool: ToolPool = field(default_factory=ToolPool)
     baseline: Baseline = field(init=False)
     _watcher: Watcher | None = None
 
@@ -75,9 +77,16 @@ class Reloader:
 
     @classmethod
     async def start(
-        cls, manifest_path: Path, where: Binding, overrides: Overrides, built: Built, manifest: Manifest, digest: str
+        cls,
+        manifest_path: Path,
+        where: Binding,
+        overrides: Overrides,
+        built: Built,
+        manifest: Manifest,
+        digest: str,
+        pool: ToolPool | None = None,
     ) -> Reloader:
-        reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest)
+        reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest, pool=pool or ToolPool())
         reloader.view = await snapshot(built.server)
         built.server.middleware.append(reloader.tracker)
         built.server.advertise_list_changed()
@@ -125,7 +134,7 @@ class Reloader:
 
         def attempt() -> tuple[Manifest, Built, str]:
             manifest, source = load(self.manifest_path)
-            built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache)
+            built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache, pool=self.pool)
             return manifest, built, source.digest
 
         return rebuild_fresh(self.root, self._dirty, attempt)
@@ -140,6 +149,7 @@ class Reloader:
         # `serve` still holds for the start-up one) keeps no replaced function alive.
         self.current.cache.clear()
         previous, self.current, self.manifest, self.manifest_hash = self.manifest, built, manifest, digest
+        self.pool.resize(runtime(manifest, self.overrides).tool_threads)
         self._dirty.clear()
         diff = Diff.between(self.view, view)
         self.view = view
@@ -175,6 +185,12 @@ class Reloader:
     async def watch(self) -> None:
         await self.watcher().run()
 
+    def watch_mode(self) -> str:
+        if self._watcher is None:
+            return "off"
+        poll = runtime(self.manifest, self.overrides).poll_interval
+        return "file-system events" if poll is None else f"polling every {poll:g} s"
+
     def status(self) -> str:
         """`stuck` > `stale` > `degraded` > `ok`: the worst thing that is true now (README, Health)."""
         timeout = runtime(self.manifest, self.overrides).reload_timeout
@@ -195,6 +211,8 @@ class Reloader:
             body: dict[str, Any] = {
                 "status": self.status(),
                 "reload_running_s": round(self.worker.running_for, 1) if self.worker.busy else None,
+                "watch": self.watch_mode(),
+                "tool_threads": self.pool.load(),
                 "manifest": str(self.manifest_path),
                 "manifest_sha256": self.manifest_hash,
                 "tools": len(self.view.get("tools", {})),
