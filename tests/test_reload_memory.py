@@ -38,7 +38,7 @@ async def test_old_modules_and_catalogs_are_released(tmp_path: Path) -> None:
             result = await reloader.reload({module.resolve()})
             assert result.ok, result.error
             tool = reloader.live._tool_manager.get_tool("f")
-            assert tool is not None and tool.fn() == i
+            assert tool is not None and await tool.fn() == i  # sync code runs on the tool pool
         reloader.settler.settle_now()  # what the server's background settler does once edits are quiet
         gc.collect()
         alive_modules = sum(ref() is not None for ref in old_modules)

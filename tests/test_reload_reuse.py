@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,10 +83,11 @@ async def test_a_body_edit_reuses_the_derived_models_and_runs_the_new_code(reloa
     for name in ("stable", "changing", "bound"):
         old, new = before[name], after[name]
         assert new.fn_metadata is old.fn_metadata, f"{name}: unchanged interface, but its models were rebuilt"  # type: ignore[attr-defined]
-    assert after["stable"].fn(1) == "v2"  # type: ignore[attr-defined]
-    assert after["changing"].fn(1) == "v2"  # type: ignore[attr-defined]
+    # Sync functions are called through the tool pool (runner/pool.py), so a tool's fn is awaited.
+    assert await after["stable"].fn(1) == "v2"  # type: ignore[attr-defined]
+    assert await after["changing"].fn(1) == "v2"  # type: ignore[attr-defined]
     # The claim-bound tool is a new wrapper around the new function, not the old one.
-    assert after["bound"].fn.__wrapped__ is sys.modules["reuse_mod"].stable  # type: ignore[attr-defined]
+    assert inspect.unwrap(after["bound"].fn) is sys.modules["reuse_mod"].stable  # type: ignore[attr-defined]
 
 
 async def test_a_changed_signature_or_parameter_model_is_rebuilt(reloader: Reloader) -> None:
