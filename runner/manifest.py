@@ -131,19 +131,19 @@ class ServerSettings(_Strict):
         "client id), or per client address without auth",
     )
     # Reload and the tool pool (README "Live reload"); a reload applies them.
-    reload_timeout: float = Field(
+    reload_timeout: Number = Field(
         default=30,
         gt=0,
         le=3600,
         description="seconds a reload may take (imports included) before it is abandoned and reported failed",
     )
-    tool_threads: int = Field(
+    tool_threads: Int = Field(
         default=40,
         ge=1,
         le=1024,
         description="threads for sync tools, resources and prompts; as many calls again may wait, more are refused",
     )
-    poll_interval: float | None = Field(
+    poll_interval: Number | None = Field(
         default=None,
         gt=0,
         le=60,
