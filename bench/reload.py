@@ -60,7 +60,12 @@ def start(folder: Path, port: int) -> subprocess.Popen[str]:
             stderr=log,
             text=True,
         )
-    wait_for_port(port, timeout=120, proc=proc)
+    try:
+        wait_for_port(port, timeout=120, proc=proc)
+    except BaseException:
+        proc.kill()  # a server that never came up is not left running
+        proc.wait()
+        raise
     return proc
 
 
@@ -168,15 +173,14 @@ def huge(folder: Path, tools: int, rounds: int) -> dict[str, Any]:
     port = free_port()
     started = time.perf_counter()
     proc = start(folder, port)
-
-    # The server answers only once the definition is built. Not tools/list or tools/call: the
-    # SDK client lists tools to check results, and 10,000 tools exceed its 1 MiB event limit.
-    httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=120).raise_for_status()
-    startup_s = time.perf_counter() - started
-    time.sleep(2)
-    result: dict[str, Any] = {"startup_s": startup_s, "rss_start": rss_mib(proc.pid), "rss": [], "ms": {}}
-    reloads = 0
     try:
+        # The server answers only once the definition is built. Not tools/list or tools/call: the
+        # SDK client lists tools to check results, and 10,000 tools exceed its 1 MiB event limit.
+        httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=120).raise_for_status()
+        startup_s = time.perf_counter() - started
+        time.sleep(2)
+        result: dict[str, Any] = {"startup_s": startup_s, "rss_start": rss_mib(proc.pid), "rss": [], "ms": {}}
+        reloads = 0
         for i in range(rounds):
             for kind in ("manifest", "module (2 tools)", "module (100 tools, body only)"):
                 if kind == "manifest":
