@@ -1,4 +1,4 @@
-"""The `mcp-runner` command: serve, check, token, schema."""
+"""The `mcp-runner` command: serve, check, token, schema, and runner.commands (init, list, call, ...)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from runner import commands as more_commands
 from runner.auth.local_issuer import STATE_DIR
 from runner.build import build
 from runner.config import Overrides, binding
@@ -19,6 +20,8 @@ from runner.version import RUNNER_VERSION
 from runner.words import plural
 
 EXIT_INVALID = 2
+DEFAULT_MANIFEST = "mcp-runner.yaml"  # what `mcp-runner init` writes
+DEFAULT_HELP = f"the manifest (default: {DEFAULT_MANIFEST}, as `mcp-runner init` writes it)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def bind_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("manifest", type=Path)
+        p.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
         p.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any)")
 
@@ -59,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
-    check.add_argument("manifest", type=Path)
+    check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
     bind_flags(token)  # default: the running server of this manifest (recorded in .mcp-runner/)
@@ -70,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="local-user", help="the token's sub claim")
 
     commands.add_parser("schema", help="print the manifest's JSON Schema")
+    more_commands.add_parsers(commands)
     return parser
 
 
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args.manifest)
         if args.command == "token":
             return _token(args)
+        if args.command in more_commands.COMMANDS:
+            return more_commands.main(args)
         from runner.serve import serve
 
         return serve(
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ManifestError as exc:
         print(exc, file=sys.stderr)
-        print(f"mcp-runner: {plural(len(exc.problems), 'problem')} in {args.manifest}", file=sys.stderr)
+        where = getattr(args, "manifest", None) or getattr(args, "target", "")
+        print(f"mcp-runner: {plural(len(exc.problems), 'problem')} in {where}", file=sys.stderr)
         return EXIT_INVALID
     except (KeyboardInterrupt, Abort):
         return 130

@@ -1,10 +1,10 @@
-"""Where a running `serve` listens, recorded in `.mcp-runner/` so that `token` can aim at it.
+"""Where a running `serve` listens, recorded in `.mcp-runner/` so that `token`, `list` and `call` can aim at it.
 
 Why: the local issuer's audience is the served URL unless `signin.resource`
 names one, and after `serve --port 9000` (a flag `token` never saw) or
-`--port 0` only the running process knows that URL. Each HTTP `serve` with the
-local issuer writes `.mcp-runner/serving-<random>.json` and holds an exclusive
-`flock` on it while it runs. The kernel drops the lock when the process dies,
+`--port 0` only the running process knows that URL (and `list`/`call` need the
+URL with or without auth). Each HTTP `serve` writes `.mcp-runner/serving-<random>.json`
+and holds an exclusive `flock` on it while it runs. The kernel drops the lock when the process dies,
 however it dies, so a record whose lock can be taken is stale: no guessing from
 pids that may have been reused. The record is written under a temporary name,
 locked, then renamed into place, so a reader never sees it unlocked while its

@@ -175,8 +175,8 @@ def serve(
         where = dataclasses.replace(where, port=sock.getsockname()[1])
         with ctrl_c_aborts():
             built = build(manifest, source, where, pool=pool)
-        if built.issuer is not None:  # `mcp-runner token` finds this server, whatever port it took
-            record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
+        # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
+        record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 
         async def main() -> None:
             reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest, pool)

@@ -1,0 +1,146 @@
+"""`list`, `call`, `read`, `prompt`: one MCP request each to the server of a manifest (or a URL).
+
+Each opens a real client session (runner.commands.session), sends its request, and prints
+the answer: readable text by default, the protocol's own JSON (camelCase, as on the wire)
+with `--json`. Exit codes: runner.commands.exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from mcp import Client
+from pydantic import BaseModel
+
+from runner.commands import show
+from runner.commands.arguments import coerce, json_object, split_pairs
+from runner.commands.exits import EXIT_OK, EXIT_REFUSED, CommandError
+from runner.commands.session import run
+from runner.commands.target import Target, resolve
+
+MAX_PAGES = 1000  # a server that hands out cursors forever is not followed forever
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("target", metavar="MANIFEST", help="the manifest whose server to ask (or the server's URL)")
+        p.add_argument("--url", help="the server's MCP URL (default: the manifest's running server, else its server:)")
+        p.add_argument("--token", help="bearer token (default: $MCP_TOKEN, else minted for app_id: local)")
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    listing = commands.add_parser("list", help="list a server's tools, resources and prompts")
+    common(listing)
+    call = commands.add_parser("call", help="call a tool")
+    common(call)
+    call.add_argument("tool")
+    call.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an argument (repeatable)")
+    call.add_argument("--args", metavar="JSON", help="all arguments as one JSON object ('-': read it from stdin)")
+    read = commands.add_parser("read", help="read a resource")
+    common(read)
+    read.add_argument("uri")
+    prompt = commands.add_parser("prompt", help="get a prompt")
+    common(prompt)
+    prompt.add_argument("name")
+    prompt.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an argument (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        target = resolve(args.target, args.url, args.token)
+        if args.command == "list":
+            return _list(target, args.json)
+        if args.command == "call":
+            return _call(target, args.tool, split_pairs(args.arg), json_object(args.args), args.json)
+        if args.command == "read":
+            return _read(target, args.uri, args.json)
+        return _prompt(target, args.name, split_pairs(args.arg), args.json)
+    except CommandError as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+    except BrokenPipeError:  # `| head`: the reader has all it wanted; no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _list(target: Target, as_json: bool) -> int:
+    async def everything(client: Client) -> dict[str, list[Any]]:
+        return {
+            "tools": await _pages(client.list_tools, "tools"),
+            "resources": await _pages(client.list_resources, "resources"),
+            "resourceTemplates": await _pages(client.list_resource_templates, "resource_templates"),
+            "prompts": await _pages(client.list_prompts, "prompts"),
+        }
+
+    found = run(target, everything)
+    if as_json:
+        _print_json({key: [_dump(item) for item in items] for key, items in found.items()})
+    else:
+        print(show.listing(found))
+    return EXIT_OK
+
+
+async def _pages(method: Any, field: str) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await method(cursor=cursor)
+        items.extend(getattr(page, field))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
+
+
+def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any], as_json: bool) -> int:
+    async def call(client: Client) -> Any:
+        arguments = dict(given)
+        if pairs:
+            tools = {t.name: t for t in await _pages(client.list_tools, "tools")}
+            if tool not in tools:
+                names = ", ".join(sorted(tools)) or "none"
+                raise CommandError(f"mcp-runner: the server has no tool {tool!r} (its tools: {names})", EXIT_REFUSED)
+            arguments.update(coerce(tool, tools[tool].input_schema, pairs))
+        return await client.call_tool(tool, arguments)
+
+    result = run(target, call)
+    if as_json:
+        _print_json(_dump(result))
+    else:  # a tool error is no output for a pipe: stderr, as a failing command would do
+        print(show.tool_result(result), file=sys.stderr if result.is_error else sys.stdout)
+    return EXIT_REFUSED if result.is_error else EXIT_OK
+
+
+def _read(target: Target, uri: str, as_json: bool) -> int:
+    async def read(client: Client) -> Any:
+        return await client.read_resource(uri)
+
+    result = run(target, read)
+    if as_json:
+        _print_json(_dump(result))
+    else:
+        print(show.resource(result))
+    return EXIT_OK
+
+
+def _prompt(target: Target, name: str, pairs: dict[str, str], as_json: bool) -> int:
+    async def get(client: Client) -> Any:
+        return await client.get_prompt(name, pairs or None)
+
+    result = run(target, get)
+    if as_json:
+        _print_json(_dump(result))
+    else:
+        print(show.prompt(result))
+    return EXIT_OK
+
+
+def _dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))

@@ -1,0 +1,52 @@
+"""`mcp-runner init [DIR]`: write a starter that `mcp-runner serve` serves at once.
+
+All or nothing: if any file the starter needs already exists, nothing is written and
+every such file is named. Each file is created with O_EXCL, so a file that appears
+between the check and the write is not overwritten either; what was written by then
+is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from runner.commands import starter
+from runner.commands.exits import EXIT_REFUSED
+
+
+def init(folder: Path) -> int:
+    name = folder.resolve().name or "mcp-server"
+    planned = {folder / file: text for file, text in starter.files(name).items()}
+    existing = [path for path in planned if path.exists() or path.is_symlink()]
+    if existing:
+        for path in existing:
+            print(f"mcp-runner: {path} already exists", file=sys.stderr)
+        print("mcp-runner: init wrote nothing (it never overwrites a file); choose another folder", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"mcp-runner: cannot create {folder}: {exc.strerror}", file=sys.stderr)
+        return EXIT_REFUSED
+    written: list[Path] = []
+    try:
+        for path, text in planned.items():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            written.append(path)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as exc:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        print(f"mcp-runner: cannot write {exc.filename}: {exc.strerror}; init wrote nothing", file=sys.stderr)
+        return EXIT_REFUSED
+    where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+    print(f"mcp-runner: wrote {', '.join(str(p) for p in planned)}")
+    print(f"  serve it:  {where}mcp-runner serve")
+    print(f"  test it:   {where}pytest")
+    print(f"  call it:   {where}mcp-runner call {starter.MANIFEST} add --arg a=2 --arg b=3   (while it serves)")
+    return 0

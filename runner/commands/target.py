@@ -1,0 +1,99 @@
+"""Which server a client command talks to, and with which token.
+
+The server: `--url`, else the live server of the manifest (its record in
+`.mcp-runner/serving-*.json`, written by every HTTP `serve`), else the manifest's
+`server:` block. The token: `--token` or `MCP_TOKEN`, else, for `app_id: local`, one
+minted on the fly exactly as `mcp-runner token` mints it (runner.tokens), short-lived
+and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
+holds the local issuer's key anyway. A manifest without `signin:` needs no token.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from runner.auth.local_issuer import STATE_DIR
+from runner.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from runner.config import Overrides, binding
+from runner.live import servers
+from runner.manifest import LOCAL_APP_ID, Manifest, all_scopes, load
+
+MINTED_TTL = 300  # seconds: one command's worth, never stored anywhere
+CLI_SUBJECT = "mcp-runner-cli"
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    token: str | None
+    manifest: Path | None
+
+
+def is_url(text: str) -> bool:
+    return urlsplit(text).scheme in ("http", "https")
+
+
+def resolve(target: str, url: str | None, token: str | None) -> Target:
+    """`target` is a manifest path or a server URL; `url` and `token` are the flags."""
+    token = token or os.environ.get("MCP_TOKEN") or None
+    if is_url(target):
+        if url is not None:
+            raise CommandError("mcp-runner: give a manifest or --url, not two URLs", EXIT_USAGE)
+        return Target(target, token, None)
+    path = Path(target)
+    if not path.is_file():
+        raise CommandError(f"mcp-runner: {target}: no such manifest (nor an http:// or https:// URL)", EXIT_USAGE)
+    manifest, _ = load(path)  # a ManifestError is reported, located, by the CLI
+    if url is None:
+        url = _served_url(path, manifest)
+    elif not is_url(url):
+        raise CommandError(f"mcp-runner: --url must be an http:// or https:// URL, got {url!r}", EXIT_USAGE)
+    if token is None and manifest.signin is not None:
+        if manifest.signin.app_id != LOCAL_APP_ID:
+            raise CommandError(
+                f"mcp-runner: {target} is protected by MCP SignIn app {manifest.signin.app_id!r}: "
+                "pass a token with --token or MCP_TOKEN",
+                EXIT_UNREACHABLE,
+            )
+        token = _mint(path, manifest, url)
+    return Target(url, token, path)
+
+
+def _served_url(path: Path, manifest: Manifest) -> str:
+    running = servers(path.resolve().parent / STATE_DIR, path)
+    urls = sorted({where.url for where in running})
+    if len(urls) == 1:
+        return urls[0]
+    if len(urls) > 1:
+        raise CommandError(f"mcp-runner: {path} is served at {', '.join(urls)}: choose one with --url", EXIT_USAGE)
+    where = binding(manifest, Overrides())
+    if where.port == 0:
+        raise CommandError(
+            f"mcp-runner: no server of {path} is running (and server.port: 0 names none): "
+            f"start `mcp-runner serve {path}`, or pass --url",
+            EXIT_UNREACHABLE,
+        )
+    return where.url
+
+
+def _mint(path: Path, manifest: Manifest, url: str) -> str:
+    from runner.tokens import TokenRefused, mint
+
+    assert manifest.signin is not None
+    parts = urlsplit(url)
+    ttl = min(MINTED_TTL, manifest.signin.max_token_lifetime)
+    try:
+        return mint(
+            manifest,
+            path,
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            scopes=all_scopes(manifest),
+            ttl=ttl,
+            subject=CLI_SUBJECT,
+        )
+    except TokenRefused as exc:
+        raise CommandError(f"mcp-runner: {exc}", EXIT_UNREACHABLE) from None

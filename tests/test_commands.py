@@ -1,0 +1,173 @@
+"""`init`, `list`, `call`, `read`, `prompt` against real server processes, through the real CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import PIPE
+
+import pytest
+
+from runner.cli import main
+from tests.helpers import Issuer, RunnerProcess, run_cli, runner_cmd, wait_for_port
+
+STARTER = ["mcp-runner.yaml", "mcp-runner.schema.json", "tools.py", "test_server.py"]
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RunnerProcess]]:
+    """`init` in a new folder, then `serve` there with no manifest argument (as the starter says)."""
+    folder = tmp_path_factory.mktemp("starter") / "my server"
+    made = run_cli("init", str(folder))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(STARTER)
+    served = RunnerProcess(folder / "mcp-runner.yaml")
+    # `serve` with no MANIFEST, in the folder: the default name is the one `init` wrote.
+    served.proc = subprocess.Popen(
+        runner_cmd("serve", "--port", str(served.port)), cwd=folder, stdout=PIPE, stderr=PIPE, text=True
+    )
+    try:
+        wait_for_port(served.port, proc=served.proc)
+        yield folder, served
+    finally:
+        served.stop()
+
+
+def cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI's own `main`, in this process: the same code and the same real server, without the
+    1.4 s of CPU each new interpreter spends importing (the end-to-end tests use `run_cli`)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([args[0], *(str(folder / a) if a == "mcp-runner.yaml" else a for a in args[1:])])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def test_init_then_serve_then_call(starter: tuple[Path, RunnerProcess]) -> None:
+    folder, _ = starter
+    manifest = (folder / "mcp-runner.yaml").read_text()
+    assert manifest.startswith("# yaml-language-server: $schema=./mcp-runner.schema.json\n")
+    assert json.loads((folder / "mcp-runner.schema.json").read_text())["title"] == "mcp-runner manifest"
+    # The server took another port than the manifest's 8000: `call` finds it through its record.
+    done = run_cli("call", "mcp-runner.yaml", "add", "--arg", "a=2", "--arg", "b=3", cwd=folder)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "5\n", "")
+
+
+def test_generated_test_passes(starter: tuple[Path, RunnerProcess]) -> None:
+    folder, _ = starter
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_server.py"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text("mine = 1\n")
+    done = cli(tmp_path, "init", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{tmp_path / 'tools.py'} already exists" in done.stderr
+    assert "wrote nothing" in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["tools.py"]  # nothing else written
+    assert (tmp_path / "tools.py").read_text() == "mine = 1\n"
+
+
+def test_list_human_and_json(starter: tuple[Path, RunnerProcess]) -> None:
+    folder, _ = starter
+    human = cli(folder, "list", "mcp-runner.yaml")
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines() == [
+        "tools (1):",
+        "  add(a: integer, b: integer)  Add numbers - Add two numbers.",
+        "resources (1):",
+        "  greeting://{name}  [text/plain]  A personalized greeting.",
+        "prompts (1):",
+        "  review(code, focus?)  Ask for a review of a piece of code.",
+    ]
+    data = json.loads(cli(folder, "list", "mcp-runner.yaml", "--json").stdout)
+    assert [t["name"] for t in data["tools"]] == ["add"]
+    assert data["tools"][0]["inputSchema"]["required"] == ["a", "b"]
+    assert [t["uriTemplate"] for t in data["resourceTemplates"]] == ["greeting://{name}"]
+    assert data["prompts"][0]["arguments"][0] == {"name": "code", "required": True}
+
+
+def test_call_json_errors_and_exit_codes(starter: tuple[Path, RunnerProcess]) -> None:
+    folder, _ = starter
+    done = cli(folder, "call", "mcp-runner.yaml", "add", "--args", '{"a": 40}', "--arg", "b=2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["structuredContent"] == {"result": 42}
+
+    tool_error = cli(folder, "call", "mcp-runner.yaml", "add", "--args", '{"a": 1}')  # b missing: isError
+    assert tool_error.returncode == 1
+    assert tool_error.stdout == "" and tool_error.stderr.startswith("error: ")
+
+    unknown = cli(folder, "call", "mcp-runner.yaml", "nope")
+    assert unknown.returncode == 1 and "Unknown tool: nope" in unknown.stderr
+
+    not_a_number = cli(folder, "call", "mcp-runner.yaml", "add", "--arg", "a=two", "--arg", "b=1")
+    assert not_a_number.returncode == 2
+    assert "--arg a=two: 'a' is an integer" in not_a_number.stderr
+    typo = cli(folder, "call", "mcp-runner.yaml", "add", "--arg", "c=1")
+    assert typo.returncode == 2 and "has no parameter 'c' (it takes: a, b)" in typo.stderr
+
+
+def test_read_and_prompt(starter: tuple[Path, RunnerProcess]) -> None:
+    folder, _ = starter
+    read = cli(folder, "read", "mcp-runner.yaml", "greeting://Ada")
+    assert (read.returncode, read.stdout) == (0, "Hello, Ada!\n")
+    read_json = json.loads(cli(folder, "read", "mcp-runner.yaml", "greeting://Ada", "--json").stdout)
+    assert read_json["contents"] == [{"uri": "greeting://Ada", "mimeType": "text/plain", "text": "Hello, Ada!"}]
+    missing = cli(folder, "read", "mcp-runner.yaml", "nope://x")
+    assert missing.returncode == 1 and "Unknown resource" in missing.stderr
+
+    prompt = cli(folder, "prompt", "mcp-runner.yaml", "review", "--arg", "code=x = 1", "--arg", "focus=speed")
+    assert prompt.returncode == 0, prompt.stderr
+    assert prompt.stdout.splitlines() == [
+        "# Ask for a review of a piece of code.",
+        "[user] Please review this code for speed:",
+        "",
+        "x = 1",
+    ]
+    got = json.loads(cli(folder, "prompt", "mcp-runner.yaml", "review", "--arg", "code=y", "--json").stdout)
+    assert got["messages"][0]["content"]["text"].endswith("y")
+
+
+def test_url_and_token_flags(signin_runner: tuple[RunnerProcess, Issuer], tmp_path: Path) -> None:
+    """An MCP SignIn server (real RS256 tokens from the loopback JWKS server): the token is the caller's."""
+    runner, issuer = signin_runner
+    token = issuer.token()
+    done = cli(tmp_path, "call", runner.url, "add", "--arg", "a=1", "--arg", "b=2", "--token", token)
+    assert (done.returncode, done.stdout) == (0, "3\n"), done.stderr
+    env = {"MCP_APP_ID": "test-app", "MCP_TOKEN": token}  # the manifest names the app; the token is the caller's
+    from_env = cli(tmp_path, "list", str(runner.manifest), "--url", runner.url, "--json", env=env)
+    assert [t["name"] for t in json.loads(from_env.stdout)["tools"]] == ["add"]
+
+    bad = issuer.token(aud="https://elsewhere.example/mcp")
+    refused = cli(tmp_path, "list", runner.url, "--token", bad)
+    assert refused.returncode == 3
+    assert "refused the token: HTTP 401" in refused.stderr
+    assert bad not in refused.stderr + refused.stdout  # never echoed
+
+    needs = cli(tmp_path, "list", str(runner.manifest), env={"MCP_APP_ID": "test-app", "MCP_TOKEN": ""})
+    assert needs.returncode == 3 and "pass a token with --token or MCP_TOKEN" in needs.stderr
+
+    down = cli(tmp_path, "list", "http://127.0.0.1:9/mcp")
+    assert down.returncode == 3 and "cannot connect to http://127.0.0.1:9/mcp" in down.stderr
