@@ -21,10 +21,11 @@ from runner.auth.claims import BindError, bind_claims
 from runner.auth.local_issuer import LocalIssuer
 from runner.auth.policy import Policy
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
+from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
 from runner.errors import Location, ManifestError, Problem
 from runner.failures import ResolveFailures
 from runner.http.security import is_loopback_address
-from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name
+from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.pool import ToolPool
 from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
@@ -114,17 +115,37 @@ def build(
     problems: list[Problem] = []
     unresolved = ResolveFailures(source, root)
 
-    def resolved(section: str, index: int, ref: str) -> Callable[..., Any] | None:
+    def resolved(section: str, index: int, ref: str, key: tuple[str, ...] = ("function",)) -> Callable[..., Any] | None:
         entry = getattr(manifest, section)[index]
         what = f"{section[:-1]} {entry.uri if section == 'resources' else entry_name(entry)!r}"
+        if key != ("function",):
+            what = f"completion {key[-1]!r} of {what}"
         try:
             earlier = unresolved.known(ref.partition(":")[0])
             if earlier is not None:
                 raise earlier
             return resolve(ref, root)
         except ResolveError as exc:
-            unresolved.add(section, index, what, exc)
+            unresolved.add(section, index, what, exc, key)
             return None
+
+    def completers(section: str, index: int, names: list[str] | None) -> dict[str, Completer]:
+        """The entry's `completions:`, each key checked against `names` (None: checked by the manifest)."""
+        table: dict[str, Completer] = {}
+        for arg, spec in getattr(manifest, section)[index].completions.items():
+            path = (section, index, "completions", arg)
+            if names is not None and arg not in names:
+                noun = "an argument" if names else "any argument: it takes none"
+                hint = unknown_hint(arg, names).replace("parameters", "arguments")
+                problems.append(Problem(source.locate(path, key=True), f"completions: {arg!r} is not {noun}{hint}"))
+            elif isinstance(spec, list):
+                table[arg] = StaticCompleter(tuple(spec))
+            elif (fn := resolved(section, index, spec, ("completions", arg))) is not None:
+                if (reason := completer_problem(fn)) is not None:
+                    problems.append(Problem(source.locate(path), f"cannot use {spec!r}: {reason}"))
+                else:
+                    table[arg] = FunctionCompleter(spec, pool.offload(fn))
+        return table
 
     def failed(section: str, index: int, key: str, ref: str, fn: Callable[..., Any], exc: Exception) -> None:
         reason = registration_error(fn, exc)
@@ -162,6 +183,7 @@ def build(
             scopes_supported=tuple(all_scopes(manifest)),
         )
 
+    completions = Completions()
     for i, res in enumerate(manifest.resources):
         fn = resolved("resources", i, res.function)
         if fn is None:
@@ -173,6 +195,9 @@ def build(
             register(pool.offload(fn))
         except Exception as exc:
             failed("resources", i, "uri", res.function, fn, exc)
+            continue
+        if res.completions:
+            completions.templates[res.uri] = completers("resources", i, None)
     for i, prompt_entry in enumerate(manifest.prompts):
         fn = resolved("prompts", i, prompt_entry.function)
         if fn is None:
@@ -193,6 +218,10 @@ def build(
             failed("prompts", i, "function", prompt_entry.function, fn, exc)
             continue
         server.add_prompt(used[key])
+        if prompt_entry.completions:
+            arguments = [a.name for a in used[key].arguments or []]
+            completions.prompts[entry_name(prompt_entry)] = completers("prompts", i, arguments)
+    server.completions = completions
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

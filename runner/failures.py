@@ -22,7 +22,8 @@ from runner.source import Source
 @dataclass
 class _Failure:
     error: ResolveError
-    users: list[tuple[str, int, str]] = field(default_factory=list)  # (section, index, what the entry is)
+    # (section, index, what the entry is, the key under the entry that named the module)
+    users: list[tuple[str, int, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -36,15 +37,17 @@ class ResolveFailures:
         """The failure of a module that already failed in this build: not imported (and run) again."""
         return self._modules.get(module)
 
-    def add(self, section: str, index: int, what: str, error: ResolveError) -> None:
+    def add(
+        self, section: str, index: int, what: str, error: ResolveError, key: tuple[str, ...] = ("function",)
+    ) -> None:
         if error.module:
             self._modules[error.module] = error
         failure = self._by_key.setdefault(error.key, _Failure(error))
-        failure.users.append((section, index, what))
+        failure.users.append((section, index, what, key))
 
     def problems(self) -> list[Problem]:
         for failure in self._by_key.values():
-            failure.users.sort(key=lambda user: self._line(user[0], user[1]))
+            failure.users.sort(key=lambda user: self._line(user[0], user[1], user[3]))
         return [self._problem(f) for f in self._by_key.values()]
 
     def _problem(self, failure: _Failure) -> Problem:
@@ -52,18 +55,18 @@ class ResolveFailures:
         manifest = self.source.file
         if error.origin is not None:
             file, line, col = error.origin
-            needed = ", ".join(f"{what} on line {self._line(s, i)}" for s, i, what in failure.users)
+            needed = ", ".join(f"{what} on line {self._line(s, i, k)}" for s, i, what, k in failure.users)
             where = Location(self._display(file), line, col)
             return Problem(where, f"{error.message} (needed by {manifest}: {needed})", error.detail)
-        (section, index, _), *others = failure.users
+        (section, index, _, key), *others = failure.users
         message = error.message
         if others:
-            also = ", ".join(f"{what} on line {self._line(s, i)}" for s, i, what in others)
+            also = ", ".join(f"{what} on line {self._line(s, i, k)}" for s, i, what, k in others)
             message += f" (also needed by {also})"
-        return Problem(self.source.locate((section, index, "function")), message, error.detail)
+        return Problem(self.source.locate((section, index, *key)), message, error.detail)
 
-    def _line(self, section: str, index: int) -> int:
-        return self.source.locate((section, index, "function")).line
+    def _line(self, section: str, index: int, key: tuple[str, ...]) -> int:
+        return self.source.locate((section, index, *key)).line
 
     def _display(self, filename: str) -> str:
         """A module file as the user can open it: next to the manifest as they named it, else absolute."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
 from runner.source import Path, Source, parse
-from runner.uris import check_uri
+from runner.uris import check_uri, template_variables
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
@@ -172,6 +173,27 @@ class Annotations(_Strict):
     openWorldHint: Bool | None = None
 
 
+def _completion_source(value: Any) -> Any:
+    """A static list of strings, or a `module:function` reference: said in words, not as a union's two errors."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"a completion list holds strings; item {i + 1} is {item!r}")
+        return value
+    if isinstance(value, str) and re.match(FUNCTION_REF, value):
+        return value
+    raise ValueError(f'expected a list of strings or a "module:function" reference, got {value!r}')
+
+
+CompletionSource = Annotated[
+    list[str] | Annotated[str, StringConstraints(pattern=FUNCTION_REF)], BeforeValidator(_completion_source)
+]
+COMPLETIONS_HELP = (
+    "argument -> a list of values (filtered by the typed prefix) or a module:function called with "
+    "(value, context) that returns the values; see README 'Completions'"
+)
+
+
 class _Entry(_Strict):
     function: str = Field(pattern=FUNCTION_REF, description='"module:attribute", relative to the manifest folder')
     name: str | None = None
@@ -194,6 +216,9 @@ class ToolEntry(_Entry):
 class ResourceEntry(_Entry):
     uri: str = Field(min_length=1, description="a template when it has {params}, else a static resource")
     mime_type: str | None = None
+    completions: dict[str, CompletionSource] = Field(
+        default_factory=dict, description="for a URI template: " + COMPLETIONS_HELP.replace("argument", "parameter", 1)
+    )
 
     @field_validator("uri")
     @classmethod
@@ -203,7 +228,7 @@ class ResourceEntry(_Entry):
 
 
 class PromptEntry(_Entry):
-    pass
+    completions: dict[str, CompletionSource] = Field(default_factory=dict, description=COMPLETIONS_HELP)
 
 
 class Manifest(_Strict):
@@ -248,7 +273,11 @@ def validate(source: Source) -> tuple[Manifest, Source]:
         manifest = Manifest.model_validate(source.data)
     except ValidationError as exc:
         raise ManifestError([_problem(source, err) for err in exc.errors()]) from None
-    problems = [*_duplicates(source, manifest), *_signin_rules(source, manifest)]
+    problems = [
+        *_duplicates(source, manifest),
+        *_signin_rules(source, manifest),
+        *_template_completions(source, manifest),
+    ]
     if problems:
         raise ManifestError(problems)
     return manifest, source
@@ -324,6 +353,32 @@ def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
             else:
                 first[name] = i
     return problems
+
+
+def _template_completions(source: Source, manifest: Manifest) -> list[Problem]:
+    """A resource's completion keys must be its URI template's parameters (a prompt's are checked at build)."""
+    problems = []
+    for i, res in enumerate(manifest.resources):
+        if not res.completions:
+            continue
+        params = template_variables(res.uri)
+        for key in res.completions:
+            if key in params:
+                continue
+            if not params:
+                message = f"completions: {res.uri!r} is not a URI template, so it has no parameters to complete"
+            else:
+                message = f"completions: {key!r} is not a parameter of {res.uri!r}" + unknown_hint(key, params)
+            problems.append(Problem(source.locate(("resources", i, "completions", key), key=True), message))
+    return problems
+
+
+def unknown_hint(key: str, names: list[str]) -> str:
+    """`(did you mean 'x'?)`, or the names there are."""
+    hint = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if hint:
+        return f" (did you mean {hint[0]!r}?)"
+    return f" (its parameters: {', '.join(names)})" if names else ""
 
 
 def _signin_rules(source: Source, manifest: Manifest) -> list[Problem]:

@@ -36,3 +36,13 @@ def check_uri(uri: str) -> None:
             UriTemplate.parse(uri)
         except InvalidUriTemplate as exc:
             raise ValueError(f"{uri!r} is not a valid URI template: {exc}") from None
+
+
+def template_variables(uri: str) -> list[str]:
+    """The variable names of a URI template (none for a plain URI, or one `check_uri` rejects)."""
+    if "{" not in uri:
+        return []
+    try:
+        return UriTemplate.parse(uri).variable_names
+    except InvalidUriTemplate:
+        return []

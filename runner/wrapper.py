@@ -18,7 +18,14 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import (
+    INVALID_PARAMS,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    PromptReference,
+    ResourceTemplateReference,
+)
 from mcp_types import Prompt as MCPPrompt
 from mcp_types import Resource as MCPResource
 from mcp_types import ResourceTemplate as MCPResourceTemplate
@@ -29,15 +36,17 @@ from runner.arguments import check_prompt_arguments, check_template_arguments
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
+from runner.completions import Completions, complete
 
 
 class _Catalog:
-    """The tool, resource and prompt managers, held together so one assignment swaps all three."""
+    """The tool, resource and prompt managers and the completions, held together so one assignment swaps them."""
 
     def __init__(self) -> None:
         self.tools: Any = None
         self.resources: Any = None
         self.prompts: Any = None
+        self.completions = Completions()
 
 
 def _in_catalog(name: str) -> Any:
@@ -100,6 +109,9 @@ class FastMCPSignInWrapper(MCPServer):
             )
             kwargs.update(auth=auth, token_verifier=verifier)
         super().__init__(name, *args, **kwargs)
+        # Always served, so always advertised: a reload can add completions to a session
+        # that initialized before them (README, "Completions").
+        self.completion()(self._complete)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
@@ -107,6 +119,7 @@ class FastMCPSignInWrapper(MCPServer):
     _tool_manager = _in_catalog("tools")
     _resource_manager = _in_catalog("resources")
     _prompt_manager = _in_catalog("prompts")
+    completions = _in_catalog("completions")
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
@@ -195,6 +208,25 @@ class FastMCPSignInWrapper(MCPServer):
             if params is not None:
                 check_template_arguments(template, params)
                 return
+
+    async def _complete(
+        self,
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion:
+        catalog = self._catalog  # one definition for the whole answer, even if a reload swaps it meanwhile
+        policy = self._policy()
+
+        def known(ref: PromptReference | ResourceTemplateReference) -> bool:
+            if isinstance(ref, PromptReference):
+                found = catalog.prompts.get_prompt(ref.name) is not None
+                return found and self._allowed(policy.prompts.get(ref.name, ()))
+            found = any(t.uri_template == ref.uri for t in catalog.resources.list_templates())
+            return found and self._allowed(dict((str(t), s) for t, s in policy.templates).get(ref.uri, ()))
+
+        given = context.arguments if context is not None else None
+        return await complete(catalog.completions, ref, argument.name, argument.value, given, known=known)
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":
