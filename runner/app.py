@@ -25,7 +25,15 @@ from runner.auth.gate import BearerGate
 from runner.auth.verifier import JWKSTokenVerifier
 from runner.build import is_loopback
 from runner.http.security import HostGuard
-from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT, SessionCap
+from runner.http.sessions import (
+    MAX_SESSIONS,
+    MAX_SESSIONS_PER_CLIENT,
+    SESSION_IDLE_TIMEOUT,
+    SessionCap,
+    _live_sessions,
+)
+from runner.observe import metrics
+from runner.observe.access import RequestContext
 
 if TYPE_CHECKING:
     from runner.wrapper import FastMCPSignInWrapper
@@ -66,6 +74,8 @@ def build_app(
         max_sessions=max_sessions,
     )
     lowlevel._session_manager = manager
+    if metrics.active is not None:
+        metrics.watch_sessions(_live_sessions(manager))
 
     async def metadata(request: Request) -> Response:
         """RFC 9728 protected-resource metadata for the current guard."""
@@ -105,7 +115,7 @@ def build_app(
     return Starlette(
         debug=server.settings.debug,
         routes=routes,
-        middleware=[Middleware(HostGuard, enabled=is_loopback(host))],
+        middleware=[Middleware(RequestContext), Middleware(HostGuard, enabled=is_loopback(host))],
         lifespan=lifespan,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
 from runner.manifest import LOCAL_APP_ID, load
+from runner.observe import logs
 from runner.resolve import Abort, ctrl_c_aborts
 from runner.schema import json_schema
 from runner.version import RUNNER_VERSION
@@ -60,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         help="threads for sync tools, resources and prompts (default: server.tool_threads, else 40)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="json: one JSON object per line (default: $MCP_RUNNER_LOG_FORMAT, else server.log_format, else text)",
+    )
+    serve.add_argument(
+        "--log-arguments", action="store_true", help="log tool and prompt arguments in audit lines (secrets redacted)"
+    )
+    serve.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics on this separate address (default: server.metrics, else off; host 127.0.0.1)",
+    )
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
@@ -86,6 +102,15 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, got {port}")
     return port
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """`--metrics 9464`, `--metrics 0.0.0.0:9464` or `--metrics [::1]:9464`."""
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]") if colon else "127.0.0.1"
+    if not host:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
+    return host, _port(port)
 
 
 def _path(text: str) -> str:
@@ -116,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if getattr(args, "log_format", None) or os.environ.get(logs.ENV):
+        if problem := logs.env_problem():
+            print(f"mcp-runner: {problem}", file=sys.stderr)
+            return EXIT_INVALID
+        logs.configure(logs.chosen(args.log_format))  # before anything logs; the manifest may say json later
     # One line per reload is ours to log; watchfiles' own "N changes detected" is noise.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per key-set fetch is noise
@@ -129,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return _token(args)
         if args.command in more_commands.COMMANDS:
             return more_commands.main(args)
+        from runner.observe.setup import Flags
         from runner.serve import serve
 
         return serve(
@@ -138,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             args.log_level,
             sys.stderr,
             reload=not args.no_reload,
+            observe=Flags(args.metrics, args.log_format, args.log_arguments),
         )
     except ManifestError as exc:
         print(exc, file=sys.stderr)

@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
@@ -105,6 +105,13 @@ class SignIn(_Strict):
         return value
 
 
+class MetricsSettings(_Strict):
+    """Where Prometheus scrapes: a separate address, never the MCP port (README "Observability")."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="bind address; loopback unless you say so")
+    port: Int = Field(default=9464, ge=0, le=65535, description="port (0 = any free port)")
+
+
 class ServerSettings(_Strict):
     """Where to serve. Command-line flags override these."""
 
@@ -152,6 +159,17 @@ class ServerSettings(_Strict):
         "(network filesystems, some containers); default: events",
     )
 
+    # Observability (README "Observability"); they take effect at start-up.
+    metrics: MetricsSettings | None = Field(
+        default=None, description="serve Prometheus metrics on this separate address (default: off)"
+    )
+    log_format: Literal["text", "json"] | None = Field(
+        default=None, description="text (default) or json: one JSON object per log line (--log-format)"
+    )
+    log_arguments: Bool = Field(
+        default=False, description="put tool and prompt arguments (credentials redacted) in the audit lines"
+    )
+
 
 STARTUP_LIMITS = (
     "header_timeout",
@@ -160,6 +178,9 @@ STARTUP_LIMITS = (
     "session_idle_timeout",
     "max_sessions",
     "max_sessions_per_client",
+    "metrics",
+    "log_format",
+    "log_arguments",
 )
 
 

@@ -22,6 +22,8 @@ from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
 from runner.live import Record, announce
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
+from runner.observe.setup import Flags
+from runner.observe.setup import start as start_observing
 from runner.pool import ToolPool
 from runner.reload.reloader import Reloader
 from runner.resolve import ctrl_c_aborts
@@ -146,17 +148,29 @@ async def _serve_stdio(
 
 
 def serve(
-    manifest_path: Path, overrides: Overrides, transport: Transport, log_level: str, out: TextIO, reload: bool = True
+    manifest_path: Path,
+    overrides: Overrides,
+    transport: Transport,
+    log_level: str,
+    out: TextIO,
+    reload: bool = True,
+    observe: Flags | None = None,
 ) -> int:
     """Returns the process exit code; raises ManifestError for a broken manifest."""
     manifest, source = load(manifest_path)
     where = binding(manifest, overrides)
+    try:
+        observed = start_observing(manifest, observe or Flags())
+    except OSError as exc:
+        print(f"mcp-runner: {exc}", file=sys.stderr)
+        return 1
     pool = ToolPool(runtime(manifest, overrides).tool_threads)  # one per process: reloads resize it
     if transport == "stdio":
         sys.dont_write_bytecode = True
         with ctrl_c_aborts():
             built = build(manifest, source, where, pool=pool)
-        print(banner(built, where, str(manifest_path), transport, reload, manifest), file=sys.stderr, flush=True)
+        observed.attach(built.server, str(manifest_path), source.digest)
+        observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
         return 0
     exposure = exposure_problems(manifest, source, where)
@@ -175,6 +189,7 @@ def serve(
         where = dataclasses.replace(where, port=sock.getsockname()[1])
         with ctrl_c_aborts():
             built = build(manifest, source, where, pool=pool)
+        observed.attach(built.server, str(manifest_path), source.digest)
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
         record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 
@@ -193,7 +208,7 @@ def serve(
                 max_sessions=settings.max_sessions,
                 max_sessions_per_client=settings.max_sessions_per_client,
             )
-            print(banner(built, where, str(manifest_path), transport, reload), file=out, flush=True)
+            observed.announce(banner(built, where, str(manifest_path), transport, reload), out)
             limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
             # stderr; without it they reach the root logger the CLI set up, so every log line goes

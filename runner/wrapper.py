@@ -30,6 +30,7 @@ from mcp_types import Prompt as MCPPrompt
 from mcp_types import Resource as MCPResource
 from mcp_types import ResourceTemplate as MCPResourceTemplate
 from mcp_types import Tool as MCPTool
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from runner.arguments import check_prompt_arguments, check_template_arguments
@@ -37,6 +38,8 @@ from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 from runner.completions import Completions, complete
+from runner.observe.calls import refused
+from runner.pool import PoolFull
 
 
 class _Catalog:
@@ -179,18 +182,26 @@ class FastMCPSignInWrapper(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         if not self._allowed(self._policy().tools.get(name, ())):
+            refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
-        return await super().call_tool(name, arguments, context)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:  # for metrics and the audit line: the tool never ran
+            if isinstance(exc, PoolFull) or isinstance(exc.__cause__, ValidationError):
+                refused()
+            raise
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         prompt = self._prompt_manager.get_prompt(name)
         if prompt is None or not self._allowed(self._policy().prompts.get(name, ())):
+            refused()
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
         check_prompt_arguments(prompt, arguments)
         return await super().get_prompt(name, arguments, context)
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         if not self._allowed(self._policy().for_resource(str(uri))):
+            refused()
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
         self._check_template_arguments(str(uri))
         return await super().read_resource(uri, context)

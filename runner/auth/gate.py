@@ -23,6 +23,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.auth.policy import Policy, missing
+from runner.observe import metrics
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class BearerGate:
             return
         token = _bearer(scope)
         if token is None:
+            metrics.auth_rejected("missing")
             await _challenge(send, guard, 401, error=None, description="Authentication required")
             return
         access = await guard.verifier.verify_token(token)
@@ -134,6 +136,7 @@ def _bearer(scope: Scope) -> str | None:
 
 async def _forbid(send: Send, guard: Guard, needed: tuple[str, ...], granted: list[str]) -> None:
     """403 naming every scope the request needs (RFC 6750 §3.1), so a client can step up in one go."""
+    metrics.auth_rejected("scope")
     lacking = " ".join(missing(needed, granted))
     await _challenge(
         send, guard, 403, error="insufficient_scope", description=f"Missing scope: {lacking}", scope=" ".join(needed)

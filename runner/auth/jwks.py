@@ -21,6 +21,7 @@ import anyio
 import httpx2
 
 from runner.auth.keyset import KeySet, KeySetError, parse
+from runner.observe import metrics
 from runner.words import plural
 
 logger = logging.getLogger("runner.auth.jwks")
@@ -184,10 +185,12 @@ class JWKSCache:
             except Exception as exc:  # whatever the issuer sends, a refresh fails; it never crashes the server
                 raise JWKSError(f"unusable answer from {self.url}: {type(exc).__name__}: {exc}") from None
         except JWKSError as exc:
+            metrics.jwks_fetched(False)
             if raise_errors:
                 raise
             logger.warning("JWKS refresh failed, keeping %s: %s", plural(len(self._keys), "cached key"), exc)
             return
+        metrics.jwks_fetched(True)
         self._install(found)
         self._interval = refresh_interval(
             headers.get("cache-control"), headers.get("age"), self.ttl, self.min_ttl, self.max_ttl

@@ -20,7 +20,14 @@ LATEST_TIME = 1e11  # seconds since 1970: the year 5138. Beyond, a time claim is
 
 
 class TokenRejected(Exception):
-    """Why a token was refused; logged, never shown with the token itself."""
+    """Why a token was refused; logged, never shown with the token itself.
+
+    `reason` is one word for metrics and spans: invalid, expired, audience or issuer.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
@@ -48,13 +55,14 @@ class Rules:
                 raise TokenRejected(f"claim {name!r} is missing")
         _check_types(claims)
         if claims["iss"] != self.issuer:
-            raise TokenRejected(f"iss {shown(claims['iss'])} is not the expected issuer {self.issuer!r}")
+            raise TokenRejected(f"iss {shown(claims['iss'])} is not the expected issuer {self.issuer!r}", "issuer")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         accepted = (self.audience, self.audience + "/")
         if not any(a in accepted for a in audiences):
             raise TokenRejected(
                 f"aud {shown(claims['aud'])} does not name this server's resource {self.audience!r} "
-                "(a trailing slash aside)"
+                "(a trailing slash aside)",
+                "audience",
             )
         self._check_times(claims, now)
         if claims.get("token_type") != "access":
@@ -66,7 +74,7 @@ class Rules:
         exp, iat, skew = claims["exp"], claims["iat"], self.leeway
         tolerance = f"(now {now:.0f}, clock_skew {skew:g} s)"
         if exp <= now - skew:
-            raise TokenRejected(f"expired: exp {exp:.0f} is {now - exp:.0f} s in the past {tolerance}")
+            raise TokenRejected(f"expired: exp {exp:.0f} is {now - exp:.0f} s in the past {tolerance}", "expired")
         if "nbf" in claims and claims["nbf"] > now + skew:
             nbf = claims["nbf"]
             raise TokenRejected(f"not yet valid: nbf {nbf:.0f} is {nbf - now:.0f} s in the future {tolerance}")

@@ -23,6 +23,8 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from runner.auth.jwks import JWKSCache, JWKSError, UnknownKey
 from runner.auth.rules import Rules, TokenRejected
+from runner.observe import metrics
+from runner.observe.tracing import tracer
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_LIFETIME", "JWKSTokenVerifier", "TokenRejected", "jwks_url"]
 
@@ -85,15 +87,26 @@ class JWKSTokenVerifier(TokenVerifier):
         return cls(issuer=base_url, audience=resource, jwks_url=jwks_url(base_url, app_id))
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            return await self.check(token)
-        except (TokenRejected, UnknownKey) as exc:
-            logger.info("rejected bearer token: %s", exc)
-        except JWKSError as exc:
-            logger.warning("rejected bearer token, signing keys unavailable: %s", exc)
-        except Exception as exc:  # fail closed: an unforeseen error is a rejection, not a 500
-            logger.error("rejected bearer token, unexpected %s: %s", type(exc).__name__, exc)
-        return None
+        # A span and a metric per verification: the outcome and the reason, never the token.
+        with tracer.start_as_current_span("mcp-runner verify token") as span:
+            reason = "invalid"
+            try:
+                access = await self.check(token)
+                span.set_attribute("mcp_runner.auth.outcome", "ok")
+                return access
+            except TokenRejected as exc:
+                reason = exc.reason
+                logger.info("rejected bearer token: %s", exc)
+            except UnknownKey as exc:
+                logger.info("rejected bearer token: %s", exc)
+            except JWKSError as exc:
+                reason = "keys_unavailable"
+                logger.warning("rejected bearer token, signing keys unavailable: %s", exc)
+            except Exception as exc:  # fail closed: an unforeseen error is a rejection, not a 500
+                logger.error("rejected bearer token, unexpected %s: %s", type(exc).__name__, exc)
+            span.set_attributes({"mcp_runner.auth.outcome": "rejected", "mcp_runner.auth.reason": reason})
+            metrics.auth_rejected(reason)
+            return None
 
     async def check(self, token: str) -> AccessToken:
         """Verify or raise TokenRejected / JWKSError (UnknownKey: no usable key for the kid) with the reason."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from opentelemetry.trace import StatusCode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,6 +30,8 @@ from runner.config import Overrides, binding, runtime
 from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
+from runner.observe import metrics
+from runner.observe.tracing import tracer
 from runner.pool import ToolPool
 from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
 from runner.reload.fresh import rebuild_fresh
@@ -98,6 +101,25 @@ class Reloader:
         return self.manifest_path.resolve().parent
 
     async def reload(self, changed: frozenset[Path] | set[Path] = frozenset()) -> ReloadResult:
+        with tracer.start_as_current_span("mcp-runner reload") as span:
+            result = await self._reload(changed)
+            span.set_attributes(
+                {
+                    "mcp_runner.reload.result": "ok" if result.ok else "failed",
+                    "mcp_runner.reload.duration_ms": round(result.duration_ms, 1),
+                    "mcp_runner.reload.changes": result.changes if result.ok else "",
+                    "mcp_runner.reload.files": sorted(str(p.name) for p in changed),
+                    "mcp_runner.manifest.sha256": self.manifest_hash,
+                }
+            )
+            if not result.ok:
+                span.set_status(StatusCode.ERROR, result.error or "reload failed")
+        metrics.reloaded(result.ok, result.duration_ms / 1000)
+        if result.ok:
+            metrics.manifest(str(self.manifest_path), self.manifest_hash, self.live.name)
+        return result
+
+    async def _reload(self, changed: frozenset[Path] | set[Path]) -> ReloadResult:
         async with self._lock:
             self._dirty |= {p for p in changed if p.suffix == ".py"}
             started = time.perf_counter()

@@ -1,0 +1,81 @@
+"""Log formats: the classic text lines, or one JSON object per line (`--log-format json`).
+
+Every record becomes one object with stable keys: `time` (UTC, ISO 8601,
+milliseconds), `level`, `logger`, `message`, `exception` when there is one,
+and the record's structured `fields` (the audit line's, runner/observe/calls.py).
+uvicorn's access lines are taken apart into `client`, `method`, `path`,
+`http_version`, `status`, plus `duration_ms`, `subject` and `client_id` from
+runner/observe/access.py. The token filter (runner/http/redact.py) runs on
+the handler before any formatter, so both formats see scrubbed text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Literal
+
+from runner.http.redact import ACCESS_LOGGER, scrub
+from runner.observe.access import request_fields
+
+LogFormat = Literal["text", "json"]
+FORMATS = ("text", "json")
+ENV = "MCP_RUNNER_LOG_FORMAT"
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        seconds = int(record.created)
+        document: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.name == ACCESS_LOGGER:
+            document.update(_access_fields(record))
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            document.update(fields)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(self.formatException(record.exc_info))
+        if record.exc_text:
+            document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack"] = record.stack_info
+        return json.dumps(document, ensure_ascii=False, default=str)
+
+
+def _access_fields(record: logging.LogRecord) -> dict[str, Any]:
+    args = record.args
+    fields: dict[str, Any] = {}
+    if isinstance(args, tuple) and len(args) == 5:  # uvicorn: (client, method, path, http version, status)
+        client, method, path, version, status = args
+        fields = {"client": client, "method": method, "path": path, "http_version": version, "status": status}
+    fields.update(request_fields())
+    return fields
+
+
+def chosen(flag: str | None, manifest: str | None = None) -> LogFormat:
+    """The flag, else MCP_RUNNER_LOG_FORMAT, else the manifest's server.log_format, else text."""
+    for value in (flag, os.environ.get(ENV) or None, manifest):
+        if value in FORMATS:
+            return value  # type: ignore[return-value]
+    return "text"
+
+
+def env_problem() -> str | None:
+    value = os.environ.get(ENV)
+    if value and value not in FORMATS:
+        return f"{ENV}={value!r}: must be one of {', '.join(FORMATS)}"
+    return None
+
+
+def configure(fmt: LogFormat) -> None:
+    """Give every handler of the root logger the chosen format (the CLI set them up; uvicorn adds none)."""
+    formatter = JSONFormatter() if fmt == "json" else logging.Formatter(TEXT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)

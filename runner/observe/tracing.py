@@ -1,0 +1,53 @@
+"""OpenTelemetry: the runner's own spans, and OTLP export configured from the standard `OTEL_*` variables.
+
+The SDK already opens a span per MCP request through `opentelemetry-api`
+(mcp/server/_otel.py); the runner adds `mcp-runner reload` and
+`mcp-runner verify token`. Without a configured tracer provider all of them
+are no-ops. `setup` installs one only when the optional extra is installed
+(`pip install 'mcp-runner[otel]'`), an OTLP endpoint is named
+(`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
+`OTEL_SDK_DISABLED` is not true, `OTEL_TRACES_EXPORTER` is unset or `otlp`,
+and nobody (say, `opentelemetry-instrument`) installed a provider already.
+Otherwise it does nothing and says nothing. Everything else (headers,
+service name, resource attributes, sampler, batch delays) is read by the
+OpenTelemetry SDK itself from its documented variables.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+
+tracer = trace.get_tracer("mcp-runner")
+
+ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def setup() -> str | None:
+    """Install an OTLP/HTTP exporting tracer provider; returns where spans go, or None."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() != "otlp":
+        return None
+    endpoint = next((os.environ[name] for name in reversed(ENDPOINTS) if os.environ.get(name)), None)
+    if endpoint is None or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:  # the extra is not installed: tracing stays the no-op it always was
+        return None
+    from runner.version import RUNNER_VERSION
+
+    attributes = {"service.version": RUNNER_VERSION}
+    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
+        attributes["service.name"] = "mcp-runner"  # else the variables name it
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return endpoint
