@@ -6,7 +6,9 @@ Two `mcp-runner serve` processes of one manifest (local issuer, one `add` tool),
 - observed: `--metrics`, `--log-format json`, and spans exported over OTLP/HTTP (the `OTEL_*` variables)
   to a sink in this process that accepts every export.
 
-Both log to a file at INFO. The load is raw HTTP/1.1 on keep-alive connections (no MCP client in the
+Both log to a file at INFO. Besides calls/s, the server's own CPU time per call is read from /proc:
+on a shared machine throughput swings with the neighbours' load, CPU per call less so.
+The load is raw HTTP/1.1 on keep-alive connections (no MCP client in the
 way): sessionless 2026-07-28 `tools/call` POSTs with a bearer token, the answer read to its end. Rounds
 alternate between the servers; the median of each is printed with the ratio.
 
@@ -88,6 +90,12 @@ def start(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> tup
     return proc, url, token
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (Linux /proc): a cost that other load barely moves."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def request(url: str, token: str) -> bytes:
     path = "/" + url.split("/", 3)[3]
     host = url.split("/")[2]
@@ -126,8 +134,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         await reader.readexactly(2)
 
 
-async def load(url: str, token: str, seconds: float, connections: int) -> float:
-    """tools/call answered per second over `connections` keep-alive connections."""
+async def load(url: str, token: str, seconds: float, connections: int) -> tuple[float, int]:
+    """tools/call answered per second over `connections` keep-alive connections, and how many."""
     host, port = url.split("/")[2].split(":")
     payload = request(url, token)
     done = 0
@@ -148,7 +156,7 @@ async def load(url: str, token: str, seconds: float, connections: int) -> float:
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), done
 
 
 def main() -> None:
@@ -168,17 +176,27 @@ def main() -> None:
         }
         try:
             results: dict[str, list[float]] = {name: [] for name in servers}
+            cpu: dict[str, list[float]] = {name: [] for name in servers}  # server CPU microseconds per call
             for _, url, token in servers.values():  # warm-up: keys fetched, code paths hot
                 asyncio.run(load(url, token, 1.0, args.connections))
             for round_ in range(args.rounds):
                 order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    _, url, token = servers[name]
-                    results[name].append(asyncio.run(load(url, token, args.seconds, args.connections)))
-                print(f"round {round_ + 1}: " + ", ".join(f"{n} {results[n][-1]:.1f}/s" for n in servers))
+                    proc, url, token = servers[name]
+                    before = cpu_seconds(proc.pid)
+                    rate, calls = asyncio.run(load(url, token, args.seconds, args.connections))
+                    results[name].append(rate)
+                    cpu[name].append((cpu_seconds(proc.pid) - before) / calls * 1e6)
+                print(
+                    f"round {round_ + 1}: "
+                    + ", ".join(f"{n} {results[n][-1]:.1f}/s {cpu[n][-1]:.0f} us CPU/call" for n in servers)
+                )
             plain, observed = (statistics.median(results[n]) for n in ("plain", "observed"))
             print(f"median tools/call per s: plain {plain:.1f}, observed {observed:.1f}")
             print(f"ratio observed/plain: {observed / plain:.3f} (cost {100 * (1 - observed / plain):.1f}%)")
+            plain_cpu, observed_cpu = (statistics.median(cpu[n]) for n in ("plain", "observed"))
+            print(f"median server CPU per call: plain {plain_cpu:.0f} us, observed {observed_cpu:.0f} us")
+            print(f"CPU cost: {100 * (observed_cpu / plain_cpu - 1):+.1f}%")
             print(f"OTLP exports received: {Sink.exports}")
         finally:
             for proc, _, _ in servers.values():
