@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +11,7 @@ from subprocess import PIPE
 
 import pytest
 
-from runner.cli import main
-from tests.helpers import Issuer, RunnerProcess, run_cli, runner_cmd, wait_for_port
+from tests.helpers import Issuer, RunnerProcess, run_cli, run_main, runner_cmd, wait_for_port
 
 STARTER = ["mcp-runner.yaml", "mcp-runner.schema.json", "tools.py", "test_server.py"]
 
@@ -40,21 +36,8 @@ def starter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ru
 
 
 def cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI's own `main`, in this process: the same code and the same real server, without the
-    1.4 s of CPU each new interpreter spends importing (the end-to-end tests use `run_cli`)."""
-    out, err = io.StringIO(), io.StringIO()
-    saved = {key: os.environ.get(key) for key in env or {}}
-    os.environ.update(env or {})
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([args[0], *(str(folder / a) if a == "mcp-runner.yaml" else a for a in args[1:])])
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    """`run_main` with the starter's manifest named by its full path (the end-to-end tests use `run_cli`)."""
+    return run_main(args[0], *(str(folder / a) if a == "mcp-runner.yaml" else a for a in args[1:]), env=env)
 
 
 def test_init_then_serve_then_call(starter: tuple[Path, RunnerProcess]) -> None:

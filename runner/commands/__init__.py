@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-COMMANDS = ("init", "list", "call", "read", "prompt")
+COMMANDS = ("init", "list", "call", "read", "prompt", "install")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from runner.commands import client
+    from runner.commands import client, install
 
     init = commands.add_parser("init", help="write a starter manifest, module and test (never overwrites)")
     init.add_argument("folder", metavar="DIR", nargs="?", type=Path, default=Path("."), help="default: here")
     client.add_parsers(commands)
+    install.add_parser(commands)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,6 +27,10 @@ def main(args: argparse.Namespace) -> int:
         from runner.commands.init import init
 
         return init(args.folder)
+    if args.command == "install":
+        from runner.commands import install
+
+        return install.main(args)
     from runner.commands import client
 
     return client.main(args)

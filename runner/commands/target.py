@@ -48,7 +48,7 @@ def resolve(target: str, url: str | None, token: str | None) -> Target:
         raise CommandError(f"mcp-runner: {target}: no such manifest (nor an http:// or https:// URL)", EXIT_USAGE)
     manifest, _ = load(path)  # a ManifestError is reported, located, by the CLI
     if url is None:
-        url = _served_url(path, manifest)
+        url = served_url(path, manifest)
     elif not is_url(url):
         raise CommandError(f"mcp-runner: --url must be an http:// or https:// URL, got {url!r}", EXIT_USAGE)
     if token is None and manifest.signin is not None:
@@ -62,7 +62,7 @@ def resolve(target: str, url: str | None, token: str | None) -> Target:
     return Target(url, token, path)
 
 
-def _served_url(path: Path, manifest: Manifest) -> str:
+def served_url(path: Path, manifest: Manifest) -> str:
     running = servers(path.resolve().parent / STATE_DIR, path)
     urls = sorted({where.url for where in running})
     if len(urls) == 1:
