@@ -87,6 +87,9 @@ class JWKSTokenVerifier(TokenVerifier):
         return cls(issuer=base_url, audience=resource, jwks_url=jwks_url(base_url, app_id))
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        access = self._cached(token, time.time())
+        if access is not None:  # the hot path: 0.6 us, which a span would multiply by 30
+            return access
         # A span and a metric per verification: the outcome and the reason, never the token.
         with tracer.start_as_current_span("mcp-runner verify token") as span:
             reason = "invalid"
@@ -111,19 +114,27 @@ class JWKSTokenVerifier(TokenVerifier):
     async def check(self, token: str) -> AccessToken:
         """Verify or raise TokenRejected / JWKSError (UnknownKey: no usable key for the kid) with the reason."""
         now = time.time()
-        hit = self._verified.get(token)
-        if hit is not None:
-            access, until, kid, key = hit
-            # O(1): a kid withdrawn or re-keyed by the last JWKS fetch ends every verification it made at once.
-            if now < until and self.jwks.current(kid) is key:
-                self._verified.move_to_end(token)
-                return access
-            del self._verified[token]
+        cached = self._cached(token, now)
+        if cached is not None:
+            return cached
         access, kid, key = await self._verify(token)
         self._verified[token] = (access, min(float(access.expires_at or now), now + CACHE_SECONDS), kid, key)
         if len(self._verified) > CACHE_SIZE:
             self._verified.popitem(last=False)
         return access
+
+    def _cached(self, token: str, now: float) -> AccessToken | None:
+        """The remembered verification of `token`, while it holds; a stale one is forgotten."""
+        hit = self._verified.get(token)
+        if hit is None:
+            return None
+        access, until, kid, key = hit
+        # O(1): a kid withdrawn or re-keyed by the last JWKS fetch ends every verification it made at once.
+        if now < until and self.jwks.current(kid) is key:
+            self._verified.move_to_end(token)
+            return access
+        del self._verified[token]
+        return None
 
     async def _verify(self, token: str) -> tuple[AccessToken, str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
