@@ -62,21 +62,25 @@ prompts:
 """
 
 
-def write_app(folder: Path, jwks: JWKSServer, runner: RunnerProcess) -> Path:
+def write_app(folder: Path, jwks: JWKSServer, runner: RunnerProcess, server: str = "") -> Path:
     (folder / "tools.py").write_text(TOOLS)
     manifest = folder / "observed.yaml"
-    manifest.write_text(MANIFEST.format(app_id=jwks.app_id, base_url=jwks.base_url, resource=runner.url))
+    text = MANIFEST.format(app_id=jwks.app_id, base_url=jwks.base_url, resource=runner.url)
+    manifest.write_text(text + (f"server:\n{server}" if server else ""))
     return manifest
 
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[tuple[RunnerProcess, Issuer, int]]:
-    """One server for the module: metrics on a port of its own, JSON logs, arguments in audit lines."""
+    """One server for the module: metrics on a port of its own, JSON logs, arguments in audit lines.
+
+    Set by the manifest (metrics, with the default host; log_arguments) and the environment (the log
+    format); tests/test_traces.py sets the same by flags.
+    """
     folder = tmp_path_factory.mktemp("observed")
     metrics_port = free_port()
-    runner = RunnerProcess(folder / "observed.yaml", log=folder / "stderr.log")
-    runner.extra = ("--metrics", str(metrics_port), "--log-format", "json", "--log-arguments")
-    write_app(folder, jwks, runner)
+    runner = RunnerProcess(folder / "observed.yaml", log=folder / "stderr.log", env={"MCP_RUNNER_LOG_FORMAT": "json"})
+    write_app(folder, jwks, runner, f"  metrics: {{port: {metrics_port}}}\n  log_arguments: true\n")
     runner.start()
     yield runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), metrics_port
     runner.stop()
@@ -134,6 +138,11 @@ async def test_scrape_counts_match_calls(observed: tuple[RunnerProcess, Issuer, 
     manifest = runner.manifest
     manifest.write_text(manifest.read_text().replace("name: observed", "name: observed\nversion: '2'"))
     wait_for(lambda: value(scrape(port), "mcp_runner_reloads_total", result="ok") > before_reloads(before), "a reload")
+    good = manifest.read_text()
+    manifest.write_text(good.replace("tools:\n", "tools:\n  - function: tools:missing\n"))  # a broken edit
+    wait_for(lambda: value(scrape(port), "mcp_runner_reloads_total", result="failed") > 0, "a failed reload")
+    manifest.write_text(good)
+    wait_for(lambda: value(scrape(port), "mcp_runner_reloads_total", result="ok") > 1 + before_reloads(before), "ok")
     after = scrape(port)
 
     def delta(name: str, /, **labels: str) -> float:
@@ -151,8 +160,9 @@ async def test_scrape_counts_match_calls(observed: tuple[RunnerProcess, Issuer, 
     assert delta("mcp_runner_auth_rejections_total", reason="missing") == 1
     assert delta("mcp_runner_auth_rejections_total", reason="expired") == 1
     assert delta("mcp_runner_auth_rejections_total", reason="audience") == 1
-    assert delta("mcp_runner_reloads_total", result="ok") == 1
-    assert delta("mcp_runner_reload_duration_seconds_count", result="ok") == 1
+    assert delta("mcp_runner_reloads_total", result="ok") == 2
+    assert delta("mcp_runner_reloads_total", result="failed") == 1
+    assert delta("mcp_runner_reload_duration_seconds_count", result="failed") == 1
     assert value(after, "mcp_runner_jwks_fetches_total", result="ok") >= 1
     assert value(after, "mcp_runner_listen_streams") == 0
     health = httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()
@@ -171,7 +181,7 @@ def test_metrics_live_on_their_own_loopback_port(observed: tuple[RunnerProcess, 
         assert httpx2.get(f"http://127.0.0.1:{runner.port}{path}").status_code == 404
     assert "mcp_runner_calls_total" in httpx2.get(f"http://127.0.0.1:{port}/metrics").text
     start = json.loads(runner.logged().splitlines()[0])  # the start-up block, as one JSON record
-    assert f"metrics:   http://127.0.0.1:{port}/metrics" in start["message"]  # `--metrics PORT`: loopback
+    assert f"metrics:   http://127.0.0.1:{port}/metrics" in start["message"]  # no host given: loopback
 
 
 async def test_json_lines_and_no_token_anywhere(observed: tuple[RunnerProcess, Issuer, int]) -> None:

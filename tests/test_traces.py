@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx2
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -93,7 +94,8 @@ def traced(
 ) -> Iterator[tuple[RunnerProcess, Issuer]]:
     """Text logs (the default), arguments logged, spans exported by the OTEL_* variables alone."""
     folder = tmp_path_factory.mktemp("traced")
-    runner = RunnerProcess(folder / "observed.yaml", log=folder / "stderr.log", extra=("--log-arguments",))
+    flags = ("--log-format", "text", "--log-arguments", "--metrics", "127.0.0.1:0")
+    runner = RunnerProcess(folder / "observed.yaml", log=folder / "stderr.log", extra=flags)
     runner.env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
     write_app(folder, jwks, runner)
     runner.start()
@@ -140,6 +142,10 @@ async def test_text_audit_lines_without_token(traced: tuple[RunnerProcess, Issue
     wait_for(lambda: 'resource read "note://n1" by "user-1"' in runner.logged(), "the resource audit line")
     logged = runner.logged()
     assert token not in logged and argument_token not in logged and "hunter2" not in logged
+    # --metrics 127.0.0.1:0 took a free port, which the start-up block names
+    url = next(line.split()[1] for line in logged.splitlines() if line.startswith("  metrics:"))
+    assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/metrics")
+    assert 'mcp_runner_calls_total{kind="tool",name="echo",outcome="ok"} 1.0' in httpx2.get(url).text
 
 
 def test_without_the_extra_nothing_changes_and_nothing_warns(
