@@ -14,6 +14,7 @@ from runner.auth.local_issuer import STATE_DIR
 from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError
+from runner.loglevel import quiet_deprecation
 from runner.manifest import LOCAL_APP_ID, load
 from runner.observe import logs
 from runner.resolve import Abort, ctrl_c_aborts
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # One line per reload is ours to log; watchfiles' own "N changes detected" is noise.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per key-set fetch is noise
+    quiet_deprecation()  # `ctx.info()` is deprecated at 2026-07-28: said once, not per call site and reload
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))

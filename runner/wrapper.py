@@ -25,6 +25,7 @@ from mcp_types import (
     CompletionContext,
     PromptReference,
     ResourceTemplateReference,
+    SetLevelRequestParams,
 )
 from mcp_types import Prompt as MCPPrompt
 from mcp_types import Resource as MCPResource
@@ -38,6 +39,7 @@ from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 from runner.completions import Completions, complete
+from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
 
@@ -115,6 +117,9 @@ class FastMCPSignInWrapper(MCPServer):
         # Always served, so always advertised: a reload can add completions to a session
         # that initialized before them (README, "Completions").
         self.completion()(self._complete)
+        # Handshake-era `logging/setLevel`, per session (2026-07-28 opts in per request, in the SDK).
+        self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+        self.middleware.append(LevelFilter())
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a

@@ -17,7 +17,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, Completion, PromptReferenc
 from runner.completions.table import CompletionFailed, Completions
 
 MAX_VALUES = 100  # the spec's cap on `values` in one completion response
-log = logging.getLogger("mcp-runner.completions")
+log = logging.getLogger("runner.completions")
 
 
 async def complete(

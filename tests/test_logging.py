@@ -1,0 +1,97 @@
+"""Client logging served for real: `logging/setLevel` per handshake-era session, the 2026-07-28 per-request opt-in."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp_types import LoggingMessageNotificationParams
+
+from tests.helpers import RunnerProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+MODULE = '''
+from mcp.server.mcpserver import Context
+
+
+async def chatty(ctx: Context) -> str:
+    """Logs once at each of four levels."""
+    await ctx.debug("debug")
+    await ctx.info("info")
+    await ctx.warning("warning")
+    await ctx.error("error")
+    return "done"
+'''
+
+MANIFEST = """
+name: Logging
+tools:
+  - function: chatty:chatty
+"""
+
+EVERY = ["debug", "info", "warning", "error"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
+    folder: Path = tmp_path_factory.mktemp("logging")
+    (folder / "chatty.py").write_text(textwrap.dedent(MODULE))
+    (folder / "logging.yaml").write_text(MANIFEST)
+    runner = RunnerProcess(folder / "logging.yaml", log=folder / "server.log").start()
+    yield runner
+    runner.stop()
+
+
+class Heard:
+    """The `notifications/message` a client received, in order."""
+
+    def __init__(self) -> None:
+        self.levels: list[str] = []
+
+    async def __call__(self, params: LoggingMessageNotificationParams) -> None:
+        self.levels.append(params.level)
+
+    async def call(self, client: Any) -> list[str]:
+        """Call the tool; what it logged to this client (request-scoped: it arrives before the result)."""
+        self.levels.clear()
+        assert (await client.call_tool("chatty", {})).content[0].text == "done"
+        return list(self.levels)
+
+
+async def test_set_level_filters_per_session(served: RunnerProcess) -> None:
+    quiet, loud = Heard(), Heard()
+    async with (
+        mcp_client(served.url, mode="legacy", logging_callback=quiet) as first,
+        mcp_client(served.url, mode="legacy", logging_callback=loud) as second,
+    ):
+        assert first.server_capabilities.logging is not None
+        assert await quiet.call(first) == EVERY  # no setLevel yet: the SDK's handshake-era default
+        await first.set_logging_level("warning")
+        assert await quiet.call(first) == ["warning", "error"]  # below the level: not sent
+        assert await loud.call(second) == EVERY  # another session keeps its own level
+        await second.set_logging_level("error")
+        assert await loud.call(second) == ["error"]
+        await first.set_logging_level("debug")
+        assert await quiet.call(first) == EVERY
+
+
+async def test_modern_clients_opt_in_per_request(served: RunnerProcess) -> None:
+    heard = Heard()
+    async with mcp_client(served.url, logging_callback=heard) as client:
+        assert client.server_capabilities.logging is not None
+        assert await heard.call(client) == []  # 2026-07-28: nothing without the `_meta` opt-in
+    async with mcp_client(served.url, logging_callback=heard, log_level="info") as client:
+        assert await heard.call(client) == ["info", "warning", "error"]
+
+
+async def test_deprecation_said_once(served: RunnerProcess) -> None:
+    heard = Heard()
+    async with mcp_client(served.url, mode="legacy", logging_callback=heard) as client:
+        for _ in range(3):
+            assert await heard.call(client) == EVERY
+    # Four call sites, several calls, every test of this module: one warning for the whole process.
+    assert served.logged().count("The logging capability is deprecated") == 1
