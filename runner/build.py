@@ -99,6 +99,7 @@ def build(
     root: Path | None = None,
     cache: Cache | None = None,
     pool: ToolPool | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Built:
     """Build a server from a validated manifest; raise ManifestError listing every problem.
 
@@ -114,6 +115,15 @@ def build(
     used: Cache = {}
     problems: list[Problem] = []
     unresolved = ResolveFailures(source, root)
+    total = len(manifest.tools) + len(manifest.resources) + len(manifest.prompts)
+    started = 0
+
+    def tick() -> None:
+        """One more entry under way: `progress` (runner/progress.py) draws it on a terminal."""
+        nonlocal started
+        started += 1
+        if progress is not None:
+            progress(started, total)
 
     def resolved(section: str, index: int, ref: str, key: tuple[str, ...] = ("function",)) -> Callable[..., Any] | None:
         entry = getattr(manifest, section)[index]
@@ -153,6 +163,7 @@ def build(
 
     tools: list[Tool] = []
     for i, tool_entry in enumerate(manifest.tools):
+        tick()
         fn = resolved("tools", i, tool_entry.function)
         if fn is None:
             continue
@@ -185,6 +196,7 @@ def build(
 
     completions = Completions()
     for i, res in enumerate(manifest.resources):
+        tick()
         fn = resolved("resources", i, res.function)
         if fn is None:
             continue
@@ -199,6 +211,7 @@ def build(
         if res.completions:
             completions.templates[res.uri] = completers("resources", i, None)
     for i, prompt_entry in enumerate(manifest.prompts):
+        tick()
         fn = resolved("prompts", i, prompt_entry.function)
         if fn is None:
             continue

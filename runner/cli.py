@@ -17,6 +17,7 @@ from runner.errors import ManifestError
 from runner.loglevel import quiet_deprecation
 from runner.manifest import LOCAL_APP_ID, load
 from runner.observe import logs
+from runner.progress import Progress
 from runner.resolve import Abort, ctrl_c_aborts
 from runner.schema import json_schema
 from runner.version import RUNNER_VERSION
@@ -185,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 def _check(path: Path) -> int:
     manifest, source = load(path)
     where = binding(manifest, Overrides())
-    with ctrl_c_aborts():
-        built = build(manifest, source, where)
+    with ctrl_c_aborts(), Progress("checking") as progress:
+        built = build(manifest, source, where, progress=progress)
     server = built.server
     if server.guard is None:
         auth = "no auth"

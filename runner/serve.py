@@ -25,6 +25,7 @@ from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
 from runner.pool import ToolPool
+from runner.progress import Progress
 from runner.reload.reloader import Reloader
 from runner.resolve import ctrl_c_aborts
 
@@ -167,8 +168,8 @@ def serve(
     pool = ToolPool(runtime(manifest, overrides).tool_threads)  # one per process: reloads resize it
     if transport == "stdio":
         sys.dont_write_bytecode = True
-        with ctrl_c_aborts():
-            built = build(manifest, source, where, pool=pool)
+        with ctrl_c_aborts(), Progress("starting") as progress:
+            built = build(manifest, source, where, pool=pool, progress=progress)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
@@ -187,8 +188,8 @@ def serve(
     record: Record | None = None
     try:
         where = dataclasses.replace(where, port=sock.getsockname()[1])
-        with ctrl_c_aborts():
-            built = build(manifest, source, where, pool=pool)
+        with ctrl_c_aborts(), Progress("starting") as progress:
+            built = build(manifest, source, where, pool=pool, progress=progress)
         observed.attach(built.server, str(manifest_path), source.digest)
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
         record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
