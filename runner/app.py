@@ -20,10 +20,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from runner.auth.gate import BearerGate
 from runner.auth.verifier import JWKSTokenVerifier
 from runner.build import is_loopback
+from runner.deploy.affinity import SessionAffinity
+from runner.deploy.drain import StreamCloser
+from runner.deploy.stateless import NoStandingStream
 from runner.http.security import HostGuard
 from runner.http.sessions import (
     MAX_SESSIONS,
@@ -57,6 +61,8 @@ def build_app(
     transport_security: TransportSecuritySettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
+    replica_id: str | None = None,
+    streams: StreamCloser | None = None,
     **_: Any,
 ) -> Starlette:
     lowlevel = server._lowlevel_server
@@ -90,13 +96,15 @@ def build_app(
             document["scopes_supported"] = list(scopes)
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 
+    endpoint: ASGIApp = SessionCap(StreamableHTTPASGIApp(manager), manager, max_sessions_per_client)
+    if stateless:  # no session, so no GET stream (runner/deploy/stateless.py)
+        endpoint = NoStandingStream(endpoint)
+    elif replica_id is not None:  # session ids name the replica (runner/deploy/affinity.py)
+        endpoint = SessionAffinity(endpoint, replica_id)
+    if streams is not None:  # standing streams end cleanly on drain (runner/deploy/drain.py)
+        endpoint = streams.around(endpoint)
     routes: list[BaseRoute] = [
-        Route(
-            path,
-            endpoint=BearerGate(
-                SessionCap(StreamableHTTPASGIApp(manager), manager, max_sessions_per_client), lambda: server.guard
-            ),
-        ),
+        Route(path, endpoint=BearerGate(endpoint, lambda: server.guard)),
         Route(METADATA_PREFIX, metadata, methods=["GET"]),
         Route(METADATA_PREFIX + "/{rest:path}", metadata, methods=["GET"]),
         *extra_routes,

@@ -63,6 +63,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="threads for sync tools, resources and prompts (default: server.tool_threads, else 40)",
     )
+    serve.add_argument(
+        "--stateless",
+        action="store_true",
+        help="no server-side sessions: any replica answers any request (server.stateless; README Deployment)",
+    )
+    serve.add_argument(
+        "--replica-id",
+        type=_replica_id,
+        metavar="ID",
+        help="this replica's name in its session ids, for the load balancer (default: server.replica_id, "
+        "else <hostname>-<port>)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=_positive,
+        metavar="SECONDS",
+        help="on SIGTERM, how long calls in flight may finish (default: server.drain_timeout, else 10)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument(
         "--log-format",
@@ -92,6 +110,21 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the manifest's JSON Schema")
     more_commands.add_parsers(commands)
+
+    nginx = commands.add_parser(
+        "nginx", help="print an nginx configuration for several replicas (sticky sessions; README Deployment)"
+    )
+    nginx.add_argument(
+        "--replica", action="append", required=True, metavar="ID=HOST:PORT", help="a replica (repeat for each)"
+    )
+    nginx.add_argument("--listen", default="127.0.0.1:8080", help="nginx's listen address (default 127.0.0.1:8080)")
+    nginx.add_argument("--path", type=_path, default="/mcp", help="the MCP endpoint path (default /mcp)")
+    nginx.add_argument(
+        "--full",
+        type=Path,
+        metavar="DIR",
+        help="print a complete nginx.conf keeping pid, logs and temp files in DIR (else: an http{} block)",
+    )
     return parser
 
 
@@ -129,6 +162,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _replica_id(text: str) -> str:
+    """`--replica-id`, checked like the manifest's `server.replica_id`."""
+    from runner.deploy.identity import valid
+
+    if not valid(text):
+        raise argparse.ArgumentTypeError(
+            f"must be 1-63 letters, digits, '-' or '_', starting with a letter or digit, got {text!r}"
+        )
+    return text
+
+
 def _count(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 1024:
@@ -162,12 +206,24 @@ def main(argv: list[str] | None = None) -> int:
             return _token(args)
         if args.command in more_commands.COMMANDS:
             return more_commands.main(args)
+        if args.command == "nginx":
+            return _nginx(args)
         from runner.observe.setup import Flags
         from runner.serve import serve
 
         return serve(
             args.manifest,
-            Overrides(args.host, args.port, args.path, args.reload_timeout, args.tool_threads, args.poll),
+            Overrides(
+                args.host,
+                args.port,
+                args.path,
+                args.reload_timeout,
+                args.tool_threads,
+                args.poll,
+                stateless=args.stateless,
+                replica_id=args.replica_id,
+                drain_timeout=args.drain_timeout,
+            ),
             args.transport,
             args.log_level,
             sys.stderr,
@@ -200,6 +256,21 @@ def _check(path: Path) -> int:
         f'{path}: ok: "{server.name}" at {where.url}: {plural(len(server._tool_manager.list_tools()), "tool")}, '
         f"{plural(resources, 'resource')}, {plural(len(server._prompt_manager.list_prompts()), 'prompt')}, {auth}"
     )
+    return 0
+
+
+def _nginx(args: argparse.Namespace) -> int:
+    from runner.deploy.nginx import Upstream, full_config, http_block
+
+    try:
+        upstreams = [Upstream.parse(text) for text in args.replica]
+        if args.full is None:
+            print(http_block(upstreams, listen=args.listen, path=args.path), end="")
+        else:
+            print(full_config(upstreams, listen=args.listen, path=args.path, prefix=args.full.resolve()), end="")
+    except ValueError as exc:
+        print(f"mcp-runner: --replica: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

@@ -19,6 +19,9 @@ class Overrides:
     reload_timeout: float | None = None
     tool_threads: int | None = None
     poll_interval: float | None = None
+    stateless: bool = False  # --stateless; the manifest's server.stateless also turns it on
+    replica_id: str | None = None
+    drain_timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from runner.auth.verifier import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
+from runner.deploy.identity import REPLICA_ID
 from runner.envsubst import Substituted
 from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
@@ -158,6 +159,24 @@ class ServerSettings(_Strict):
         description="watch files by polling every this many seconds instead of file-system events "
         "(network filesystems, some containers); default: events",
     )
+    # Several replicas (README "Deployment"); they take effect at start-up.
+    stateless: Bool = Field(
+        default=False,
+        description="serve handshake-era clients without server-side sessions (no server-to-client requests, "
+        "no GET stream); any replica can answer any request",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        pattern=REPLICA_ID,
+        description="this replica's name, carried in its session ids for the load balancer "
+        "(letters, digits, '-', '_'); default: <hostname>-<port>",
+    )
+    drain_timeout: Number = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="seconds in-flight calls get to finish after SIGTERM before they are cancelled",
+    )
 
     # Observability (README "Observability"); they take effect at start-up.
     metrics: MetricsSettings | None = Field(
@@ -181,6 +200,9 @@ STARTUP_LIMITS = (
     "metrics",
     "log_format",
     "log_arguments",
+    "stateless",
+    "replica_id",
+    "drain_timeout",
 )
 
 

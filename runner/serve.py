@@ -17,6 +17,9 @@ from runner.auth.local_issuer import STATE_DIR
 from runner.auth.verifier import jwks_url
 from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding, runtime
+from runner.deploy.drain import DrainingServer, StreamCloser
+from runner.deploy.identity import session_prefix
+from runner.deploy.replica import Replica
 from runner.errors import ManifestError
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
@@ -81,6 +84,7 @@ def banner(
     transport: Transport,
     reload: bool,
     manifest: Manifest | None = None,
+    replica: Replica | None = None,
 ) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
@@ -126,6 +130,9 @@ def banner(
             + f' --header "Authorization: Bearer {token}"'
         )
     lines.append(f"  reload:    {'watching ' + manifest_file + ' and its modules' if reload else 'off'}")
+    if replica is not None:
+        sessions = "stateless (no sessions)" if replica.stateless else f"session ids {session_prefix(replica.id)}<id>"
+        lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM")
     return "\n".join(lines)
 
 
@@ -194,8 +201,12 @@ def serve(
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
         record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
 
+        replica = Replica.of(manifest, overrides, where.port)
+        streams = StreamCloser()
+
         async def main() -> None:
             reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest, pool)
+            reloader.replica = replica
             settings = manifest.server
             app = built.server.streamable_http_app(
                 streamable_http_path=where.path,
@@ -208,8 +219,11 @@ def serve(
                 session_idle_timeout=settings.session_idle_timeout,
                 max_sessions=settings.max_sessions,
                 max_sessions_per_client=settings.max_sessions_per_client,
+                stateless_http=replica.stateless,
+                replica_id=replica.id,
+                streams=streams,
             )
-            observed.announce(banner(built, where, str(manifest_path), transport, reload), out)
+            observed.announce(banner(built, where, str(manifest_path), transport, reload, replica=replica), out)
             limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
             # stderr; without it they reach the root logger the CLI set up, so every log line goes
@@ -221,10 +235,10 @@ def serve(
                 log_level=log_level.lower(),
                 log_config=None,
                 lifespan="on",
-                timeout_graceful_shutdown=5,
+                timeout_graceful_shutdown=max(1, round(replica.drain_timeout)),
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
-            await uvicorn.Server(config).serve(sockets=[sock])
+            await DrainingServer(config, replica, streams).serve(sockets=[sock])
 
         anyio.run(main)
     finally:

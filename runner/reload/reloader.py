@@ -27,6 +27,7 @@ from runner.auth.gate import Guard
 from runner.auth.verifier import JWKSTokenVerifier, jwks_url
 from runner.build import Binding, Built, build
 from runner.config import Overrides, binding, runtime
+from runner.deploy.replica import Replica
 from runner.errors import ManifestError
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
@@ -73,6 +74,7 @@ class Reloader:
     pool: ToolPool = field(default_factory=ToolPool)
     baseline: Baseline = field(init=False)
     _watcher: Watcher | None = None
+    replica: Replica | None = None  # set by `serve` over HTTP: /healthz names it, /readyz follows its drain
 
     def __post_init__(self) -> None:
         self.baseline = Baseline(self.manifest_path, self.module_files)
@@ -237,6 +239,7 @@ class Reloader:
                 "tool_threads": self.pool.load(),
                 "manifest": str(self.manifest_path),
                 "manifest_sha256": self.manifest_hash,
+                "replica_id": self.replica.id if self.replica else None,
                 "tools": len(self.view.get("tools", {})),
                 "resources": len(self.view.get("resources", {})),
                 "prompts": len(self.view.get("prompts", {})),
@@ -257,6 +260,9 @@ class Reloader:
         async def readyz(_: Request) -> Response:
             # The first definition is loaded before the socket serves anything, so being able to
             # answer means ready; the route exists so load balancers have the conventional probe.
+            # From SIGTERM on it is 503, so a balancer stops sending new work (runner/deploy/drain.py).
+            if self.replica is not None and self.replica.draining:
+                return JSONResponse({"ready": False, "draining": True}, status_code=503)
             return JSONResponse({"ready": True})
 
         async def local_keys(_: Request) -> Response:

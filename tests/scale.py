@@ -1,0 +1,197 @@
+"""Real parts for the scale-out tests: nginx from the Debian package, and replicas of one manifest behind it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from runner.deploy.nginx import Upstream, write
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, free_port, wait_for_port
+
+MANIFEST = """\
+name: scale test
+signin:
+  app_id: ${MCP_APP_ID}
+  base_url: ${JWKS_BASE}
+  resource: ${MCP_APP_RESOURCE}
+tools:
+  - function: tools:whoami
+  - function: tools:hold
+  - function: tools:ask
+"""
+
+TOOLS = '''\
+"""Tools that say which replica answered, and one that holds a call open until the test releases it."""
+
+import os
+from pathlib import Path
+
+import anyio
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
+
+
+class Name(BaseModel):
+    name: str
+
+
+async def ask(ctx: Context) -> str:
+    """Ask the client for a name: a server-to-client request (elicitation)."""
+    answer = await ctx.elicit("Your name?", Name)
+    return f"{answer.action}: {answer.data.name if answer.data else '-'}"
+
+
+def whoami() -> str:
+    """The replica that served this call."""
+    return os.environ["REPLICA"]
+
+
+async def hold(name: str) -> str:
+    """Mark `name`.started, then wait for `name`.release (at most 60 s); returns the replica."""
+    folder = Path(os.environ["HOLD_DIR"])
+    (folder / f"{name}.started").touch()
+    with anyio.move_on_after(60):
+        while not (folder / f"{name}.release").exists():
+            await anyio.sleep(0.02)
+    return os.environ["REPLICA"]
+'''
+
+
+def nginx_binary() -> str:
+    """The Debian package's nginx; its absence fails the test (never a skip)."""
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        pytest.fail("nginx is not installed: install the Debian package `nginx` (apt-get install nginx)")
+    return found
+
+
+@dataclass
+class Nginx:
+    """nginx on a free loopback port, everything it writes in `folder`, stopped by PID."""
+
+    folder: Path
+    upstreams: list[Upstream]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> Nginx:
+        user = "root" if os.geteuid() == 0 else None  # workers must read the test's private tmp folder
+        conf = write(self.folder, self.upstreams, listen=f"127.0.0.1:{self.port}", workers="1", user=user)
+        self.proc = subprocess.Popen(
+            [nginx_binary(), "-p", str(self.folder), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: the master stops its workers
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@dataclass
+class Cluster:
+    """Replicas `r1`, `r2`, ... of one manifest behind one nginx, with real RS256 tokens from `jwks`."""
+
+    folder: Path
+    jwks: JWKSServer
+    count: int = 2
+    extra: tuple[str, ...] = ()
+    replicas: dict[str, RunnerProcess] = field(default_factory=dict)
+    nginx: Nginx | None = None
+
+    def start(self) -> Cluster:
+        (self.folder / "tools.py").write_text(TOOLS)
+        (self.folder / "scale.yaml").write_text(MANIFEST)
+        (self.folder / "hold").mkdir(exist_ok=True)
+        ports = {f"r{i + 1}": free_port() for i in range(self.count)}
+        self.nginx = Nginx(self.folder / "nginx", [Upstream(r, f"127.0.0.1:{p}") for r, p in ports.items()])
+        for replica, port in ports.items():
+            self.replicas[replica] = self._replica(replica, port)
+        try:
+            with ThreadPoolExecutor() as starting:  # the replicas start side by side
+                list(starting.map(RunnerProcess.start, self.replicas.values()))
+            self.nginx.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _replica(self, replica: str, port: int) -> RunnerProcess:
+        env = {
+            "MCP_APP_ID": self.jwks.app_id,
+            "JWKS_BASE": self.jwks.base_url,
+            "MCP_APP_RESOURCE": self.url,  # one audience: the URL clients use, nginx's
+            "REPLICA": replica,
+            "HOLD_DIR": str(self.folder / "hold"),
+        }
+        extra = ("--no-reload", "--replica-id", replica, *self.extra)
+        return RunnerProcess(
+            self.folder / "scale.yaml", port=port, extra=extra, env=env, log=self.folder / f"{replica}.log"
+        )
+
+    @property
+    def url(self) -> str:
+        assert self.nginx is not None
+        return self.nginx.url
+
+    def issuer(self) -> Issuer:
+        return Issuer(base_url=self.jwks.base_url, resource=self.url, key=self.jwks.keys[0])
+
+    def restart(self, replica: str) -> RunnerProcess:
+        """A new process for `replica`, on its port, once the old one has exited."""
+        old = self.replicas[replica]
+        assert old.proc is not None and old.proc.poll() is not None, "stop it first"
+        new = self._replica(replica, old.port)
+        new.log = self.folder / f"{replica}.{time.monotonic_ns()}.log"
+        self.replicas[replica] = new.start()
+        return new
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        for replica in self.replicas.values():
+            if replica.proc is not None and replica.proc.poll() is None:
+                replica.stop()
+
+
+def ready(port: int) -> int | None:
+    """A replica's /readyz status, or None when nothing accepts the connection."""
+    try:
+        return httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+    except httpx2.TransportError:
+        return None
+
+
+def wait_until(condition: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
