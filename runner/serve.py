@@ -31,6 +31,7 @@ from runner.pool import ToolPool
 from runner.progress import Progress
 from runner.reload.reloader import Reloader
 from runner.resolve import ctrl_c_aborts
+from runner.source import manifest_folder
 
 logger = logging.getLogger("runner")
 
@@ -199,7 +200,7 @@ def serve(
             built = build(manifest, source, where, pool=pool, progress=progress)
         observed.attach(built.server, str(manifest_path), source.digest)
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
-        record = announce(manifest_path.resolve().parent / STATE_DIR, manifest_path, where)
+        record = announce(manifest_folder(manifest_path) / STATE_DIR, manifest_path, where)
 
         replica = Replica.of(manifest, overrides, where.port)
         streams = StreamCloser()

@@ -9,6 +9,8 @@ Environment substitution happens here, scalar by scalar, for the same reason.
 from __future__ import annotations
 
 import hashlib
+import os
+import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,18 @@ class Source:
                 return self.values[path]
             path = path[:-1]
         return self.values.get((), Location(self.file, 1, 1))
+
+
+def manifest_folder(manifest: str | os.PathLike[str]) -> pathlib.Path:
+    """The folder that holds the manifest: its modules, `.mcp-runner/`, the reload root.
+
+    The folder's path is resolved, but not the manifest's own symlink: a Kubernetes ConfigMap
+    mounts `app.yaml -> ..data/app.yaml` with `..data` swapped to a new timestamped folder on
+    every update. Following that link made the root the old timestamped folder, so after an
+    update the modules were no longer "the user's", were never imported again, and the new
+    manifest failed against the old code (tests/test_configmap.py).
+    """
+    return pathlib.Path(manifest).absolute().parent.resolve()
 
 
 def _location(file: str, mark: yaml.Mark) -> Location:

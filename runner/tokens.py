@@ -25,6 +25,7 @@ from runner.build import Binding, local_audience, local_issuer_id
 from runner.config import Overrides, binding
 from runner.live import servers
 from runner.manifest import Manifest
+from runner.source import manifest_folder
 
 MAX_BODY = 64 * 1024
 
@@ -44,7 +45,7 @@ def mint(
     subject: str,
 ) -> str:
     assert manifest.signin is not None
-    root = manifest_path.resolve().parent
+    root = manifest_folder(manifest_path)
     issuer = LocalIssuer.open(root)
     audience = _audience(manifest, manifest_path, root, host, port)
     granted = list(dict.fromkeys([*manifest.signin.scopes, *scopes]))

@@ -40,6 +40,7 @@ from runner.reload.memory import Settler, settle
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
+from runner.source import manifest_folder
 from runner.wrapper import FastMCPSignInWrapper
 
 logger = logging.getLogger("runner.reload")
@@ -100,7 +101,7 @@ class Reloader:
 
     @property
     def root(self) -> Path:
-        return self.manifest_path.resolve().parent
+        return manifest_folder(self.manifest_path)
 
     async def reload(self, changed: frozenset[Path] | set[Path] = frozenset()) -> ReloadResult:
         with tracer.start_as_current_span("mcp-runner reload") as span:
