@@ -12,7 +12,7 @@ concurrencies, all in one run:
 Prints calls/s, p50 and p99 latency, failed calls, and the headline ratio two replicas / one
 replica (both through nginx) per generation and concurrency. Not a test: nothing is asserted.
 
-    python bench/scale.py [--seconds 5] [--concurrency 1 8 32] [--nginx-workers 1]
+    python bench/scale.py [--seconds 5] [--rounds 3] [--concurrency 1 8 32] [--nginx-workers 1]
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def start_nginx(folder: Path, upstreams: list[Upstream], workers: str) -> tuple[
     return proc, port
 
 
+def median_of(results: list[Result]) -> Result:
+    """The median round's rate; latencies and failures pooled over all rounds."""
+    middle = sorted(results, key=lambda r: r.rate)[len(results) // 2]
+    pooled = Result(calls=middle.calls, seconds=middle.seconds, failed=sum(r.failed for r in results))
+    pooled.latencies = [latency for r in results for latency in r.latencies]
+    return pooled
+
+
 def row(name: str, generation: str, concurrency: int, result: Result) -> str:
     return (
         f"| {name} | {generation} | {concurrency} | {result.rate:,.1f} | {result.percentile(50) * 1000:.1f} | "
@@ -81,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (after 1 s warm-up)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per case; the median rate is shown")
     parser.add_argument("--nginx-workers", default="1", help="nginx worker_processes (default 1)")
     args = parser.parse_args()
 
@@ -104,15 +113,22 @@ def main() -> None:
             "2 replicas, nginx": two_port,
         }
         results: dict[tuple[str, str, int], Result] = {}
-        print(f"cores: {os.cpu_count()}, {args.seconds:g} s per case, nginx workers: {args.nginx_workers}")
+        print(
+            f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds of "
+            f"{args.seconds:g} s per case (median shown), nginx workers: {args.nginx_workers}"
+        )
         print("| target | generation | concurrency | calls/s | p50 ms | p99 ms | failed |")
         print("|---|---|---|---|---|---|---|")
         for generation in ("2026", "legacy"):
             for concurrency in args.concurrency:
-                for name, port in targets.items():
-                    result = asyncio.run(run("127.0.0.1", port, "/mcp", generation, concurrency, args.seconds))
-                    results[(name, generation, concurrency)] = result
-                    print(row(name, generation, concurrency, result), flush=True)
+                rounds: dict[str, list[Result]] = {name: [] for name in targets}
+                for _ in range(args.rounds):  # targets alternate, so machine noise hits them alike
+                    for name, port in targets.items():
+                        result = asyncio.run(run("127.0.0.1", port, "/mcp", generation, concurrency, args.seconds))
+                        rounds[name].append(result)
+                for name, measured in rounds.items():
+                    results[(name, generation, concurrency)] = merged = median_of(measured)
+                    print(row(name, generation, concurrency, merged), flush=True)
         print()
         print("| generation | concurrency | 2 replicas / 1 replica (nginx) | 2 replicas nginx / 1 replica direct |")
         print("|---|---|---|---|")

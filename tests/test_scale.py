@@ -71,7 +71,7 @@ def test_session_ids_name_their_replica_and_foreign_ones_get_404(cluster: Cluste
         f"r9.{sdk_id}",
         f"{'r2' if replica == 'r1' else 'r1'}.{sdk_id}",
         sdk_id,
-        f"{replica}.0{sdk_id[1:]}",
+        f"{replica}.{'1' if sdk_id[0] == '0' else '0'}{sdk_id[1:]}",
     ):
         answer = httpx2.post(cluster.url, json=ping, headers={**headers, "Mcp-Session-Id": unknown}, timeout=30)
         assert answer.status_code == 404, (unknown, answer.status_code, answer.text)

@@ -125,9 +125,12 @@ class StreamCloser:
 
 
 def _is_listen(body: bytes) -> bool:
+    """Whether the body is a `subscriptions/listen` request; any body the SDK would refuse is not."""
+    if LISTEN.encode() not in body:
+        return False
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # a deeply nested body is the SDK's to refuse, never a 500 here
         return False
     return isinstance(message, dict) and message.get("method") == LISTEN
 
