@@ -1,0 +1,233 @@
+"""The conformance suite's fixtures (@modelcontextprotocol/conformance 0.1.16, server scenarios) as plain functions.
+
+Ported from the suite's own `examples/servers/typescript/everything-server.ts`:
+the names, arguments and contents are what its scenarios ask for. Served by
+`everything.yaml`; run by tests/test_conformance.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp_types import (
+    AudioContent,
+    EmbeddedResource,
+    ImageContent,
+    SamplingMessage,
+    TextContent,
+    TextResourceContents,
+)
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+
+def test_simple_text() -> str:
+    """Tests simple text content response"""
+    return "This is a simple text response for testing."
+
+
+def test_image_content() -> list[Any]:
+    """Tests image content response"""
+    return [ImageContent(type="image", data=PNG, mime_type="image/png")]
+
+
+def test_audio_content() -> list[Any]:
+    """Tests audio content response"""
+    return [AudioContent(type="audio", data=WAV, mime_type="audio/wav")]
+
+
+def _embedded(uri: str, mime_type: str, text: str) -> EmbeddedResource:
+    return EmbeddedResource(type="resource", resource=TextResourceContents(uri=uri, mime_type=mime_type, text=text))
+
+
+def test_embedded_resource() -> list[Any]:
+    """Tests embedded resource content response"""
+    return [_embedded("test://embedded-resource", "text/plain", "This is an embedded resource content.")]
+
+
+def test_multiple_content_types() -> list[Any]:
+    """Tests response with multiple content types (text, image, resource)"""
+    return [
+        TextContent(type="text", text="Multiple content types test:"),
+        ImageContent(type="image", data=PNG, mime_type="image/png"),
+        _embedded("test://mixed-content-resource", "application/json", json.dumps({"test": "data", "value": 123})),
+    ]
+
+
+async def test_tool_with_logging(ctx: Context) -> str:
+    """Tests tool that emits log messages during execution"""
+    for message in ("Tool execution started", "Tool processing data", "Tool execution completed"):
+        await ctx.info(message)
+        await anyio.sleep(0.05)
+    return "Tool with logging executed successfully"
+
+
+async def test_tool_with_progress(ctx: Context) -> str:
+    """Tests tool that reports progress notifications"""
+    for step in (0, 50, 100):
+        await ctx.report_progress(step, 100, f"Completed step {step} of 100")
+        await anyio.sleep(0.05)
+    return "Progress reported"
+
+
+def test_error_handling() -> str:
+    """Tests error response handling"""
+    raise ToolError("This tool intentionally returns an error for testing")
+
+
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    """Tests server-initiated sampling (LLM completion request)"""
+    message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
+    result = await ctx.session.create_message(
+        messages=[message], max_tokens=100, related_request_id=ctx.request_context.request_id
+    )
+    text = getattr(result.content, "text", "No response")
+    return f"LLM response: {text}"
+
+
+async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> str:
+    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_context.request_id)
+    return f"Elicitation completed: action={result.action}, content={json.dumps(result.content or {})}"
+
+
+async def test_elicitation(message: str, ctx: Context) -> str:
+    """Tests server-initiated elicitation (user input request)"""
+    schema = {
+        "type": "object",
+        "properties": {"response": {"type": "string", "description": "User's response"}},
+        "required": ["response"],
+    }
+    return await _elicit(ctx, message, schema)
+
+
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    """Tests elicitation with default values per SEP-1034"""
+    properties = {
+        "name": {"type": "string", "description": "User name", "default": "John Doe"},
+        "age": {"type": "integer", "description": "User age", "default": 30},
+        "score": {"type": "number", "description": "User score", "default": 95.5},
+        "status": {
+            "type": "string",
+            "description": "User status",
+            "enum": ["active", "inactive", "pending"],
+            "default": "active",
+        },
+        "verified": {"type": "boolean", "description": "Verification status", "default": True},
+    }
+    message = "Please review and update the form fields with defaults"
+    return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
+
+
+def _titled(prefix: str, word: str) -> list[dict[str, str]]:
+    return [{"const": f"{prefix}{i}", "title": f"{n} {word}"} for i, n in ((1, "First"), (2, "Second"), (3, "Third"))]
+
+
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    """Tests elicitation with enum schema improvements per SEP-1330"""
+    options = ["option1", "option2", "option3"]
+    properties = {
+        "untitledSingle": {"type": "string", "description": "Select one option", "enum": options},
+        "titledSingle": {
+            "type": "string",
+            "description": "Select one option with titles",
+            "oneOf": _titled("value", "Option"),
+        },
+        "legacyEnum": {
+            "type": "string",
+            "description": "Select one option (legacy)",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {
+            "type": "array",
+            "description": "Select multiple options",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {"type": "string", "enum": options},
+        },
+        "titledMulti": {
+            "type": "array",
+            "description": "Select multiple options with titles",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {"anyOf": _titled("value", "Choice")},
+        },
+    }
+    message = "Please select options from the enum fields"
+    return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
+
+
+def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
+    given = {k: v for k, v in (("name", name), ("address", address)) if v is not None}
+    return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
+
+
+async def test_reconnection(ctx: Context) -> str:
+    """Tests SSE stream disconnection and client reconnection (SEP-1699)"""
+    await ctx.close_sse_stream()
+    await anyio.sleep(0.1)
+    return "Reconnection test completed successfully."
+
+
+# -- resources ----------------------------------------------------------------------------------
+
+
+def static_text() -> str:
+    """A static text resource for testing"""
+    return "This is the content of the static text resource."
+
+
+def static_binary() -> bytes:
+    """A static binary resource (image) for testing"""
+    import base64
+
+    return base64.b64decode(PNG)
+
+
+def template(id: str) -> str:
+    """A resource template with parameter substitution"""
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
+
+
+def watched_resource() -> str:
+    """A resource a client can subscribe to"""
+    return "Watched resource content"
+
+
+# -- prompts ------------------------------------------------------------------------------------
+
+
+def test_simple_prompt() -> str:
+    """A simple prompt without arguments"""
+    return "This is a simple prompt for testing."
+
+
+def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
+    """A prompt with required arguments"""
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
+    """A prompt that includes an embedded resource"""
+    return [
+        UserMessage(content=_embedded(resourceUri, "text/plain", "Embedded resource content for testing.")),
+        UserMessage(content="Please process the embedded resource above."),
+    ]
+
+
+def test_prompt_with_image() -> list[Message]:
+    """A prompt that includes image content"""
+    return [
+        UserMessage(content=ImageContent(type="image", data=PNG, mime_type="image/png")),
+        UserMessage(content="Please analyze the image above."),
+    ]
