@@ -12,7 +12,8 @@ from mcp_types import LoggingMessageNotificationParams
 
 from tests.helpers import RunnerProcess, mcp_client
 
-pytestmark = pytest.mark.anyio
+# The client side warns too (set_logging_level is deprecated at 2026-07-28); this file uses it on purpose.
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 
 MODULE = '''
 from mcp.server.mcpserver import Context
