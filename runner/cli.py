@@ -20,6 +20,7 @@ from runner.observe import logs
 from runner.progress import Progress
 from runner.resolve import Abort, ctrl_c_aborts
 from runner.schema import json_schema
+from runner.speed.engine import LOOPS, PARSERS, Unavailable, choose
 from runner.version import RUNNER_VERSION
 from runner.words import plural
 
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics on this separate address (default: server.metrics, else off; host 127.0.0.1)",
     )
+    serve.add_argument("--loop", choices=LOOPS, help="event loop (default: uvloop; asyncio: the standard library's)")
+    serve.add_argument("--http", choices=PARSERS, help="HTTP/1.1 parser (default: httptools; h11: pure Python)")
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
@@ -211,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         from runner.observe.setup import Flags
         from runner.serve import serve
 
+        try:
+            engine = choose(args.loop, args.http)
+        except Unavailable as exc:
+            print(f"mcp-runner: {exc}", file=sys.stderr)
+            return EXIT_INVALID
         return serve(
             args.manifest,
             Overrides(
@@ -229,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr,
             reload=not args.no_reload,
             observe=Flags(args.metrics, args.log_format, args.log_arguments),
+            engine=engine,
         )
     except ManifestError as exc:
         print(exc, file=sys.stderr)

@@ -32,6 +32,7 @@ from runner.progress import Progress
 from runner.reload.reloader import Reloader
 from runner.resolve import ctrl_c_aborts
 from runner.source import manifest_folder
+from runner.speed.engine import Engine, parser_of, running_loop
 
 logger = logging.getLogger("runner")
 
@@ -86,6 +87,7 @@ def banner(
     reload: bool,
     manifest: Manifest | None = None,
     replica: Replica | None = None,
+    engine: str = "",
 ) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
@@ -134,6 +136,8 @@ def banner(
     if replica is not None:
         sessions = "stateless (no sessions)" if replica.stateless else f"session ids {session_prefix(replica.id)}<id>"
         lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM")
+    if engine:
+        lines.append(f"  engine:    {engine}")
     return "\n".join(lines)
 
 
@@ -148,6 +152,7 @@ async def _serve_stdio(
     pool: ToolPool,
 ) -> None:
     reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest, pool)
+    logger.info("event loop: %s", running_loop())  # the start-up block was printed before the loop ran
     async with anyio.create_task_group() as tasks:
         if reload:
             tasks.start_soon(reloader.watcher().run)
@@ -164,8 +169,10 @@ def serve(
     out: TextIO,
     reload: bool = True,
     observe: Flags | None = None,
+    engine: Engine | None = None,
 ) -> int:
     """Returns the process exit code; raises ManifestError for a broken manifest."""
+    engine = engine or Engine()
     manifest, source = load(manifest_path)
     where = binding(manifest, overrides)
     try:
@@ -180,7 +187,7 @@ def serve(
             built = build(manifest, source, where, pool=pool, progress=progress)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
-        anyio.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
+        engine.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
         return 0
     exposure = exposure_problems(manifest, source, where)
     if exposure:
@@ -224,24 +231,28 @@ def serve(
                 replica_id=replica.id,
                 streams=streams,
             )
-            observed.announce(banner(built, where, str(manifest_path), transport, reload, replica=replica), out)
             limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
             # stderr; without it they reach the root logger the CLI set up, so every log line goes
             # to stderr, in one format, and stdout stays free for what commands print.
             config = uvicorn.Config(
                 app,
-                http=protocol_class(effective(limits, open_files)),
+                http=protocol_class(effective(limits, open_files), engine.http),
                 ws="none",  # no WebSocket routes; an upgrade would also leave the connection bound
                 log_level=log_level.lower(),
                 log_config=None,
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(replica.drain_timeout)),
             )
+            config.load()  # so that the start-up block names the parser uvicorn really got
+            running = f"{running_loop()} + {parser_of(config.http_protocol_class)}"
+            observed.announce(
+                banner(built, where, str(manifest_path), transport, reload, replica=replica, engine=running), out
+            )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
             await DrainingServer(config, replica, streams).serve(sockets=[sock])
 
-        anyio.run(main)
+        engine.run(main)
     finally:
         sock.close()
         if record is not None:

@@ -276,8 +276,9 @@ def test_open_file_soft_limit_is_raised_to_the_hard_limit(edge: Edge) -> None:
     assert soft == hard != "256"
 
 
-def test_the_uvicorn_internals_the_limits_rely_on_are_still_there() -> None:
-    """runner/http/limits.py subclasses uvicorn's h11 protocol: fail here, by name, if uvicorn moves things."""
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_uvicorn_internals_the_limits_rely_on_are_still_there(parser: str) -> None:
+    """runner/http/limits_*.py subclass uvicorn's protocols: fail here, by name, if uvicorn moves things."""
     import asyncio
 
     import h11
@@ -288,16 +289,20 @@ def test_the_uvicorn_internals_the_limits_rely_on_are_still_there() -> None:
 
     loop = asyncio.new_event_loop()
     try:
-        config = uvicorn.Config(lambda *_: None, http=protocol_class(Limits()))
+        config = uvicorn.Config(lambda *_: None, http=protocol_class(Limits(), parser))  # type: ignore[arg-type]
         config.load()
         protocol = config.http_protocol_class(  # type: ignore[call-arg]
             config=config, server_state=ServerState(), app_state={}, _loop=loop
         )
     finally:
         loop.close()
-    assert isinstance(protocol.conn, h11.Connection) and protocol.conn.their_state is h11.IDLE  # type: ignore[attr-defined]
+    if parser == "h11":
+        assert isinstance(protocol.conn, h11.Connection) and protocol.conn.their_state is h11.IDLE  # type: ignore[attr-defined]
+    else:  # the parser's callbacks the deadlines follow
+        for name in ("on_message_begin", "on_headers_complete", "on_message_complete", "parser"):
+            assert hasattr(protocol, name), f"uvicorn's HttpToolsProtocol no longer has {name!r}"
     for name in ("cycle", "transport", "loop", "client", "connections"):
-        assert hasattr(protocol, name), f"uvicorn's H11Protocol no longer has {name!r}"
+        assert hasattr(protocol, name), f"uvicorn's {parser} protocol no longer has {name!r}"
 
 
 def test_a_limit_changed_by_a_reload_is_logged_as_needing_a_restart(edge: Edge) -> None:

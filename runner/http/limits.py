@@ -1,12 +1,15 @@
 """Connection limits below ASGI: a deadline for reading each request, and a bound on open connections.
 
-Why here: uvicorn 0.54 (h11) arms no timer until it has sent a response, so a
+Why here: uvicorn 0.54 arms no timer until it has sent a response, so a
 socket that sends half a request head, or nothing, is kept forever (only the
 keep-alive timer exists, for the idle time *after* a response). 1,100 such
 sockets under a 1,024 open-file limit starved every legitimate client. That
-happens before any ASGI code runs, so the fix is a subclass of uvicorn's h11
-protocol, and every reach into uvicorn's internals is confined to this module
-(`tests/test_http_edge.py` fails loudly if uvicorn changes underneath).
+happens before any ASGI code runs, so the fix is a subclass of uvicorn's
+protocol for each parser (`limits_httptools.py`, the default, and
+`limits_h11.py`); this module holds what they share, and every reach into
+uvicorn's internals is confined to those three modules (`tests/test_http_edge.py`
+fails loudly if uvicorn changes underneath). Each parser's module is imported
+only when chosen, so `--http h11` never loads httptools.
 
 - A connection must complete its request head within `header_timeout` of
   opening (or of the first byte of its next request) and its body within
@@ -28,10 +31,10 @@ import resource
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+if TYPE_CHECKING:
+    from runner.speed.engine import Parser
 
 logger = logging.getLogger("runner.http")
 
@@ -82,11 +85,11 @@ class _Connections:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.open: OrderedDict[LimitedH11Protocol, None] = OrderedDict()
+        self.open: OrderedDict[Bounded, None] = OrderedDict()
         self.shed = 0
         self._reported = 0.0
 
-    def admit(self, newcomer: LimitedH11Protocol) -> bool:
+    def admit(self, newcomer: Bounded) -> bool:
         if len(self.open) >= self.limits.max_connections:
             victim = self._victim()
             if victim is None:
@@ -97,8 +100,8 @@ class _Connections:
         self.open[newcomer] = None
         return True
 
-    def _victim(self) -> LimitedH11Protocol | None:
-        idle: LimitedH11Protocol | None = None
+    def _victim(self) -> Bounded | None:
+        idle: Bounded | None = None
         for candidate in self.open:
             rank = candidate.rank()
             if rank == 0:
@@ -117,61 +120,46 @@ class _Connections:
             )
 
 
-class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a request-read deadline and a place in a bounded set of connections."""
+class Bounded:
+    """What both parsers' protocols add to uvicorn's: a request-read deadline and a place in the bounded set.
+
+    A mixin placed before uvicorn's protocol class; `transport`, `loop` and `client` are uvicorn's.
+    A subclass says which phase of a request it is reading (`_reading`) and how busy it is (`rank`).
+    """
 
     pool: _Connections  # set per server by `protocol_class` (uvicorn already uses `connections`)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._phase: Any = None  # the h11 state the deadline is for
-
-    # -- the protocol interface ------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if not self.pool.admit(self):
-            transport.write(_REFUSAL)
-            transport.close()
-            return
-        self._track()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if not self.transport.is_closing():
-            self._track()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        self.pool.open.pop(self, None)
-        super().connection_lost(exc)
-
-    # -- limits -------------------------------------------------------------------------------
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    client: Any
+    _deadline: asyncio.TimerHandle | None = None
+    _phase: Any = None  # the phase the deadline is for
 
     def rank(self) -> int:
         """0: no complete request head yet (evict first); 1: idle keep-alive; 2: serving (never evicted)."""
-        if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
-            return 2
-        if self.cycle is None or self._phase is h11.IDLE:
-            return 0
-        return 1
+        raise NotImplementedError
+
+    def _reading(self) -> Any:
+        """The phase of the request being read now (compared with the one a deadline was armed for)."""
+        raise NotImplementedError
+
+    def _admit(self, transport: asyncio.Transport) -> bool:
+        """Called from `connection_made`: take a place in the set, or refuse the connection with a 503."""
+        if self.pool.admit(self):
+            return True
+        transport.write(_REFUSAL)
+        transport.close()
+        return False
+
+    def _leave(self) -> None:
+        """Called from `connection_lost`."""
+        self._disarm()
+        self.pool.open.pop(self, None)
 
     def drop(self) -> None:
         """Close this connection now, to make room (it is not serving a request)."""
         self.pool.open.pop(self, None)
         self._disarm()
         self.transport.close()
-
-    def _track(self) -> None:
-        """Arm the deadline for what the client still owes: a request head, or a request body."""
-        state = self.conn.their_state
-        if state is h11.IDLE or state is h11.SEND_BODY:
-            if self._phase is not state:
-                limits = self.pool.limits
-                self._arm(state, limits.header_timeout if state is h11.IDLE else limits.body_timeout)
-        else:
-            self._disarm()
 
     def _arm(self, phase: Any, timeout: float) -> None:
         self._disarm()
@@ -186,12 +174,17 @@ class LimitedH11Protocol(H11Protocol):
 
     def _expired(self, phase: Any) -> None:
         self._deadline = None
-        if self.conn.their_state is phase and not self.transport.is_closing():
+        if self._reading() == phase and not self.transport.is_closing():
             logger.debug("closing a connection that did not send its request in time: %s", self.client)
             self.pool.open.pop(self, None)
             self.transport.close()
 
 
-def protocol_class(limits: Limits) -> type[LimitedH11Protocol]:
+def protocol_class(limits: Limits, parser: Parser) -> type[asyncio.Protocol]:
     """A protocol class for one server (uvicorn's `Config(http=...)`), sharing one set of connections."""
-    return type("LimitedH11Protocol", (LimitedH11Protocol,), {"pool": _Connections(limits)})
+    base: type[asyncio.Protocol]
+    if parser == "httptools":
+        from runner.http.limits_httptools import LimitedHttpToolsProtocol as base
+    else:
+        from runner.http.limits_h11 import LimitedH11Protocol as base
+    return type(base.__name__, (base,), {"pool": _Connections(limits)})

@@ -1,0 +1,54 @@
+"""The connection limits (`limits.py`) on uvicorn's h11 protocol (`serve --http h11`).
+
+h11 has no parser callbacks, so the phase is read from the connection's state
+after every chunk of data: IDLE while a request head is awaited, SEND_BODY
+while its body is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from runner.http.limits import Bounded
+
+
+class LimitedH11Protocol(Bounded, H11Protocol):
+    """uvicorn's h11 protocol with a request-read deadline and a place in a bounded set of connections."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._admit(transport):
+            self._track()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.transport.is_closing():
+            self._track()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        super().connection_lost(exc)
+
+    def rank(self) -> int:
+        if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
+            return 2
+        if self.cycle is None or self._phase is h11.IDLE:
+            return 0
+        return 1
+
+    def _reading(self) -> Any:
+        return self.conn.their_state
+
+    def _track(self) -> None:
+        """Arm the deadline for what the client still owes: a request head, or a request body."""
+        state = self.conn.their_state
+        if state is h11.IDLE or state is h11.SEND_BODY:
+            if self._phase is not state:
+                limits = self.pool.limits
+                self._arm(state, limits.header_timeout if state is h11.IDLE else limits.body_timeout)
+        else:
+            self._disarm()

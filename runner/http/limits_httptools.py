@@ -1,0 +1,64 @@
+"""The connection limits (`limits.py`) on uvicorn's httptools protocol (the default parser).
+
+httptools calls back as it parses, so the phase is kept from its callbacks:
+a request head is owed from the connection's opening, and again from the
+first byte of each next request (`on_message_begin`); its body from the end
+of the head (`on_headers_complete`); nothing once the request is complete
+(`on_message_complete`). An idle keep-alive connection is uvicorn's own
+keep-alive timer's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from runner.http.limits import Bounded
+
+Phase = Literal["head", "body"] | None
+
+
+class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
+    """uvicorn's httptools protocol with a request-read deadline and a place in a bounded set of connections."""
+
+    _owed: Phase = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._admit(transport):
+            self._owe("head")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._owed != "head":  # the first byte of a request: from now on, the head is owed
+            self._owe("head")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._owe("body")
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._owed = None
+        self._disarm()
+
+    def rank(self) -> int:
+        if self._owed == "body" or (self.cycle is not None and not self.cycle.response_complete):
+            return 2
+        if self.cycle is None or self._owed == "head":
+            return 0
+        return 1
+
+    def _reading(self) -> Any:
+        return self._owed
+
+    def _owe(self, phase: Literal["head", "body"]) -> None:
+        self._owed = phase
+        limits = self.pool.limits
+        self._arm(phase, limits.header_timeout if phase == "head" else limits.body_timeout)

@@ -1,0 +1,143 @@
+"""The event loop and HTTP parser `serve` really runs on: uvloop + httptools by default, asyncio + h11 on request.
+
+Proof from outside the process too: the compiled uvloop and httptools extensions are mapped into the
+default server's memory (/proc/PID/maps) and into the fallback's not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RunnerProcess, mcp_client, run_cli, runner_cmd
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
+MANIFEST = "name: engine\nserver:\n  header_timeout: 1\ntools:\n  - function: engine_tools:add\n"
+FLAGS = {"default": (), "fallback": ("--loop", "asyncio", "--http", "h11")}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunnerProcess]]:
+    folder = tmp_path_factory.mktemp("engine")
+    (folder / "engine_tools.py").write_text(TOOLS)
+    (folder / "engine.yaml").write_text(MANIFEST)
+    started: dict[str, RunnerProcess] = {}
+    try:
+        for name, flags in FLAGS.items():
+            runner = RunnerProcess(folder / "engine.yaml", extra=("--no-reload", *flags), log=folder / f"{name}.log")
+            started[name] = runner.start()
+        yield started
+    finally:
+        for runner in started.values():
+            runner.stop()
+
+
+def mapped_extensions(runner: RunnerProcess) -> str:
+    """The shared objects the server process has loaded, uvloop's and httptools' among them if imported."""
+    assert runner.proc is not None
+    return Path(f"/proc/{runner.proc.pid}/maps").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "engine", "loaded", "absent"),
+    [
+        ("default", "uvloop + httptools", ["/uvloop/loop.", "/httptools/parser/parser."], []),
+        ("fallback", "asyncio + h11", [], ["/uvloop/", "/httptools/"]),
+    ],
+)
+async def test_the_server_runs_on_the_chosen_loop_and_parser(
+    servers: dict[str, RunnerProcess], name: str, engine: str, loaded: list[str], absent: list[str]
+) -> None:
+    runner = servers[name]
+    assert f"  engine:    {engine}\n" in runner.logged()  # read from the running loop and uvicorn's protocol class
+    maps = mapped_extensions(runner)
+    assert all(so in maps for so in loaded), f"{loaded} not all mapped into the server"
+    assert not any(so in maps for so in absent), f"{absent} mapped into the fallback server"
+    for mode in ("legacy", "auto"):  # both protocol generations are served on it
+        async with mcp_client(runner.url, mode=mode) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 40})).structured_content == {"result": 42}
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One complete response with a Content-Length (what /healthz sends), and nothing more."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return data
+
+
+@pytest.mark.parametrize("name", list(FLAGS))
+def test_each_parser_closes_a_request_head_that_never_completes(servers: dict[str, RunnerProcess], name: str) -> None:
+    """The connection limits work on both parsers: server.header_timeout (1 s here) closes a half-sent head,
+    on a fresh connection and on a keep-alive one after a complete request."""
+    port = servers[name].port
+    with socket.create_connection(("127.0.0.1", port)) as fresh, socket.create_connection(("127.0.0.1", port)) as kept:
+        fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_response(kept).startswith(b"HTTP/1.1 200")
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        deadline = time.monotonic() + 30
+        for sock in (fresh, kept):
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            assert sock.recv(4096) == b"", "the server answered or kept a half-sent request head"
+
+
+@pytest.fixture(scope="module")
+def without_extensions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment where uvloop and httptools fail to import, as on a platform without their builds."""
+    shadow = tmp_path_factory.mktemp("shadow")
+    for name in ("uvloop", "httptools"):
+        (shadow / name).mkdir()
+        (shadow / name / "__init__.py").write_text(f"raise ImportError('no {name} build for this platform')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize(("flag", "name"), [("--loop", "uvloop"), ("--http", "httptools")])
+def test_a_named_engine_that_cannot_be_imported_is_a_clear_error(
+    tmp_path: Path, without_extensions: dict[str, str], flag: str, name: str
+) -> None:
+    (tmp_path / "engine_tools.py").write_text(TOOLS)
+    (tmp_path / "engine.yaml").write_text(MANIFEST)
+    result = run_cli("serve", str(tmp_path / "engine.yaml"), "--port", "0", flag, name, env=without_extensions)
+    assert result.returncode == 2
+    fallback = {"uvloop": "asyncio", "httptools": "h11"}[name]
+    assert (
+        f"mcp-runner: {flag} {name}: {name} cannot be imported (ImportError: no {name} build for this platform); "
+        f"install it (pip install {name}) or pass {flag} {fallback}"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_by_default_a_missing_engine_falls_back_with_a_warning(
+    tmp_path: Path, without_extensions: dict[str, str]
+) -> None:
+    """Over stdio, so the server ends by itself at the end of its (empty) input."""
+    (tmp_path / "engine_tools.py").write_text(TOOLS)
+    (tmp_path / "engine.yaml").write_text(MANIFEST)
+    result = subprocess.run(
+        runner_cmd("serve", "engine.yaml", "--transport", "stdio", "--no-reload"),
+        cwd=tmp_path,
+        env={**os.environ, **without_extensions},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "uvloop cannot be imported (ImportError: no uvloop build for this platform): serving on asyncio instead "
+        "(pass --loop asyncio to choose it without this warning)"
+    ) in result.stderr
+    assert "INFO runner: event loop: asyncio\n" in result.stderr
