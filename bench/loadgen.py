@@ -109,6 +109,17 @@ class Connection:
                 await self.reader.readexactly(2)
         return status, headers, b""
 
+    async def end(self) -> None:
+        """DELETE the session (the server caps sessions per client), then close."""
+        if self.session is not None and self.writer is not None and self.reader is not None:
+            head = f"DELETE {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nMcp-Session-Id: {self.session}\r\n"
+            self.writer.write((head + f"MCP-Protocol-Version: {LEGACY}\r\nContent-Length: 0\r\n\r\n").encode())
+            try:
+                await self._response()
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                pass
+        self.close()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -150,7 +161,7 @@ async def run(
             except (CallFailed, OSError, asyncio.IncompleteReadError, ValueError):
                 if now >= measure_from:
                     result.failed += 1
-                connection.close()
+                await connection.end()
                 await connection.open()
                 continue
             done = time.perf_counter()
@@ -160,6 +171,5 @@ async def run(
 
     await asyncio.gather(*(worker(c, i) for i, c in enumerate(connections)))
     result.seconds = time.perf_counter() - measure_from
-    for connection in connections:
-        connection.close()
+    await asyncio.gather(*(c.end() for c in connections))
     return result

@@ -35,7 +35,9 @@ from bench.loadgen import Result, run  # noqa: E402
 from runner.deploy.nginx import Upstream, write  # noqa: E402
 from tests.helpers import ROOT, free_port, runner_cmd  # noqa: E402
 
-MANIFEST = "name: bench\ntools:\n  - function: servers.demo:add\n"
+# The load generator is one client with 32 sessions at a time: above the default per-client cap of 32
+# while the previous round's sessions are still being ended.
+MANIFEST = "name: bench\nserver:\n  max_sessions_per_client: 1000\ntools:\n  - function: servers.demo:add\n"
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
