@@ -115,6 +115,7 @@ def build_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with manager.run(), anyio.create_task_group() as tasks:
             tasks.start_soon(_keep_keys_fresh, server)
+            tasks.start_soon(server.events.run)  # event delivery to sessions (runner/events)
             for task in background:
                 tasks.start_soon(task)
             yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -39,6 +40,8 @@ from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 from runner.completions import Completions, complete
+from runner.events.handlers import install as serve_subscriptions
+from runner.events.hub import EventHub
 from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
@@ -113,6 +116,8 @@ class FastMCPSignInWrapper(MCPServer):
                 validate_token_resource=False,  # the verifier checks the audience itself
             )
             kwargs.update(auth=auth, token_verifier=verifier)
+        self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
+        kwargs.setdefault("subscriptions", self.events)
         super().__init__(name, *args, **kwargs)
         # Always served, so always advertised: a reload can add completions to a session
         # that initialized before them (README, "Completions").
@@ -120,6 +125,7 @@ class FastMCPSignInWrapper(MCPServer):
         # Handshake-era `logging/setLevel`, per session (2026-07-28 opts in per request, in the SDK).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
         self.middleware.append(LevelFilter())
+        serve_subscriptions(self)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
@@ -163,6 +169,10 @@ class FastMCPSignInWrapper(MCPServer):
         # No token means no HTTP auth layer (stdio, or an in-process call such as a reload's
         # snapshot); over HTTP with auth on, the gate guarantees a token before any handler runs.
         return not needed or token is None or not missing(needed, token.scopes)
+
+    def may_read(self, uri: str) -> bool:
+        """Whether the current caller's scopes allow reading (and so watching) `uri`."""
+        return self._allowed(self._policy().for_resource(uri))
 
     def _policy(self) -> Policy:
         return self.guard.policy if self.guard else Policy()
@@ -243,6 +253,13 @@ class FastMCPSignInWrapper(MCPServer):
 
         given = context.arguments if context is not None else None
         return await complete(catalog.completions, ref, argument.name, argument.value, given, known=known)
+
+    async def run_stdio_async(self) -> None:
+        """Over stdio too, events reach the client (list changes, resource updates)."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self.events.run)
+            await super().run_stdio_async()
+            tasks.cancel_scope.cancel()
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":

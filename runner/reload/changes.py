@@ -6,14 +6,12 @@ never on a save that changed nothing they can see.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 Snapshot = dict[str, dict[str, Any]]  # category -> key -> what clients see of it
 CATEGORIES = ("tools", "resources", "prompts")
@@ -63,40 +61,8 @@ _EVENTS: dict[str, ServerEvent] = {
     "resources": ResourcesListChanged(),
     "prompts": PromptsListChanged(),
 }
-_LEGACY_SENDERS = {
-    "tools": "send_tool_list_changed",
-    "resources": "send_resource_list_changed",
-    "prompts": "send_prompt_list_changed",
-}
 
 
-class SessionTracker:
-    """Server middleware that remembers the live handshake-era sessions, to notify them.
-
-    The SDK has no public list of connections; the middleware sees each one's
-    `Connection` as its requests pass. Weak references: a closed session is
-    forgotten with it.
-    """
-
-    def __init__(self) -> None:
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        connection = getattr(ctx.session, "_connection", None)
-        if connection is not None:
-            self._connections.add(connection)
-        return await call_next(ctx)
-
-    def __len__(self) -> int:
-        return len(self._connections)
-
-    async def notify(self, server: MCPServer, categories: list[str]) -> None:
-        """`notifications/*/list_changed` to handshake-era sessions; listen-stream events for 2026-07-28."""
-        for connection in list(self._connections):
-            if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                continue
-            for category in categories:
-                await getattr(connection, _LEGACY_SENDERS[category])()
-        bus = server._subscriptions
-        for category in categories:
-            await bus.publish(_EVENTS[category])
+def list_events(categories: list[str]) -> list[ServerEvent]:
+    """The list-changed events for the touched categories (runner/events delivers them to both generations)."""
+    return [_EVENTS[category] for category in categories]

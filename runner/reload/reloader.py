@@ -29,12 +29,13 @@ from runner.build import Binding, Built, build
 from runner.config import Overrides, binding, runtime
 from runner.deploy.replica import Replica
 from runner.errors import ManifestError
+from runner.events import reload as events
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
 from runner.observe import metrics
 from runner.observe.tracing import tracer
 from runner.pool import ToolPool
-from runner.reload.changes import Diff, SessionTracker, Snapshot, snapshot
+from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.fresh import rebuild_fresh
 from runner.reload.memory import Settler, settle
 from runner.reload.modules import user_modules
@@ -65,7 +66,6 @@ class Reloader:
     manifest: Manifest
     manifest_hash: str
     view: Snapshot = field(default_factory=dict)
-    tracker: SessionTracker = field(default_factory=SessionTracker)
     last: ReloadResult | None = None
     reloads: int = 0
     settler: Settler = field(default_factory=Settler)
@@ -94,7 +94,6 @@ class Reloader:
     ) -> Reloader:
         reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest, pool=pool or ToolPool())
         reloader.view = await snapshot(built.server)
-        built.server.middleware.append(reloader.tracker)
         built.server.advertise_list_changed()
         settle()  # the first definition is live: out of the collector's way from now on
         return reloader
@@ -168,6 +167,7 @@ class Reloader:
         live = self.live
         built.server.guard = _carry_over(live.guard, built.server.guard)
         view = await snapshot(built.server)
+        functions = events.functions(live)
         live.adopt(built.server)  # the atomic step
         self.settler.replaced()
         # The new build took what it reuses from the old cache; emptied, the old Built (which
@@ -178,7 +178,12 @@ class Reloader:
         self._dirty.clear()
         diff = Diff.between(self.view, view)
         self.view = view
-        await self.tracker.notify(live, diff.touched())
+        # Every replica applies its own reloads: their news goes to this process's clients only.
+        for event in list_events(diff.touched()):
+            live.events.deliver(event)
+        listed = {*diff.added["resources"], *diff.changed["resources"]}
+        for event in events.updates(functions, events.functions(live), listed, live, live.events.watched()):
+            live.events.deliver(event)
         for what in _needs_restart(previous, manifest, self.overrides):
             logger.warning("reload: %s; still serving on %s", what, self.binding.url)
         duration = (time.perf_counter() - started) * 1000
