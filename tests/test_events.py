@@ -8,6 +8,7 @@ that changed the resource's code, with no user code at all.
 from __future__ import annotations
 
 import textwrap
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -146,27 +147,29 @@ class Watcher:
 async def legacy_watcher(served: Served, *uris: str, scope: str = "read write") -> AsyncIterator[Watcher]:
     """A handshake-era session subscribed to `uris` (resources/subscribe), its GET stream proven open."""
     box: list[Watcher] = []
+    probe = f"greeting://probe-{uuid.uuid4().hex}"  # this session's own: nobody else touches it
+    probed = anyio.Event()
 
     async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification) and box:
-            box[0].hear(str(message.params.uri))
+        if isinstance(message, ResourceUpdatedNotification):
+            if str(message.params.uri) == probe:
+                probed.set()
+            elif box:
+                box[0].hear(str(message.params.uri))
 
     async with mcp_client(served.runner.url, served.token(scope), mode="legacy", message_handler=on_message) as client:
-        watcher = Watcher(client)
-        box.append(watcher)
-        await client.subscribe_resource(STATUS)
+        await client.subscribe_resource(probe)
         # The standing GET stream opens in the background: until a first update arrives, one may be lost.
         with anyio.fail_after(20):
-            while STATUS not in watcher.heard:
-                await client.call_tool("touch", {"uri": STATUS})
+            while not probed.is_set():
+                await client.call_tool("touch", {"uri": probe})
                 with anyio.move_on_after(0.2):
-                    await watcher.changed.wait()
-        watcher.heard.clear()
-        if STATUS not in uris:
-            await client.unsubscribe_resource(STATUS)
+                    await probed.wait()
+        await client.unsubscribe_resource(probe)
+        box.append(Watcher(client))
         for uri in uris:
             await client.subscribe_resource(uri)
-        yield watcher
+        yield box[0]
 
 
 @asynccontextmanager
