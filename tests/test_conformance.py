@@ -25,8 +25,6 @@ SCENARIOS = 32  # 0.1.16: 30 active, 2 pending (json-schema-2020-12, server-sse-
 # (it is reported); every other scenario must pass.
 WAITING: dict[str, str] = {
     "json-schema-2020-12": "tools[].input_schema (the declared JSON Schema 2020-12 with $defs)",
-    "resources-subscribe": "resources/subscribe",
-    "resources-unsubscribe": "resources/unsubscribe",
 }
 
 
