@@ -1,97 +1,332 @@
-"""tools/call throughput: a manifest-built server vs a hand-written MCPServer, auth off and on.
+"""Throughput, latency, start-up and memory: mcp-runner against a plain SDK server and FastMCP, in one run.
 
-All servers run at once as separate processes on loopback; one client process
-drives one session per server and alternates rounds between them, so machine
-noise hits every server alike. Prints calls/s (median of rounds) and ratios
-against the hand-written anchor measured in the same run.
+The anchors run in virtual environments of their own that this script creates
+under bench/.venvs/ (gitignored): `plain` holds only `mcp` (the runner's
+version), so the plain `MCPServer` runs as the SDK runs it by default, with
+none of the runner's choices; `fastmcp` holds FastMCP's latest release. Every
+server is a separate process on loopback, all started at once; rounds rotate
+the order of the servers, so machine noise hits all of them alike, and the
+table shows medians over rounds and ratios between servers of the same run.
 
-    python bench/throughput.py [--rounds 7] [--calls 200]
+The load comes from `bench/load.py`: raw HTTP/1.1 on keep-alive connections,
+request bytes built in advance, both protocol generations. Its table shows the
+server's CPU (of one core) next to each figure: near 100% means the server was
+the saturated side.
+
+    python bench/throughput.py [--rounds 5] [--seconds 2] [--startups 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
-import anyio
+import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import ROOT, free_port, mcp_client, run_cli, runner_cmd, wait_for_port  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from load import ADD, Call, Load, Result, http_request, list_tools, read_response  # noqa: E402
 
+from tests.helpers import free_port, run_cli, runner_cmd, wait_for_port  # noqa: E402
+
+VENVS = HERE / ".venvs"
+EXTRA = 1000  # the tools/list case: 1,000 tools besides `add`
+PER_MODULE = 100
 NO_AUTH = "name: bench\ntools:\n  - function: servers.demo:add\n"
 LOCAL_AUTH = "name: bench\nsignin:\n  app_id: local\ntools:\n  - function: servers.demo:add\n"
+CONCURRENCY = (1, 8, 32)
+LIST_CONCURRENCY = 8
 
 
-def start(cmd: list[str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    return proc
+def venv(name: str, packages: list[str]) -> Path:
+    """A virtual environment with exactly `packages`, made once and reused while they are unchanged."""
+    folder = VENVS / name
+    python = folder / "bin" / "python"
+    stamp = folder / "installed.txt"
+    wanted = "\n".join(packages)
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"creating {folder} with {' '.join(packages)} ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    stamp.write_text(wanted)
+    return python
 
 
-async def rate(url: str, token: str | None, calls: int) -> float:
-    async with mcp_client(url, token) as client:
-        for _ in range(10):  # warm-up: session, JWKS, caches
-            await client.call_tool("add", {"a": 1, "b": 2})
-        started = time.perf_counter()
-        for i in range(calls):
-            result = await client.call_tool("add", {"a": i, "b": 1})
-            assert result.structured_content == {"result": i + 1}
-        return calls / (time.perf_counter() - started)
+def package_version(python: Path, name: str) -> str:
+    code = f"from importlib.metadata import version; print(version({name!r}))"
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def extra_modules(folder: Path) -> None:
+    for m in range(0, EXTRA, PER_MODULE):
+        body = "".join(
+            f"def f{j}(x: int, label: str = '') -> str:\n    return f'{{label}}{{x}}'\n\n\n"
+            for j in range(m, min(m + PER_MODULE, EXTRA))
+        )
+        (folder / f"extra_{m // PER_MODULE}.py").write_text(body)
+
+
+@dataclass
+class Server:
+    name: str
+    command: Callable[[int], list[str]]  # port -> argv
+    cwd: Path
+    token: Callable[[int], str | None] = lambda port: None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    bearer: str | None = None
+
+    def start(self) -> Server:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            self.command(self.port), cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, timeout=120)
+        self.bearer = self.token(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def first_list(server: Server, started: float) -> float:
+    """Seconds from `started` (the process's launch) until a tools/list is answered."""
+    assert server.proc is not None
+    while True:
+        try:
+            load = Load(server.port, server.proc.pid, token=server.bearer, seconds=0)
+            reader, writer, session = await load._open(0)
+            break
+        except OSError:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}") from None
+            await asyncio.sleep(0.002)
+    call = list_tools("add")
+    headers = {**call.headers(False, session), **load._auth()}
+    writer.write(http_request(server.port, "/mcp", call.message(1, False), headers))
+    status, _, body = await read_response(reader)
+    elapsed = time.perf_counter() - started
+    writer.close()
+    if status != 200 or call.expect not in body:
+        raise RuntimeError(f"{server.name}: tools/list answered {status} {body[:200]!r}")
+    return elapsed
+
+
+def start_up(server: Server) -> tuple[float, float]:
+    """(seconds to the first tools/list, RSS in MiB just after it) for one fresh process."""
+    server.port = free_port()
+    server.bearer = server.token(server.port)  # minted before the launch: a token does not need the server
+    started = time.perf_counter()
+    server.proc = subprocess.Popen(
+        server.command(server.port), cwd=server.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        elapsed = uvloop.run(first_list(server, started))
+        time.sleep(0.3)  # idle: let the start-up settle (the runner freezes its definition) before reading RSS
+        return elapsed, rss_mib(server.proc.pid)
+    finally:
+        server.stop()
+
+
+@dataclass
+class Table:
+    results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+
+    def add(self, case: str, server: str, result: Result) -> None:
+        self.results.setdefault((case, server), []).append(result)
+
+    def median(self, case: str, server: str, attr: str = "rate") -> float:
+        runs = self.results.get((case, server), [])
+        if not runs:
+            return float("nan")
+        if attr == "rate":
+            return statistics.median(r.rate for r in runs)
+        if attr == "p50":
+            return statistics.median(r.percentile(0.5) for r in runs)
+        if attr == "p99":
+            return statistics.median(r.percentile(0.99) for r in runs)
+        if attr == "cpu":
+            return statistics.median(r.server_cpu for r in runs)
+        if attr == "client":
+            return statistics.median(r.client_cpu for r in runs)
+        return float(sum(r.errors for r in runs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per case and server")
+    parser.add_argument("--startups", type=int, default=5, help="fresh starts per server for start-up and RSS")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 2 start-ups: does it all work?")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.startups = 1, 1.0, 2
+    plain = venv("plain", [f"mcp=={version('mcp')}"])
+    fast = venv("fastmcp", ["fastmcp"])
+    fastmcp_version = package_version(fast, "fastmcp")
+
     folder = Path(tempfile.mkdtemp(prefix="mcp-runner-bench-"))
-    os.symlink(ROOT / "servers", folder / "servers")
+    os.symlink(HERE.parent / "servers", folder / "servers")
+    extra_modules(folder)
     (folder / "noauth.yaml").write_text(NO_AUTH)
     (folder / "auth.yaml").write_text(LOCAL_AUTH)
-    ports = {name: free_port() for name in ("handwritten", "runner", "runner+auth")}
-    procs = [
-        start(
-            [sys.executable, str(ROOT / "bench" / "handwritten.py"), str(ports["handwritten"])],
-            ports["handwritten"],
-            folder,
-        ),
-        start(
-            runner_cmd("serve", "noauth.yaml", "--port", str(ports["runner"]), "--log-level", "warning"),
-            ports["runner"],
-            folder,
-        ),
-        start(
-            runner_cmd("serve", "auth.yaml", "--port", str(ports["runner+auth"]), "--log-level", "warning"),
-            ports["runner+auth"],
-            folder,
-        ),
+    many = NO_AUTH + "".join(f"  - function: extra_{i // PER_MODULE}:f{i}\n" for i in range(EXTRA))
+    (folder / "many.yaml").write_text(many)
+
+    def serve(manifest: str, *flags: str) -> Callable[[int], list[str]]:
+        return lambda port: runner_cmd("serve", manifest, "--port", str(port), *flags)
+
+    def unfrozen(manifest: str) -> Callable[[int], list[str]]:
+        """The runner with gc.freeze() made a no-op: what the freeze after each build is worth."""
+        code = "import gc, sys; gc.freeze = lambda: None; from runner.cli import main; sys.exit(main(sys.argv[1:]))"
+        return lambda port: [sys.executable, "-c", code, "serve", manifest, "--port", str(port)]
+
+    def token(port: int) -> str:
+        return run_cli("token", str(folder / "auth.yaml"), "--port", str(port)).stdout.strip()
+
+    call_servers = [
+        Server("plain", lambda port: [str(plain), str(HERE / "handwritten.py"), str(port)], folder),
+        Server("fastmcp", lambda port: [str(fast), str(HERE / "fastmcp_server.py"), str(port)], folder),
+        Server("runner", serve("noauth.yaml"), folder),
+        Server("runner+auth", serve("auth.yaml"), folder, token=token),
+        Server("runner asyncio+h11", serve("noauth.yaml", "--loop", "asyncio", "--http", "h11"), folder),
     ]
+    extras = [  # measured at concurrency 8 only: what single choices cost
+        Server("runner, no access log", serve("noauth.yaml", "--log-level", "warning"), folder),
+    ]
+    list_servers = [
+        Server("plain", lambda port: [str(plain), str(HERE / "handwritten.py"), str(port), str(EXTRA)], folder),
+        Server("fastmcp", lambda port: [str(fast), str(HERE / "fastmcp_server.py"), str(port), str(EXTRA)], folder),
+        Server("runner", serve("many.yaml"), folder),
+        Server("runner without gc.freeze", unfrozen("many.yaml"), folder),
+    ]
+    table = Table()
+    startups: dict[str, list[tuple[float, float]]] = {}
     try:
-        token = run_cli("token", str(folder / "auth.yaml"), "--port", str(ports["runner+auth"])).stdout.strip()
-        tokens = {"handwritten": None, "runner": None, "runner+auth": token}
-        results: dict[str, list[float]] = {name: [] for name in ports}
-        for _ in range(args.rounds):
-            for name, port in ports.items():
-                results[name].append(anyio.run(rate, f"http://127.0.0.1:{port}/mcp", tokens[name], args.calls))
-        medians = {name: statistics.median(values) for name, values in results.items()}
-        print(f"tools/call, one session, {args.calls} sequential calls x {args.rounds} rounds (median calls/s)")
-        for name, value in medians.items():
-            spread = f"{min(results[name]):.0f}-{max(results[name]):.0f}"
-            print(f"  {name:<12} {value:8.1f} calls/s   (rounds {spread})")
-        print(
-            f"ratio runner / handwritten (auth off): {medians['runner'] / medians['handwritten']:.3f}  (target >= 0.95)"
-        )
-        print(f"ratio runner+auth / runner (auth cost): {medians['runner+auth'] / medians['runner']:.3f}")
+        # Start-up and idle RSS first, on a machine not yet busy with the other servers.
+        for round_ in range(args.startups):
+            order = call_servers[:4]
+            for server in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                print(f"  start-up: {server.name}", file=sys.stderr, flush=True)
+                startups.setdefault(server.name, []).append(start_up(server))
+        for server in call_servers + extras + list_servers:
+            print(f"  starting {server.name}", file=sys.stderr, flush=True)
+            server.start()
+        cases: list[tuple[str, Call, int, bool, list[Server]]] = []
+        for modern in (False, True):
+            gen = "2026-07-28" if modern else "handshake"
+            for c in CONCURRENCY:
+                cases.append((f"tools/call c={c} {gen}", ADD, c, modern, call_servers + (extras if c == 8 else [])))
+            cases.append(
+                (
+                    f"tools/list 1,000 tools c={LIST_CONCURRENCY} {gen}",
+                    list_tools(f"f{EXTRA - 1}"),
+                    LIST_CONCURRENCY,
+                    modern,
+                    list_servers,
+                )
+            )
+        for round_ in range(args.rounds):
+            for case, call, concurrency, modern, servers in cases:
+                shift = round_ % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    assert server.proc is not None
+                    load = Load(
+                        server.port,
+                        server.proc.pid,
+                        token=server.bearer,
+                        modern=modern,
+                        concurrency=concurrency,
+                        seconds=args.seconds,
+                    )
+                    print(f"  {case}: {server.name}", file=sys.stderr, flush=True)
+                    try:
+                        result = uvloop.run(asyncio.wait_for(load.run(call), args.seconds + 60))
+                    except Exception as exc:  # a server that refuses the generation: a row of errors, not a crash
+                        result = Result(errors=1, seconds=args.seconds)
+                        print(f"  {server.name} {case}: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+                    table.add(case, server.name, result)
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=15)
+        for server in call_servers + extras + list_servers:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    report(table, startups, args, fastmcp_version)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and a == a and b == b else "-"
+
+
+def report(table: Table, startups: dict[str, list[tuple[float, float]]], args: argparse.Namespace, fm: str) -> None:
+    load = os.getloadavg()
+    print(
+        f"\nmcp {version('mcp')}, FastMCP {fm}; {args.rounds} rounds of {args.seconds:g} s per case and server, "
+        f"medians; load average at the end {load[0]:.1f} on {os.cpu_count()} cores\n"
+    )
+    print("| case | server | calls/s | p50 ms | p99 ms | server CPU | vs plain | vs FastMCP |")
+    print("|---|---|---|---|---|---|---|---|")
+    cases = sorted({case for case, _ in table.results}, key=lambda c: ("list" in c, "2026" in c, len(c), c))
+    order = ["plain", "fastmcp", "runner", "runner+auth", "runner asyncio+h11", "runner, no access log"]
+    order.append("runner without gc.freeze")
+    for case in cases:
+        plain, fast = table.median(case, "plain"), table.median(case, "fastmcp")
+        for name in [n for n in order if (case, n) in table.results]:
+            rate = table.median(case, name)
+            errors = int(table.median(case, name, "errors"))
+            print(
+                f"| {case} | {name} | {rate:,.0f}{f' ({errors} errors)' if errors else ''} | "
+                f"{table.median(case, name, 'p50'):.1f} | {table.median(case, name, 'p99'):.1f} | "
+                f"{table.median(case, name, 'cpu') * 100:.0f}% | {ratio(rate, plain)} | {ratio(rate, fast)} |"
+            )
+    print("\nauth cost (1 - runner+auth / runner):")
+    for case in cases:
+        if (case, "runner+auth") in table.results and table.median(case, "runner") > 0:
+            cost = 1 - table.median(case, "runner+auth") / table.median(case, "runner")
+            print(f"  {case}: {cost * 100:+.1f}%")
+    clients = [r.client_cpu for runs in table.results.values() for r in runs]
+    if clients:
+        print(
+            f"\nload generator CPU: median {statistics.median(clients) * 100:.0f}%, "
+            f"max {max(clients) * 100:.0f}% of one core"
+        )
+    print("\n| server | start-up to the first tools/list (median) | idle RSS (median) |")
+    print("|---|---|---|")
+    for name, values in startups.items():
+        start = statistics.median(v[0] for v in values) * 1000
+        rss = statistics.median(v[1] for v in values)
+        print(f"| {name} | {start:.0f} ms | {rss:.1f} MiB |")
+    if "plain" in startups and "runner" in startups:
+        runner = statistics.median(v[0] for v in startups["runner"])
+        plain = statistics.median(v[0] for v in startups["plain"])
+        print(f"\nrunner start-up - plain: {(runner - plain) * 1000:+.0f} ms (target: within 50 ms)")
 
 
 if __name__ == "__main__":

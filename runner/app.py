@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlparse
 
 import anyio
@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from runner.auth.gate import BearerGate
-from runner.auth.verifier import JWKSTokenVerifier
 from runner.build import is_loopback
 from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
@@ -40,6 +39,7 @@ from runner.observe import metrics
 from runner.observe.access import RequestContext
 
 if TYPE_CHECKING:
+    from runner.auth.verifier import JWKSTokenVerifier
     from runner.wrapper import FastMCPSignInWrapper
 
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
@@ -129,6 +129,12 @@ def build_app(
     )
 
 
+def _jwks_verifier(verifier: object) -> TypeGuard[JWKSTokenVerifier]:
+    from runner.auth.verifier import JWKSTokenVerifier  # only once there is auth: no PyJWT without it
+
+    return isinstance(verifier, JWKSTokenVerifier)
+
+
 async def _keep_keys_fresh(server: FastMCPSignInWrapper) -> None:
     """Warm and refresh the current verifier's key set in the background, following reloads.
 
@@ -137,7 +143,7 @@ async def _keep_keys_fresh(server: FastMCPSignInWrapper) -> None:
     """
     while True:
         verifier = server.guard.verifier if server.guard else None
-        if not isinstance(verifier, JWKSTokenVerifier):
+        if verifier is None or not _jwks_verifier(verifier):
             await anyio.sleep(1)
             continue
         keys = verifier.jwks

@@ -11,16 +11,15 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
 from runner.auth.claims import BindError, bind_claims
-from runner.auth.local_issuer import LocalIssuer
+from runner.auth.defaults import DEFAULT_BASE_URL, jwks_url
 from runner.auth.policy import Policy
-from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier, jwks_url
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
 from runner.errors import Location, ManifestError, Problem
 from runner.failures import ResolveFailures
@@ -33,6 +32,9 @@ from runner.signature import registration_error
 from runner.source import Source, manifest_folder
 from runner.version import server_version
 from runner.wrapper import FastMCPSignInWrapper
+
+if TYPE_CHECKING:
+    from runner.auth.local_issuer import LocalIssuer
 
 
 def is_loopback(host: str) -> bool:
@@ -76,7 +78,7 @@ class Built:
     def token_ttl(self) -> int:
         """The local issuer's default token lifetime: an hour, or the manifest's maximum if that is shorter."""
         verifier = self.server.guard.verifier if self.server.guard is not None else None
-        limit = verifier.max_lifetime if isinstance(verifier, JWKSTokenVerifier) else DEFAULT_TTL
+        limit = getattr(verifier, "max_lifetime", DEFAULT_TTL)  # a JWKSTokenVerifier's; any other: an hour
         return int(min(DEFAULT_TTL, limit))
 
     def mint(self, **kwargs: Any) -> str:
@@ -310,6 +312,10 @@ def _server(
     if signin is None:
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
         return server, None, None
+    # Here, not at the top: a server without auth never loads PyJWT (issue 12: start-up cost).
+    from runner.auth.local_issuer import LocalIssuer
+    from runner.auth.verifier import JWKSTokenVerifier
+
     issuer: LocalIssuer | None = None
     if signin.app_id == LOCAL_APP_ID:
         # The local issuer serves its key set from this very server.

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from runner import commands as more_commands
-from runner.auth.local_issuer import STATE_DIR
+from runner.auth.defaults import STATE_DIR
 from runner.build import build
 from runner.config import Overrides, binding
 from runner.errors import ManifestError

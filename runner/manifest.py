@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from runner.auth.verifier import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
+from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.deploy.identity import REPLICA_ID
 from runner.envsubst import Substituted
 from runner.errors import ManifestError, Problem

@@ -13,8 +13,7 @@ from typing import TextIO
 import anyio
 import uvicorn
 
-from runner.auth.local_issuer import STATE_DIR
-from runner.auth.verifier import jwks_url
+from runner.auth.defaults import STATE_DIR, jwks_url
 from runner.build import Binding, Built, build, exposure_problems
 from runner.config import Overrides, Transport, binding, runtime
 from runner.deploy.drain import DrainingServer, StreamCloser

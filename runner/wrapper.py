@@ -36,9 +36,9 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from runner.arguments import check_prompt_arguments, check_template_arguments
+from runner.auth.defaults import DEFAULT_BASE_URL
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
-from runner.auth.verifier import DEFAULT_BASE_URL, JWKSTokenVerifier
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
@@ -100,6 +100,8 @@ class FastMCPSignInWrapper(MCPServer):
                 raise ValueError("app_id is required (the MCP SignIn app id, e.g. from MCP_APP_ID)")
             if not resource:
                 raise ValueError("resource is required (this server's URL, e.g. from MCP_APP_RESOURCE)")
+            from runner.auth.verifier import JWKSTokenVerifier  # here: a server without auth never loads PyJWT
+
             verifier = token_verifier or JWKSTokenVerifier.for_signin(app_id, resource, base_url)
             self.guard = Guard(
                 verifier=verifier,

@@ -32,7 +32,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Runn
     started: dict[str, RunnerProcess] = {}
     try:
         for name, flags in FLAGS.items():
-            runner = RunnerProcess(folder / "engine.yaml", extra=("--no-reload", *flags), log=folder / f"{name}.log")
+            runner = RunnerProcess(
+                folder / "engine.yaml",
+                extra=("--no-reload", *flags),
+                log=folder / f"{name}.log",
+                env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr: what a server without auth loads
+            )
             started[name] = runner.start()
         yield started
     finally:
@@ -76,6 +81,23 @@ def read_response(sock: socket.socket) -> bytes:
     while len(body) < length:
         body += sock.recv(4096)
     return data
+
+
+def imported(log: str) -> set[str]:
+    """Top-level packages in `python -X importtime`'s report."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines() if line.startswith("import time:")}
+
+
+def test_a_server_without_auth_and_check_never_load_pyjwt(servers: dict[str, RunnerProcess], tmp_path: Path) -> None:
+    """Fixed start-up cost (issue 12): PyJWT is loaded only where there is a token to check or mint."""
+    for runner in servers.values():
+        modules = imported(runner.logged())
+        assert "runner" in modules and "mcp" in modules  # the report is there, and read
+        assert "jwt" not in modules
+    (tmp_path / "engine_tools.py").write_text(TOOLS)
+    (tmp_path / "engine.yaml").write_text(MANIFEST)
+    checked = run_cli("check", str(tmp_path / "engine.yaml"), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert checked.returncode == 0 and "runner" in imported(checked.stderr) and "jwt" not in imported(checked.stderr)
 
 
 @pytest.mark.parametrize("name", list(FLAGS))

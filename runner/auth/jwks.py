@@ -26,8 +26,17 @@ from runner.words import plural
 
 logger = logging.getLogger("runner.auth.jwks")
 
-# Built once at import: a new TLS context per fetch costs ~15 ms of blocked event loop.
-_TLS = ssl.create_default_context()
+# One TLS context for every fetch: a new one per fetch costs ~15 ms of blocked event loop. Built on the
+# first fetch, in a worker thread, not at import: a server without auth never pays for it (issue 12).
+_TLS: ssl.SSLContext | None = None
+
+
+async def _tls() -> ssl.SSLContext:
+    global _TLS
+    if _TLS is None:
+        _TLS = await anyio.to_thread.run_sync(ssl.create_default_context)
+    return _TLS
+
 
 # The background refresher fetches at this fraction of the interval, so a known kid never waits on the network.
 REFRESH_AHEAD = 0.8
@@ -218,7 +227,7 @@ class JWKSCache:
         try:
             with anyio.fail_after(self.fetch_timeout):
                 async with httpx2.AsyncClient(
-                    timeout=self.fetch_timeout, follow_redirects=False, verify=_TLS
+                    timeout=self.fetch_timeout, follow_redirects=False, verify=await _tls()
                 ) as client:
                     async with client.stream("GET", self.url, headers={"Accept": "application/json"}) as response:
                         if response.status_code != 200:

@@ -28,7 +28,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-STATE_DIR = ".mcp-runner"
+from runner.auth.defaults import STATE_DIR
+
+__all__ = ["STATE_DIR", "LocalIssuer"]
+
 KEY_FILE = "local-issuer-key.pem"
 LOCAL_CLIENT_ID = "mcp-runner-local"
 ISSUER_PREFIX = "urn:mcp-runner:local:"

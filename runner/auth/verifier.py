@@ -21,6 +21,7 @@ import jwt
 from jwt.types import Options
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME, jwks_url
 from runner.auth.jwks import JWKSCache, JWKSError, UnknownKey
 from runner.auth.rules import Rules, TokenRejected
 from runner.observe import metrics
@@ -30,16 +31,9 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_LIFETIME", "JWKSTokenVerifier", "Tok
 
 logger = logging.getLogger("runner.auth")
 
-DEFAULT_BASE_URL = "https://mcpsignin.com"
 MAX_TOKEN_BYTES = 8192
-DEFAULT_MAX_LIFETIME = 86_400  # seconds: the longest exp - iat accepted unless signin.max_token_lifetime says otherwise
 CACHE_SIZE = 10_000  # verified tokens remembered, least recently used dropped first
 CACHE_SECONDS = 300  # a verified token is re-checked at least this often, and never trusted past its exp
-
-
-def jwks_url(base_url: str, app_id: str) -> str:
-    """MCP SignIn's key set layout."""
-    return f"{base_url.rstrip('/')}/apps/{app_id}/discovery/v2.0/keys"
 
 
 class JWKSTokenVerifier(TokenVerifier):

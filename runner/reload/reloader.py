@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from runner.auth.defaults import jwks_url
 from runner.auth.gate import Guard
-from runner.auth.verifier import JWKSTokenVerifier, jwks_url
 from runner.build import Binding, Built, build
 from runner.config import Overrides, binding, runtime
 from runner.deploy.replica import Replica
@@ -291,6 +291,8 @@ def _carry_over(old: Guard | None, new: Guard | None) -> Guard | None:
     """
     if old is None or new is None:
         return new
+    from runner.auth.verifier import JWKSTokenVerifier  # both have auth: PyJWT is loaded already
+
     if isinstance(old.verifier, JWKSTokenVerifier) and isinstance(new.verifier, JWKSTokenVerifier):
         if old.verifier.same_settings(new.verifier):
             return dataclasses.replace(new, verifier=old.verifier)
