@@ -85,7 +85,9 @@ def read_response(sock: socket.socket) -> bytes:
 
 def imported(log: str) -> set[str]:
     """Top-level packages in `python -X importtime`'s report."""
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines() if line.startswith("import time:")}
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0] for line in log.splitlines() if line.startswith("import time:")
+    }
 
 
 def test_a_server_without_auth_and_check_never_load_pyjwt(servers: dict[str, RunnerProcess], tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner.auth.local_issuer import STATE_DIR
+from runner.auth.defaults import STATE_DIR
 from runner.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
 from runner.config import Overrides, binding
 from runner.live import servers
