@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM, how long calls in flight may finish (default: server.drain_timeout, else 10)",
     )
+    serve.add_argument(
+        "--bus", metavar="URL", help="redis://host:port/db: events across replicas (default: the manifest's server.bus)"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument(
         "--log-format",
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 stateless=args.stateless,
                 replica_id=args.replica_id,
                 drain_timeout=args.drain_timeout,
+                bus=args.bus,
             ),
             args.transport,
             args.log_level,

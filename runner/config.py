@@ -22,6 +22,7 @@ class Overrides:
     stateless: bool = False  # --stateless; the manifest's server.stateless also turns it on
     replica_id: str | None = None
     drain_timeout: float | None = None
+    bus: str | None = None  # --bus: events across replicas (runner/events/bus.py)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ class MetricsSettings(_Strict):
     port: Int = Field(default=9464, ge=0, le=65535, description="port (0 = any free port)")
 
 
+BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
+
+
 class ServerSettings(_Strict):
     """Where to serve. Command-line flags override these."""
 
@@ -177,6 +180,19 @@ class ServerSettings(_Strict):
         le=3600,
         description="seconds in-flight calls get to finish after SIGTERM before they are cancelled",
     )
+    bus: str | None = Field(
+        default=None,
+        description="redis://[user:password@]host:port/db (or rediss://, unix://): events reach the clients "
+        "of every replica that uses the same bus; fixed at start-up",
+    )
+
+    @field_validator("bus")
+    @classmethod
+    def _bus_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BUS_SCHEMES):
+            # The value is not echoed: it may hold a password.
+            raise ValueError(f"must be a Redis URL starting with {', '.join(BUS_SCHEMES)}")
+        return value
 
     # Observability (README "Observability"); they take effect at start-up.
     metrics: MetricsSettings | None = Field(

@@ -20,6 +20,7 @@ from runner.deploy.drain import DrainingServer, StreamCloser
 from runner.deploy.identity import session_prefix
 from runner.deploy.replica import Replica
 from runner.errors import ManifestError
+from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
 from runner.live import Record, announce
@@ -184,6 +185,7 @@ def serve(
         sys.dont_write_bytecode = True
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
+        attach_bus(built.server, manifest, overrides)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         engine.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
@@ -204,6 +206,7 @@ def serve(
         where = dataclasses.replace(where, port=sock.getsockname()[1])
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
+        attach_bus(built.server, manifest, overrides)  # fixed for the process's lifetime (runner/events/bus.py)
         observed.attach(built.server, str(manifest_path), source.digest)
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
         record = announce(manifest_folder(manifest_path) / STATE_DIR, manifest_path, where)

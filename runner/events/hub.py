@@ -23,7 +23,13 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
-from mcp.shared.subscriptions import ServerEvent
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 
 from runner.events.legacy import LegacySessions
 
@@ -37,7 +43,7 @@ class Backend(Protocol):
 
     def forward(self, event: ServerEvent) -> None: ...
 
-    async def run(self, deliver: Listener) -> None: ...
+    async def run(self, deliver: Listener, resync: Callable[[], None]) -> None: ...
 
     def state(self) -> dict[str, Any]: ...
 
@@ -105,11 +111,18 @@ class EventHub:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self.legacy.run)
                 if self.backend is not None:
-                    tasks.start_soon(self.backend.run, self.deliver)
+                    tasks.start_soon(self._run_backend, self.backend)
         finally:
             with _running_lock:
                 _running.discard(self)
             self._loop = None
+
+    async def _run_backend(self, backend: Backend) -> None:
+        """The backend reconnects by itself; should it ever raise, this process keeps serving without it."""
+        try:
+            await backend.run(self.deliver, self.resync)
+        except Exception:
+            logger.exception("event bus stopped; events now reach this process's clients only")
 
     # -- who watches what (for a reload's resource updates) ---------------------------------------
 
@@ -125,6 +138,16 @@ class EventHub:
     def watched(self) -> set[str]:
         """Every resource URI a session or listen stream of this process watches now."""
         return self.legacy.watched() | set(self._listening)
+
+    def resync(self) -> None:
+        """After the backend was unreachable: tell this process's clients that anything they watch may have changed.
+
+        Events are level triggers, so a spurious one costs a client a refetch; a lost one, a stale view.
+        """
+        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+            self.deliver(event)
+        for uri in sorted(self.watched()):
+            self.deliver(ResourceUpdated(uri=uri))
 
     def state(self) -> dict[str, Any]:
         """For /healthz: the bus in use and whether it is connected."""

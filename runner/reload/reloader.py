@@ -30,6 +30,7 @@ from runner.config import Overrides, binding, runtime
 from runner.deploy.replica import Replica
 from runner.errors import ManifestError
 from runner.events import reload as events
+from runner.events.bus import bus_restart_notes
 from runner.http.public import exception_kind, public_summary
 from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
 from runner.observe import metrics
@@ -184,7 +185,9 @@ class Reloader:
         listed = {*diff.added["resources"], *diff.changed["resources"]}
         for event in events.updates(functions, events.functions(live), listed, live, live.events.watched()):
             live.events.deliver(event)
-        for what in _needs_restart(previous, manifest, self.overrides):
+        for what in _needs_restart(previous, manifest, self.overrides) + bus_restart_notes(
+            previous, manifest, self.overrides
+        ):
             logger.warning("reload: %s; still serving on %s", what, self.binding.url)
         duration = (time.perf_counter() - started) * 1000
         logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
@@ -251,6 +254,7 @@ class Reloader:
                 "prompts": len(self.view.get("prompts", {})),
                 "auth": "none" if server.guard is None else ("local" if self.current.issuer else "signin"),
                 "reloads": self.reloads,
+                "bus": server.events.state(),
                 "last_reload": None
                 if last is None
                 else {

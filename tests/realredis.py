@@ -1,0 +1,59 @@
+"""A real `redis-server` (Debian package `redis-server`) on a free loopback port, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.helpers import free_port, wait_for_port
+
+BINARY = "/usr/bin/redis-server"
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or (BINARY if os.path.exists(BINARY) else None)
+    if found is None:
+        pytest.fail(
+            "redis-server is not installed: install the Debian package `redis-server` (apt-get install redis-server)"
+        )
+    return found
+
+
+@dataclass
+class RedisServer:
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        self.proc = None
