@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
@@ -30,6 +29,10 @@ from runner.resolve import ResolveError, resolve
 from runner.reuse import Reusable, reuse_or_build
 from runner.signature import registration_error
 from runner.source import Source, manifest_folder
+from runner.surface.models import mcp_icons
+from runner.surface.prompt import MetaPrompt
+from runner.surface.schemas import SchemaProblem
+from runner.surface.tool import declare
 from runner.version import server_version
 from runner.wrapper import FastMCPSignInWrapper
 
@@ -177,6 +180,9 @@ def build(
         except BindError as exc:
             problems.append(Problem(source.locate(("tools", i, "bind")), str(exc)))
             continue
+        except SchemaProblem as exc:
+            problems.append(Problem(source.locate(("tools", i, "input_schema", *exc.path)), str(exc)))
+            continue
         except Exception as exc:
             failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
@@ -204,7 +210,13 @@ def build(
             continue
         try:
             register = server.resource(
-                res.uri, name=res.name, title=res.title, description=res.description, mime_type=res.mime_type
+                res.uri,
+                name=res.name,
+                title=res.title,
+                description=res.description,
+                mime_type=res.mime_type,
+                icons=mcp_icons(res.icons),
+                meta=res.meta,
             )
             register(pool.offload(fn))
         except Exception as exc:
@@ -222,12 +234,13 @@ def build(
             used[key] = (
                 previous[key]
                 if key in previous
-                else Prompt.from_function(
+                else MetaPrompt.from_function(
                     pool.offload(fn),
                     name=entry_name(prompt_entry),
                     title=prompt_entry.title,
                     description=prompt_entry.description,
-                )
+                    icons=mcp_icons(prompt_entry.icons),
+                ).model_copy(update={"meta": prompt_entry.meta})
             )
         except Exception as exc:
             failed("prompts", i, "function", prompt_entry.function, fn, exc)
@@ -257,8 +270,19 @@ def _tool(
         return offload(bind_claims(fn, entry.bind) if entry.bind else fn)  # sync code runs on the tool pool
 
     def make(called: Callable[..., Any]) -> Tool:
-        return Tool.from_function(
-            called, name=entry_name(entry), title=entry.title, description=entry.description, annotations=annotations
+        return declare(
+            Tool.from_function,
+            called,
+            input_schema=entry.input_schema,
+            output_schema=entry.output_schema,
+            bound=frozenset(entry.bind),
+            name=entry_name(entry),
+            title=entry.title,
+            description=entry.description,
+            annotations=annotations,
+            icons=mcp_icons(entry.icons),
+            meta=entry.meta,
+            structured_output=entry.structured_output,
         )
 
     return reuse_or_build(fn, previous, wrap, make)
@@ -302,6 +326,10 @@ def _server(
     common: dict[str, Any] = {
         "instructions": manifest.instructions,
         "version": server_version(manifest.version, source.digest),
+        "title": manifest.title,
+        "description": manifest.description,
+        "website_url": manifest.website_url,
+        "icons": mcp_icons(manifest.icons),
         "log_level": "WARNING",
         "tools": tools,
     }

@@ -25,6 +25,8 @@ from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
 from runner.source import Path, Source, parse
+from runner.surface.checks import surface_problems
+from runner.surface.models import OBJECT_SCHEMA, Icon, Meta
 from runner.uris import check_uri, template_variables
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -261,10 +263,28 @@ class _Entry(_Strict):
     scopes: list[Scope] = Field(
         default_factory=list, description="scopes a caller needs to see and use this entry (on top of signin.scopes)"
     )
+    icons: list[Icon] | None = Field(default=None, description="icons a client may show for this entry")
+    meta: Meta | None = None
 
 
 class ToolEntry(_Entry):
     annotations: Annotations | None = None
+    structured_output: Bool | None = Field(
+        default=None,
+        description="true: structured results (needs a return annotation); false: text only; "
+        "default: decided by the return annotation",
+    )
+    input_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="a JSON Schema (Draft 2020-12 unless $schema says otherwise) that replaces the one "
+        "derived from the signature; calls are validated against it before the function runs",
+        json_schema_extra=OBJECT_SCHEMA,
+    )
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="a JSON Schema for the tool's structured result; results are validated against it",
+        json_schema_extra=OBJECT_SCHEMA,
+    )
     bind: dict[Identifier, Claim] = Field(
         default_factory=dict,
         description="parameter -> token claim: the value comes from the verified token, "
@@ -300,6 +320,10 @@ class Manifest(_Strict):
         description="serverInfo.version, as clients see it. Default: mcp-runner's version plus the manifest's "
         "short sha256, e.g. 0.1.0+3f2a9c1b",
     )
+    title: str | None = Field(default=None, description="serverInfo.title: a display name for the server")
+    description: str | None = Field(default=None, description="serverInfo.description")
+    website_url: str | None = Field(default=None, description="serverInfo.websiteUrl: an http(s) URL")
+    icons: list[Icon] | None = Field(default=None, description="serverInfo.icons: icons a client may show")
     instructions: str | None = None
     signin: SignIn | None = None
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -312,6 +336,13 @@ class Manifest(_Strict):
     def _version_is_text(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError(f'quote it: version: "{value}" (YAML reads an unquoted 1.10 as the number 1.1)')
+        return value
+
+    @field_validator("website_url")
+    @classmethod
+    def _website(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value
 
 
@@ -336,6 +367,7 @@ def validate(source: Source) -> tuple[Manifest, Source]:
         *_duplicates(source, manifest),
         *_signin_rules(source, manifest),
         *_template_completions(source, manifest),
+        *surface_problems(source, manifest),
     ]
     if problems:
         raise ManifestError(problems)

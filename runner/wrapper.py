@@ -45,6 +45,7 @@ from runner.events.hub import EventHub
 from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
+from runner.surface.prompt import prompt_meta
 
 
 class _Catalog:
@@ -147,6 +148,8 @@ class FastMCPSignInWrapper(MCPServer):
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
         self._lowlevel_server.version = other.version
+        for attribute in ("title", "description", "website_url", "icons"):  # serverInfo, for new sessions
+            setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.
@@ -185,7 +188,12 @@ class FastMCPSignInWrapper(MCPServer):
 
     async def list_prompts(self) -> list[MCPPrompt]:
         policy = self._policy()
-        return [p for p in await super().list_prompts() if self._allowed(policy.prompts.get(p.name, ()))]
+        listed = [p for p in await super().list_prompts() if self._allowed(policy.prompts.get(p.name, ()))]
+        # The SDK lists prompts without `_meta`; a MetaPrompt carries one (runner/surface/prompt.py).
+        return [
+            p.model_copy(update={"meta": meta}) if (meta := prompt_meta(self._prompt_manager.get_prompt(p.name))) else p
+            for p in listed
+        ]
 
     async def list_resources(self) -> list[MCPResource]:
         policy = self._policy()

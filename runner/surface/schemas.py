@@ -1,0 +1,158 @@
+"""Declared JSON Schemas (`input_schema`, `output_schema`): checked once at load, enforced on every call.
+
+A schema is compiled the way the SDK's client compiles a tool's output schema
+(`mcp/client/session.py`): the dialect its `$schema` names, Draft 2020-12 when it
+names none, and an explicit empty `referencing.Registry`, so a `$ref` resolves
+inside the document (`$defs`, anchors, embedded `$id`s) and is never fetched from
+the network. Load time adds what a call would otherwise discover too late: the
+schema is valid against its meta-schema, its root is an object schema (MCP
+requires `type: object` for both), and every `$ref` in it resolves.
+
+Formats (`format: email`, `date`, ...) are asserted where jsonschema has a checker
+for them; Draft 2020-12 makes them annotations only by default, but a manifest that
+writes `format: date` means it.
+
+Nothing here echoes a caller's value: call-time errors name the place in the
+arguments and the schema keyword that failed, because the log keeps them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from jsonschema import exceptions as jsonschema_exceptions
+from jsonschema.protocols import Validator
+from jsonschema.validators import Draft202012Validator, validator_for
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+SchemaPath = tuple[str | int, ...]
+# Keywords whose values are instances (data), never subschemas: a "$ref" inside one is just data.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "example"})
+
+
+class SchemaProblem(ValueError):
+    """A declared schema that cannot be served, at `path` inside the schema."""
+
+    def __init__(self, path: SchemaPath, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class _Unknown:
+    """validator_for's answer for a `$schema` it does not know."""
+
+
+def compile_schema(schema: Any) -> Validator:
+    """A validator for `schema`, or SchemaProblem saying where it is wrong."""
+    return _compiled(json.dumps(schema, sort_keys=True, allow_nan=False))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Validator:
+    # Keyed by the schema's text: a reload of an unchanged manifest compiles nothing again.
+    schema = json.loads(text)
+    if not isinstance(schema, dict):
+        raise SchemaProblem((), "must be a JSON Schema object (a mapping)")
+    cls: Any = validator_for(schema, default=_Unknown)
+    if cls is _Unknown:
+        if "$schema" in schema:
+            raise SchemaProblem(("$schema",), f"unknown $schema {schema['$schema']!r} (omit it for Draft 2020-12)")
+        cls = Draft202012Validator
+    try:
+        cls.check_schema(schema)
+    except jsonschema_exceptions.SchemaError as exc:
+        raise SchemaProblem(tuple(exc.absolute_path), f"not a valid JSON Schema: {_first_line(exc.message)}") from None
+    if schema.get("type") != "object":
+        raise SchemaProblem(("type",) if "type" in schema else (), "the root must be an object schema (type: object)")
+    _check_refs(schema, cls)
+    return cls(schema, registry=Registry(), format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+
+
+def _check_refs(schema: dict[str, Any], cls: Any) -> None:
+    """Every `$ref`/`$dynamicRef` resolves inside the document."""
+    specification = getattr(cls, "META_SCHEMA", {}).get("$schema")
+    try:
+        from referencing.jsonschema import specification_with
+
+        default = specification_with(specification) if specification else DRAFT202012
+    except Exception:
+        default = DRAFT202012
+    root = Resource.from_contents(schema, default_specification=default)
+    registry: Registry[Any] = Registry().with_resource(root.id() or "", root)
+    resolver = registry.resolver_with_root(root)
+    for path, ref, here in _refs(schema, (), resolver, default):
+        try:
+            here.lookup(ref)
+        except Unresolvable:
+            raise SchemaProblem(
+                path, f"$ref {ref!r} does not resolve inside the schema (define it under $defs; nothing is fetched)"
+            ) from None
+
+
+def _refs(node: Any, path: SchemaPath, resolver: Any, specification: Any) -> Iterator[tuple[SchemaPath, str, Any]]:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _refs(item, (*path, i), resolver, specification)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("$id"), str) and path:
+        resolver = resolver.in_subresource(Resource.from_contents(node, default_specification=specification))
+    for keyword in ("$ref", "$dynamicRef"):
+        if isinstance(node.get(keyword), str):
+            yield (*path, keyword), node[keyword], resolver
+    for key, value in node.items():
+        if key not in _DATA_KEYWORDS:
+            yield from _refs(value, (*path, key), resolver, specification)
+
+
+def violation(validator: Validator, instance: Any) -> str | None:
+    """The most relevant way `instance` breaks the schema, without echoing any value from it; None if it fits."""
+    try:
+        error = jsonschema_exceptions.best_match(validator.iter_errors(instance))  # type: ignore[no-untyped-call]
+    except Unresolvable as exc:  # compile_schema checked every $ref; a $dynamicRef may still surprise
+        return f"the schema's reference {exc} does not resolve"
+    if error is None:
+        return None
+    return describe(error)
+
+
+def describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error.absolute_path)
+    at = f"at {where!r}" if where else "at the top level"
+    keyword, expected = error.validator, error.validator_value
+    if keyword == "required" and isinstance(error.instance, dict):
+        missing = [name for name in expected if name not in error.instance]
+        return f"{at}: missing required property {missing[0]!r}" if missing else f"{at}: fails 'required'"
+    if keyword == "additionalProperties" and isinstance(error.instance, dict):
+        return f"{at}: properties not in the schema are not allowed"
+    if keyword == "type":
+        return f"{at}: must be of type {_short(expected)}"
+    if keyword in ("enum", "const"):
+        return f"{at}: must be {'one of' if keyword == 'enum' else 'equal to'} {_short(expected)}"
+    return f"{at}: fails {keyword!r} {_short(expected)}"
+
+
+def property_names(schema: dict[str, Any]) -> list[str]:
+    properties = schema.get("properties")
+    return list(properties) if isinstance(properties, dict) else []
+
+
+def required_names(schema: dict[str, Any]) -> list[str]:
+    required = schema.get("required")
+    return [name for name in required if isinstance(name, str)] if isinstance(required, list) else []
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 200 else line[:197] + "..."
