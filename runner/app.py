@@ -124,7 +124,7 @@ def build_app(
     return Starlette(
         debug=server.settings.debug,
         routes=routes,
-        middleware=[Middleware(RequestContext), Middleware(HostGuard, enabled=is_loopback(host))],
+        middleware=[Middleware(RequestContext), Middleware(HostGuard, rules=server.host_rules(is_loopback(host)))],
         lifespan=lifespan,
     )
 

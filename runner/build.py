@@ -331,6 +331,9 @@ def _server(
         "website_url": manifest.website_url,
         "icons": mcp_icons(manifest.icons),
         "log_level": "WARNING",
+        "page_size": manifest.server.page_size,
+        "allowed_hosts": manifest.server.allowed_hosts,
+        "allowed_origins": manifest.server.allowed_origins,
         "tools": tools,
     }
     exposure = exposure_problems(manifest, source, binding)

@@ -7,11 +7,8 @@ a typo must never be silently ignored.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
@@ -20,10 +17,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.deploy.identity import REPLICA_ID
-from runner.envsubst import Substituted
 from runner.errors import ManifestError, Problem
 from runner.http.limits import Limits
+from runner.http.security import AllowedHost, AllowedOrigin
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
+from runner.located import located, unknown_hint
+from runner.scalars import Bool, Claim, Identifier, Int, Number, Scope
 from runner.source import Path, Source, parse
 from runner.surface.checks import surface_problems
 from runner.surface.models import OBJECT_SCHEMA, Icon, Meta
@@ -33,40 +32,6 @@ FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
 MIN_LIFETIME = 300  # any shorter and clients would fetch a new token every few calls
 MAX_LIFETIME = 7 * 86_400  # a bearer token that lives longer than a week is a credential, not an access token
-
-
-# RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\\'.
-Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Claim = Annotated[str, StringConstraints(min_length=1)]
-
-
-def _typed(kind: str) -> BeforeValidator:
-    """A number or boolean: as YAML writes it, or from `${VAR}`, never a literal string (see Substituted)."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, str) and not isinstance(value, Substituted):
-            hint = " (write it without quotes)" if _looks_typed(value) else ""
-            raise ValueError(f"Input should be a valid {kind}, not the string {value!r}{hint}")
-        return value
-
-    return BeforeValidator(check)
-
-
-def _looks_typed(text: str) -> bool:
-    """A quoted number or boolean (`"8124"`, `"true"`), as opposed to a wrong value (`eighty`)."""
-    if text.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-Int = Annotated[int, _typed("integer")]
-Number = Annotated[float, _typed("number")]
-Bool = Annotated[bool, _typed("boolean")]
 
 
 class _Strict(BaseModel):
@@ -156,6 +121,23 @@ class ServerSettings(_Strict):
         ge=1,
         le=1024,
         description="threads for sync tools, resources and prompts; as many calls again may wait, more are refused",
+    )
+    page_size: Int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="items per page of tools/list, resources/list, resources/templates/list and prompts/list "
+        "(cursor pages); default: everything in one page",
+    )
+    allowed_hosts: list[AllowedHost] = Field(
+        default_factory=list,
+        description="Host header values accepted besides this machine's own names: name (any port), name:port, "
+        "name:* (e.g. the public name a reverse proxy forwards); on a non-loopback bind, turns the Host check on",
+    )
+    allowed_origins: list[AllowedOrigin] = Field(
+        default_factory=list,
+        description="Origin header values accepted from browsers: https://name, https://name:port, "
+        "https://name:*, or * for any origin",
     )
     poll_interval: Number | None = Field(
         default=None,
@@ -362,7 +344,7 @@ def validate(source: Source) -> tuple[Manifest, Source]:
     try:
         manifest = Manifest.model_validate(source.data)
     except ValidationError as exc:
-        raise ManifestError([_problem(source, err) for err in exc.errors()]) from None
+        raise ManifestError([located(source, err, Manifest) for err in exc.errors()]) from None
     problems = [
         *_duplicates(source, manifest),
         *_signin_rules(source, manifest),
@@ -372,52 +354,6 @@ def validate(source: Source) -> tuple[Manifest, Source]:
     if problems:
         raise ManifestError(problems)
     return manifest, source
-
-
-def _problem(source: Source, err: Any) -> Problem:
-    loc: Path = tuple(err["loc"])
-    dotted = ".".join(str(p) for p in loc) or "manifest"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = _fields_at(loc[:-1])
-        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        if allowed and not hint:
-            message += f"; allowed here: {', '.join(allowed)}"
-        return Problem(source.locate(loc, key=True), message)
-    if kind == "missing":
-        return Problem(source.locate(loc[:-1]), f"missing required key {str(loc[-1])!r}")
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "function":
-        return Problem(source.locate(loc), f'{dotted}: expected "module:attribute", got {err["input"]!r}')
-    message = err["msg"].removeprefix("Value error, ")
-    return Problem(source.locate(loc), f"{dotted}: {message}")
-
-
-def _fields_at(path: Path) -> list[str]:
-    """The keys allowed at `path`, for "did you mean"."""
-    annotation: Any = Manifest
-    for part in path:
-        annotation = _unwrap(annotation)
-        if isinstance(part, int):
-            args = typing.get_args(annotation)
-            annotation = args[0] if args else None
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
-            annotation = annotation.model_fields[part].annotation
-        else:
-            return []
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """`X | None` -> `X`."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
 
 
 def entry_name(entry: ToolEntry | ResourceEntry | PromptEntry) -> str:
@@ -462,14 +398,6 @@ def _template_completions(source: Source, manifest: Manifest) -> list[Problem]:
                 message = f"completions: {key!r} is not a parameter of {res.uri!r}" + unknown_hint(key, params)
             problems.append(Problem(source.locate(("resources", i, "completions", key), key=True), message))
     return problems
-
-
-def unknown_hint(key: str, names: list[str]) -> str:
-    """`(did you mean 'x'?)`, or the names there are."""
-    hint = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-    if hint:
-        return f" (did you mean {hint[0]!r}?)"
-    return f" (its parameters: {', '.join(names)})" if names else ""
 
 
 def _signin_rules(source: Source, manifest: Manifest) -> list[Problem]:

@@ -8,6 +8,7 @@ runner can swap it on reload.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -42,9 +43,11 @@ from runner.auth.policy import Policy, missing
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
+from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
+from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 
 
@@ -75,6 +78,9 @@ class FastMCPSignInWrapper(MCPServer):
     `host`/`port`/`streamable_http_path` are defaults for `.run()`.
     `advertise_authorization_server=False` leaves `authorization_servers` out of the
     RFC 9728 metadata, for an issuer that is no OAuth authorization server.
+    `page_size` splits the list methods into cursor pages of that many items.
+    `allowed_hosts`/`allowed_origins` add Host and Origin values to the DNS-rebinding rule
+    (runner/http/security.py).
     """
 
     def __init__(
@@ -91,10 +97,15 @@ class FastMCPSignInWrapper(MCPServer):
         host: str = "127.0.0.1",
         port: int = 8000,
         streamable_http_path: str = "/mcp",
+        page_size: int | None = None,
+        allowed_hosts: Sequence[str] = (),
+        allowed_origins: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         self._catalog = _Catalog()
         self.guard: Guard | None = None
+        self.page_size = page_size  # items per page of the list methods; None: one page (runner/surface/pages.py)
+        self.allowed_hosts, self.allowed_origins = tuple(allowed_hosts), tuple(allowed_origins)
         auth: AuthSettings | None = None
         if app_id or resource or not allow_no_auth:
             if not app_id:
@@ -129,6 +140,7 @@ class FastMCPSignInWrapper(MCPServer):
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
         self.middleware.append(LevelFilter())
         serve_subscriptions(self)
+        serve_pages(self)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
@@ -148,6 +160,8 @@ class FastMCPSignInWrapper(MCPServer):
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
         self._lowlevel_server.version = other.version
+        self.page_size = other.page_size
+        self.allowed_hosts, self.allowed_origins = other.allowed_hosts, other.allowed_origins
         for attribute in ("title", "description", "website_url", "icons"):  # serverInfo, for new sessions
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
 
@@ -270,6 +284,10 @@ class FastMCPSignInWrapper(MCPServer):
             tasks.start_soon(self.events.run)
             await super().run_stdio_async()
             tasks.cancel_scope.cancel()
+
+    def host_rules(self, loopback: bool) -> Callable[[], HostRules]:
+        """The Host/Origin rule of a server bound to loopback or not, with the allowed lists current at each call."""
+        return lambda: HostRules(loopback, self.allowed_hosts, self.allowed_origins)
 
     def run(self, transport: Any = "stdio", **kwargs: Any) -> None:  # type: ignore[override]
         if transport == "streamable-http":
