@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         except Unavailable as exc:
             print(f"mcp-runner: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        return serve(
+        code = serve(
             args.manifest,
             Overrides(
                 args.host,
@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             observe=Flags(args.metrics, args.log_format, args.log_arguments),
             engine=engine,
         )
+        from runner.deploy.drain import ctrl_c
+
+        return 130 if ctrl_c.is_set() else code
     except ManifestError as exc:
         print(exc, file=sys.stderr)
         where = getattr(args, "manifest", None) or getattr(args, "target", "")

@@ -37,6 +37,9 @@ from runner.deploy.replica import Replica
 logger = logging.getLogger("runner.deploy")
 LISTEN = "subscriptions/listen"
 _PEEK = 64 * 1024  # a listen request is small; a larger body is some other call
+# Set by the first Ctrl-C. The re-raised SIGINT can land inside a task or worker thread that is being
+# torn down and be swallowed there (seen: exit 0 instead of 130), so the CLI also reads this flag.
+ctrl_c = threading.Event()
 
 
 @dataclass(eq=False)
@@ -184,6 +187,7 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGINT:
             self._interrupted = True
+            ctrl_c.set()
             if self.should_exit:
                 self.force_exit = True
         self.should_exit = True
