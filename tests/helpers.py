@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 import anyio
 import httpx2
 import jwt
+import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -335,3 +337,11 @@ def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
             else:
                 os.environ[key] = value
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def debian_binary(name: str, path: str, package: str) -> str:
+    """A binary the tests need from a Debian package; its absence fails the test, naming the package (never a skip)."""
+    found = shutil.which(name) or (path if Path(path).exists() else None)
+    if found is None:
+        pytest.fail(f"{name} is not installed: install the Debian package `{package}` (apt-get install {package})")
+    return found

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-import pytest
-
-from tests.helpers import free_port, wait_for_port
+from tests.helpers import debian_binary, free_port, wait_for_port
 
 BINARY = "/usr/bin/redis-server"
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server") or (BINARY if os.path.exists(BINARY) else None)
-    if found is None:
-        pytest.fail(
-            "redis-server is not installed: install the Debian package `redis-server` (apt-get install redis-server)"
-        )
-    return found
+    return debian_binary("redis-server", BINARY, "redis-server")
 
 
 @dataclass

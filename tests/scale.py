@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
-import pytest
 
 from runner.deploy.nginx import Upstream, write
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, free_port, wait_for_port
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, debian_binary, free_port, wait_for_port
 
 MANIFEST = """\
 name: scale test
@@ -67,11 +65,7 @@ async def hold(name: str) -> str:
 
 
 def nginx_binary() -> str:
-    """The Debian package's nginx; its absence fails the test (never a skip)."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None:
-        pytest.fail("nginx is not installed: install the Debian package `nginx` (apt-get install nginx)")
-    return found
+    return debian_binary("nginx", "/usr/sbin/nginx", "nginx")
 
 
 @dataclass
@@ -195,3 +189,10 @@ def wait_until(condition: object, what: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+async def whoami(client: object) -> str:
+    """The replica that answered: the test manifest's `whoami` tool returns its id."""
+    result = await client.call_tool("whoami", {})  # type: ignore[attr-defined]
+    assert not result.is_error, result
+    return str(result.structured_content["result"])

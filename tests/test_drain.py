@@ -17,7 +17,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.helpers import INITIALIZE, JWKSServer, mcp_client
-from tests.scale import Cluster, ready, wait_until
+from tests.scale import Cluster, ready, wait_until, whoami
 
 pytestmark = pytest.mark.anyio
 
@@ -27,12 +27,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Itera
     running = Cluster(tmp_path_factory.mktemp("drain"), jwks).start()
     yield running
     running.stop()
-
-
-async def whoami(client: object) -> str:
-    result = await client.call_tool("whoami", {})  # type: ignore[attr-defined]
-    assert not result.is_error, result
-    return str(result.structured_content["result"])
 
 
 def open_get_stream(port: int, token: str) -> tuple[httpx2.Client, httpx2.Response]:

@@ -14,7 +14,7 @@ import mcp_types as types
 import pytest
 
 from tests.helpers import JWKSServer, mcp_client
-from tests.scale import Cluster
+from tests.scale import Cluster, whoami
 
 pytestmark = pytest.mark.anyio
 
@@ -24,12 +24,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Itera
     running = Cluster(tmp_path_factory.mktemp("cluster"), jwks).start()
     yield running
     running.stop()
-
-
-async def whoami(client: object) -> str:
-    result = await client.call_tool("whoami", {})  # type: ignore[attr-defined]
-    assert not result.is_error, result
-    return str(result.structured_content["result"])
 
 
 async def test_handshake_session_stays_on_its_replica_for_100_calls(cluster: Cluster) -> None:
