@@ -316,27 +316,50 @@ def post_initialize(url: str, token: str | None, raw_header: str | None = None) 
     return httpx2.post(url, json=INITIALIZE, headers=headers, timeout=30)
 
 
-def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_main(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """The CLI's own `main` in this process: the same code as `run_cli` (and the same real servers),
-    without the ~1.4 s of CPU a new interpreter spends importing. For commands that start no server."""
+    without the ~1.4 s of CPU a new interpreter spends importing. For commands that start no server.
+
+    The user's modules it imports (from a test's own folder) are forgotten afterwards, with the
+    folder on `sys.path`, so the next call imports the next test's files as a new process would.
+    """
     import contextlib
+    import importlib
     import io
 
     from runner.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = {key: os.environ.get(key) for key in env or {}}
+    modules, path, here = set(sys.modules), list(sys.path), Path.cwd()
     os.environ.update(env or {})
     try:
+        if cwd is not None:
+            os.chdir(cwd)
+        importlib.invalidate_caches()  # files the test just wrote must be seen
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(args))
     finally:
+        os.chdir(here)
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if _users_module(sys.modules[name]):
+                del sys.modules[name]
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def _users_module(module: object) -> bool:
+    """Imported from a test's files, not from the runner, the project's demo servers or an installed package."""
+    files = [getattr(module, "__file__", None) or "", *list(getattr(module, "__path__", []) or [])]
+    kept = (str(ROOT / "runner"), str(ROOT / "servers"), str(ROOT / "tests"), sys.prefix, sys.base_prefix)
+    return any(f and not f.startswith(kept) for f in files)
 
 
 def debian_binary(name: str, path: str, package: str) -> str:

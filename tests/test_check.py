@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_main
 
 MODULE = '''
 def add(a: int, b: int) -> int:
@@ -33,7 +33,7 @@ def check(
         (tmp_path / name).write_text(textwrap.dedent(text))
     path = tmp_path / "m.yaml"
     path.write_text(textwrap.dedent(manifest).lstrip())
-    result = run_cli("check", str(path), cwd=tmp_path, env=env)
+    result = run_main("check", str(path), cwd=tmp_path, env=env)
     return result.returncode, result.stdout, result.stderr.replace(str(path), "m.yaml").replace(f"{tmp_path}/", "")
 
 
@@ -367,7 +367,7 @@ def test_schema_accepts_exactly_what_check_accepts(tmp_path: Path) -> None:
 
     from tests.helpers import ROOT
 
-    schema = json.loads(run_cli("schema").stdout)
+    schema = json.loads(run_main("schema").stdout)
     validator = jsonschema.Draft202012Validator(schema)
     for case, (manifest, accepted) in SCHEMA_CASES.items():
         code, _, err = check(tmp_path, manifest)
@@ -378,12 +378,12 @@ def test_schema_accepts_exactly_what_check_accepts(tmp_path: Path) -> None:
     shipped = [p for p in (ROOT / "bench").rglob("*.yaml") if ".venvs" not in p.relative_to(ROOT).parts]
     for path in [ROOT / "example.yaml", *sorted(shipped)]:
         validator.validate(yaml.safe_load(path.read_text()))
-    assert run_cli("check", str(ROOT / "example.yaml"), cwd=ROOT).returncode == 0
+    assert run_main("check", str(ROOT / "example.yaml"), cwd=ROOT).returncode == 0
 
 
 def test_every_number_field_refuses_a_quoted_literal_as_the_schema_does(tmp_path: Path) -> None:
     """The class, not the example: each number field the schema lists (new ones included) is checked alike."""
-    schema = json.loads(run_cli("schema").stdout)
+    schema = json.loads(run_main("schema").stdout)
 
     def typed(model: str) -> list[str]:
         properties = schema["$defs"][model]["properties"]

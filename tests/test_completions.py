@@ -12,7 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
-from tests.helpers import RunnerProcess, mcp_client, run_cli
+from tests.helpers import RunnerProcess, mcp_client, run_cli, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -127,12 +127,12 @@ async def test_unknown_refs_and_failures(served: RunnerProcess, mode: str) -> No
 def test_unknown_argument_is_located(tmp_path: Path) -> None:
     (tmp_path / "comp.py").write_text(textwrap.dedent(MODULE))
     (tmp_path / "template.yaml").write_text(MANIFEST.replace("      city: comp:city", "      cty: comp:city"))
-    checked = run_cli("check", "template.yaml", cwd=tmp_path)
+    checked = run_main("check", "template.yaml", cwd=tmp_path)
     assert checked.returncode == 2
     expected = "template.yaml:8:7: completions: 'cty' is not a parameter of 'weather://{country}/{city}'"
     assert expected + " (did you mean 'city'?)" in checked.stderr
     (tmp_path / "prompt.yaml").write_text(MANIFEST.replace("      note:", "      notes:"))
-    checked = run_cli("check", "prompt.yaml", cwd=tmp_path)
+    checked = run_main("check", "prompt.yaml", cwd=tmp_path)
     assert checked.returncode == 2
     assert "prompt.yaml:14:7: completions: 'notes' is not an argument (did you mean 'note'?)" in checked.stderr
     served = run_cli("serve", "prompt.yaml", "--port", "0", cwd=tmp_path)

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 
 from tests.conftest import copy_example
-from tests.helpers import RunnerProcess, free_port, mcp_client, runner_cmd, wait_for_port
+from tests.helpers import RunnerProcess, free_port, mcp_client, run_main, runner_cmd, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -243,7 +243,7 @@ def test_stdio_banner_says_what_becomes_of_scopes_and_bind(tmp_path: Path) -> No
 
 def test_readme_client_snippet_runs_as_pasted(tmp_path: Path) -> None:
     """The README's Python client, saved to a file and run the way the README says, against example.yaml."""
-    from tests.helpers import ROOT, run_cli
+    from tests.helpers import ROOT
 
     readme = (ROOT / "README.md").read_text()
     intro = readme.index("`client.py`")  # "save this as `client.py`", just before the snippet
@@ -257,7 +257,7 @@ def test_readme_client_snippet_runs_as_pasted(tmp_path: Path) -> None:
     (tmp_path / "client.py").write_text(snippet.replace("http://127.0.0.1:8000/mcp", runner.url))
     runner.start()
     try:
-        token = run_cli("token", str(manifest), "--port", str(runner.port), cwd=tmp_path, env=env).stdout.strip()
+        token = run_main("token", str(manifest), "--port", str(runner.port), cwd=tmp_path, env=env).stdout.strip()
         result = subprocess.run(
             [sys.executable, "client.py"],
             cwd=tmp_path,

@@ -19,7 +19,7 @@ import pytest
 from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types import ToolListChangedNotification
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, run_cli
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, run_main
 from tests.realredis import RedisServer
 from tests.test_events import ANN, GREET, HELPER, MANIFEST, STATUS, TOOLS, Served, legacy_watcher, modern_watcher
 
@@ -181,7 +181,7 @@ async def test_bus_password_is_never_shown(tmp_path: Path) -> None:
     assert f"event bus redis://:***@127.0.0.1:{closed}/0 unreachable" in log
 
     (tmp_path / "m.yaml").write_text("name: pw\nserver:\n  bus: http://user:s3cret-pw@example.com\n")
-    checked = run_cli("check", str(tmp_path / "m.yaml"), cwd=tmp_path)
+    checked = run_main("check", str(tmp_path / "m.yaml"), cwd=tmp_path)
     assert checked.returncode == 2
     assert "m.yaml:3:8: " in checked.stderr and "must be a Redis URL" in checked.stderr
     assert "s3cret-pw" not in checked.stderr

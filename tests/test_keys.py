@@ -19,7 +19,7 @@ import pytest
 
 from runner.auth.jwks import JWKSCache, refresh_interval
 from runner.auth.verifier import JWKSTokenVerifier
-from tests.helpers import Issuer, JWKSServer, Key, RunnerProcess, post_initialize, run_cli
+from tests.helpers import Issuer, JWKSServer, Key, RunnerProcess, post_initialize, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -173,19 +173,19 @@ def test_token_ttl_is_capped_by_the_manifest(tmp_path: Path) -> None:
     manifest = tmp_path / "local.yaml"
     (tmp_path / "mod.py").write_text("def echo(text: str) -> str:\n    return text\n")
     manifest.write_text("name: local\nsignin:\n  app_id: local\ntools:\n  - function: mod:echo\n")
-    over = run_cli("token", str(manifest), "--ttl", str(10 * YEAR))
+    over = run_main("token", str(manifest), "--ttl", str(10 * YEAR))
     assert over.returncode == 2 and over.stdout == ""
     assert f"--ttl {10 * YEAR} is longer than signin.max_token_lifetime (86400 s)" in over.stderr
 
     manifest.write_text(manifest.read_text().replace("app_id: local", "app_id: local\n  max_token_lifetime: 600"))
-    minted = run_cli("token", str(manifest))
+    minted = run_main("token", str(manifest))
     assert minted.returncode == 0, minted.stderr
     claims = jwt.decode(minted.stdout.strip(), options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 600  # the default hour, shortened to the maximum
-    assert run_cli("token", str(manifest), "--ttl", "601").returncode == 2
+    assert run_main("token", str(manifest), "--ttl", "601").returncode == 2
 
     manifest.write_text(manifest.read_text().replace("max_token_lifetime: 600", "max_token_lifetime: 10"))
-    checked = run_cli("check", str(manifest))
+    checked = run_main("check", str(manifest))
     assert checked.returncode == 2
     assert f"{manifest}:4:23: signin.max_token_lifetime: Input should be greater than or equal to 300" in checked.stderr
 

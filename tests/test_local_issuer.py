@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from tests.conftest import copy_example
-from tests.helpers import RunnerProcess, free_port, mcp_client, post_initialize, run_cli
+from tests.helpers import RunnerProcess, free_port, mcp_client, post_initialize, run_cli, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +54,7 @@ async def test_token_then_call(tmp_path: Path) -> None:
 
         assert post_initialize(runner.url, None).status_code == 401
         # A token minted for another audience (port) is refused by the same key's server.
-        other = run_cli("token", str(manifest), "--port", "9", cwd=tmp_path).stdout.strip()
+        other = run_main("token", str(manifest), "--port", "9", cwd=tmp_path).stdout.strip()
         assert post_initialize(runner.url, other).status_code == 401
 
         jwks = httpx2.get(f"http://127.0.0.1:{port}/apps/local/discovery/v2.0/keys").json()
@@ -108,6 +108,6 @@ def test_no_auth_refuses_non_loopback(tmp_path: Path) -> None:
 
 def test_token_refuses_for_real_signin_app(tmp_path: Path) -> None:
     manifest = copy_example(tmp_path)
-    result = run_cli("token", str(manifest), cwd=tmp_path, env={"MCP_APP_ID": "real-app"})
+    result = run_main("token", str(manifest), cwd=tmp_path, env={"MCP_APP_ID": "real-app"})
     assert result.returncode == 2 and result.stdout == ""
     assert "mints only for the local issuer" in result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client, run_cli
+from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -140,7 +140,7 @@ def test_limits_are_checked_with_a_location(tmp_path: Path) -> None:
         "name: m\nserver:\n  session_idle_timeout: .inf\n  max_sessions_per_client: 0\n"
         "tools:\n  - function: cap_tools:add\n"
     )
-    result = run_cli("check", str(manifest))
+    result = run_main("check", str(manifest))
     assert result.returncode == 2
     err = result.stderr
     assert f"{manifest}:3:25: server.session_idle_timeout: Input should be less than or equal to 604800" in err

@@ -16,7 +16,7 @@ from runner.build import Binding, build
 from runner.errors import ManifestError
 from runner.manifest import load
 from runner.schema import json_schema
-from tests.helpers import RunnerProcess, mcp_client, run_cli
+from tests.helpers import RunnerProcess, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -261,7 +261,7 @@ tools:
 def test_check_locates_every_problem_in_the_new_keys(tmp_path: Path) -> None:
     (tmp_path / "surface_tools.py").write_text(textwrap.dedent(MODULE))
     (tmp_path / "m.yaml").write_text(BROKEN)
-    result = run_cli("check", "m.yaml", cwd=tmp_path)
+    result = run_main("check", "m.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "m.yaml:5:12: _meta key 'io.modelcontextprotocol/x': the prefix 'io.modelcontextprotocol/' is reserved "

@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from tests.conftest import copy_example
-from tests.helpers import free_port, mcp_client, post_initialize, run_cli, runner_cmd, wait_for_port
+from tests.helpers import free_port, mcp_client, post_initialize, run_main, runner_cmd, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -112,7 +112,7 @@ def started() -> Iterator[list[Served]]:
 
 
 def token(manifest: Path, *flags: str, env: dict[str, str] | None = None) -> str:
-    minted = run_cli("token", str(manifest), *flags, cwd=manifest.parent, env=env)
+    minted = run_main("token", str(manifest), *flags, cwd=manifest.parent, env=env)
     assert minted.returncode == 0, minted.stderr
     return minted.stdout.strip()
 
@@ -164,7 +164,7 @@ async def test_any_port_and_two_servers(tmp_path: Path, started: list[Served]) -
 
     # Two servers of one manifest: each takes its own --port, and without one `token` says which exist.
     started.append(second := serve(manifest, "--port", "0"))
-    both = run_cli("token", str(manifest), cwd=tmp_path)
+    both = run_main("token", str(manifest), cwd=tmp_path)
     assert both.returncode == 2 and both.stdout == ""
     assert "2 servers of" in both.stderr and first.url in both.stderr and second.url in both.stderr
     for served, other in ((first, second), (second, first)):
@@ -178,14 +178,14 @@ async def test_any_port_and_two_servers(tmp_path: Path, started: list[Served]) -
     await add(first.url, token(manifest))
 
     first.stop()
-    gone = run_cli("token", str(manifest), cwd=tmp_path)
+    gone = run_main("token", str(manifest), cwd=tmp_path)
     assert gone.returncode == 2 and gone.stdout == ""
     assert "no server of it is running" in gone.stderr and "--port" in gone.stderr
 
 
 def test_token_refuses_port_zero(tmp_path: Path) -> None:
     manifest = copy_example(tmp_path)
-    result = run_cli("token", str(manifest), "--port", "0", cwd=tmp_path)
+    result = run_main("token", str(manifest), "--port", "0", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert "token --port 0 names no server" in result.stderr
 
