@@ -26,6 +26,7 @@ from typing import IO, Any
 import anyio
 
 from runner.build import Binding
+from runner.state import state_folder
 
 if sys.platform != "win32":
     import fcntl
@@ -97,7 +98,7 @@ def servers(state_dir: Path, manifest: Path) -> list[Binding]:
 
 
 def _write_locked(state_dir: Path, final: Path, manifest: Path, where: Binding) -> IO[str]:
-    state_dir.mkdir(mode=0o700, exist_ok=True)
+    state_folder(state_dir.parent)
     temporary = final.with_suffix(".tmp")
     handle = open(temporary, "w", encoding="utf-8")  # noqa: SIM115 -- held open: the lock lives with it
     try:

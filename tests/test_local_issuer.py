@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import httpx2
@@ -69,6 +70,12 @@ async def test_token_then_call(tmp_path: Path) -> None:
     key = tmp_path / ".mcp-runner" / "local-issuer-key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    # `git add -A` in the manifest's folder leaves the key (and the server records) out.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    staged = subprocess.run([*git, "ls-files"], check=True, capture_output=True, text=True).stdout.split()
+    assert "example.yaml" in staged and not [name for name in staged if ".mcp-runner" in name], staged
 
 
 def test_banner_warns_when_the_resource_is_not_the_served_url(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from runner.auth.defaults import STATE_DIR
+from runner.state import state_folder
 
 __all__ = ["STATE_DIR", "LocalIssuer"]
 
@@ -45,8 +46,7 @@ class LocalIssuer:
     @classmethod
     def open(cls, manifest_dir: Path) -> LocalIssuer:
         """Load the key pair from the state folder, creating it (0700 folder, 0600 key) on first use."""
-        folder = manifest_dir / STATE_DIR
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = state_folder(manifest_dir)
         path = folder / KEY_FILE
         if not path.exists():
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
