@@ -35,7 +35,7 @@ from runner.http.sessions import (
     SessionCap,
     _live_sessions,
 )
-from runner.observe import metrics
+from runner.observe import metrics, tracing
 from runner.observe.access import RequestContext
 
 if TYPE_CHECKING:
@@ -124,7 +124,11 @@ def build_app(
     return Starlette(
         debug=server.settings.debug,
         routes=routes,
-        middleware=[Middleware(RequestContext), Middleware(HostGuard, rules=server.host_rules(is_loopback(host)))],
+        middleware=[
+            *tracing.http_middleware(path),  # a span per request when traces are exported (runner/observe/httpspan.py)
+            Middleware(RequestContext),
+            Middleware(HostGuard, rules=server.host_rules(is_loopback(host))),
+        ],
         lifespan=lifespan,
     )
 

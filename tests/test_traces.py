@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -41,6 +43,15 @@ class Receiver(ThreadingHTTPServer):
         with self.lock:
             return [s for s in self.spans if s["name"] == name]
 
+    def in_trace(self, trace_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The spans of one trace, by name."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        with self.lock:
+            for span in self.spans:
+                if span["trace"] == trace_id:
+                    found.setdefault(span["name"], []).append(span)
+        return found
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: Receiver
@@ -57,7 +68,18 @@ class _Handler(BaseHTTPRequestHandler):
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     attributes = {a.key: _value(a.value) for a in span.attributes}
-                    found.append({"name": span.name, "attributes": attributes, "resource": service})
+                    links = [(link.trace_id.hex(), link.span_id.hex()) for link in span.links]
+                    found.append(
+                        {
+                            "name": span.name,
+                            "attributes": attributes,
+                            "resource": service,
+                            "trace": span.trace_id.hex(),
+                            "id": span.span_id.hex(),
+                            "parent": span.parent_span_id.hex(),
+                            "links": links,
+                        }
+                    )
         with self.server.lock:
             self.server.spans.extend(found)
         reply = ExportTraceServiceResponse().SerializeToString()
@@ -76,6 +98,15 @@ def _value(value: Any) -> Any:
     if kind == "array_value":
         return [_value(v) for v in value.array_value.values]
     return getattr(value, kind) if kind else None
+
+
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "add",
+}
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +157,75 @@ async def test_tool_call_and_reload_spans_reach_the_receiver(
     assert reload["attributes"]["mcp_runner.reload.duration_ms"] > 0
     exported = repr(receiver.spans)
     assert token not in exported and "eyJ" not in exported
+
+
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_callers_traceparent_holds_the_whole_request(
+    traced: tuple[RunnerProcess, Issuer], receiver: Receiver, mode: str
+) -> None:
+    """The HTTP request span, the token verification and the SDK's tools/call span: one trace, the caller's."""
+    runner, issuer = traced
+    caller = "4bf92f3577b34da6a3ce929d0e0e4736" if mode == "legacy" else "0af7651916cd43dd8448eb211c80319c"
+    headers = {
+        "Authorization": f"Bearer {issuer.token(sub=f'trace-{mode}')}",
+        "traceparent": f"00-{caller}-{CALLER_SPAN}-01",
+    }
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with Client(streamable_http_client(runner.url, http_client=http), mode=mode) as client:  # type: ignore[arg-type]
+            assert (await client.call_tool("add", {"a": 1, "b": 2})).is_error is False
+
+    def whole() -> dict[str, list[dict[str, Any]]] | None:  # the request span ends last: wait for it too
+        spans = receiver.in_trace(caller)
+        calls, requests = spans.get("tools/call add", []), {s["id"] for s in spans.get("POST /mcp", [])}
+        return spans if calls and calls[0]["parent"] in requests else None
+
+    spans = wait_for(whole, "the tool-call span under a request span in the caller's trace")
+    requests = {s["id"]: s for s in spans["POST /mcp"]}
+    assert all(s["parent"] == CALLER_SPAN for s in requests.values())
+    assert all(s["attributes"]["http.response.status_code"] < 300 for s in requests.values())
+    verified = spans["mcp-runner verify token"]
+    assert len(verified) == 1 and verified[0]["parent"] in requests
+
+
+async def test_meta_traceparent_wins_for_the_mcp_span_and_a_bad_one_is_ignored(
+    traced: tuple[RunnerProcess, Issuer], receiver: Receiver
+) -> None:
+    """SEP-414 `_meta.traceparent` parents the SDK span, linked to the HTTP one; a malformed header is dropped."""
+    runner, issuer = traced
+    header_trace, meta_trace, bad = "1" * 32, "2" * 32, "3" * 32
+    sent = (
+        (f"00-{bad}-{CALLER_SPAN}-01-junk", META),  # version 00 has four fields: malformed, so ignored
+        (f"00-{header_trace}-{CALLER_SPAN}-01", {**META, "traceparent": f"00-{meta_trace}-{CALLER_SPAN}-01"}),
+    )
+    for traceparent, meta in sent:
+        answer = httpx2.post(
+            runner.url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": meta},
+            },
+            headers={
+                **HEADERS,
+                "Authorization": f"Bearer {issuer.token(sub=traceparent[3:9])}",
+                "traceparent": traceparent,
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200 and '"isError":false' in answer.text.replace(" ", "")
+    call = wait_for(lambda: receiver.in_trace(meta_trace).get("tools/call add"), "the tool call in the _meta trace")[0]
+    assert call["parent"] == CALLER_SPAN
+    request = wait_for(lambda: receiver.in_trace(header_trace).get("POST /mcp"), "the request span")[0]
+    assert request["parent"] == CALLER_SPAN
+    assert call["links"] == [(header_trace, request["id"])]
+    assert receiver.in_trace(header_trace)["mcp-runner verify token"][0]["parent"] == request["id"]
+    # the malformed one was served in a new trace of its own (exported before the later ones), and is nowhere
+    assert receiver.in_trace(bad) == {}
+    assert bad not in repr(receiver.spans) and bad not in runner.logged()
 
 
 async def test_text_audit_lines_without_token(traced: tuple[RunnerProcess, Issuer]) -> None:

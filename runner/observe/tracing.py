@@ -16,12 +16,25 @@ OpenTelemetry SDK itself from its documented variables.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from opentelemetry import trace
 
 tracer = trace.get_tracer("mcp-runner")
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+exporting = False  # set by `setup`: the runner installed the exporting provider, so HTTP requests get spans
+
+
+def http_middleware(route: str) -> list[Any]:
+    """The ASGI layer that opens a span per HTTP request, when spans are exported; else nothing (no cost)."""
+    if not exporting:
+        return []
+    from starlette.middleware import Middleware
+
+    from runner.observe.httpspan import TraceRequests
+
+    return [Middleware(TraceRequests, route=route)]
 
 
 def setup() -> str | None:
@@ -50,4 +63,6 @@ def setup() -> str | None:
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    global exporting
+    exporting = True
     return endpoint
