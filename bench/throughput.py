@@ -13,13 +13,14 @@ request bytes built in advance, both protocol generations. Its table shows the
 server's CPU (of one core) next to each figure: near 100% means the server was
 the saturated side.
 
-    python bench/throughput.py [--rounds 5] [--seconds 2] [--startups 5] [--quick]
+    python bench/throughput.py [--rounds 5] [--seconds 2] [--startups 5] [--quick] [--startup-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import os
 import shutil
 import statistics
@@ -37,7 +38,7 @@ import uvloop
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from load import ADD, Call, Load, Result, http_request, list_tools, read_response  # noqa: E402
+from load import ADD, Call, Load, Result, cpu_seconds, http_request, list_tools, read_response  # noqa: E402
 
 from tests.helpers import free_port, run_cli, runner_cmd, wait_for_port  # noqa: E402
 
@@ -139,8 +140,9 @@ async def first_list(server: Server, started: float) -> float:
     return elapsed
 
 
-def start_up(server: Server) -> tuple[float, float]:
-    """(seconds to the first tools/list, RSS in MiB just after it) for one fresh process."""
+def start_up(server: Server) -> tuple[float, float, float]:
+    """(seconds to the first tools/list, RSS in MiB just after it, CPU seconds the process spent until the
+    answer) for one fresh process. The CPU time is steadier than the wall time on a busy machine."""
     server.port = free_port()
     server.bearer = server.token(server.port)  # minted before the launch: a token does not need the server
     started = time.perf_counter()
@@ -149,8 +151,10 @@ def start_up(server: Server) -> tuple[float, float]:
     )
     try:
         elapsed = uvloop.run(first_list(server, started))
+        assert server.proc is not None
+        cpu = cpu_seconds(server.proc.pid)
         time.sleep(0.3)  # idle: let the start-up settle (the runner freezes its definition) before reading RSS
-        return elapsed, rss_mib(server.proc.pid)
+        return elapsed, rss_mib(server.proc.pid), cpu
     finally:
         server.stop()
 
@@ -185,13 +189,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per case and server")
     parser.add_argument("--startups", type=int, default=5, help="fresh starts per server for start-up and RSS")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 2 start-ups: does it all work?")
+    parser.add_argument(
+        "--startup-only", action="store_true", help="only start-up and idle RSS: plain, runner, runner+auth"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.startups = 1, 1.0, 2
     plain = venv("plain", [f"mcp=={version('mcp')}"])
-    fast = venv("fastmcp", ["fastmcp"])
-    fastmcp_version = package_version(fast, "fastmcp")
+    fast = venv("fastmcp", ["fastmcp"]) if not args.startup_only else plain
+    fastmcp_version = package_version(fast, "fastmcp") if not args.startup_only else "-"
 
+    # The runner as installed: pip compiles a wheel's bytecode, as it did the anchors' packages. A checkout
+    # run with PYTHONDONTWRITEBYTECODE=1 would compile ~150 modules of its own on every start instead.
+    compileall.compile_dir(str(HERE.parent / "runner"), quiet=1)
     folder = Path(tempfile.mkdtemp(prefix="mcp-runner-bench-"))
     os.symlink(HERE.parent / "servers", folder / "servers")
     extra_modules(folder)
@@ -228,14 +238,16 @@ def main() -> None:
         Server("runner without gc.freeze", unfrozen("many.yaml"), folder),
     ]
     table = Table()
-    startups: dict[str, list[tuple[float, float]]] = {}
+    startups: dict[str, list[tuple[float, float, float]]] = {}
     try:
         # Start-up and idle RSS first, on a machine not yet busy with the other servers.
+        order = [s for s in call_servers[:4] if not (args.startup_only and s.name == "fastmcp")]
         for round_ in range(args.startups):
-            order = call_servers[:4]
             for server in order[round_ % len(order) :] + order[: round_ % len(order)]:
                 print(f"  start-up: {server.name}", file=sys.stderr, flush=True)
                 startups.setdefault(server.name, []).append(start_up(server))
+        if args.startup_only:
+            return report(table, startups, args, fastmcp_version)
         for server in call_servers + extras + list_servers:
             print(f"  starting {server.name}", file=sys.stderr, flush=True)
             server.start()
@@ -285,12 +297,19 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b and a == a and b == b else "-"
 
 
-def report(table: Table, startups: dict[str, list[tuple[float, float]]], args: argparse.Namespace, fm: str) -> None:
+def report(
+    table: Table, startups: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace, fm: str
+) -> None:
     load = os.getloadavg()
-    print(
-        f"\nmcp {version('mcp')}, FastMCP {fm}; {args.rounds} rounds of {args.seconds:g} s per case and server, "
-        f"medians; load average at the end {load[0]:.1f} on {os.cpu_count()} cores\n"
-    )
+    rounds = "" if args.startup_only else f"{args.rounds} rounds of {args.seconds:g} s per case and server, medians; "
+    cores = os.cpu_count()
+    print(f"\nmcp {version('mcp')}, FastMCP {fm}; {rounds}load average at the end {load[0]:.1f} on {cores} cores\n")
+    if table.results:
+        throughput(table)
+    startup(startups, args)
+
+
+def throughput(table: Table) -> None:
     print("| case | server | calls/s | p50 ms | p99 ms | server CPU | vs plain | vs FastMCP |")
     print("|---|---|---|---|---|---|---|---|")
     cases = sorted({case for case, _ in table.results}, key=lambda c: ("list" in c, "2026" in c, len(c), c))
@@ -317,16 +336,25 @@ def report(table: Table, startups: dict[str, list[tuple[float, float]]], args: a
             f"\nload generator CPU: median {statistics.median(clients) * 100:.0f}%, "
             f"max {max(clients) * 100:.0f}% of one core"
         )
-    print("\n| server | start-up to the first tools/list (median) | idle RSS (median) |")
-    print("|---|---|---|")
+
+
+def startup(startups: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace) -> None:
+    print(f"\n{args.startups} start-ups per server, medians; CPU: the server's own until it answered")
+    print("\n| server | start-up to the first tools/list | its CPU | idle RSS |")
+    print("|---|---|---|---|")
     for name, values in startups.items():
         start = statistics.median(v[0] for v in values) * 1000
         rss = statistics.median(v[1] for v in values)
-        print(f"| {name} | {start:.0f} ms | {rss:.1f} MiB |")
-    if "plain" in startups and "runner" in startups:
-        runner = statistics.median(v[0] for v in startups["runner"])
-        plain = statistics.median(v[0] for v in startups["plain"])
-        print(f"\nrunner start-up - plain: {(runner - plain) * 1000:+.0f} ms (target: within 50 ms)")
+        cpu = statistics.median(v[2] for v in values) * 1000
+        print(f"| {name} | {start:.0f} ms | {cpu:.0f} ms | {rss:.1f} MiB |")
+    if "plain" in startups:
+        median = {name: [statistics.median(v[i] for v in runs) for i in range(3)] for name, runs in startups.items()}
+        for name in [n for n in median if n.startswith("runner")]:
+            (start, rss, cpu), (p_start, p_rss, p_cpu) = median[name], median["plain"]
+            print(
+                f"{name} - plain: start-up {(start - p_start) * 1000:+.0f} ms (target: within 50 ms), "
+                f"CPU {(cpu - p_cpu) * 1000:+.0f} ms, idle RSS {rss - p_rss:+.1f} MiB"
+            )
 
 
 if __name__ == "__main__":
