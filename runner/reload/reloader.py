@@ -38,7 +38,7 @@ from runner.observe.tracing import tracer
 from runner.pool import ToolPool
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.fresh import rebuild_fresh
-from runner.reload.memory import Settler, settle
+from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
@@ -96,7 +96,7 @@ class Reloader:
         reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest, pool=pool or ToolPool())
         reloader.view = await snapshot(built.server)
         built.server.advertise_list_changed()
-        settle()  # the first definition is live: out of the collector's way from now on
+        freeze_first()  # the first definition is live: out of the collector's way from now on
         return reloader
 
     @property
