@@ -21,14 +21,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import exceptions as jsonschema_exceptions
-from jsonschema.protocols import Validator
-from jsonschema.validators import Draft202012Validator, validator_for
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+# jsonschema and referencing (~60 ms of imports with attrs and rpds) are imported by the functions that
+# use them: only a manifest that declares input_schema or output_schema loads them (tests/test_engine.py).
 
 SchemaPath = tuple[str | int, ...]
 # Keywords whose values are instances (data), never subschemas: a "$ref" inside one is just data.
@@ -55,6 +54,10 @@ def compile_schema(schema: Any) -> Validator:
 @functools.lru_cache(maxsize=4096)
 def _compiled(text: str) -> Validator:
     # Keyed by the schema's text: a reload of an unchanged manifest compiles nothing again.
+    from jsonschema import exceptions as jsonschema_exceptions
+    from jsonschema.validators import Draft202012Validator, validator_for
+    from referencing import Registry
+
     schema = json.loads(text)
     if not isinstance(schema, dict):
         raise SchemaProblem((), "must be a JSON Schema object (a mapping)")
@@ -75,6 +78,10 @@ def _compiled(text: str) -> Validator:
 
 def _check_refs(schema: dict[str, Any], cls: Any) -> None:
     """Every `$ref`/`$dynamicRef` resolves inside the document."""
+    from referencing import Registry, Resource
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
     specification = getattr(cls, "META_SCHEMA", {}).get("$schema")
     try:
         from referencing.jsonschema import specification_with
@@ -102,6 +109,8 @@ def _refs(node: Any, path: SchemaPath, resolver: Any, specification: Any) -> Ite
     if not isinstance(node, dict):
         return
     if isinstance(node.get("$id"), str) and path:
+        from referencing import Resource
+
         resolver = resolver.in_subresource(Resource.from_contents(node, default_specification=specification))
     for keyword in ("$ref", "$dynamicRef"):
         if isinstance(node.get(keyword), str):
@@ -113,6 +122,9 @@ def _refs(node: Any, path: SchemaPath, resolver: Any, specification: Any) -> Ite
 
 def violation(validator: Validator, instance: Any) -> str | None:
     """The most relevant way `instance` breaks the schema, without echoing any value from it; None if it fits."""
+    from jsonschema import exceptions as jsonschema_exceptions
+    from referencing.exceptions import Unresolvable
+
     try:
         error = jsonschema_exceptions.best_match(validator.iter_errors(instance))  # type: ignore[no-untyped-call]
     except Unresolvable as exc:  # compile_schema checked every $ref; a $dynamicRef may still surprise
