@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -99,6 +102,36 @@ def test_the_global_cap_still_holds(capped: tuple[RunnerProcess, Issuer]) -> Non
     for session, token in opened:
         close(runner.url, session, token)
     assert open_session(runner.url, issuer.token(sub="erin")).status_code == 200
+
+
+async def test_a_session_whose_answer_has_started_counts_once(capped: tuple[RunnerProcess, Issuer]) -> None:
+    """It used to count as opening and as owned until its request ended, so sessions opened at nearly the
+    same moment were refused below the cap. Raw connections: the other two openings are sent the moment
+    the first answer's head arrives, while its request is still running (a race: ten rounds)."""
+    runner, issuer = capped
+    token = issuer.token(sub="frank")
+    host = f"127.0.0.1:{runner.port}"
+    body = json.dumps(INITIALIZE).encode()
+    head = f"POST /mcp HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+    request = (
+        head + f"accept: application/json, text/event-stream\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    for _ in range(10):
+        connections = [await asyncio.open_connection("127.0.0.1", runner.port) for _ in range(3)]
+        try:
+            connections[0][1].write(request)
+            heads = [await connections[0][0].readuntil(b"\r\n\r\n")]
+            for _, writer in connections[1:]:
+                writer.write(request)
+            heads += [await reader.readuntil(b"\r\n\r\n") for reader, _ in connections[1:]]
+        finally:
+            for _, writer in connections:
+                writer.close()
+        sessions = [re.search(rb"mcp-session-id: (\S+)", h, re.I) for h in heads]
+        for found in sessions:
+            if found:
+                close(runner.url, found[1].decode(), token)
+        assert [h.split(b" ", 2)[1] for h in heads] == [b"200"] * 3, heads
 
 
 def held_session(url: str, stack: ExitStack) -> str:

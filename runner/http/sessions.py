@@ -98,20 +98,29 @@ class SessionCap:
             return
         self._opening[who] = self._opening.get(who, 0) + 1
         self._sweep()
+        opening = True  # until the answer names the session, or the request ends without one
 
         async def watch(message: Message) -> None:
+            nonlocal opening
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session = dict(message.get("headers", [])).get(_SESSION)
                 if session is not None:
                     self._owned.setdefault(who, set()).add(session.decode("latin-1"))
+                    if opening:  # counted as owned from now on: counted once, not also as opening
+                        opening = False
+                        self._opened(who)
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            self._opening[who] -= 1
-            if not self._opening[who]:
-                del self._opening[who]
+            if opening:
+                self._opened(who)
+
+    def _opened(self, who: Principal) -> None:
+        self._opening[who] -= 1
+        if not self._opening[who]:
+            del self._opening[who]
 
     def count(self, who: Principal) -> int:
         """`who`'s live sessions, forgetting those the SDK has ended."""
