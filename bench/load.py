@@ -1,11 +1,11 @@
-"""A raw HTTP/1.1 load generator for MCP servers: keep-alive connections, request bytes built in advance.
+"""The raw HTTP/1.1 load generator for MCP servers: keep-alive connections, request bytes built in advance.
 
 Why not the SDK's client: it spends more CPU per call than the server does, so it
 saturates first and every server looks alike. Here each connection sends
 pre-built bytes and reads the response with a minimal parser (Content-Length or
 chunked), so the client costs a few per cent of a core; `Load.run` reports the
 server's CPU from /proc next to the client's, so a reader can see which side
-was saturated.
+was saturated. bench/throughput.py and bench/scale.py drive it.
 
 Both protocol generations, as the SDK's client sends them:
 - handshake-era (`mode="legacy"`): `initialize` once per connection, then every
@@ -14,6 +14,12 @@ Both protocol generations, as the SDK's client sends them:
 - 2026-07-28: no handshake and no session; every request carries
   `mcp-protocol-version: 2026-07-28`, `mcp-method` (and `mcp-name` for a tool)
   headers and the client's `_meta` in its params; the answer is plain JSON.
+
+It always ends what it opened: every handshake-era session is DELETEd when the
+run ends, whether it ends normally, because a connection failed to open, with
+an error, or by cancellation (the runner caps sessions per client, so a leaked
+session fails later rounds with 429). A failure is counted and described in the
+`Result` of its case; it never aborts the caller's run.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ CLIENT_META = {
     "io.modelcontextprotocol/clientCapabilities": {},
 }
 TICK = os.sysconf("SC_CLK_TCK")
+CLOSE_TIMEOUT = 10.0  # seconds to wait for a DELETE's answer
+KEPT_PROBLEMS = 5  # distinct failure descriptions kept per case
 
 
 def cpu_seconds(pid: int) -> float:
@@ -48,8 +56,8 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def http_request(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: application/json, text/event-stream"]
+def http_request(port: int, path: str, body: bytes, headers: dict[str, str], method: str = "POST") -> bytes:
+    head = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: application/json, text/event-stream"]
     head += ["content-type: application/json", f"content-length: {len(body)}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -85,6 +93,10 @@ class BadResponse(Exception):
     pass
 
 
+# What a broken server or connection raises here; anything else is a bug of the generator.
+FAILURES = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, BadResponse, ValueError, IndexError)
+
+
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head[:-4].split(b"\r\n")
@@ -109,25 +121,118 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, 
     return status, headers, body
 
 
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 @dataclass
 class Result:
     calls: int = 0
     errors: int = 0
     seconds: float = 0.0
     latencies_ns: list[int] = field(default_factory=list)
-    server_cpu: float = 0.0  # fraction of one core over the measured window
-    client_cpu: float = 0.0
+    server_cpu: float = float("nan")  # fraction of one core over the measured window
+    client_cpu: float = float("nan")
+    problems: dict[str, int] = field(default_factory=dict)  # a few distinct failure descriptions, with counts
 
     @property
     def rate(self) -> float:
         return self.calls / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        """Latency in ms."""
+        """Latency in ms at quantile `q` (0..1)."""
         if not self.latencies_ns:
             return float("nan")
         ordered = sorted(self.latencies_ns)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+    def fail(self, problem: str) -> None:
+        self.errors += 1
+        if problem in self.problems or len(self.problems) < KEPT_PROBLEMS:
+            self.problems[problem] = self.problems.get(problem, 0) + 1
+
+
+@dataclass
+class Connection:
+    """One keep-alive connection and, handshake-era, the session it opened; `close` ends both."""
+
+    port: int
+    path: str
+    modern: bool
+    auth: dict[str, str]
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    session: str | None = None
+    busy: bool = False  # a request is written and its answer not yet read
+
+    async def open(self) -> None:
+        """Connect, and handshake-era, open a session. On any failure, cancellation included, end what was opened."""
+        try:
+            await self._connect()
+            if self.modern:
+                return
+            init = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": LEGACY,
+                    "capabilities": {},
+                    "clientInfo": {"name": "bench", "version": "0"},
+                },
+            }
+            status, headers, body = await self.exchange(
+                http_request(self.port, self.path, json.dumps(init).encode(), self.auth)
+            )
+            if b"mcp-session-id" in headers:
+                self.session = headers[b"mcp-session-id"].decode()
+            if status != 200 or not self.session:
+                raise BadResponse(f"initialize: HTTP {status} {body[:200]!r}")
+            done = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode()
+            headers_out = {"mcp-protocol-version": LEGACY, "mcp-session-id": self.session, **self.auth}
+            status, _, body = await self.exchange(http_request(self.port, self.path, done, headers_out))
+            if status != 202:
+                raise BadResponse(f"notifications/initialized: HTTP {status} {body[:200]!r}")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def exchange(self, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+        """Send one request, read its answer; reconnect (same session) if the server closes after it."""
+        assert self.reader is not None and self.writer is not None
+        self.busy = True
+        self.writer.write(request)
+        answer = await read_response(self.reader)
+        self.busy = False
+        if answer[1].get(b"connection", b"").lower() == b"close":  # e.g. nginx's keepalive_requests
+            await self._connect()
+        return answer
+
+    async def close(self) -> None:
+        """DELETE the session, as the SDK's client does, then close. Bounded; never raises for a broken server."""
+        session, self.session = self.session, None
+        try:
+            if session is not None:
+                if self.busy or self.writer is None or self.writer.is_closing():
+                    await self._connect()  # an answer still owed on the old connection would be read as the DELETE's
+                head = {"mcp-session-id": session, "mcp-protocol-version": LEGACY, **self.auth}
+                await asyncio.wait_for(
+                    self.exchange(http_request(self.port, self.path, b"", head, "DELETE")), CLOSE_TIMEOUT
+                )
+        except (*FAILURES, TimeoutError):
+            pass
+        finally:
+            self._disconnect()
+
+    async def _connect(self) -> None:
+        self._disconnect()
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.busy = False
+
+    def _disconnect(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 @dataclass
@@ -135,7 +240,7 @@ class Load:
     """`concurrency` keep-alive connections, each with one request in flight, for `warmup` + `seconds`."""
 
     port: int
-    pid: int
+    pid: int | None = None  # the server's process, for its CPU; None when it is not ours to read (nginx)
     path: str = "/mcp"
     token: str | None = None
     modern: bool = False
@@ -146,100 +251,79 @@ class Load:
     def _auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _open(self, index: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str | None]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        if self.modern:
-            return reader, writer, None
-        init = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
-        }
-        writer.write(http_request(self.port, self.path, json.dumps(init).encode(), self._auth()))
-        status, headers, body = await read_response(reader)
-        session = headers.get(b"mcp-session-id", b"").decode()
-        if status != 200 or not session:
-            raise BadResponse(f"initialize: HTTP {status} {body[:200]!r}")
-        done = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode()
-        headers_out = {"mcp-protocol-version": LEGACY, "mcp-session-id": session, **self._auth()}
-        writer.write(http_request(self.port, self.path, done, headers_out))
-        status, _, body = await read_response(reader)
-        if status != 202:
-            raise BadResponse(f"notifications/initialized: HTTP {status} {body[:200]!r}")
-        return reader, writer, session
+    def connection(self) -> Connection:
+        return Connection(self.port, self.path, self.modern, self._auth())
 
-    async def _close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: str | None) -> None:
-        if session:  # end the session, as the SDK's client does, so that sessions never pile up across rounds
-            head = f"DELETE {self.path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\nmcp-session-id: {session}\r\n"
-            head += f"mcp-protocol-version: {LEGACY}\r\n"
-            head += "".join(f"{k}: {v}\r\n" for k, v in self._auth().items())
-            writer.write((head + "content-length: 0\r\n\r\n").encode())
-            try:
-                await asyncio.wait_for(read_response(reader), 10)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                pass
-        writer.close()
-
-    async def _worker(
-        self, index: int, call: Call, window: list[float], result: Result, opened: asyncio.Queue[int], go: asyncio.Event
-    ) -> None:
-        reader, writer, session = await self._open(index)
-        opened.put_nowait(index)
-        await go.wait()
-        headers = {**call.headers(self.modern, session), **self._auth()}
-        requests = [
+    def _requests(self, index: int, call: Call, connection: Connection) -> list[bytes]:
+        headers = {**call.headers(self.modern, connection.session), **self._auth()}
+        return [
             http_request(self.port, self.path, call.message(index * 1_000_000 + k, self.modern), headers)
             for k in range(16)
         ]
-        try:
-            k = 0
-            while True:
-                started = time.perf_counter()
-                if started >= window[1]:
-                    break
-                writer.write(requests[k % 16])
-                k += 1
-                status, _, body = await read_response(reader)
-                ended = time.perf_counter()
-                ok = status == 200 and call.expect in body
-                if started >= window[0] and ended <= window[1]:
-                    if ok:
-                        result.calls += 1
-                        result.latencies_ns.append(int((ended - started) * 1e9))
-                    else:
-                        result.errors += 1
-                elif not ok and started >= window[0]:
-                    result.errors += 1
-        finally:
-            await self._close(reader, writer, session)
+
+    async def _worker(
+        self, index: int, connection: Connection, call: Call, window: tuple[float, float], result: Result
+    ) -> None:
+        requests = self._requests(index, call, connection)
+        k = 0
+        while (started := time.perf_counter()) < window[1]:
+            counted = started >= window[0]
+            try:
+                status, _, body = await connection.exchange(requests[k % 16])
+            except FAILURES as exc:  # a broken connection: count it, start over with a fresh one
+                if counted:
+                    result.fail(describe(exc))
+                await connection.close()
+                try:
+                    await connection.open()
+                except FAILURES as again:
+                    result.fail(f"reopening: {describe(again)}")
+                    return
+                requests = self._requests(index, call, connection)
+                continue
+            k += 1
+            ended = time.perf_counter()
+            if not counted:
+                continue
+            if status == 200 and call.expect in body:
+                if ended <= window[1]:
+                    result.calls += 1
+                    result.latencies_ns.append(int((ended - started) * 1e9))
+            else:
+                result.fail(f"{call.method}: HTTP {status} {body[:200]!r}")
 
     async def run(self, call: Call) -> Result:
-        result = Result()
-        window = [0.0, 0.0]  # set once every connection is open (and its session initialized)
-        opened: asyncio.Queue[int] = asyncio.Queue()
-        go = asyncio.Event()
-        workers = [
-            asyncio.ensure_future(self._worker(i, call, window, result, opened, go)) for i in range(self.concurrency)
-        ]
-        for _ in workers:
-            getter = asyncio.ensure_future(opened.get())
-            await asyncio.wait([getter, *workers], return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():  # a worker failed to open: raise its error
-                getter.cancel()
-                failed = next(w for w in workers if w.done())
-                for w in workers:
-                    w.cancel()
-                failed.result()
-        start = time.perf_counter() + self.warmup
-        window[0], window[1] = start, start + self.seconds
-        go.set()
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu0, own0, wall0 = cpu_seconds(self.pid), own_cpu_seconds(), time.perf_counter()
-        await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
-        cpu1, own1, wall1 = cpu_seconds(self.pid), own_cpu_seconds(), time.perf_counter()
-        await asyncio.gather(*workers)
-        result.seconds = self.seconds
-        result.server_cpu = (cpu1 - cpu0) / (wall1 - wall0)
-        result.client_cpu = (own1 - own0) / (wall1 - wall0)
-        return result
+        """One case. Failures are counted in the result (with their descriptions), never raised."""
+        result = Result(seconds=self.seconds)
+        connections = [self.connection() for _ in range(self.concurrency)]
+        workers: list[asyncio.Future[None]] = []
+        try:
+            opened = await asyncio.gather(*(c.open() for c in connections), return_exceptions=True)
+            for outcome in opened:
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, FAILURES):
+                        raise outcome
+                    result.fail(f"opening a connection: {describe(outcome)}")
+            if result.errors:  # not the concurrency asked for: no figure, only the failures
+                return result
+            start = time.perf_counter() + self.warmup
+            window = (start, start + self.seconds)
+            workers = [
+                asyncio.ensure_future(self._worker(i, c, call, window, result)) for i, c in enumerate(connections)
+            ]
+            await asyncio.sleep(max(0.0, start - time.perf_counter()))
+            cpu0, own0, wall0 = self._cpu(), own_cpu_seconds(), time.perf_counter()
+            await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+            cpu1, own1, wall1 = self._cpu(), own_cpu_seconds(), time.perf_counter()
+            await asyncio.gather(*workers)
+            result.server_cpu = (cpu1 - cpu0) / (wall1 - wall0)
+            result.client_cpu = (own1 - own0) / (wall1 - wall0)
+            return result
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
+
+    def _cpu(self) -> float:
+        return cpu_seconds(self.pid) if self.pid is not None else float("nan")

@@ -38,7 +38,7 @@ import uvloop
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from load import ADD, Call, Load, Result, cpu_seconds, http_request, list_tools, read_response  # noqa: E402
+from load import ADD, Call, Load, Result, cpu_seconds, describe, http_request, list_tools  # noqa: E402
 
 from tests.helpers import free_port, run_cli, runner_cmd, wait_for_port  # noqa: E402
 
@@ -120,21 +120,22 @@ def rss_mib(pid: int) -> float:
 async def first_list(server: Server, started: float) -> float:
     """Seconds from `started` (the process's launch) until a tools/list is answered."""
     assert server.proc is not None
+    connection = Load(server.port, server.proc.pid, token=server.bearer).connection()
     while True:
         try:
-            load = Load(server.port, server.proc.pid, token=server.bearer, seconds=0)
-            reader, writer, session = await load._open(0)
+            await connection.open()
             break
         except OSError:
             if server.proc.poll() is not None:
                 raise RuntimeError(f"{server.name} exited with {server.proc.returncode}") from None
             await asyncio.sleep(0.002)
-    call = list_tools("add")
-    headers = {**call.headers(False, session), **load._auth()}
-    writer.write(http_request(server.port, "/mcp", call.message(1, False), headers))
-    status, _, body = await read_response(reader)
-    elapsed = time.perf_counter() - started
-    writer.close()
+    try:
+        call = list_tools("add")
+        headers = {**call.headers(False, connection.session), **connection.auth}
+        status, _, body = await connection.exchange(http_request(server.port, "/mcp", call.message(1, False), headers))
+        elapsed = time.perf_counter() - started
+    finally:
+        await connection.close()
     if status != 200 or call.expect not in body:
         raise RuntimeError(f"{server.name}: tools/list answered {status} {body[:200]!r}")
     return elapsed
@@ -281,9 +282,11 @@ def main() -> None:
                     print(f"  {case}: {server.name}", file=sys.stderr, flush=True)
                     try:
                         result = uvloop.run(asyncio.wait_for(load.run(call), args.seconds + 60))
-                    except Exception as exc:  # a server that refuses the generation: a row of errors, not a crash
-                        result = Result(errors=1, seconds=args.seconds)
-                        print(f"  {server.name} {case}: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+                    except Exception as exc:  # e.g. the case's time limit: a row of errors, not a crash
+                        result = Result(seconds=args.seconds)
+                        result.fail(describe(exc))
+                    for problem, count in result.problems.items():
+                        print(f"  {server.name} {case}: {count}x {problem}", file=sys.stderr)
                     table.add(case, server.name, result)
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
@@ -325,12 +328,21 @@ def throughput(table: Table) -> None:
                 f"{table.median(case, name, 'p50'):.1f} | {table.median(case, name, 'p99'):.1f} | "
                 f"{table.median(case, name, 'cpu') * 100:.0f}% | {ratio(rate, plain)} | {ratio(rate, fast)} |"
             )
+    failures: dict[tuple[str, str, str], int] = {}
+    for (case, name), runs in table.results.items():
+        for run in runs:
+            for problem, count in run.problems.items():
+                failures[(case, name, problem)] = failures.get((case, name, problem), 0) + count
+    if failures:
+        print("\nfailures (all rounds):")
+        for (case, name, problem), count in sorted(failures.items()):
+            print(f"  {case} | {name}: {count}x {problem}")
     print("\nauth cost (1 - runner+auth / runner):")
     for case in cases:
         if (case, "runner+auth") in table.results and table.median(case, "runner") > 0:
             cost = 1 - table.median(case, "runner+auth") / table.median(case, "runner")
             print(f"  {case}: {cost * 100:+.1f}%")
-    clients = [r.client_cpu for runs in table.results.values() for r in runs]
+    clients = [r.client_cpu for runs in table.results.values() for r in runs if r.client_cpu == r.client_cpu]
     if clients:
         print(
             f"\nload generator CPU: median {statistics.median(clients) * 100:.0f}%, "
