@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from observe import Sink  # noqa: E402  (python bench/observe_parts.py puts bench/ on the path)
 
-from runner.observe import metrics  # noqa: E402
+from runner.observe import metrics, tracing  # noqa: E402
 from runner.observe.access import _REQUEST  # noqa: E402
 from runner.observe.logs import TEXT, JSONFormatter  # noqa: E402
 
@@ -99,21 +100,30 @@ def main() -> None:
     without = per_call(span(noop), n)
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider()
-    endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
-    recorded = span(provider.get_tracer("bench"))
+    def exported(provider: TracerProvider) -> float:
+        recorded = span(provider.get_tracer("bench"))
 
-    def batch() -> None:  # 500 calls, then every span exported: the export's CPU is counted, none dropped
-        for _ in range(500):
-            recorded()
-        provider.force_flush()
+        def batch() -> None:  # 500 calls, then every span exported: the export's CPU is counted, none dropped
+            for _ in range(500):
+                recorded()
+            provider.force_flush()
 
-    with_export = per_call(batch, max(1, n // 500)) / 500
+        return per_call(batch, max(1, n // 500)) / 500
+
+    defaults = TracerProvider()  # the SDK's defaults, as before the runner chose its own
+    defaults.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint + "/v1/traces")))
+    with_defaults = exported(defaults)
+    defaults.shutdown()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    assert tracing.setup() == endpoint  # the provider `mcp-runner serve` installs
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    with_export = exported(provider)
     provider.shutdown()
     sink.shutdown()
 
@@ -121,7 +131,8 @@ def main() -> None:
     print(f"logs: access + audit line, text        {text:7.1f} us/call")
     print(f"logs: access + audit line, json        {json_:7.1f} us/call  (+{json_ - text:.1f})")
     print(f"traces: 1 span, no provider (no-op)    {without:7.1f} us/call")
-    print(f"traces: 1 span, SDK + OTLP export      {with_export:7.1f} us/call  (+{with_export - without:.1f})")
+    print(f"traces: 1 span, SDK defaults + OTLP    {with_defaults:7.1f} us/call  (+{with_defaults - without:.1f})")
+    print(f"traces: 1 span, the runner's provider  {with_export:7.1f} us/call  (+{with_export - without:.1f})")
     added = metric + (json_ - text) + (with_export - without)
     print(f"added per tools/call: {added:.1f} us CPU")
 

@@ -163,10 +163,10 @@ CALLER_SPAN = "00f067aa0ba902b7"
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_a_callers_traceparent_holds_the_whole_request(
+async def test_a_callers_traceparent_holds_its_requests(
     traced: tuple[RunnerProcess, Issuer], receiver: Receiver, mode: str
 ) -> None:
-    """The HTTP request span, the token verification and the SDK's tools/call span: one trace, the caller's."""
+    """Every span of every request an SDK client sends with a `traceparent` header is in the caller's trace."""
     runner, issuer = traced
     caller = "4bf92f3577b34da6a3ce929d0e0e4736" if mode == "legacy" else "0af7651916cd43dd8448eb211c80319c"
     headers = {
@@ -179,35 +179,37 @@ async def test_a_callers_traceparent_holds_the_whole_request(
 
     def whole() -> dict[str, list[dict[str, Any]]] | None:  # the request span ends last: wait for it too
         spans = receiver.in_trace(caller)
-        calls, requests = spans.get("tools/call add", []), {s["id"] for s in spans.get("POST /mcp", [])}
-        return spans if calls and calls[0]["parent"] in requests else None
+        return spans if "tools/call add" in spans and "POST /mcp" in spans else None
 
-    spans = wait_for(whole, "the tool-call span under a request span in the caller's trace")
-    requests = {s["id"]: s for s in spans["POST /mcp"]}
-    assert all(s["parent"] == CALLER_SPAN for s in requests.values())
-    assert all(s["attributes"]["http.response.status_code"] < 300 for s in requests.values())
-    verified = spans["mcp-runner verify token"]
-    assert len(verified) == 1 and verified[0]["parent"] in requests
+    spans = wait_for(whole, "the tool call and the request span in the caller's trace")
+    [request] = spans.pop("POST /mcp")  # only the request that verified the token has one
+    assert request["parent"] == CALLER_SPAN and request["attributes"]["http.response.status_code"] == 200
+    [verified] = spans.pop("mcp-runner verify token")
+    assert verified["parent"] == request["id"]
+    parents = [s["parent"] for found in spans.values() for s in found]  # the SDK's spans
+    assert set(parents) == {CALLER_SPAN, request["id"]}, spans
 
 
-async def test_meta_traceparent_wins_for_the_mcp_span_and_a_bad_one_is_ignored(
+async def test_one_request_one_trace_and_meta_wins_for_the_mcp_span(
     traced: tuple[RunnerProcess, Issuer], receiver: Receiver
 ) -> None:
-    """SEP-414 `_meta.traceparent` parents the SDK span, linked to the HTTP one; a malformed header is dropped."""
+    """Verification and tools/call of one request share its trace; SEP-414 `_meta.traceparent` parents the
+    SDK span instead, linked to the request span; a malformed header is dropped."""
     runner, issuer = traced
-    header_trace, meta_trace, bad = "1" * 32, "2" * 32, "3" * 32
+    bad, header_only, header, meta = "3" * 32, "1" * 32, "4" * 32, "2" * 32
     sent = (
         (f"00-{bad}-{CALLER_SPAN}-01-junk", META),  # version 00 has four fields: malformed, so ignored
-        (f"00-{header_trace}-{CALLER_SPAN}-01", {**META, "traceparent": f"00-{meta_trace}-{CALLER_SPAN}-01"}),
+        (f"00-{header_only}-{CALLER_SPAN}-01", META),
+        (f"00-{header}-{CALLER_SPAN}-01", {**META, "traceparent": f"00-{meta}-{CALLER_SPAN}-01"}),
     )
-    for traceparent, meta in sent:
+    for traceparent, meta_sent in sent:  # each with a token not verified before
         answer = httpx2.post(
             runner.url,
             json={
                 "jsonrpc": "2.0",
                 "id": 1,
                 "method": "tools/call",
-                "params": {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": meta},
+                "params": {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": meta_sent},
             },
             headers={
                 **HEADERS,
@@ -217,12 +219,17 @@ async def test_meta_traceparent_wins_for_the_mcp_span_and_a_bad_one_is_ignored(
             timeout=30,
         )
         assert answer.status_code == 200 and '"isError":false' in answer.text.replace(" ", "")
-    call = wait_for(lambda: receiver.in_trace(meta_trace).get("tools/call add"), "the tool call in the _meta trace")[0]
-    assert call["parent"] == CALLER_SPAN
-    request = wait_for(lambda: receiver.in_trace(header_trace).get("POST /mcp"), "the request span")[0]
+    one = wait_for(lambda: (t := receiver.in_trace(header_only)) and "POST /mcp" in t and t, "the request span")
+    [request] = one["POST /mcp"]
     assert request["parent"] == CALLER_SPAN
-    assert call["links"] == [(header_trace, request["id"])]
-    assert receiver.in_trace(header_trace)["mcp-runner verify token"][0]["parent"] == request["id"]
+    assert [s["parent"] for s in one["mcp-runner verify token"] + one["tools/call add"]] == [request["id"]] * 2
+
+    call = wait_for(lambda: receiver.in_trace(meta).get("tools/call add"), "the tool call in the _meta trace")[0]
+    assert call["parent"] == CALLER_SPAN
+    request = wait_for(lambda: receiver.in_trace(header).get("POST /mcp"), "the request span")[0]
+    assert request["parent"] == CALLER_SPAN
+    assert call["links"] == [(header, request["id"])]
+    assert receiver.in_trace(header)["mcp-runner verify token"][0]["parent"] == request["id"]
     # the malformed one was served in a new trace of its own (exported before the later ones), and is nowhere
     assert receiver.in_trace(bad) == {}
     assert bad not in repr(receiver.spans) and bad not in runner.logged()

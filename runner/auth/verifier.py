@@ -25,7 +25,7 @@ from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME, jwks_ur
 from runner.auth.jwks import JWKSCache, JWKSError, UnknownKey
 from runner.auth.rules import Rules, TokenRejected
 from runner.observe import metrics
-from runner.observe.tracing import tracer
+from runner.observe.tracing import request_span, tracer
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_LIFETIME", "JWKSTokenVerifier", "TokenRejected", "jwks_url"]
 
@@ -85,6 +85,7 @@ class JWKSTokenVerifier(TokenVerifier):
         if access is not None:  # the hot path: 0.6 us, which a span would multiply by 30
             return access
         # A span and a metric per verification: the outcome and the reason, never the token.
+        request_span()  # in the HTTP request's span, with the SDK's (runner/observe/httpspan.py)
         with tracer.start_as_current_span("mcp-runner verify token") as span:
             reason = "invalid"
             try:
