@@ -120,10 +120,16 @@ def main() -> None:
     with_defaults = exported(defaults)
     defaults.shutdown()
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
-    assert tracing.setup() == endpoint  # the provider `mcp-runner serve` installs
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
+    provider = tracing.exporting_provider()  # the provider `mcp-runner serve` installs
     with_export = exported(provider)
+    provider.shutdown()
+    os.environ.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1")
+    provider = tracing.exporting_provider()
+    with_sampling = exported(provider)
+    provider.shutdown()
+    os.environ["OTEL_TRACES_SAMPLER_ARG"] = "0"
+    provider = tracing.exporting_provider()
+    sampled_out = exported(provider)
     provider.shutdown()
     sink.shutdown()
 
@@ -133,8 +139,12 @@ def main() -> None:
     print(f"traces: 1 span, no provider (no-op)    {without:7.1f} us/call")
     print(f"traces: 1 span, SDK defaults + OTLP    {with_defaults:7.1f} us/call  (+{with_defaults - without:.1f})")
     print(f"traces: 1 span, the runner's provider  {with_export:7.1f} us/call  (+{with_export - without:.1f})")
-    added = metric + (json_ - text) + (with_export - without)
-    print(f"added per tools/call: {added:.1f} us CPU")
+    print(f"traces: same, 1 in 10 sampled          {with_sampling:7.1f} us/call  (+{with_sampling - without:.1f})")
+    print(f"traces: same, a span not sampled       {sampled_out:7.1f} us/call  (+{sampled_out - without:.1f})")
+    added = metric + (with_export - without)
+    print(f"added per tools/call, metrics + every span exported: {added:.1f} us CPU (JSON logs: +{json_ - text:.1f})")
+    added = metric + (with_sampling - without)
+    print(f"added per tools/call, metrics + 1 in 10 sampled:     {added:.1f} us CPU")
 
 
 if __name__ == "__main__":
