@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
+import httpx2
 import pytest
 
 from tests.helpers import Issuer, RunnerProcess, run_cli, run_main, runner_cmd, wait_for_port
@@ -154,3 +158,82 @@ def test_url_and_token_flags(signin_runner: tuple[RunnerProcess, Issuer], tmp_pa
 
     down = cli(tmp_path, "list", "http://127.0.0.1:9/mcp")
     assert down.returncode == 3 and "cannot connect to http://127.0.0.1:9/mcp" in down.stderr
+
+
+class Recorder(ThreadingHTTPServer):
+    """A loopback reverse proxy in front of a real server that records the Authorization header of each request."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.seen: list[str | None] = []
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/mcp"
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def _forward(self) -> None:
+        self.server.seen.append(self.headers.get("Authorization"))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        skip = {"host", "content-length", "connection"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        answer = httpx2.request(self.command, self.server.upstream, headers=headers, content=body, timeout=30)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.multi_items():
+            if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's naming)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[Callable[[str], Recorder]]:
+    started: list[Recorder] = []
+
+    def start(upstream: str) -> Recorder:
+        started.append(Recorder(upstream))
+        threading.Thread(target=started[-1].serve_forever, daemon=True).start()
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_token_goes_only_to_a_server_that_asks(
+    signin_runner: tuple[RunnerProcess, Issuer], tmp_path: Path, recorder: Callable[[str], Recorder]
+) -> None:
+    """MCP_TOKEN (or --token) never reaches a server without auth; a URL's server gets it after its 401 challenge."""
+    (tmp_path / "tools.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (tmp_path / "open.yaml").write_text("name: open\ntools:\n  - function: tools:add\n")
+    open_server = RunnerProcess(tmp_path / "open.yaml").start()
+    try:
+        proxy = recorder(open_server.url)
+        secret = "not-for-this-server"
+        for args in (("open.yaml", "--url", proxy.url), (proxy.url, "--token", secret)):
+            done = cli(tmp_path, "call", *(str(tmp_path / a) if a == "open.yaml" else a for a in args), "add",
+                       "--arg", "a=1", "--arg", "b=2", env={"MCP_TOKEN": secret})  # fmt: skip
+            assert (done.returncode, done.stdout) == (0, "3\n"), done.stderr
+        assert proxy.seen and set(proxy.seen) == {None}
+    finally:
+        open_server.stop()
+
+    runner, issuer = signin_runner
+    token = issuer.token()
+    proxy = recorder(runner.url)
+    done = cli(tmp_path, "list", proxy.url, "--json", env={"MCP_TOKEN": token})
+    assert done.returncode == 0, done.stderr
+    assert [t["name"] for t in json.loads(done.stdout)["tools"]] == ["add"]
+    # asked once (401 with a Bearer challenge), then sent with the retry and every later request
+    assert proxy.seen[0] is None and set(proxy.seen[1:]) == {f"Bearer {token}"}

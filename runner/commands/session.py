@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
 from runner.build import is_loopback
+from runner.commands.bearer import Bearer
 from runner.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
 from runner.commands.target import Target
 from runner.version import RUNNER_VERSION
@@ -37,6 +38,8 @@ class _Refusals:
         self.last: str | None = None
 
     async def __call__(self, response: httpx2.Response) -> None:
+        if response.status_code < 300:  # a challenge answered with the token (commands/bearer.py) is no refusal
+            self.last = None
         if response.status_code in (401, 403):
             header = response.headers.get("WWW-Authenticate", "")
             found = re.search(r'error_description="([^"]{0,300})"', header)
@@ -46,9 +49,9 @@ class _Refusals:
 
 @asynccontextmanager
 async def _connected(target: Target, refusals: _Refusals) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    auth = Bearer(target.token, target.upfront) if target.token else None
     async with httpx2.AsyncClient(
-        headers=headers, timeout=TIMEOUT, event_hooks={"response": [refusals]}, trust_env=not _loopback(target.url)
+        auth=auth, timeout=TIMEOUT, event_hooks={"response": [refusals]}, trust_env=not _loopback(target.url)
     ) as http:
         transport = streamable_http_client(target.url, http_client=http)
         async with Client(transport, client_info=_client_info()) as client:  # type: ignore[arg-type]

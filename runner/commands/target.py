@@ -5,7 +5,8 @@ The server: `--url`, else the live server of the manifest (its record in
 `server:` block. The token: `--token` or `MCP_TOKEN`, else, for `app_id: local`, one
 minted on the fly exactly as `mcp-runner token` mints it (runner.tokens), short-lived
 and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
-holds the local issuer's key anyway. A manifest without `signin:` needs no token.
+holds the local issuer's key anyway. A manifest without `signin:` needs no token. When the
+token is sent (at once, or only when the server asks): runner/commands/bearer.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Target:
     url: str
     token: str | None
     manifest: Path | None
+    upfront: bool = False  # the token goes with the first request; else only once the server asks (commands/bearer.py)
 
 
 def is_url(text: str) -> bool:
@@ -47,6 +49,7 @@ def resolve(target: str, url: str | None, token: str | None) -> Target:
     if not path.is_file():
         raise CommandError(f"mcp-runner: {target}: no such manifest (nor an http:// or https:// URL)", EXIT_USAGE)
     manifest, _ = load(path)  # a ManifestError is reported, located, by the CLI
+    own = url is None  # the manifest's own server: what its signin: says holds for it
     if url is None:
         url = served_url(path, manifest)
     elif not is_url(url):
@@ -58,8 +61,8 @@ def resolve(target: str, url: str | None, token: str | None) -> Target:
                 "pass a token with --token or MCP_TOKEN",
                 EXIT_UNREACHABLE,
             )
-        token = _mint(path, manifest, url)
-    return Target(url, token, path)
+        return Target(url, _mint(path, manifest, url), path, upfront=own)
+    return Target(url, token, path, upfront=own and manifest.signin is not None)
 
 
 def served_url(path: Path, manifest: Manifest) -> str:
