@@ -163,9 +163,11 @@ def test_url_and_token_flags(signin_runner: tuple[RunnerProcess, Issuer], tmp_pa
 class Recorder(ThreadingHTTPServer):
     """A loopback reverse proxy in front of a real server that records the Authorization header of each request."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, handshake_only: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
+        self.handshake_only = handshake_only
         self.seen: list[str | None] = []
+        self.methods: list[str] = []
         super().__init__(("127.0.0.1", 0), _Forward)
 
     @property
@@ -179,6 +181,15 @@ class _Forward(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         self.server.seen.append(self.headers.get("Authorization"))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if body:
+            self.server.methods.append(json.loads(body).get("method", "(answer)"))
+        if self.server.handshake_only and (refusal := _as_before_2026(self.command, self.headers, body)):
+            self.send_response(refusal[0])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(refusal[1])))
+            self.end_headers()
+            self.wfile.write(refusal[1])
+            return
         skip = {"host", "content-length", "connection"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
         answer = httpx2.request(self.command, self.server.upstream, headers=headers, content=body, timeout=30)
@@ -196,12 +207,23 @@ class _Forward(BaseHTTPRequestHandler):
         pass
 
 
+def _as_before_2026(method: str, headers: Any, body: bytes) -> tuple[int, bytes] | None:
+    """What a server from before 2026-07-28 (SDK 1.x, stateful) answers to what it does not speak:
+    a POST without a session that is not `initialize` is a 400, and it offers no GET stream (405)."""
+    if method == "GET":
+        return 405, b""
+    if method == "POST" and not headers.get("mcp-session-id") and json.loads(body).get("method") != "initialize":
+        error = {"code": -32600, "message": "Bad Request: Missing session ID"}
+        return 400, json.dumps({"jsonrpc": "2.0", "id": "server-error", "error": error}).encode()
+    return None
+
+
 @pytest.fixture
-def recorder() -> Iterator[Callable[[str], Recorder]]:
+def recorder() -> Iterator[Callable[..., Recorder]]:
     started: list[Recorder] = []
 
-    def start(upstream: str) -> Recorder:
-        started.append(Recorder(upstream))
+    def start(upstream: str, handshake_only: bool = False) -> Recorder:
+        started.append(Recorder(upstream, handshake_only))
         threading.Thread(target=started[-1].serve_forever, daemon=True).start()
         return started[-1]
 
@@ -212,7 +234,7 @@ def recorder() -> Iterator[Callable[[str], Recorder]]:
 
 
 def test_a_token_goes_only_to_a_server_that_asks(
-    signin_runner: tuple[RunnerProcess, Issuer], tmp_path: Path, recorder: Callable[[str], Recorder]
+    signin_runner: tuple[RunnerProcess, Issuer], tmp_path: Path, recorder: Callable[..., Recorder]
 ) -> None:
     """MCP_TOKEN (or --token) never reaches a server without auth; a URL's server gets it after its 401 challenge."""
     (tmp_path / "tools.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
@@ -237,3 +259,26 @@ def test_a_token_goes_only_to_a_server_that_asks(
     assert [t["name"] for t in json.loads(done.stdout)["tools"]] == ["add"]
     # asked once (401 with a Bearer challenge), then sent with the retry and every later request
     assert proxy.seen[0] is None and set(proxy.seen[1:]) == {f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_commands_with_a_handshake_era_server(
+    starter: tuple[Path, RunnerProcess], recorder: Callable[..., Recorder], mode: str
+) -> None:
+    """Behind a proxy that answers as a server from before 2026-07-28: `auto` falls back to the handshake;
+    `--mode legacy` goes straight to it. list, call, read and prompt all work, in one session each."""
+    folder, served = starter
+    proxy = recorder(served.url, handshake_only=True)
+    token = cli(folder, "token", "mcp-runner.yaml").stdout.strip()  # for the server behind the proxy
+    flags = ("--url", proxy.url, "--mode", mode, "--token", token)
+    listed = cli(folder, "list", "mcp-runner.yaml", *flags, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [t["name"] for t in json.loads(listed.stdout)["tools"]] == ["add"]
+    called = cli(folder, "call", "mcp-runner.yaml", "add", "--arg", "a=2", "--arg", "b=3", *flags)
+    assert (called.returncode, called.stdout) == (0, "5\n"), called.stderr
+    read = cli(folder, "read", "mcp-runner.yaml", "greeting://Ada", *flags)
+    assert (read.returncode, read.stdout) == (0, "Hello, Ada!\n"), read.stderr
+    prompted = cli(folder, "prompt", "mcp-runner.yaml", "review", "--arg", "code=x", *flags)
+    assert prompted.returncode == 0 and "x" in prompted.stdout, prompted.stderr
+    assert {"initialize", "tools/call", "resources/read", "prompts/get"} <= set(proxy.methods)
+    assert ("server/discover" in proxy.methods) == (mode == "auto")  # auto probed, was refused, fell back

@@ -8,12 +8,14 @@ with `--json`. Exit codes: runner.commands.exits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from typing import Any
 
 from mcp import Client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from runner.commands import show
@@ -31,6 +33,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         p.add_argument("--url", help="the server's MCP URL (default: the manifest's running server, else its server:)")
         p.add_argument("--token", help="bearer token (default: $MCP_TOKEN, else minted for app_id: local)")
         p.add_argument("--json", action="store_true", help="print the answer as JSON")
+        p.add_argument(
+            "--mode",
+            choices=["auto", "legacy", *MODERN_PROTOCOL_VERSIONS],
+            default="auto",
+            help="protocol generation: auto (2026-07-28 if the server speaks it, else the initialize handshake; "
+            "the default), legacy (the handshake, at once), or 2026-07-28 (no probe)",
+        )
 
     listing = commands.add_parser("list", help="list a server's tools, resources and prompts")
     common(listing)
@@ -50,7 +59,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def main(args: argparse.Namespace) -> int:
     try:
-        target = resolve(args.target, args.url, args.token)
+        target = dataclasses.replace(resolve(args.target, args.url, args.token), mode=args.mode)
         if args.command == "list":
             return _list(target, args.json)
         if args.command == "call":

@@ -54,7 +54,7 @@ async def _connected(target: Target, refusals: _Refusals) -> AsyncIterator[Clien
         auth=auth, timeout=TIMEOUT, event_hooks={"response": [refusals]}, trust_env=not _loopback(target.url)
     ) as http:
         transport = streamable_http_client(target.url, http_client=http)
-        async with Client(transport, client_info=_client_info()) as client:  # type: ignore[arg-type]
+        async with Client(transport, mode=target.mode, client_info=_client_info()) as client:  # type: ignore[arg-type]
             yield client
 
 

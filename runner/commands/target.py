@@ -31,6 +31,7 @@ class Target:
     url: str
     token: str | None
     manifest: Path | None
+    mode: str = "auto"  # the SDK Client's mode: auto, legacy, or a 2026-era version
     upfront: bool = False  # the token goes with the first request; else only once the server asks (commands/bearer.py)
 
 
