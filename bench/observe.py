@@ -125,7 +125,7 @@ def main() -> None:
                 for name in order:
                     result = measure(name, args.seconds)
                     if result.errors or not result.calls:
-                        raise SystemExit(f"{name}: {result.errors} bad answers, {result.calls} good")
+                        raise SystemExit(f"{name}: {result.errors} failures, {result.calls} good: {result.problems}")
                     rates[name].append(result.rate)
                     cpu[name].append(result.server_cpu * result.seconds / result.calls * 1e6)
                 print(
