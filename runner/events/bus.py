@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.errors import Location, ManifestError, Problem
-from runner.manifest import BUS_SCHEMES, Manifest
+from runner.manifest import Manifest
+from runner.settings import BUS_SCHEMES
 
 if TYPE_CHECKING:
     from runner.config import Overrides

@@ -32,7 +32,7 @@ from runner.errors import ManifestError
 from runner.events import reload as events
 from runner.events.bus import bus_restart_notes
 from runner.http.public import exception_kind, public_summary
-from runner.manifest import LOCAL_APP_ID, STARTUP_LIMITS, Manifest, load
+from runner.manifest import LOCAL_APP_ID, Manifest, load
 from runner.observe import metrics
 from runner.observe.tracing import tracer
 from runner.pool import ToolPool
@@ -42,6 +42,7 @@ from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
+from runner.settings import STARTUP_LIMITS
 from runner.source import manifest_folder
 from runner.wrapper import FastMCPSignInWrapper
 

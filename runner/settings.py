@@ -1,0 +1,155 @@
+"""The manifest's `server:` block: where and how to serve, the limits, reload, replicas, observability.
+
+Split from runner/manifest.py, which holds the rest of the schema; `Strict` is the base of
+every manifest model there and here: unknown keys are errors, a typo is never ignored.
+Command-line flags override these (runner/config.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runner.deploy.identity import REPLICA_ID
+from runner.http.limits import Limits
+from runner.http.security import AllowedHost, AllowedOrigin
+from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
+from runner.scalars import Bool, Int, Number
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class MetricsSettings(Strict):
+    """Where Prometheus scrapes: a separate address, never the MCP port (README "Observability")."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="bind address; loopback unless you say so")
+    port: Int = Field(default=9464, ge=0, le=65535, description="port (0 = any free port)")
+
+
+BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
+
+
+class ServerSettings(Strict):
+    """Where to serve. Command-line flags override these."""
+
+    host: str = "127.0.0.1"
+    port: Int = Field(default=8000, ge=0, le=65535)
+    path: str = Field(default="/mcp", pattern=r"^/")
+    # Limits (README "Security: what is bounded"); they take effect at start-up.
+    header_timeout: Number = Field(
+        default=Limits.header_timeout, gt=0, le=300, description="seconds a connection has to send its request head"
+    )
+    body_timeout: Number = Field(
+        default=Limits.body_timeout, gt=0, le=3600, description="seconds to send a request body once its head arrived"
+    )
+    max_connections: Int = Field(
+        default=Limits.max_connections, ge=1, description="open HTTP connections at most (idle ones make room)"
+    )
+    session_idle_timeout: Number = Field(
+        default=SESSION_IDLE_TIMEOUT, gt=0, le=604800, description="seconds a session may go unused before it is closed"
+    )
+    max_sessions: Int = Field(default=MAX_SESSIONS, ge=1, description="open MCP sessions at most, all clients")
+    max_sessions_per_client: Int = Field(
+        default=MAX_SESSIONS_PER_CLIENT,
+        ge=1,
+        description="open MCP sessions at most per token (issuer, subject, "
+        "client id), or per client address without auth",
+    )
+    # Reload and the tool pool (README "Live reload"); a reload applies them.
+    reload_timeout: Number = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="seconds a reload may take (imports included) before it is abandoned and reported failed",
+    )
+    tool_threads: Int = Field(
+        default=40,
+        ge=1,
+        le=1024,
+        description="threads for sync tools, resources and prompts; as many calls again may wait, more are refused",
+    )
+    page_size: Int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="items per page of tools/list, resources/list, resources/templates/list and prompts/list "
+        "(cursor pages); default: everything in one page",
+    )
+    allowed_hosts: list[AllowedHost] = Field(
+        default_factory=list,
+        description="Host header values accepted besides this machine's own names: name (any port), name:port, "
+        "name:* (e.g. the public name a reverse proxy forwards); on a non-loopback bind, turns the Host check on",
+    )
+    allowed_origins: list[AllowedOrigin] = Field(
+        default_factory=list,
+        description="Origin header values accepted from browsers: https://name, https://name:port, "
+        "https://name:*, or * for any origin",
+    )
+    poll_interval: Number | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="watch files by polling every this many seconds instead of file-system events "
+        "(network filesystems, some containers); default: events",
+    )
+    # Several replicas (README "Deployment"); they take effect at start-up.
+    stateless: Bool = Field(
+        default=False,
+        description="serve handshake-era clients without server-side sessions (no server-to-client requests, "
+        "no GET stream); any replica can answer any request",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        pattern=REPLICA_ID,
+        description="this replica's name, carried in its session ids for the load balancer "
+        "(letters, digits, '-', '_'); default: <hostname>-<port>",
+    )
+    drain_timeout: Number = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="seconds in-flight calls get to finish after SIGTERM before they are cancelled",
+    )
+    bus: str | None = Field(
+        default=None,
+        description="redis://[user:password@]host:port/db (or rediss://, unix://): events reach the clients "
+        "of every replica that uses the same bus; fixed at start-up",
+    )
+
+    @field_validator("bus")
+    @classmethod
+    def _bus_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BUS_SCHEMES):
+            # The value is not echoed: it may hold a password.
+            raise ValueError(f"must be a Redis URL starting with {', '.join(BUS_SCHEMES)}")
+        return value
+
+    # Observability (README "Observability"); they take effect at start-up.
+    metrics: MetricsSettings | None = Field(
+        default=None, description="serve Prometheus metrics on this separate address (default: off)"
+    )
+    log_format: Literal["text", "json"] | None = Field(
+        default=None, description="text (default) or json: one JSON object per log line (--log-format)"
+    )
+    log_arguments: Bool = Field(
+        default=False, description="put tool and prompt arguments (credentials redacted) in the audit lines"
+    )
+
+
+STARTUP_LIMITS = (
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
+    "session_idle_timeout",
+    "max_sessions",
+    "max_sessions_per_client",
+    "metrics",
+    "log_format",
+    "log_arguments",
+    "stateless",
+    "replica_id",
+    "drain_timeout",
+)
