@@ -90,14 +90,16 @@ def imported(log: str) -> set[str]:
     }
 
 
-# Loaded only when the manifest (or the command) needs them: a token to check or mint, declared JSON Schemas.
-LAZY = {"jwt", "jsonschema", "referencing"}
+# Loaded only when the manifest (or the command) needs them: a token to check or mint, declared JSON Schemas,
+# Prometheus metrics.
+LAZY = {"jwt", "jsonschema", "referencing", "prometheus_client"}
 
 
 def test_a_server_without_auth_and_check_never_load_what_the_manifest_does_not_use(
     servers: dict[str, RunnerProcess], tmp_path: Path
 ) -> None:
-    """Fixed start-up cost (issue 12): no PyJWT without auth, no jsonschema without input_schema/output_schema."""
+    """Fixed start-up cost (issue 12): no PyJWT without auth, no jsonschema without input_schema/output_schema,
+    no prometheus_client without metrics."""
     for runner in servers.values():
         modules = imported(runner.logged())
         assert "runner" in modules and "mcp" in modules  # the report is there, and read
