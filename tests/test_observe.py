@@ -226,3 +226,27 @@ async def test_json_lines_and_no_token_anywhere(observed: tuple[RunnerProcess, I
     for secret in (token, argument_token, query_token, "sk-live-1234"):
         assert secret not in text
     assert "eyJ" not in text
+
+
+async def test_a_reload_removes_the_series_of_removed_names(observed: tuple[RunnerProcess, Issuer, int]) -> None:
+    runner, issuer, port = observed
+    async with mcp_client(runner.url, issuer.token(), mode="legacy") as client:
+        await client.call_tool("add", {"a": 1, "b": 2})
+        await client.call_tool("echo", {"text": "x"})
+        await client.get_prompt("hello", {"who": "you"})
+    named = lambda samples, name: [k for k in samples if ("name", name) in k[1]]  # noqa: E731
+    before = scrape(port)
+    assert named(before, "echo") and named(before, "hello")
+    reloads = value(before, "mcp_runner_reloads_total", result="ok")
+    good = runner.manifest.read_text()
+    replace(
+        runner.manifest,
+        good.replace("  - function: tools:echo\n", "").replace("prompts:\n  - function: tools:hello\n", ""),
+    )
+    wait_for(lambda: value(scrape(port), "mcp_runner_reloads_total", result="ok") > reloads, "the reload")
+    after = scrape(port)
+    assert named(after, "echo") == [] and named(after, "hello") == []  # calls and durations alike
+    assert calls(after, "tool", "add", "ok") == calls(before, "tool", "add", "ok") >= 1  # still served: kept
+    reloads = value(after, "mcp_runner_reloads_total", result="ok")
+    replace(runner.manifest, good)  # as the module's other tests expect it
+    wait_for(lambda: value(scrape(port), "mcp_runner_reloads_total", result="ok") > reloads, "the reload back")

@@ -13,7 +13,7 @@ one of a fixed set of words.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -74,6 +74,36 @@ def jwks_fetched(ok: bool) -> None:
 def manifest(path: str, sha256: str, name: str) -> None:
     if (m := active) is not None:
         m.manifest.info({"path": path, "sha256": sha256, "name": name})
+
+
+# The call series' label names, and which catalog of the served view each kind's names come from.
+_CALL_LABELS = {"calls": ("kind", "name", "outcome"), "call_seconds": ("kind", "name")}
+_CATALOGS = {"tool": "tools", "resource": "resources", "prompt": "prompts"}
+
+
+def served(view: Mapping[str, Iterable[str]]) -> None:
+    """After a good reload: remove the call series of names the manifest no longer serves.
+
+    `view` holds the served names by catalog (tools, resources with templates, prompts), as the
+    reloader's snapshot does. A removed name would otherwise keep its last values until a restart.
+    A name served again starts from zero, which Prometheus's rate() reads as a counter reset.
+    """
+    if (m := active) is None:
+        return
+    keep = {kind: set(view.get(catalog, ())) for kind, catalog in _CATALOGS.items()}
+    for attribute, names in _CALL_LABELS.items():
+        metric = getattr(m, attribute)
+        stale: set[tuple[str, ...]] = set()
+        for family in metric.collect():
+            for sample in family.samples:
+                kind, name = sample.labels.get("kind"), sample.labels.get("name")
+                if kind in keep and name != "_unknown" and name not in keep[kind]:
+                    stale.add(tuple(sample.labels[label] for label in names))
+        for labels in stale:
+            try:
+                metric.remove(*labels)
+            except KeyError:  # already gone (a scrape's view and a removal raced): nothing to do
+                pass
 
 
 def watch_sessions(table: Container[str]) -> None:

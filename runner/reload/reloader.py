@@ -121,6 +121,7 @@ class Reloader:
         metrics.reloaded(result.ok, result.duration_ms / 1000)
         if result.ok:
             metrics.manifest(str(self.manifest_path), self.manifest_hash, self.live.name)
+            metrics.served(self.view)  # series of removed names go (runner/observe/metrics.py)
         return result
 
     async def _reload(self, changed: frozenset[Path] | set[Path]) -> ReloadResult:
