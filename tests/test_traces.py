@@ -233,6 +233,8 @@ async def test_one_request_one_trace_and_meta_wins_for_the_mcp_span(
     # the malformed one was served in a new trace of its own (exported before the later ones), and is nowhere
     assert receiver.in_trace(bad) == {}
     assert bad not in repr(receiver.spans) and bad not in runner.logged()
+    assert "eyJ" not in repr(receiver.spans)  # no token (every JWT starts so) in any span of this module
+    assert "Failed to detach context" not in runner.logged()  # the request span's context came off cleanly
 
 
 async def test_text_audit_lines_without_token(traced: tuple[RunnerProcess, Issuer]) -> None:
