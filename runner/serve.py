@@ -25,6 +25,7 @@ from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
 from runner.live import Record, announce
 from runner.manifest import LOCAL_APP_ID, Manifest, entry_name, load
+from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
 from runner.pool import ToolPool
@@ -238,11 +239,12 @@ def serve(
             # stderr; without it they reach the root logger the CLI set up, so every log line goes
             # to stderr, in one format, and stdout stays free for what commands print.
             config = uvicorn.Config(
-                app,
+                AccessLog(app),  # the access line, written by the runner at a third of uvicorn's cost
                 http=protocol_class(effective(limits, open_files), engine.http),
                 ws="none",  # no WebSocket routes; an upgrade would also leave the connection bound
                 log_level=log_level.lower(),
                 log_config=None,
+                access_log=False,  # AccessLog writes it (runner/observe/access.py)
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(replica.drain_timeout)),
             )

@@ -230,6 +230,8 @@ def test_a_token_in_the_query_string_never_reaches_the_log(edge: Edge) -> None:
     assert httpx2.get(f"{edge.origin}/healthz?token={token}").status_code == 200
     edge.logs.wait_for('"GET /healthz HTTP/1.1" 200')  # the access log is on, and read
     edge.logs.wait_for('"POST /mcp HTTP/1.1" 401')
+    edge.logs.wait_for('"GET /nowhere/[redacted] HTTP/1.1" 404')
+    assert edge.logs.text.count("/nowhere/") == 1  # one access line per response (the runner's, not uvicorn's too)
     assert token not in edge.logs.text
     assert token.split(".")[2] not in edge.logs.text  # not even the signature on its own
 

@@ -96,3 +96,16 @@ async def test_deprecation_said_once(served: RunnerProcess) -> None:
             assert await heard.call(client) == EVERY
     # Four call sites, several calls, every test of this module: one warning for the whole process.
     assert served.logged().count("The logging capability is deprecated") == 1
+
+
+def test_the_text_formatter_writes_what_logging_default_formatter_writes() -> None:
+    """TextFormatter formats the date and time once a second (runner/observe/logs.py): the lines stay the same."""
+    import logging
+
+    from runner.observe.logs import TEXT, TextFormatter
+
+    fast, default = TextFormatter(TEXT), logging.Formatter(TEXT)
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005, 1_700_000_001.5, 1_699_999_999.25):
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s - %d", ("a", 200), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert fast.format(record) == default.format(record)

@@ -39,13 +39,23 @@ def _scrub_arg(value: Any) -> Any:
 
 
 class RedactFilter(logging.Filter):
+    """On every record of every handler, so it is on the path of every log line: the common case is cheap."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) >= 3:
             # uvicorn: '%s - "%s %s HTTP/%s" %d' with (client, method, path?query, version, status).
-            args = (*args[:2], str(args[2]).partition("?")[0], *args[3:])
+            path = args[2]
+            if not isinstance(path, str) or "?" in path:
+                args = (*args[:2], str(path).partition("?")[0], *args[3:])
         if isinstance(args, tuple):
-            record.args = tuple(_scrub_arg(a) for a in args)
+            for arg in args:  # the common case, without a call per argument: nothing `_scrub_arg` would change
+                if not (
+                    isinstance(arg, (int, float)) or (isinstance(arg, str) and "eyJ" not in arg and "earer" not in arg)
+                ):
+                    args = tuple(_scrub_arg(a) for a in args)
+                    break
+            record.args = args
         elif isinstance(args, dict):
             record.args = {k: _scrub_arg(v) for k, v in args.items()}
         if isinstance(record.msg, str):

@@ -26,6 +26,21 @@ ENV = "MCP_RUNNER_LOG_FORMAT"
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """logging.Formatter's text, with the date and time part of `asctime` formatted once a second, not per line."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        return "%s,%03d" % (cached[1], record.msecs)  # noqa: UP031 (logging.Formatter's default_msec_format)
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -76,6 +91,6 @@ def env_problem() -> str | None:
 
 def configure(fmt: LogFormat) -> None:
     """Give every handler of the root logger the chosen format (the CLI set them up; uvicorn adds none)."""
-    formatter = JSONFormatter() if fmt == "json" else logging.Formatter(TEXT)
+    formatter = JSONFormatter() if fmt == "json" else TextFormatter(TEXT)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
