@@ -38,7 +38,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context, trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,6 +61,7 @@ class _Headers(Getter[list[tuple[bytes, bytes]]]):
 
 
 _GETTER = _Headers()
+_NOTHING = context.Context()  # what a request without propagation headers continues: no trace
 
 
 class _Request:
@@ -114,12 +115,19 @@ class TraceRequests:
     def __init__(self, app: ASGIApp, route: str = "/mcp") -> None:
         self.app = app
         self.route = route
+        # The header names the configured propagators read: without any of them (the common case) there
+        # is nothing to extract, and the propagators' ~6 us per request are skipped.
+        self.fields = frozenset(name.lower().encode("latin-1") for name in get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parent = extract(scope["headers"], getter=_GETTER)  # an empty Context when nothing valid was sent
+        headers = scope["headers"]
+        if any(name in self.fields for name, _ in headers):
+            parent = extract(headers, getter=_GETTER)  # an empty Context when nothing valid was sent
+        else:
+            parent = _NOTHING
         request = _Request(scope, self.route, parent)
         reset = _REQUEST.set(request)
         attached = context.attach(parent) if parent else None
