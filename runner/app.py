@@ -125,7 +125,7 @@ def build_app(
         debug=server.settings.debug,
         routes=routes,
         middleware=[
-            *tracing.http_middleware(path),  # a span per request when traces are exported (runner/observe/httpspan.py)
+            *tracing.http_middleware(path),  # when spans are exported: one trace per request (observe/httpspan.py)
             Middleware(RequestContext),
             Middleware(HostGuard, rules=server.host_rules(is_loopback(host))),
         ],

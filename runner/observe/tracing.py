@@ -27,7 +27,8 @@ exporting = False  # set by `setup`: the runner installed the exporting provider
 
 
 def http_middleware(route: str) -> list[Any]:
-    """The ASGI layer that opens a span per HTTP request, when spans are exported; else nothing (no cost)."""
+    """The ASGI layer that keeps each HTTP request in one trace (the caller's, if it sent one), when spans
+    are exported; else nothing, at no cost."""
     if not exporting:
         return []
     from starlette.middleware import Middleware
