@@ -19,6 +19,7 @@ verified to be for.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -54,6 +55,7 @@ AllowedHost = Annotated[str, AfterValidator(_allowed_host)]
 AllowedOrigin = Annotated[str, AfterValidator(_allowed_origin)]
 
 
+@functools.lru_cache(maxsize=256)  # every request asks about the same few Host values: parse each once
 def is_loopback_address(host: str) -> bool:
     """`localhost` or a loopback IP in any spelling (`::1`, `0:0:0:0:0:0:0:1`, `::ffff:127.0.0.1`, `127.0.0.2`)."""
     host = host.strip().lower()
@@ -70,6 +72,7 @@ def is_loopback_address(host: str) -> bool:
     return address.is_loopback
 
 
+@functools.lru_cache(maxsize=256)
 def split_host(value: str) -> tuple[str, str | None] | None:
     """`host[:port]` (IPv6 in brackets) -> (lower-case host, port or None); None if it is no such thing."""
     if value.startswith("["):
@@ -184,8 +187,13 @@ class HostGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             rules = self.rules()
-            hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-            origins = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
+            hosts: list[str] = []
+            origins: list[str] = []
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    hosts.append(value.decode("latin-1"))
+                elif name == b"origin":
+                    origins.append(value.decode("latin-1"))
             if len(hosts) != 1 or rules.host_refused(hosts[0]):
                 await _refuse(scope, send, 421, b"Invalid Host header")
                 return

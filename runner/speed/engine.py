@@ -23,6 +23,8 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
+from runner.speed import collector
+
 logger = logging.getLogger("runner")
 
 Loop = Literal["uvloop", "asyncio"]
@@ -45,7 +47,8 @@ class Engine:
     http: Parser = "httptools"
 
     def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """`anyio.run(func, *args)` on this engine's loop."""
+        """`anyio.run(func, *args)` on this engine's loop, with the collector tuned for serving."""
+        collector.tune()
         options: dict[str, Any] = {}
         if self.loop == "uvloop":
             import uvloop
