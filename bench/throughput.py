@@ -179,6 +179,8 @@ class Table:
             return statistics.median(r.percentile(0.99) for r in runs)
         if attr == "cpu":
             return statistics.median(r.server_cpu for r in runs)
+        if attr == "cpu_per_call":  # steadier than calls/s on a busy machine: the server's CPU per answered call
+            return statistics.median(r.server_cpu * 1e6 / r.rate if r.rate else float("nan") for r in runs)
         if attr == "client":
             return statistics.median(r.client_cpu for r in runs)
         return float(sum(r.errors for r in runs))
@@ -313,8 +315,8 @@ def report(
 
 
 def throughput(table: Table) -> None:
-    print("| case | server | calls/s | p50 ms | p99 ms | server CPU | vs plain | vs FastMCP |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | server | calls/s | p50 ms | p99 ms | server CPU | CPU µs/call | vs plain | vs FastMCP |")
+    print("|---|---|---|---|---|---|---|---|---|")
     cases = sorted({case for case, _ in table.results}, key=lambda c: ("list" in c, "2026" in c, len(c), c))
     order = ["plain", "fastmcp", "runner", "runner+auth", "runner asyncio+h11", "runner, no access log"]
     order.append("runner without gc.freeze")
@@ -326,7 +328,8 @@ def throughput(table: Table) -> None:
             print(
                 f"| {case} | {name} | {rate:,.0f}{f' ({errors} errors)' if errors else ''} | "
                 f"{table.median(case, name, 'p50'):.1f} | {table.median(case, name, 'p99'):.1f} | "
-                f"{table.median(case, name, 'cpu') * 100:.0f}% | {ratio(rate, plain)} | {ratio(rate, fast)} |"
+                f"{table.median(case, name, 'cpu') * 100:.0f}% | {table.median(case, name, 'cpu_per_call'):,.0f} | "
+                f"{ratio(rate, plain)} | {ratio(rate, fast)} |"
             )
     failures: dict[tuple[str, str, str], int] = {}
     for (case, name), runs in table.results.items():
@@ -337,11 +340,19 @@ def throughput(table: Table) -> None:
         print("\nfailures (all rounds):")
         for (case, name, problem), count in sorted(failures.items()):
             print(f"  {case} | {name}: {count}x {problem}")
-    print("\nauth cost (1 - runner+auth / runner):")
+    print("\nauth cost (1 - runner+auth / runner), in calls/s and in CPU per call:")
     for case in cases:
         if (case, "runner+auth") in table.results and table.median(case, "runner") > 0:
             cost = 1 - table.median(case, "runner+auth") / table.median(case, "runner")
-            print(f"  {case}: {cost * 100:+.1f}%")
+            cpu = table.median(case, "runner+auth", "cpu_per_call") / table.median(case, "runner", "cpu_per_call")
+            print(f"  {case}: {cost * 100:+.1f}% calls/s, {(cpu - 1) * 100:+.1f}% CPU per call")
+    print("\naccess log cost (1 - runner / runner, no access log), in calls/s and in CPU per call:")
+    for case in cases:
+        if (case, "runner, no access log") in table.results and table.median(case, "runner, no access log") > 0:
+            quiet = "runner, no access log"
+            rate = 1 - table.median(case, "runner") / table.median(case, quiet)
+            cpu = table.median(case, "runner", "cpu_per_call") / table.median(case, quiet, "cpu_per_call")
+            print(f"  {case}: {rate * 100:+.1f}% calls/s, {(cpu - 1) * 100:+.1f}% CPU per call")
     clients = [r.client_cpu for runs in table.results.values() for r in runs if r.client_cpu == r.client_cpu]
     if clients:
         print(
