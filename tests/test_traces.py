@@ -269,5 +269,6 @@ def test_without_the_extra_nothing_changes_and_nothing_warns(
         warnings.simplefilter("always")
         assert tracing.setup() is None
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert tracing.http_middleware("/mcp") == []  # no ASGI layer: requests pay nothing for tracing
     assert warned == []
     assert capfd.readouterr() == ("", "")
