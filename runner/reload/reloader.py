@@ -37,7 +37,6 @@ from runner.observe import metrics
 from runner.observe.tracing import tracer
 from runner.pool import ToolPool
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
-from runner.reload.fresh import rebuild_fresh
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
@@ -163,6 +162,8 @@ class Reloader:
             manifest, source = load(self.manifest_path)
             built = build(manifest, source, self.binding, root=self.root, cache=self.current.cache, pool=self.pool)
             return manifest, built, source.digest
+
+        from runner.reload.fresh import rebuild_fresh  # with purge and references: needed from the first reload on
 
         return rebuild_fresh(self.root, self._dirty, attempt)
 
