@@ -29,10 +29,18 @@ DEFAULT_MANIFEST = "mcp-runner.yaml"  # what `mcp-runner init` writes
 DEFAULT_HELP = f"the manifest (default: {DEFAULT_MANIFEST}, as `mcp-runner init` writes it)"
 
 
-def _parser() -> argparse.ArgumentParser:
+CORE = ("serve", "check", "token", "schema", "nginx")  # parsed without runner/commands' parsers
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; for a `command` in CORE, without the parsers of runner/commands, which import
+    those commands' modules (an MCP client, the client configs): not what `serve` should start up with."""
     parser = argparse.ArgumentParser(prog="mcp-runner", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mcp-runner {RUNNER_VERSION}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Without runner/commands' parsers, usage lines still name every command, as the full parser does.
+    every = ",".join([*CORE[:4], *more_commands.COMMANDS, *CORE[4:]])
+    metavar = None if command not in CORE else "{" + every + "}"
+    commands = parser.add_subparsers(dest="command", required=True, metavar=metavar)
 
     def bind_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
@@ -115,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="local-user", help="the token's sub claim")
 
     commands.add_parser("schema", help="print the manifest's JSON Schema")
-    more_commands.add_parsers(commands)
+    if command not in CORE:
+        more_commands.add_parsers(commands)
 
     nginx = commands.add_parser(
         "nginx", help="print an nginx configuration for several replicas (sticky sessions; README Deployment)"
@@ -187,7 +196,8 @@ def _count(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv[0] if argv else None).parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "warning").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
