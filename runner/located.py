@@ -7,7 +7,6 @@ for "did you mean".
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any
@@ -26,7 +25,7 @@ def located(source: Source, err: Any, root: type[BaseModel]) -> Problem:
     if kind == "extra_forbidden":
         key = str(loc[-1])
         allowed = _fields_at(root, loc[:-1])
-        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = _close(key, allowed)
         message = f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         if allowed and not hint:
             message += f"; allowed here: {', '.join(allowed)}"
@@ -67,7 +66,14 @@ def _unwrap(annotation: Any) -> Any:
 
 def unknown_hint(key: str, names: list[str]) -> str:
     """`(did you mean 'x'?)`, or the names there are."""
-    hint = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = _close(key, names)
     if hint:
         return f" (did you mean {hint[0]!r}?)"
     return f" (its parameters: {', '.join(names)})" if names else ""
+
+
+def _close(word: str, choices: list[str]) -> list[str]:
+    """difflib's best match, imported here: only a manifest with a typo needs it, not every start-up."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
