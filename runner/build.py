@@ -8,6 +8,7 @@ located problem before giving up.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,6 +366,8 @@ def _server(
         leeway=signin.clock_skew,
         max_lifetime=signin.max_token_lifetime,
     )
+    if issuer is not None:  # the key set this server serves at `keys`: no fetch from itself on the first token
+        verifier.jwks.seed(json.dumps(issuer.jwks()).encode())
     server = FastMCPSignInWrapper(
         manifest.name,
         app_id=signin.app_id,

@@ -21,7 +21,7 @@ async def test_token_then_call(tmp_path: Path) -> None:
     port = free_port()
     # The manifest's default resource names port 8000; serve elsewhere with the resource to match.
     env = {"MCP_APP_RESOURCE": f"http://127.0.0.1:{port}/mcp"}
-    runner = RunnerProcess(manifest, port=port, env=env).start()
+    runner = RunnerProcess(manifest, port=port, env=env, log=tmp_path / "server.log").start()
     try:
         minted = run_cli(
             "token",
@@ -52,6 +52,10 @@ async def test_token_then_call(tmp_path: Path) -> None:
             assert greeting.contents[0].text == "Hello, Ann!"  # type: ignore[union-attr]
             prompt = await client.get_prompt("greet_user", {"name": "Ann", "style": "casual"})
             assert "casual" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+        # The server verified those calls with the key set it serves, never fetching it from itself (issue 12:
+        # that fetch was most of what auth added to start-up). Checked before this test's own fetch below.
+        assert "GET /apps/local/discovery/v2.0/keys" not in runner.logged()
 
         assert post_initialize(runner.url, None).status_code == 401
         # A token minted for another audience (port) is refused by the same key's server.
