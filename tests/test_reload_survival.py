@@ -125,25 +125,26 @@ HANG = "import time\nwhile True:\n    time.sleep(0.05)\n"
 
 
 async def test_an_import_that_never_returns_is_abandoned(tmp_path: Path) -> None:
-    served = start(tmp_path, "--reload-timeout", "1")
+    # 2 s, not 1: the good reload after the abandoned one must fit in it on a loaded CI machine.
+    served = start(tmp_path, "--reload-timeout", "2")
     try:
         served.write("hang.py", HANG + "def f() -> int:\n    return 1\n")
         health = await served.edit("m.yaml", MANIFEST + "  - function: hang:f\n")
-        assert health["status"] == "degraded"
-        assert health["last_reload"]["error"].startswith("hang.py:3: reload abandoned: still running after 1 s")
+        assert health["status"] == "degraded", health
+        assert health["last_reload"]["error"].startswith("hang.py:3: reload abandoned: still running after 2 s")
         await served.add_answers()
         # Later edits still apply: the stuck import was interrupted, its module lock released.
         health = await served.edit("m.yaml", MANIFEST + "  - function: tools:add\n    name: plus\n")
-        assert health["status"] == "ok" and health["tools"] == 2
+        assert health["status"] == "ok" and health["tools"] == 2, health
         # And the same module, fixed, imports again.
         served.write("hang.py", "def f() -> int:\n    return 1\n")
         health = await served.edit("m.yaml", MANIFEST + "  - function: hang:f\n")
-        assert health["status"] == "ok" and health["tools"] == 2
+        assert health["status"] == "ok" and health["tools"] == 2, health
         # An import blocked inside C (one long sleep) cannot be interrupted: /healthz says stuck, never ok.
         served.write("sleeper.py", "import time\ntime.sleep(3600)\ndef g() -> int:\n    return 1\n")
         served.write("m.yaml", MANIFEST + "  - function: sleeper:g\n")
         health = await served.until(lambda h: h["status"] == "stuck", "stuck")
-        assert health["reload_running_s"] >= 1
+        assert health["reload_running_s"] >= 2
         await served.add_answers()
         # Ctrl-C still stops the process (the stuck thread is a daemon, never joined).
     finally:
