@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import subprocess
@@ -53,9 +54,18 @@ class Served:
         return health
 
     async def edit(self, name: str, text: str) -> dict[str, Any]:
+        """Write, then wait for the reload that read this text: a reload started by an earlier write (the
+        module a test writes just before) may finish after `before` is read, and must not be taken for it."""
         before = self.health()["reloads"]
         self.write(name, text)
-        return await self.until(lambda h: h["reloads"] > before and h["reload_running_s"] is None, f"edit {name}")
+        wanted = hashlib.sha256(textwrap.dedent(text).encode()).hexdigest()
+
+        def done(h: dict[str, Any]) -> bool:
+            if h["reloads"] <= before or h["reload_running_s"] is not None:
+                return False
+            return name != "m.yaml" or h["manifest_sha256"] == wanted or h["last_reload"]["result"] == "failed"
+
+        return await self.until(done, f"edit {name}")
 
     async def add_answers(self) -> None:
         async with mcp_client(self.runner.url, mode="legacy") as client:
