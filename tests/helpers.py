@@ -281,13 +281,20 @@ class RunnerProcess:
     def stop(self) -> str:
         """Stop by PID; returns what the process printed on stderr."""
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
+        err = stop_process(self.proc)
         return err if self.log is None else self.log.read_text()
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> Any:
+    """SIGTERM, then SIGKILL if it is still there after `timeout`; returns its stderr if that was a pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 
-from tests.helpers import debian_binary, free_port, wait_for_port
+from tests.helpers import debian_binary, free_port, stop_process, wait_for_port
 
 BINARY = "/usr/bin/redis-server"
 
@@ -41,10 +41,5 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        stop_process(self.proc, timeout=10)
         self.proc = None

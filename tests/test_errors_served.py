@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 
 from tests.conftest import copy_example
-from tests.helpers import RunnerProcess, free_port, mcp_client, run_main, runner_cmd, wait_for_port
+from tests.helpers import RunnerProcess, free_port, mcp_client, run_main, runner_cmd, stop_process, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -64,12 +64,7 @@ class Served:
         return self.log.read_text()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def serve(folder: Path, version: str = "") -> Served:

@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from tests.conftest import copy_example
-from tests.helpers import free_port, mcp_client, post_initialize, run_main, runner_cmd, wait_for_port
+from tests.helpers import free_port, mcp_client, post_initialize, run_main, runner_cmd, stop_process, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -65,13 +65,7 @@ class Served:
         return self.block["token"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        stop_process(self.proc)
 
 
 def serve(manifest: Path, *flags: str, env: dict[str, str] | None = None) -> Served:
