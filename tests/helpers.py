@@ -254,6 +254,10 @@ class RunnerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
     def start(self) -> RunnerProcess:
         log = None if self.log is None else self.log.open("w")
         self.proc = subprocess.Popen(
@@ -283,6 +287,66 @@ class RunnerProcess:
         assert self.proc is not None
         err = stop_process(self.proc)
         return err if self.log is None else self.log.read_text()
+
+
+def healthz(health_url: str) -> dict[str, Any]:
+    return httpx2.get(health_url, timeout=10).json()  # type: ignore[no-any-return]
+
+
+async def wait_for_health(health_url: str, condition: Any, what: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll /healthz (bounded) until `condition(body)`; a timeout fails naming `what` and the last body."""
+    health: dict[str, Any] = {}
+    with anyio.move_on_after(timeout):
+        while not condition(health := healthz(health_url)):
+            await anyio.sleep(0.02)
+        return health
+    raise AssertionError(f"/healthz never showed {what} within {timeout:g} s; last: {health}")
+
+
+def _settled(health: dict[str, Any]) -> bool:
+    return health["reload_pending"] is False and health["reload_running_s"] is None
+
+
+async def reloaded(health_url: str, before: int, what: str = "a reload", timeout: float = 60) -> dict[str, Any]:
+    """Wait until a reload counted after `before` has read the files as they are now; its /healthz.
+
+    `reload_pending` false says the last finished reload read the manifest and every module it had
+    loaded as they are on disk now (runner/reload/reloader.py `pending`): so, after a write, that
+    reload is one that read the write. That holds whatever ran before: a reload already running
+    when the file was written (set off by an earlier write) leaves the file changed since it read
+    it, so `reload_pending` stays true until the reload after it. A count of reloads alone took that
+    earlier reload for this one (seen in CI: "no visible change"). `reloads > before` adds that a
+    reload ran at all, for a file no reload has read yet; `reload_running_s` None, that no abandoned
+    build is still running.
+    """
+    return await wait_for_health(health_url, lambda h: h["reloads"] > before and _settled(h), what, timeout)
+
+
+async def settled_reloads(health_url: str, timeout: float = 60) -> int:
+    """The reload count once no reload is under way or due: read it before writing, for `reloaded`."""
+    return int((await wait_for_health(health_url, _settled, "no reload running or due", timeout))["reloads"])
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a sibling temporary file, then rename it over `path`: no reader sees a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+async def edit_and_wait(folder: Path, health_url: str, name: str, text: str, *, timeout: float = 60) -> dict[str, Any]:
+    """Write `folder/name` and wait for the finished reload that read it; returns its /healthz.
+
+    The caller asserts on the reload's result (`last_reload`, `status`, `tools`...). A manifest
+    reload that succeeded also serves the text written: its `manifest_sha256` is checked.
+    """
+    before = await settled_reloads(health_url, timeout)
+    write_atomically(folder / name, text)
+    health = await reloaded(health_url, before, f"the reload that read {name}", timeout)
+    if Path(health["manifest"]).name == name and health["last_reload"]["result"] == "ok":
+        wanted = hashlib.sha256(text.encode()).hexdigest()
+        assert health["manifest_sha256"] == wanted, f"the reload after writing {name} served other text: {health}"
+    return health
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> Any:

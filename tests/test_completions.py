@@ -5,14 +5,13 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import anyio
-import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
-from tests.helpers import RunnerProcess, mcp_client, run_cli, run_main
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_cli, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -144,15 +143,9 @@ async def test_reload_swaps_the_function(tmp_path: Path) -> None:
     (tmp_path / "comp.py").write_text(textwrap.dedent(MODULE))
     (tmp_path / "comp.yaml").write_text(MANIFEST)
     runner = RunnerProcess(tmp_path / "comp.yaml").start()
-    health = f"http://127.0.0.1:{runner.port}/healthz"
 
-    async def edit(name: str, text: str) -> dict[str, object]:
-        before = httpx2.get(health).json()["reloads"]
-        (tmp_path / name).write_text(text)
-        with anyio.fail_after(30):
-            while (now := httpx2.get(health).json())["reloads"] == before:
-                await anyio.sleep(0.02)
-        return now  # type: ignore[no-any-return]
+    async def edit(name: str, text: str) -> dict[str, Any]:
+        return await edit_and_wait(tmp_path, runner.health_url, name, text)
 
     try:
         async with mcp_client(runner.url) as client:

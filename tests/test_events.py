@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client
 
 pytestmark = [
     pytest.mark.anyio,
@@ -100,11 +100,7 @@ class Served:
         return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     async def edit(self, name: str, text: str) -> None:
-        before = self.health()["reloads"]
-        (self.folder / name).write_text(text)
-        with anyio.fail_after(30):
-            while (health := self.health())["reloads"] == before:
-                await anyio.sleep(0.02)
+        health = await edit_and_wait(self.folder, self.runner.health_url, name, text)
         assert health["last_reload"]["result"] == "ok", health
 
 

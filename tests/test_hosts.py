@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -15,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 from runner.errors import ManifestError
 from runner.http.security import HostRules
 from runner.manifest import load
-from tests.helpers import INITIALIZE, RunnerProcess
+from tests.helpers import INITIALIZE, RunnerProcess, edit_and_wait
 
 pytestmark = pytest.mark.anyio
 
@@ -109,14 +108,9 @@ def leaves(error: BaseException) -> Iterator[BaseException]:
 
 async def test_a_reload_applies_new_allowed_lists(served: RunnerProcess) -> None:
     """Runs last in the module: it edits the served manifest (and puts it back)."""
-    health_url = f"http://127.0.0.1:{served.port}/healthz"
 
     async def edit(text: str) -> None:
-        before = httpx2.get(health_url).json()["reloads"]
-        served.manifest.write_text(text)
-        with anyio.fail_after(30):
-            while (health := httpx2.get(health_url).json())["reloads"] == before:
-                await anyio.sleep(0.02)
+        health = await edit_and_wait(served.manifest.parent, served.health_url, served.manifest.name, text)
         assert health["last_reload"]["result"] == "ok", health
 
     assert status(served, "other.example.com") == 421

@@ -6,14 +6,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -108,14 +106,9 @@ async def test_a_cursor_that_was_not_issued_as_is_is_invalid_params(paged: Runne
 async def test_a_cursor_survives_a_reload_and_continues_after_the_last_item_seen(paged: RunnerProcess) -> None:
     """Runs last in the module: it edits the served manifest (and puts it back)."""
     file = paged.manifest
-    health_url = f"http://127.0.0.1:{paged.port}/healthz"
 
     async def edit(text: str) -> None:
-        before = httpx2.get(health_url).json()["reloads"]
-        file.write_text(text)
-        with anyio.fail_after(30):
-            while (health := httpx2.get(health_url).json())["reloads"] == before:
-                await anyio.sleep(0.02)
+        health = await edit_and_wait(file.parent, paged.health_url, file.name, text)
         assert health["last_reload"]["result"] == "ok", health
 
     async with mcp_client(paged.url) as client:

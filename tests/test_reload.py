@@ -16,7 +16,7 @@ import httpx2
 import pytest
 from mcp.shared.subscriptions import ToolsListChanged
 
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -76,25 +76,7 @@ class Live:
         (self.folder / name).write_text(textwrap.dedent(text))
 
     async def edit(self, name: str, text: str) -> dict[str, Any]:
-        """Write a file, then wait (bounded, polling) until the server has attempted the reload.
-
-        For the manifest, the reload that read this text: a reload already running when `before` is
-        read (seen once in CI: "no visible change") finishes after it and must not be taken for it.
-        """
-        before = self.health()["reloads"]
-        self.write(name, text)
-        wanted = hashlib.sha256(textwrap.dedent(text).encode()).hexdigest()
-
-        def done(health: dict[str, Any]) -> bool:
-            if health["reloads"] == before:
-                return False
-            manifest = name == "live.yaml" and health["last_reload"]["result"] == "ok"
-            return not manifest or health["manifest_sha256"] == wanted
-
-        with anyio.fail_after(30):
-            while not done(health := self.health()):
-                await anyio.sleep(0.02)
-        return health
+        return await edit_and_wait(self.folder, self.runner.health_url, name, textwrap.dedent(text))
 
 
 @pytest.fixture
@@ -273,11 +255,9 @@ async def test_editor_save_styles(live: Live) -> None:
     async with mcp_client(live.url, mode="legacy") as client:
         temp = live.folder / ".live.yaml.swp"
         temp.write_text(MANIFEST + EXTRA_TOOL)
-        before = live.health()["reloads"]
+        before = await settled_reloads(live.runner.health_url)
         os.replace(temp, live.folder / "live.yaml")
-        with anyio.fail_after(30):
-            while live.health()["reloads"] == before:
-                await anyio.sleep(0.02)
+        assert (await reloaded(live.runner.health_url, before))["last_reload"]["result"] == "ok"
         assert "plus" in names(await client.list_tools())
 
         with open(live.folder / "live.yaml", "w") as handle:  # truncate ...
@@ -301,9 +281,8 @@ async def test_restart_only_settings_are_logged_and_the_rest_applies(live: Live)
 
 def test_healthz_and_readyz(live: Live) -> None:
     health = live.health()
-    assert health["status"] == "ok" and health["last_reload"] is None
+    assert health["status"] == "ok" and health["last_reload"] is None and health["reload_pending"] is False
     assert health["tools"] == 4 and health["resources"] == 0 and health["prompts"] == 0
-    import hashlib
 
     assert health["manifest_sha256"] == hashlib.sha256((live.folder / "live.yaml").read_bytes()).hexdigest()
     ready = httpx2.get(f"http://127.0.0.1:{live.runner.port}/readyz")
@@ -316,7 +295,9 @@ def test_no_reload_flag(tmp_path: Path) -> None:
     try:
         (tmp_path / "m.yaml").write_text("name: fixed\ntools: [\n")
         time.sleep(1.0)  # give a watcher, if one were running, ample time to act
-        assert httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["reloads"] == 0
+        health = httpx2.get(runner.health_url).json()
+        assert health["reloads"] == 0
+        assert health["reload_pending"] is True  # what is served is older than the disk
     finally:
         err = runner.stop()
     assert "reload:    off" in err
@@ -366,17 +347,12 @@ async def test_deleting_a_watched_folder_does_not_take_the_server_down(tmp_path:
         import shutil
 
         shutil.rmtree(package)  # the module's folder disappears under the watcher
-        deadline = time.monotonic() + 30
-        while httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["reloads"] == 0:
-            assert time.monotonic() < deadline, "the deletion was never noticed"
-            await anyio.sleep(0.05)
-        health = httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()
+        health = await reloaded(runner.health_url, 0, "the deletion noticed")
         assert health["status"] == "degraded"
         async with mcp_client(runner.url, mode="legacy") as client:
             assert (await client.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
-        (tmp_path / "m.yaml").write_text("name: p\ntools: []\n")  # and the watcher still works
-        while httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["tools"] != 0:
-            assert time.monotonic() < deadline, "the watcher stopped after the folder was deleted"
-            await anyio.sleep(0.05)
+        # And the watcher still works.
+        health = await edit_and_wait(tmp_path, runner.health_url, "m.yaml", "name: p\ntools: []\n")
+        assert health["status"] == "ok" and health["tools"] == 0, health
     finally:
         runner.stop()

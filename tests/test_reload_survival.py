@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.helpers import RunnerProcess, mcp_client, run_cli
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -54,18 +53,7 @@ class Served:
         return health
 
     async def edit(self, name: str, text: str) -> dict[str, Any]:
-        """Write, then wait for the reload that read this text: a reload started by an earlier write (the
-        module a test writes just before) may finish after `before` is read, and must not be taken for it."""
-        before = self.health()["reloads"]
-        self.write(name, text)
-        wanted = hashlib.sha256(textwrap.dedent(text).encode()).hexdigest()
-
-        def done(h: dict[str, Any]) -> bool:
-            if h["reloads"] <= before or h["reload_running_s"] is not None:
-                return False
-            return name != "m.yaml" or h["manifest_sha256"] == wanted or h["last_reload"]["result"] == "failed"
-
-        return await self.until(done, f"edit {name}")
+        return await edit_and_wait(self.folder, self.runner.health_url, name, textwrap.dedent(text))
 
     async def add_answers(self) -> None:
         async with mcp_client(self.runner.url, mode="legacy") as client:

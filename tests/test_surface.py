@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx2
 import pytest
 
 from runner.build import Binding, build
 from runner.errors import ManifestError
 from runner.manifest import load
 from runner.schema import json_schema
-from tests.helpers import RunnerProcess, mcp_client, run_main
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -345,15 +343,9 @@ async def test_reload_applies_new_icons_meta_and_schemas_and_keeps_serving_throu
     manifest = tmp_path / "surface.yaml"
     manifest.write_text(MANIFEST)
     runner = RunnerProcess(manifest, log=tmp_path / "server.log").start()
-    health_url = f"http://127.0.0.1:{runner.port}/healthz"
 
     async def edit(text: str) -> dict[str, Any]:
-        before = httpx2.get(health_url).json()["reloads"]
-        manifest.write_text(text)
-        with anyio.fail_after(30):
-            while (health := httpx2.get(health_url).json())["reloads"] == before:
-                await anyio.sleep(0.02)
-        return health  # type: ignore[no-any-return]
+        return await edit_and_wait(tmp_path, runner.health_url, manifest.name, text)
 
     try:
         async with mcp_client(runner.url) as client:

@@ -238,6 +238,17 @@ class Reloader:
             return "degraded"
         return "ok"
 
+    def pending(self) -> bool:
+        """True while a reload is under way, or while the files the last reload read differ on disk.
+
+        False therefore means: the last finished reload read the manifest and every module it had
+        loaded as they are now. That is what "my edit is live" needs, and what a count of reloads
+        cannot say (a reload already running when a file is written finishes after the write
+        without having read it). The lock is held from before the reload reads the disk until its
+        result is recorded; `drift` compares the (real path, inode, mtime, size) it captured.
+        """
+        return self._lock.locked() or bool(self.baseline.drift())
+
     # -- HTTP -------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -247,6 +258,7 @@ class Reloader:
             body: dict[str, Any] = {
                 "status": self.status(),
                 "reload_running_s": round(self.worker.running_for, 1) if self.worker.busy else None,
+                "reload_pending": self.pending(),
                 "watch": self.watch_mode(),
                 "tool_threads": self.pool.load(),
                 "manifest": str(self.manifest_path),
