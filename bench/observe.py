@@ -1,20 +1,28 @@
-"""What observability costs: tools/call throughput with metrics + traces + JSON logs, against the same server without.
+"""What observability costs: tools/call throughput and CPU with metrics and traces, against the same server without.
 
-`mcp-runner serve` processes of one manifest (local issuer, one `add` tool), run side by side:
+`mcp-runner serve` processes of one manifest (local issuer, one `add` tool), run side by side,
+chosen with `--servers` from:
 
 - plain: text logs (access and audit lines, as by default), no metrics, no trace export;
-- observed: `--metrics`, `--log-format json`, and every span exported over OTLP/HTTP (the `OTEL_*`
-  variables) to a sink in this process that accepts every export;
-- sampled: the same, with `OTEL_TRACES_SAMPLER=parentbased_traceidratio` keeping 1 trace in 10
-  (`--ratio`; 0 leaves this server out).
+- plain2: a second, identical plain server: the A/A control, whose difference from plain is the
+  noise floor of the run;
+- metrics: `--metrics`;
+- traces: every span exported over OTLP/HTTP (the `OTEL_*` variables) to a sink in this process
+  that accepts every export;
+- observed: metrics and every span exported (the issue's target: under 5% on tools/call);
+- sampled: metrics, and 1 trace in 10 exported (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`,
+  `--ratio`);
+- json: `--log-format json` (logs are outside the target; measured for the README);
+- quiet: `--log-level warning` (no access or audit lines: what the default lines cost).
 
-Both log to a file at INFO. Besides calls/s, the server's own CPU time per call is read from /proc:
-on a shared machine throughput swings with the neighbours' load, CPU per call less so.
+All log to a file. Besides calls/s, the server's own CPU time per call is read from /proc: on a
+shared machine throughput swings with the neighbours' load, CPU per call less so.
 The load is bench/load.py's raw HTTP/1.1 generator on keep-alive connections (no MCP client in
 the way): sessionless 2026-07-28 `tools/call` POSTs with a bearer token. Rounds rotate between
 the servers; the median of each is printed with its ratio to plain.
 
-    python bench/observe.py [--rounds 7] [--seconds 5] [--connections 8] [--ratio 0.1] [--quick]
+    python bench/observe.py [--rounds 7] [--seconds 5] [--connections 8] [--servers plain,plain2,observed]
+                            [--ratio 0.1] [--quick]
 """
 
 from __future__ import annotations
@@ -88,27 +96,50 @@ def start(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> tup
     return proc, port, token
 
 
+def variants(sink_port: int, ratio: float) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Every server this bench can run: its extra `serve` flags and environment."""
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+    sampled = {**otel, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+    metrics = ["--metrics", "0"]
+    return {
+        "plain": ([], {}),
+        "plain2": ([], {}),
+        "metrics": (metrics, {}),
+        "traces": ([], otel),
+        "observed": (metrics, otel),
+        "sampled": (metrics, sampled),
+        "json": (["--log-format", "json"], {}),
+        "quiet": (["--log-level", "warning"], {}),
+    }
+
+
+DEFAULT_SERVERS = "plain,plain2,metrics,traces,observed,sampled"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--ratio", type=float, default=0.1, help="the sampled server's ratio (0: leave it out)")
+    parser.add_argument("--servers", default=DEFAULT_SERVERS, help=f"plain first (default {DEFAULT_SERVERS})")
+    parser.add_argument("--ratio", type=float, default=0.1, help="the sampled server's ratio")
     parser.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run, not a measurement")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 3, 2.0
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}"}
-    sampled = {**otel, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.ratio)}
-    observing = ["--metrics", "0", "--log-format", "json"]
+    known = variants(sink.server_address[1], args.ratio)
+    names = [name.strip() for name in args.servers.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names or names[0] != "plain":
+        parser.error(f"--servers: plain first, then any of {', '.join(known)} (unknown: {', '.join(unknown) or '-'})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        servers = {"plain": start(folder, "plain", [], {}), "observed": start(folder, "observed", observing, otel)}
-        if args.ratio > 0:
-            servers["sampled"] = start(folder, "sampled", observing, sampled)
+        servers: dict[str, tuple[subprocess.Popen[bytes], int, str]] = {}
         try:
+            for name in names:
+                servers[name] = start(folder, name, *known[name])
             rates: dict[str, list[float]] = {name: [] for name in servers}
             cpu: dict[str, list[float]] = {name: [] for name in servers}  # server CPU microseconds per call
 
@@ -119,7 +150,6 @@ def main() -> None:
 
             for name in servers:  # warm-up: keys fetched, code paths hot
                 measure(name, 1.0)
-            names = list(servers)
             for round_ in range(args.rounds):
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for name in order:
@@ -130,7 +160,8 @@ def main() -> None:
                     cpu[name].append(result.server_cpu * result.seconds / result.calls * 1e6)
                 print(
                     f"round {round_ + 1}: "
-                    + ", ".join(f"{n} {rates[n][-1]:.1f}/s {cpu[n][-1]:.0f} us CPU/call" for n in servers)
+                    + ", ".join(f"{n} {rates[n][-1]:.0f}/s {cpu[n][-1]:.0f} us" for n in servers),
+                    flush=True,
                 )
             rate = {n: statistics.median(rates[n]) for n in servers}
             per_call = {n: statistics.median(cpu[n]) for n in servers}
@@ -138,8 +169,7 @@ def main() -> None:
                 line = f"{name:9} median {rate[name]:7.1f} calls/s, {per_call[name]:6.0f} us server CPU per call"
                 if name != "plain":
                     line += (
-                        f"; throughput ratio {rate[name] / rate['plain']:.3f}"
-                        f" ({100 * (1 - rate[name] / rate['plain']):+.1f}% cost),"
+                        f"; calls/s {100 * (rate[name] / rate['plain'] - 1):+.1f}%,"
                         f" CPU/call {100 * (per_call[name] / per_call['plain'] - 1):+.1f}%"
                     )
                 print(line)

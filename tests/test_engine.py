@@ -20,7 +20,7 @@ from tests.helpers import RunnerProcess, mcp_client, run_cli, runner_cmd
 pytestmark = pytest.mark.anyio
 
 TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
-MANIFEST = "name: engine\nserver:\n  header_timeout: 1\ntools:\n  - function: engine_tools:add\n"
+MANIFEST = "name: engine\nserver:\n  header_timeout: 1\n  body_timeout: 2\ntools:\n  - function: engine_tools:add\n"
 FLAGS = {"default": (), "fallback": ("--loop", "asyncio", "--http", "h11")}
 
 
@@ -124,6 +124,30 @@ def test_each_parser_closes_a_request_head_that_never_completes(servers: dict[st
         for sock in (fresh, kept):
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             assert sock.recv(4096) == b"", "the server answered or kept a half-sent request head"
+
+
+@pytest.mark.parametrize("name", list(FLAGS))
+def test_each_parser_closes_a_request_body_that_never_completes(servers: dict[str, RunnerProcess], name: str) -> None:
+    """server.body_timeout (2 s here, longer than the head's 1 s) closes a body that stops half-way, on a fresh
+    connection and on a keep-alive one after a complete request; a slow but complete body is still answered."""
+    port = servers[name].port
+    head = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as fresh, socket.create_connection(("127.0.0.1", port)) as kept:
+        fresh.sendall(head + b'{"jsonrpc":')
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_response(kept).startswith(b"HTTP/1.1 200")
+        kept.sendall(head + b'{"jsonrpc":')
+        deadline = time.monotonic() + 30
+        for sock in (fresh, kept):
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            assert sock.recv(4096) == b"", "the server answered or kept a half-sent request body"
+    with socket.create_connection(("127.0.0.1", port)) as slow:  # past the head's 1 s, within the body's 2 s
+        body = b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}'
+        slow.sendall(head.replace(b"100", str(len(body)).encode()) + body[:10])
+        time.sleep(1.5)
+        slow.sendall(body[10:])
+        slow.settimeout(30)
+        assert slow.recv(4096).startswith(b"HTTP/1.1 "), "a complete body within body_timeout was not answered"
 
 
 @pytest.fixture(scope="module")

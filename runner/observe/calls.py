@@ -18,6 +18,7 @@ else a client sends is `_unknown`, so a client cannot grow the series.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -137,7 +138,7 @@ class Observer:
             elif outcome == "error" and kind == "tool":
                 outcome = "tool_error"
             metrics.call(kind, label, outcome, seconds)
-            self._audit(kind, asked, outcome, seconds, params.get("arguments"))
+            self._audit(kind, asked, label == asked, outcome, seconds, params.get("arguments"))
 
     def _label(self, kind: str, asked: Any) -> str:
         if not isinstance(asked, str):
@@ -164,13 +165,20 @@ class Observer:
                 return UNKNOWN
         return UNKNOWN
 
-    def _audit(self, kind: str, asked: Any, outcome: str, seconds: float, arguments: Any) -> None:
+    def _audit(self, kind: str, asked: Any, served: bool, outcome: str, seconds: float, arguments: Any) -> None:
+        """The audit line. Written with `makeRecord` and `handle`, as the access line is: `Logger.info` would
+        walk the stack for the caller's file and line (`findCaller`), which no format shows."""
         if not audit.isEnabledFor(logging.INFO):
             return
         token = get_access_token()
         subject = token.subject if token is not None else None
         client_id = token.client_id if token is not None else None
-        name = scrub(str(asked)[:MAX_NAME]) if asked is not None else None
+        name: str | None
+        if served:  # a name of the manifest's: quoted once, not per call
+            name, quoted = _served_name(asked)
+        else:  # client input: scrubbed, cut and quoted every time, never cached
+            name = scrub(str(asked)[:MAX_NAME]) if asked is not None else None
+            quoted = json.dumps(name, ensure_ascii=True)
         fields: dict[str, Any] = {
             "event": "audit",
             "kind": kind,
@@ -180,9 +188,24 @@ class Observer:
             "subject": subject,
             "client_id": client_id,
         }
-        who = "anonymous" if token is None else f"{json.dumps(subject)} (client {json.dumps(client_id)})"
-        text = f"{VERBS[kind]} {json.dumps(name, ensure_ascii=True)} by {who}: {outcome} in {seconds * 1000:.1f} ms"
+        who = "anonymous" if token is None else _who(subject, client_id)
+        text = f"{VERBS[kind]} {quoted} by {who}: {outcome} in {seconds * 1000:.1f} ms"
         if self.log_arguments and kind != "resource":
             fields["arguments"] = logged = redact_arguments(arguments or {})
             text += f" arguments={logged}"
-        audit.info("%s", text, extra={"fields": fields})
+        record = audit.makeRecord(audit.name, logging.INFO, __file__, 0, "%s", (text,), None)
+        record.fields = fields
+        audit.handle(record)
+
+
+@functools.lru_cache(maxsize=1024)
+def _served_name(asked: str) -> tuple[str, str]:
+    """A served tool or prompt name, or resource URI or template (from the manifest, so few), and its quoted form."""
+    name = scrub(asked[:MAX_NAME])
+    return name, json.dumps(name, ensure_ascii=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _who(subject: str | None, client_id: str | None) -> str:
+    """The caller as the text line shows it; claims of verified tokens, so the few callers a server sees."""
+    return f"{json.dumps(subject)} (client {json.dumps(client_id)})"
