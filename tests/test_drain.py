@@ -121,3 +121,51 @@ async def test_rolling_restart_fails_no_call(cluster: Cluster) -> None:
             done.set()
     assert not failures, failures[:3]
     assert set(results) == {"r1", "r2"} and sum(results.values()) > 20, results
+
+
+async def test_a_standing_stream_outlives_a_2026_call_in_flight(cluster: Cluster) -> None:
+    """A 2026-07-28 call in flight on the draining replica (taken without a stream record, runner/deploy/drain.py)
+    still holds back the end of a handshake-era GET stream until it completes."""
+    token = cluster.issuer().token()
+    hold_dir = cluster.folder / "hold"
+    victim = "r1"
+    process = cluster.replicas[victim]
+    http, get_stream = open_get_stream(process.port, token)
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "hold", "arguments": {"name": "modern"}, "_meta": meta},
+    }
+    headers = {"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "hold"}
+    answer: list[httpx2.Response] = []
+
+    def long_call() -> None:  # one plain POST, straight to the replica: no client that would reconnect
+        with httpx2.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=60) as client:
+            auth = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+            answer.append(client.post("/mcp", json=call, headers={**auth, **headers}))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(anyio.to_thread.run_sync, long_call)
+        await anyio.to_thread.run_sync(wait_until, (hold_dir / "modern.started").exists, "the call to start")
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        await anyio.to_thread.run_sync(
+            wait_until, lambda: "Waiting for connections to close" in process.logged(), "the drain"
+        )
+        with pytest.raises(AssertionError, match="timed out"):  # the stream is not ended while the call runs
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: "standing stream" in process.logged(), "an early end", timeout=1.0)
+            )
+        (hold_dir / "modern.release").touch()
+    assert answer[0].status_code == 200 and f'"result":"{victim}"' in answer[0].text.replace(" ", "")
+    await anyio.to_thread.run_sync(lambda: b"".join(get_stream.iter_bytes()))  # then it ends cleanly
+    http.close()
+    assert await anyio.to_thread.run_sync(process.proc.wait, 30) == 0
+    assert "ended 1 standing stream" in process.logged()
+    cluster.restart(victim)
+    wait_until(lambda: ready(cluster.replicas[victim].port) == 200, "the restarted replica")

@@ -29,6 +29,7 @@ from types import FrameType
 
 import anyio
 import uvicorn
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +37,7 @@ from runner.deploy.replica import Replica
 
 logger = logging.getLogger("runner.deploy")
 LISTEN = "subscriptions/listen"
+LISTEN_BYTES = LISTEN.encode()
 _PEEK = 64 * 1024  # a listen request is small; a larger body is some other call
 # Set by the first Ctrl-C. The re-raised SIGINT can land inside a task or worker thread that is being
 # torn down and be swallowed there (seen: exit 0 instead of 130), so the CLI also reads this flag.
@@ -57,6 +59,7 @@ class StreamCloser:
         self.app: ASGIApp | None = None
         self.closing = False
         self._open: set[_Stream] = set()
+        self._calls = 0  # POSTs in flight that cannot be standing streams (`_surely_a_call`), counted only
 
     def around(self, app: ASGIApp) -> StreamCloser:
         """Made before the app (the server needs it for SIGTERM), placed around the endpoint when that is built."""
@@ -67,6 +70,13 @@ class StreamCloser:
         assert self.app is not None, "StreamCloser.around(app) first"
         if scope["type"] != "http" or scope["method"] not in ("GET", "POST"):
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST" and _surely_a_call(scope["headers"]):
+            self._calls += 1  # no stream to end, no body to peek: only "is a call in flight" matters
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._calls -= 1
             return
         stream = _Stream(kind="get" if scope["method"] == "GET" else "call")
         if self.closing and stream.kind == "get":
@@ -114,7 +124,7 @@ class StreamCloser:
         """
         self.closing = True
         listening = self._end(lambda s: s.kind == "listen")
-        while any(s.kind == "call" for s in self._open):
+        while self._calls or any(s.kind == "call" for s in self._open):
             await asyncio.sleep(0.05)
         ended = listening + self._end(lambda s: s.kind == "get")
         if ended:
@@ -125,6 +135,28 @@ class StreamCloser:
         for stream in chosen:
             stream.scope.cancel()
         return len(chosen)
+
+
+_VERSION_HEADER = b"mcp-protocol-version"
+_METHOD_HEADER = b"mcp-method"
+_HANDSHAKE_VERSIONS = frozenset(version.encode("latin-1") for version in HANDSHAKE_PROTOCOL_VERSIONS)
+
+
+def _surely_a_call(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A 2026-07-28 POST whose `Mcp-Method` header is not `subscriptions/listen`: never a standing stream.
+
+    The SDK routes a POST to its 2026-07-28 handler when its first `MCP-Protocol-Version` header names no
+    handshake-era version, and that handler refuses a body whose method differs from `Mcp-Method`.
+    Decided from the head alone, this spares the common call the stream record, the cancel scope and
+    the body peek (about 2.5% of a tools/call's CPU, profiled). Anything else takes the full path.
+    """
+    version = None
+    for name, value in headers:
+        if name == _METHOD_HEADER and value == LISTEN_BYTES:
+            return False
+        if name == _VERSION_HEADER and version is None:
+            version = value
+    return version is not None and version not in _HANDSHAKE_VERSIONS
 
 
 def _is_listen(body: bytes) -> bool:
