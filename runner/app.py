@@ -63,6 +63,7 @@ def build_app(
     background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
     replica_id: str | None = None,
     streams: StreamCloser | None = None,
+    access_log: bool = False,
     **_: Any,
 ) -> Starlette:
     lowlevel = server._lowlevel_server
@@ -126,7 +127,9 @@ def build_app(
         routes=routes,
         middleware=[
             *tracing.http_middleware(path),  # when spans are exported: one trace per request (observe/httpspan.py)
-            Middleware(RequestContext),
+            # The request's context for the access line's fields; `AccessLog` keeps it itself when the caller
+            # wraps the app in it (`serve`), so the layer would only be one more per request.
+            *([] if access_log else [Middleware(RequestContext)]),
             Middleware(HostGuard, rules=server.host_rules(is_loopback(host))),
         ],
         lifespan=lifespan,

@@ -233,6 +233,7 @@ def serve(
                 stateless_http=replica.stateless,
                 replica_id=replica.id,
                 streams=streams,
+                access_log=True,  # wrapped in AccessLog below
             )
             limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
