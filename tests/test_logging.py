@@ -109,3 +109,65 @@ def test_the_text_formatter_writes_what_logging_default_formatter_writes() -> No
         record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s - %d", ("a", 200), None)
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert fast.format(record) == default.format(record)
+
+
+def test_the_short_way_writes_what_the_logging_path_writes_and_steps_aside_otherwise() -> None:
+    """runner/observe/lines.py: the access and audit lines without a LogRecord are the same bytes as through
+    logging, and any setup or argument the short way cannot vouch for goes the logging way (token filter included)."""
+    import io
+    import logging
+
+    from runner.http.redact import FILTER
+    from runner.observe import lines
+    from runner.observe.logs import TEXT, TextFormatter
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter := TextFormatter(TEXT))
+    handler.addFilter(FILTER)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    audit = logging.getLogger("runner.audit")
+    access = ("127.0.0.1:5000", "POST", "/mcp", "1.1", 200)
+
+    def both(handling: logging.Logger, name: str, message: str, args: tuple[object, ...]) -> tuple[bool, str, str]:
+        out.seek(0), out.truncate()
+        short = lines.write(handling, name, message, args)
+        fast = out.getvalue()
+        out.seek(0), out.truncate()
+        handling.handle(logging.LogRecord(name, logging.INFO, __file__, 0, message, args, None))
+        return short, fast, out.getvalue()
+
+    try:
+        lines.take(handler, formatter)
+        for handling, name, message, args in (
+            (root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access),
+            (audit, "runner.audit", "%s", ('tool call "add" by "alice" (client "c"): ok in 1.2 ms',)),
+        ):
+            short, fast, slow = both(handling, name, message, args)
+            assert short and fast[23:] == slow[23:] and fast.endswith("\n"), (fast, slow)  # after the asctime
+        for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005):
+            record = logging.LogRecord("x", logging.INFO, __file__, 0, "m", None, None)
+            record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+            assert formatter.stamp(created) == logging.Formatter(TEXT).formatTime(record)
+        token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+        short, fast, slow = both(
+            root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', (*access[:2], f"/x/{token}", "1.1", 404)
+        )
+        assert not short and not fast and token not in slow and "[redacted]" in slow  # a token: the filter's way
+        other = logging.StreamHandler(io.StringIO())
+        root.addHandler(other)  # user code added a handler: both must get the line
+        assert not lines.write(root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access)
+        root.removeHandler(other)
+        audit.propagate = False  # or changed where a logger's records go
+        assert not lines.write(audit, "runner.audit", "%s", ("x",))
+        audit.propagate = True
+        lines.take(None, None)  # not the CLI's setup (the Python API): always the logging way
+        assert not lines.write(root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access)
+    finally:
+        lines.take(None, None)
+        audit.propagate = True
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -69,7 +69,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-_FILTER = RedactFilter()
+FILTER = RedactFilter()  # the one instance: runner/observe/lines.py checks a handler has exactly it
 
 
 def install() -> None:
@@ -78,4 +78,4 @@ def install() -> None:
     loggers += [item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)]
     for logger in loggers:
         for handler in logger.handlers:
-            handler.addFilter(_FILTER)
+            handler.addFilter(FILTER)

@@ -33,6 +33,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.http.redact import ACCESS_LOGGER  # uvicorn's logger name, kept: log readers know it
+from runner.observe import lines
 
 ACCESS_MESSAGE = '%s - "%s %s HTTP/%s" %d'  # uvicorn's message: client, method, path, HTTP version, status
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")  # what urllib.parse.quote leaves as it is
@@ -106,6 +107,8 @@ class AccessLog:
             path = quote(path)
         address = f"{client[0]}:{client[1]}" if client else ""
         args = (address, scope["method"], path, scope["http_version"], status)
+        if lines.write(self.root, ACCESS_LOGGER, ACCESS_MESSAGE, args):
+            return
         record = self.logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, ACCESS_MESSAGE, args, None)
         # uvicorn's `access_log=False` took the logger's handlers and propagation away: the root's handlers
         # (the CLI's stderr handler with its format and token filter) get the record directly.

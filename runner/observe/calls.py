@@ -33,7 +33,7 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, CallToo
 from pydantic import ValidationError
 
 from runner.http.redact import REDACTED, scrub
-from runner.observe import metrics
+from runner.observe import lines, metrics
 
 if TYPE_CHECKING:
     from runner.wrapper import FastMCPSignInWrapper
@@ -193,6 +193,8 @@ class Observer:
         if self.log_arguments and kind != "resource":
             fields["arguments"] = logged = redact_arguments(arguments or {})
             text += f" arguments={logged}"
+        if lines.write(audit, audit.name, "%s", (text,)):  # text format: without a LogRecord, when that is the same
+            return
         record = audit.makeRecord(audit.name, logging.INFO, __file__, 0, "%s", (text,), None)
         record.fields = fields
         audit.handle(record)

@@ -18,6 +18,7 @@ import time
 from typing import Any, Literal
 
 from runner.http.redact import ACCESS_LOGGER, scrub
+from runner.observe import lines
 from runner.observe.access import request_fields
 
 LogFormat = Literal["text", "json"]
@@ -34,11 +35,16 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        """`asctime` of a record created at `created` (time.time()), as logging.Formatter writes it."""
+        second = int(created)
         cached = self._second
         if cached[0] != second:
-            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
-        return "%s,%03d" % (cached[1], record.msecs)  # noqa: UP031 (logging.Formatter's default_msec_format)
+            cached = self._second = (second, time.strftime(self.default_time_format, self.converter(created)))
+        # LogRecord's msecs, and logging.Formatter's default_msec_format.
+        return "%s,%03d" % (cached[1], int((created - second) * 1000))  # noqa: UP031
 
 
 class JSONFormatter(logging.Formatter):
@@ -92,5 +98,8 @@ def env_problem() -> str | None:
 def configure(fmt: LogFormat) -> None:
     """Give every handler of the root logger the chosen format (the CLI set them up; uvicorn adds none)."""
     formatter = JSONFormatter() if fmt == "json" else TextFormatter(TEXT)
-    for handler in logging.getLogger().handlers:
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
         handler.setFormatter(formatter)
+    # The access and audit lines may skip the LogRecord while this setup stands (runner/observe/lines.py).
+    lines.take(handlers[0] if fmt == "text" and len(handlers) == 1 else None, formatter)
