@@ -155,11 +155,23 @@ def open_request_span() -> None:
 
 async def link_transport(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
     """Server middleware (inside the SDK's request span): link the HTTP request's span (or the caller's)
-    when the MCP request's `_meta.traceparent` put the SDK span in another trace. Else a no-op."""
+    when the MCP request's `_meta.traceparent` put the SDK span in another trace. Else a no-op: without a
+    propagation field in `_meta` the SDK span is the request's child, in its trace, and nothing is looked up."""
+    meta = ctx.meta
     request = _REQUEST.get()
-    if request is not None:
+    if meta and request is not None and any(key in meta for key in _meta_fields()):
         transport = request.context()
         span = trace.get_current_span()
         if transport.is_valid and span.get_span_context().trace_id != transport.trace_id:
             span.add_link(transport, {"mcp_runner.link": "http.request"})
     return await call_next(ctx)
+
+
+_FIELDS: list[frozenset[str]] = []
+
+
+def _meta_fields() -> frozenset[str]:
+    """The keys the configured propagators read (`traceparent`, ...), the SDK's `extract(meta)` among them."""
+    if not _FIELDS:
+        _FIELDS.append(frozenset(get_global_textmap().fields))
+    return _FIELDS[0]
