@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, runner_cmd
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, runner_cmd
 
 pytestmark = pytest.mark.anyio
 
@@ -87,15 +90,9 @@ class Edge:
     def health(self) -> dict[str, object]:
         return httpx2.get(f"{self.origin}/healthz").json()  # type: ignore[no-any-return]
 
-    def edit(self, name: str, text: str) -> dict[str, object]:
-        """Write a file, then wait (bounded, polling) until the server has attempted the reload."""
-        before = self.health()["reloads"]
-        (self.folder / name).write_text(text)
-        deadline = time.monotonic() + 30
-        while (health := self.health())["reloads"] == before:
-            assert time.monotonic() < deadline, "the server never reloaded"
-            time.sleep(0.02)
-        return health
+    def edit(self, name: str, text: str) -> dict[str, Any]:
+        """For the sync tests: `edit_and_wait` in an event loop of its own."""
+        return anyio.run(partial(edit_and_wait, self.folder, self.runner.health_url, name, text))
 
 
 def manifest(jwks: JWKSServer, resource_url: str, server: dict[str, object] | None = None) -> str:

@@ -24,7 +24,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -171,12 +171,11 @@ class Project:
                 await anyio.sleep(0.02)
         return health
 
-    async def failed(self, before: int) -> dict[str, Any]:
-        """Wait (bounded, polling) for a failed reload after `before` reloads."""
-        with anyio.fail_after(60):
-            while (health := self.health())["reloads"] == before or health["status"] != "degraded":
-                await anyio.sleep(0.02)
-        return health
+    async def write_and_wait(self, files: dict[str, str]) -> dict[str, Any]:
+        """Write the files, then wait for the finished reload that read them all; its /healthz."""
+        before = await settled_reloads(self.runner.health_url)
+        self.write(files)
+        return await reloaded(self.runner.health_url, before, f"the reload that read {sorted(files)}")
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +218,8 @@ async def test_failed_edit_keeps_the_last_good_code_then_the_fix_applies(project
         good = await values(client)
         assert all(not v.startswith("error") for v in good.values()), good
         # A syntax error in a submodule the package's __init__ re-exports, and in one used as `pk.h_b`.
-        before = project.health()["reloads"]
-        project.write({"pk/h_g.py": "VALUE = (\n", "pk/h_b.py": "VALUE = (\n"})
-        health = await project.failed(before)
-        assert "syntax error" in health["last_reload"]["error"], health
+        health = await project.write_and_wait({"pk/h_g.py": "VALUE = (\n", "pk/h_b.py": "VALUE = (\n"})
+        assert health["status"] == "degraded" and "syntax error" in health["last_reload"]["error"], health
         assert await values(client) == good  # exactly the last good code, parents' attributes included
         tag = f"fixed-{uuid.uuid4().hex[:8]}"
         project.write({helper: f'VALUE = "{tag}"\n' for helper in FORMS.values()})
@@ -267,18 +264,15 @@ async def test_a_name_no_reload_can_make_fresh_fails_the_reload_and_says_so(tmp_
     try:
         async with mcp_client(project.runner.url, mode="legacy") as client:
             assert await text_of(client, "kept") == "k1"
-            before = project.health()["reloads"]
-            project.write({"h_k.py": 'def helper() -> str:\n    return "k2"\n'})
-            health = await project.failed(before)
+            health = await project.write_and_wait({"h_k.py": 'def helper() -> str:\n    return "k2"\n'})
+            assert health["status"] == "degraded", health
             # The unauthenticated probe gets where and what kind; the log gets the whole story (checked below).
             assert health["last_reload"]["error"] == "persist.py:9:1: old code a reload cannot replace, restart needed"
             assert await text_of(client, "kept") == "k1"  # the last good definition, consistently
             # Dropping the pattern makes the next reload fresh again.
-            before = project.health()["reloads"]
-            project.write({"persist.py": "from h_k import helper\n\n\ndef kept() -> str:\n    return helper()\n"})
-            with anyio.fail_after(60):
-                while (health := project.health())["reloads"] == before or health["status"] != "ok":
-                    await anyio.sleep(0.02)
+            fixed = "from h_k import helper\n\n\ndef kept() -> str:\n    return helper()\n"
+            health = await project.write_and_wait({"persist.py": fixed})
+            assert health["status"] == "ok", health
             assert await text_of(client, "kept") == "k2"
     finally:
         err = project.runner.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -72,10 +73,11 @@ async def test_configmap_symlink_swaps_reload_every_time(tmp_path: Path) -> None
     runner = RunnerProcess(config.folder / "m.yaml", env={"PYTHONPATH": str(app)}).start()
     try:
         for version in (1, 2, 3):
-            before = health(runner)
+            before = await settled_reloads(runner.health_url)
             config.publish(manifest(f"v{version}"))
-            state = await until(runner, lambda h, b=before: h["reloads"] > b["reloads"] and h["status"] == "ok")
-            assert state["manifest_sha256"] != before["manifest_sha256"]
+            state = await reloaded(runner.health_url, before, f"the reload that read v{version}")
+            assert state["status"] == "ok", state
+            assert state["manifest_sha256"] == hashlib.sha256(manifest(f"v{version}").encode()).hexdigest()
             assert await tool_names(runner) == [f"v{version}"]
     finally:
         runner.stop()
