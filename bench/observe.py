@@ -168,9 +168,14 @@ def main() -> None:
             for name in servers:
                 line = f"{name:9} median {rate[name]:7.1f} calls/s, {per_call[name]:6.0f} us server CPU per call"
                 if name != "plain":
+                    # The same round's plain figure, measured seconds apart: drift between rounds cancels out.
+                    paired = sorted(a / b - 1 for a, b in zip(cpu[name], cpu["plain"], strict=True))
+                    quarter = len(paired) // 4
                     line += (
                         f"; calls/s {100 * (rate[name] / rate['plain'] - 1):+.1f}%,"
                         f" CPU/call {100 * (per_call[name] / per_call['plain'] - 1):+.1f}%"
+                        f" (per round: median {100 * statistics.median(paired):+.1f}%,"
+                        f" middle half {100 * paired[quarter]:+.1f}% to {100 * paired[-1 - quarter]:+.1f}%)"
                     )
                 print(line)
             print(f"OTLP exports received: {Sink.exports}")
