@@ -1,6 +1,12 @@
 """The `mcp-runner` command: serve, check, token, schema, and runner.commands (init, list, call, ...)."""
 
+# ruff: noqa: E402  (the collector is paused before the imports below)
 from __future__ import annotations
+
+import gc
+
+if __name__ == "__main__":  # `python -m runner.cli` starts as the `mcp-runner` script does (runner/launch.py)
+    gc.disable()
 
 import argparse
 import json
@@ -198,6 +204,8 @@ def _count(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv[0] if argv else None).parse_args(argv)
+    if args.command != "serve":
+        gc.enable()  # paused for the imports (runner/launch.py); `serve` resumes it after the first build
     logging.basicConfig(
         level=getattr(args, "log_level", "warning").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

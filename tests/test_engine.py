@@ -9,18 +9,36 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import RunnerProcess, mcp_client, run_cli, runner_cmd
+from tests.helpers import RunnerProcess, free_port, mcp_client, run_cli, runner_cmd, stop_process, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
-MANIFEST = "name: engine\nserver:\n  header_timeout: 1\n  body_timeout: 2\ntools:\n  - function: engine_tools:add\n"
+TOOLS = """
+import gc
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def collector() -> str:
+    return f"{gc.isenabled()} {gc.get_stats()[0]['collections']}"
+"""
+MANIFEST = """name: engine
+server:
+  header_timeout: 1
+  body_timeout: 2
+tools:
+  - function: engine_tools:add
+  - function: engine_tools:collector
+"""
 FLAGS = {"default": (), "fallback": ("--loop", "asyncio", "--http", "h11")}
 
 
@@ -69,6 +87,32 @@ async def test_the_server_runs_on_the_chosen_loop_and_parser(
     for mode in ("legacy", "auto"):  # both protocol generations are served on it
         async with mcp_client(runner.url, mode=mode) as client:
             assert (await client.call_tool("add", {"a": 2, "b": 40})).structured_content == {"result": 42}
+
+
+async def test_the_collector_paused_for_the_start_is_on_while_serving(
+    servers: dict[str, RunnerProcess], tmp_path: Path
+) -> None:
+    """runner/launch.py pauses the cyclic collector while the runner imports and builds, and `serve` resumes it:
+    started as `python -m runner.cli` (both engines) or as the `mcp-runner` script. A start with the collector
+    on makes about two hundred young collections (one per 700 new objects); a paused one almost none."""
+    urls = [runner.url for runner in servers.values()]
+    script = Path(sys.executable).with_name("mcp-runner")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(script), "serve", str(servers["default"].manifest), "--port", str(port), "--no-reload"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        for url in [*urls, f"http://127.0.0.1:{port}/mcp"]:
+            async with mcp_client(url) as client:
+                answer = (await client.call_tool("collector", {})).structured_content
+            assert answer is not None, url
+            enabled, young = answer["result"].split()
+            assert enabled == "True" and int(young) < 50, (url, answer)
+    finally:
+        stop_process(proc)
 
 
 def read_response(sock: socket.socket) -> bytes:

@@ -33,16 +33,22 @@ def settle() -> None:
 
 
 def freeze_first() -> None:
-    """At start-up: exempt the first definition from future scans, without a full collection first.
+    """At start-up: exempt the first definition from future scans, without a full collection first;
+    and resume the collector if the launch paused it (runner/launch.py).
 
     Nothing has been replaced yet, so the old generation holds almost no garbage (a few dozen
     objects from imports and the build), while a full pass over it cost 60-80 ms of start-up
     with one tool and ~170 ms with 1,000 (bench/throughput.py --startup-only). The young
     generations, where the build's transient cycles are, are collected; what little old garbage
-    there is gets freed by the first reload's `settle`.
+    there is gets freed by the first reload's `settle`. With the collector paused since launch,
+    every object of the start is still young and a young pass would be a full one: the few
+    hundred garbage objects of the imports and the build are frozen with the rest instead, and
+    the first reload's `settle` frees them.
     """
-    gc.collect(1)
+    if gc.isenabled():
+        gc.collect(1)
     gc.freeze()
+    gc.enable()
 
 
 @dataclass
