@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +121,7 @@ def test_the_short_way_writes_what_the_logging_path_writes_and_steps_aside_other
 
     from runner.http.redact import FILTER
     from runner.observe import lines
-    from runner.observe.logs import TEXT, TextFormatter
+    from runner.observe.logs import TEXT, JSONFormatter, TextFormatter
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -132,22 +134,43 @@ def test_the_short_way_writes_what_the_logging_path_writes_and_steps_aside_other
     audit = logging.getLogger("runner.audit")
     access = ("127.0.0.1:5000", "POST", "/mcp", "1.1", 200)
 
-    def both(handling: logging.Logger, name: str, message: str, args: tuple[object, ...]) -> tuple[bool, str, str]:
+    fields = {"event": "audit", "kind": "tool", "name": "add", "outcome": "ok", "duration_ms": 1.2, "subject": "alice"}
+
+    def both(
+        handling: logging.Logger, name: str, message: str, args: tuple[object, ...], extra: object = None
+    ) -> tuple[bool, str, str]:
         out.seek(0), out.truncate()
-        short = lines.write(handling, name, message, args)
+        short = lines.write(handling, name, message, args, extra)
         fast = out.getvalue()
         out.seek(0), out.truncate()
-        handling.handle(logging.LogRecord(name, logging.INFO, __file__, 0, message, args, None))
+        record = logging.LogRecord(name, logging.INFO, __file__, 0, message, args, None)
+        if extra is not None:
+            record.fields = extra
+        handling.handle(record)
         return short, fast, out.getvalue()
 
+    def timeless(line: str) -> dict[str, object]:
+        document = json.loads(line)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", document.pop("time"))
+        return document
+
     try:
+        for formatter in (TextFormatter(TEXT), JSONFormatter()):
+            handler.setFormatter(formatter)
+            lines.take(handler, formatter)
+            for handling, name, message, args, extra in (
+                (root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access, None),
+                (audit, "runner.audit", "%s", ('tool call "add" by "alice" (client "c"): ok in 1.2 ms',), fields),
+            ):
+                short, fast, slow = both(handling, name, message, args, extra)
+                assert short and fast.endswith("\n") and fast.count("\n") == 1, (fast, slow)
+                if isinstance(formatter, TextFormatter):
+                    assert fast[23:] == slow[23:], (fast, slow)  # after the asctime
+                else:
+                    assert timeless(fast) == timeless(slow) and fast.index('"level"') == slow.index('"level"')
+        formatter = TextFormatter(TEXT)
+        handler.setFormatter(formatter)
         lines.take(handler, formatter)
-        for handling, name, message, args in (
-            (root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access),
-            (audit, "runner.audit", "%s", ('tool call "add" by "alice" (client "c"): ok in 1.2 ms',)),
-        ):
-            short, fast, slow = both(handling, name, message, args)
-            assert short and fast[23:] == slow[23:] and fast.endswith("\n"), (fast, slow)  # after the asctime
         for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005):
             record = logging.LogRecord("x", logging.INFO, __file__, 0, "m", None, None)
             record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
@@ -164,6 +187,9 @@ def test_the_short_way_writes_what_the_logging_path_writes_and_steps_aside_other
         audit.propagate = False  # or changed where a logger's records go
         assert not lines.write(audit, "runner.audit", "%s", ("x",))
         audit.propagate = True
+        handler.setFormatter(logging.Formatter(TEXT))  # a formatter other than the one taken
+        assert not lines.write(root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access)
+        handler.setFormatter(formatter)
         lines.take(None, None)  # not the CLI's setup (the Python API): always the logging way
         assert not lines.write(root, "uvicorn.access", '%s - "%s %s HTTP/%s" %d', access)
     finally:

@@ -193,7 +193,7 @@ class Observer:
         if self.log_arguments and kind != "resource":
             fields["arguments"] = logged = redact_arguments(arguments or {})
             text += f" arguments={logged}"
-        if lines.write(audit, audit.name, "%s", (text,)):  # text format: without a LogRecord, when that is the same
+        if lines.write(audit, audit.name, "%s", (text,), fields):  # without a LogRecord, when that is the same
             return
         record = audit.makeRecord(audit.name, logging.INFO, __file__, 0, "%s", (text,), None)
         record.fields = fields

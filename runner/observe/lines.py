@@ -9,10 +9,9 @@ and write it.
 
 `write` takes the short way only when the result is byte for byte what the
 logging path would write: the setup is still the one `mcp-runner serve` made
-(the root's single stderr handler, with the runner's text formatter and the
-token filter, and no other handler or filter on the way), the format is text
-(JSON keeps the logging path and its structured fields), and no argument has
-anything the token filter would change. Otherwise it returns False and the
+(the root's single stderr handler, with the runner's formatter, text or JSON,
+and the token filter, and no other handler or filter on the way), and no
+argument has anything the token filter would change. Otherwise it returns False and the
 caller logs as usual, so a handler that user code adds, a level or filter
 changed, or a suspicious argument all take the ordinary, filtered path.
 """
@@ -29,29 +28,28 @@ from runner.http.redact import FILTER
 _INFO = logging.INFO
 _handler: logging.Handler | None = None
 _formatter: object = None  # the runner's TextFormatter on that handler (runner/observe/logs.py)
-_stamp: Callable[[float], str] = str  # its `stamp`: a record's asctime
+_line: Callable[[float, str, str, Any, Any], str] | None = None  # its `line`: an INFO record's text
 
 
 def take(handler: logging.Handler | None, formatter: Any) -> None:
-    """The handler and text formatter `serve` set up (None: the short way is off)."""
-    global _handler, _formatter, _stamp
+    """The handler and formatter (text or JSON, runner/observe/logs.py) `serve` set up (None: the short way is off)."""
+    global _handler, _formatter, _line
     _handler, _formatter = handler, formatter
-    _stamp = getattr(formatter, "stamp", str)
+    _line = getattr(formatter, "line", None)
 
 
-def write(handling: logging.Logger, name: str, message: str, args: tuple[Any, ...]) -> bool:
-    """Write `message % args` as logger `name`'s INFO line, as `handling.handle(record)` would, if that can be
-    done without a LogRecord; else False. The caller has checked the level, as before a LogRecord."""
-    handler = _handler
-    if handler is None or handler.formatter is not _formatter or not _plain_path(handling, handler):
+def write(handling: logging.Logger, name: str, message: str, args: tuple[Any, ...], fields: Any = None) -> bool:
+    """Write `message % args` (with the JSON `fields`) as logger `name`'s INFO line, as `handling.handle(record)`
+    would, if that can be done without a LogRecord; else False. The caller has checked the level."""
+    handler, line_of = _handler, _line
+    if handler is None or line_of is None or handler.formatter is not _formatter or not _plain_path(handling, handler):
         return False
     for arg in args:  # what the token filter would leave alone (runner/http/redact.py)
         if not (isinstance(arg, (int, float)) or (isinstance(arg, str) and "eyJ" not in arg and "earer" not in arg)):
             return False
     if "eyJ" in message or "earer" in message:
         return False
-    created = time.time()
-    line = f"{_stamp(created)} INFO {name}: {message % args}\n"
+    line = line_of(time.time(), name, message % args, args, fields) + "\n"
     handler.acquire()
     try:
         stream = handler.stream  # type: ignore[attr-defined]  # a StreamHandler: checked in `_plain_path`

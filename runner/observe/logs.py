@@ -46,21 +46,18 @@ class TextFormatter(logging.Formatter):
         # LogRecord's msecs, and logging.Formatter's default_msec_format.
         return "%s,%03d" % (cached[1], int((created - second) * 1000))  # noqa: UP031
 
+    def line(self, created: float, name: str, message: str, args: Any, fields: Any) -> str:
+        """What `format` gives an INFO record of logger `name` with this message, without exception or stack."""
+        return f"{self.stamp(created)} INFO {name}: {message}"
+
 
 class JSONFormatter(logging.Formatter):
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        document: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.name == ACCESS_LOGGER:
-            document.update(_access_fields(record))
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            document.update(fields)
+        message = record.getMessage()
+        document = self.document(record.created, record.levelname, record.name, message, record.args, fields)
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(self.formatException(record.exc_info))
         if record.exc_text:
@@ -69,9 +66,29 @@ class JSONFormatter(logging.Formatter):
             document["stack"] = record.stack_info
         return json.dumps(document, ensure_ascii=False, default=str)
 
+    def document(self, created: float, level: str, name: str, message: str, args: Any, fields: Any) -> dict[str, Any]:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:  # the date and time formatted once a second, as TextFormatter does
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        document: dict[str, Any] = {
+            "time": f"{cached[1]}.{int((created - second) * 1000):03d}Z",  # LogRecord's msecs
+            "level": level,
+            "logger": name,
+            "message": message,
+        }
+        if name == ACCESS_LOGGER:
+            document.update(_access_fields(args))
+        if isinstance(fields, dict):
+            document.update(fields)
+        return document
 
-def _access_fields(record: logging.LogRecord) -> dict[str, Any]:
-    args = record.args
+    def line(self, created: float, name: str, message: str, args: Any, fields: Any) -> str:
+        """What `format` gives an INFO record of logger `name` with this message, without exception or stack."""
+        return json.dumps(self.document(created, "INFO", name, message, args, fields), ensure_ascii=False, default=str)
+
+
+def _access_fields(args: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if isinstance(args, tuple) and len(args) == 5:  # uvicorn: (client, method, path, http version, status)
         client, method, path, version, status = args
@@ -102,4 +119,4 @@ def configure(fmt: LogFormat) -> None:
     for handler in handlers:
         handler.setFormatter(formatter)
     # The access and audit lines may skip the LogRecord while this setup stands (runner/observe/lines.py).
-    lines.take(handlers[0] if fmt == "text" and len(handlers) == 1 else None, formatter)
+    lines.take(handlers[0] if len(handlers) == 1 else None, formatter)
