@@ -110,6 +110,20 @@ class Server:
             self.proc = None
 
 
+def quiet(servers: list[Server], limit: float = 10.0) -> None:
+    """Wait (at most `limit` seconds) until no server burns CPU. The 1,000-tool lists still in flight when
+    their case's window closes go on for a second or more, on the same two cores as the next case's first
+    server: the suspected cause of one row (handshake-era, concurrency 1, measured first in each round)
+    that showed the runner with auth 27% slower than without, where a rerun of that case alone showed 6%."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(s.proc.pid) for s in servers if s.proc is not None]
+        time.sleep(0.1)
+        after = [cpu_seconds(s.proc.pid) for s in servers if s.proc is not None]
+        if all(b - a < 0.02 for a, b in zip(before, after, strict=True)):
+            return
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -268,11 +282,13 @@ def main() -> None:
                     list_servers,
                 )
             )
+        running = call_servers + extras + list_servers
         for round_ in range(args.rounds):
             for case, call, concurrency, modern, servers in cases:
                 shift = round_ % len(servers)
                 for server in servers[shift:] + servers[:shift]:
                     assert server.proc is not None
+                    quiet(running)
                     load = Load(
                         server.port,
                         server.proc.pid,
