@@ -88,6 +88,19 @@ async def test_one_client_over_its_cap_is_refused_and_nobody_else_notices(capped
     close(runner.url, other.headers["mcp-session-id"], other_client)
 
 
+def test_a_second_protocol_version_header_does_not_slip_past_the_cap(capped: tuple[RunnerProcess, Issuer]) -> None:
+    """The SDK routes by the first MCP-Protocol-Version header: a handshake-era one followed by a 2026-07-28 one
+    opens a session, so it counts against the cap (runner/http/era.py). Reading the last one let it pass uncounted."""
+    runner, issuer = capped
+    token = issuer.token(sub="mallory")
+    headers = [*HEADERS.items(), ("Authorization", f"Bearer {token}")]
+    headers += [("mcp-protocol-version", "2025-11-25"), ("mcp-protocol-version", "2026-07-28")]
+    answers = [httpx2.post(runner.url, json=INITIALIZE, headers=headers, timeout=30) for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429], [r.text[:200] for r in answers]
+    for answer in answers[:3]:
+        close(runner.url, answer.headers["mcp-session-id"], token)
+
+
 def test_the_global_cap_still_holds(capped: tuple[RunnerProcess, Issuer]) -> None:
     runner, issuer = capped
     opened: list[tuple[str, str]] = []

@@ -26,14 +26,13 @@ from typing import Any
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types import INVALID_REQUEST
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runner.http.era import sessionless
 
 Principal = tuple[Any, ...]
 _SESSION = MCP_SESSION_ID_HEADER.lower().encode("ascii")
-_VERSION = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
 SWEEP_EVERY = 256  # openings between sweeps of principals that never came back
 
 # Defaults (the manifest's server.session_idle_timeout, server.max_sessions, server.max_sessions_per_client).
@@ -85,11 +84,7 @@ class SessionCap:
         if self.per_client is None or scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        version = headers.get(_VERSION)
-        if _SESSION in headers or (
-            version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
-        ):
+        if any(name == _SESSION for name, _ in scope["headers"]) or sessionless(scope["headers"]):
             await self.app(scope, receive, send)  # an existing session, or the sessionless 2026 protocol
             return
         who = principal(scope)
