@@ -173,12 +173,8 @@ class Observer:
         token = get_access_token()
         subject = token.subject if token is not None else None
         client_id = token.client_id if token is not None else None
-        name: str | None
-        if served:  # a name of the manifest's: quoted once, not per call
-            name, quoted = _served_name(asked)
-        else:  # client input: scrubbed, cut and quoted every time, never cached
-            name = scrub(str(asked)[:MAX_NAME]) if asked is not None else None
-            quoted = json.dumps(name, ensure_ascii=True)
+        # A name of the manifest's is quoted once; client input every time, never cached.
+        name, quoted = (_served_name if served else _shown_name)(asked)
         fields: dict[str, Any] = {
             "event": "audit",
             "kind": kind,
@@ -200,11 +196,14 @@ class Observer:
         audit.handle(record)
 
 
-@functools.lru_cache(maxsize=1024)
-def _served_name(asked: str) -> tuple[str, str]:
-    """A served tool or prompt name, or resource URI or template (from the manifest, so few), and its quoted form."""
-    name = scrub(asked[:MAX_NAME])
+def _shown_name(asked: Any) -> tuple[str | None, str]:
+    """The asked name as the audit line shows it (scrubbed, cut), and its quoted form."""
+    name = scrub(str(asked)[:MAX_NAME]) if asked is not None else None
     return name, json.dumps(name, ensure_ascii=True)
+
+
+# A served tool or prompt name, or resource URI (from the manifest, so few).
+_served_name = functools.lru_cache(maxsize=1024)(_shown_name)
 
 
 @functools.lru_cache(maxsize=1024)
