@@ -32,6 +32,7 @@ The same conventions ask the server span to link the transport context;
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -167,11 +168,7 @@ async def link_transport(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -
     return await call_next(ctx)
 
 
-_FIELDS: list[frozenset[str]] = []
-
-
+@functools.cache
 def _meta_fields() -> frozenset[str]:
     """The keys the configured propagators read (`traceparent`, ...), the SDK's `extract(meta)` among them."""
-    if not _FIELDS:
-        _FIELDS.append(frozenset(get_global_textmap().fields))
-    return _FIELDS[0]
+    return frozenset(get_global_textmap().fields)

@@ -27,7 +27,7 @@ from runner.http.redact import FILTER, untouched
 
 _INFO = logging.INFO
 _handler: logging.Handler | None = None
-_formatter: object = None  # the runner's TextFormatter on that handler (runner/observe/logs.py)
+_formatter: object = None  # the runner's formatter on that handler, text or JSON (runner/observe/logs.py)
 _line: Callable[[float, str, str, Any, Any], str] | None = None  # its `line`: an INFO record's text
 
 
