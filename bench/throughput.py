@@ -209,7 +209,12 @@ def main() -> None:
     parser.add_argument(
         "--startup-only", action="store_true", help="only start-up and idle RSS: plain, runner, runner+auth"
     )
+    parser.add_argument(
+        "--only", choices=["calls", "lists"], help="only the tools/call or the 1,000-tool list cases, no start-ups"
+    )
     args = parser.parse_args()
+    if args.only:
+        args.startups = 0
     if args.quick:
         args.rounds, args.seconds, args.startups = 1, 1.0, 2
     plain = venv("plain", [f"mcp=={version('mcp')}"])
@@ -265,14 +270,20 @@ def main() -> None:
                 startups.setdefault(server.name, []).append(start_up(server))
         if args.startup_only:
             return report(table, startups, args, fastmcp_version)
+        if args.only == "lists":
+            call_servers, extras = [], []
+        if args.only == "calls":
+            list_servers = []
         for server in call_servers + extras + list_servers:
             print(f"  starting {server.name}", file=sys.stderr, flush=True)
             server.start()
         cases: list[tuple[str, Call, int, bool, list[Server]]] = []
         for modern in (False, True):
             gen = "2026-07-28" if modern else "handshake"
-            for c in CONCURRENCY:
+            for c in CONCURRENCY if call_servers else ():
                 cases.append((f"tools/call c={c} {gen}", ADD, c, modern, call_servers + (extras if c == 8 else [])))
+            if not list_servers:
+                continue
             cases.append(
                 (
                     f"tools/list 1,000 tools c={LIST_CONCURRENCY} {gen}",

@@ -47,6 +47,7 @@ from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
+from runner.speed.lists import ListCache
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 
@@ -139,6 +140,8 @@ class FastMCPSignInWrapper(MCPServer):
         # Handshake-era `logging/setLevel`, per session (2026-07-28 opts in per request, in the SDK).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
         self.middleware.append(LevelFilter())
+        self.lists = ListCache()  # innermost middleware: see `add_middleware`
+        self.middleware.append(self.lists)
         serve_subscriptions(self)
         serve_pages(self)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
@@ -164,6 +167,43 @@ class FastMCPSignInWrapper(MCPServer):
         self.allowed_hosts, self.allowed_origins = other.allowed_hosts, other.allowed_origins
         for attribute in ("title", "description", "website_url", "icons"):  # serverInfo, for new sessions
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
+        self.lists.clear()
+
+    def add_middleware(self, middleware: Any) -> None:
+        """Add server middleware here, not to `self.middleware`: outside the list cache, which answers alone."""
+        self.middleware.insert(self.middleware.index(self.lists), middleware)
+
+    # -- what changes a list forgets the kept list answers (runner/speed/lists.py) -------------
+
+    def add_tool(self, *args: Any, **kwargs: Any) -> None:
+        super().add_tool(*args, **kwargs)
+        self.lists.clear()
+
+    def remove_tool(self, name: str) -> None:
+        super().remove_tool(name)
+        self.lists.clear()
+
+    def add_resource(self, *args: Any, **kwargs: Any) -> None:
+        super().add_resource(*args, **kwargs)
+        self.lists.clear()
+
+    def resource(self, *args: Any, **kwargs: Any) -> Any:  # a template is added without add_resource
+        register = super().resource(*args, **kwargs)
+
+        def decorator(fn: Any) -> Any:
+            registered = register(fn)
+            self.lists.clear()
+            return registered
+
+        return decorator
+
+    def add_prompt(self, *args: Any, **kwargs: Any) -> None:
+        super().add_prompt(*args, **kwargs)
+        self.lists.clear()
+
+    def remove_prompt(self, name: str) -> None:
+        super().remove_prompt(name)
+        self.lists.clear()
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.

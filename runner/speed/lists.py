@@ -1,0 +1,99 @@
+"""The four list methods answered from the wire form of the last identical answer.
+
+Why: the SDK shapes every result twice on its way out: a model dump of what the
+handler returned, then a validation and a dump against the protocol version's
+surface (`ServerRunner._serialize`, then `serialize_server_result`). For a list
+of 1,000 tools that was over 80% of the server's time per list, the same work
+each time for the same answer.
+
+What an answer depends on, all of it in the key or behind `clear()`:
+- the catalog, the policy, the page size and the server info: they change only
+  when a reload swaps them (`FastMCPSignInWrapper.adopt`) or when code adds or
+  removes an entry through the server's public methods; both clear the cache;
+- the caller: the list is filtered by its token's scopes (no token: unfiltered);
+- the request: the method, the protocol version (the surface differs), the cursor.
+
+A hit still goes through what the SDK checks before a handler runs: the request's
+surface validation, and on a handshake-era connection, that `initialize` came
+first. Only answers the SDK's own pipeline produced are kept; errors never are.
+The hit returns the kept dict: the SDK copies the top level before wrapping it,
+and nothing downstream writes into a result.
+
+Bounded, least recently used out first: at most `ENTRIES` answers holding `ITEMS` list
+items in all (a tool with a small schema is about 2.3 kB kept: 1,000 tools, 2.3 MB).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp_types.methods import validate_client_request
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+ENTRIES = 64
+ITEMS = 8_000
+
+
+class ListCache:
+    """Server middleware; innermost, so the observers around it see every request."""
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[Hashable, tuple[dict[str, Any], int]] = OrderedDict()
+        self._items = 0
+
+    def clear(self) -> None:
+        self._answers = OrderedDict()  # a new one: a list in flight keeps nothing (see __call__)
+        self._items = 0
+
+    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        key = _key(ctx)
+        if key is None:
+            return await call_next(ctx)
+        kept = self._answers.get(key)
+        if kept is not None and _admitted(ctx):
+            self._answers.move_to_end(key)
+            return kept[0]
+        answers = self._answers  # cleared during the await: this answer may be of the old lists
+        answer = await call_next(ctx)
+        if isinstance(answer, dict) and answers is self._answers and key not in answers:
+            self._keep(key, answer)
+        return answer
+
+    def _keep(self, key: Hashable, answer: dict[str, Any]) -> None:
+        items = sum(len(value) for value in answer.values() if isinstance(value, list))
+        if items > ITEMS:
+            return
+        self._answers[key] = (answer, items)
+        self._items += items
+        while len(self._answers) > ENTRIES or self._items > ITEMS:
+            _, (_, dropped) = self._answers.popitem(last=False)
+            self._items -= dropped
+
+
+def _key(ctx: Any) -> Hashable | None:
+    """What the answer to this request depends on, or None when it is not a list request worth keeping."""
+    if ctx.method not in METHODS:
+        return None
+    params = ctx.params or {}
+    cursor = params.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        return None  # the SDK refuses it; let it
+    token = get_access_token()
+    scopes = None if token is None else frozenset(token.scopes)
+    return (ctx.method, ctx.protocol_version, cursor, scopes)
+
+
+def _admitted(ctx: Any) -> bool:
+    """What the SDK checks before any handler runs, for a request answered without one."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and ctx.session.client_params is None:
+        return False  # no `initialize` yet on this connection: the SDK's answer is its own
+    try:
+        validate_client_request(ctx.method, ctx.protocol_version, ctx.params)
+    except (KeyError, ValueError, ValidationError):
+        return False
+    return True

@@ -1,0 +1,213 @@
+"""Kept list answers (runner/speed/lists.py) never show a caller more, less or older than a fresh answer would.
+
+Each test lists twice or more, so the later answers come from the cache; each fails if
+the cache keys or clears on less than what a list depends on.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, post_initialize
+
+pytestmark = pytest.mark.anyio
+
+MODULE = """
+from mcp.server.mcpserver import Context
+
+
+def echo(text: str) -> str:
+    return text
+
+
+def wipe() -> str:
+    return "wiped"
+
+
+def grow(name: str, ctx: Context) -> str:
+    ctx.mcp_server.add_tool(lambda: name, name=name)
+    return name
+
+
+def shrink(name: str, ctx: Context) -> str:
+    ctx.mcp_server.remove_tool(name)
+    return name
+
+
+def secret(name: str) -> str:
+    return "secret " + name
+
+
+def public() -> str:
+    return "public"
+
+
+def admin_prompt(topic: str) -> str:
+    return "about " + topic
+"""
+
+MODERN = "2026-07-28"
+META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def manifest(jwks: JWKSServer, resource: str) -> str:
+    return textwrap.dedent(f"""
+        name: kept
+        signin:
+          app_id: {jwks.app_id}
+          base_url: {jwks.base_url}
+          resource: {resource}
+        tools:
+          - function: kept:echo
+          - function: kept:wipe
+            scopes: [admin]
+          - function: kept:grow
+          - function: kept:shrink
+        resources:
+          - uri: secret://{{name}}
+            function: kept:secret
+            scopes: [admin]
+          - uri: info://public
+            function: kept:public
+          - uri: info://admin
+            function: kept:public
+            scopes: [admin]
+        prompts:
+          - function: kept:admin_prompt
+            scopes: [admin]
+    """)
+
+
+class Kept:
+    def __init__(self, folder: Path, jwks: JWKSServer) -> None:
+        self.folder, self.jwks = folder, jwks
+        self.runner = RunnerProcess(folder / "kept.yaml")
+        (folder / "kept.py").write_text(MODULE)
+        (folder / "kept.yaml").write_text(manifest(jwks, self.runner.url))
+        self.issuer = Issuer(jwks.base_url, self.runner.url, jwks.keys[0])
+
+    def token(self, scope: str = "") -> str:
+        return self.issuer.token(scope=scope)
+
+    def post(self, token: str, method: str, params: dict[str, Any], session: str | None = None) -> dict[str, Any]:
+        """One request, its JSON-RPC answer: 2026-07-28 (no session) as the SDK's client sends it, or in `session`."""
+        headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
+        if session is None:
+            headers.update({"mcp-protocol-version": MODERN, "mcp-method": method})
+        else:
+            headers.update({"mcp-protocol-version": "2025-06-18", "mcp-session-id": session})
+        body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+        response = httpx2.post(self.runner.url, json=body, headers=headers, timeout=30)
+        if response.headers["content-type"].startswith("text/event-stream"):
+            data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+            answer: dict[str, Any] = json.loads(data[-1])
+        else:
+            answer = response.json()
+        return answer
+
+    def session(self, token: str) -> str:
+        """A handshake-era session, initialized."""
+        opened = post_initialize(self.runner.url, token)
+        session = opened.headers["mcp-session-id"]
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {token}",
+            "mcp-protocol-version": "2025-06-18",
+            "mcp-session-id": session,
+        }
+        done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert httpx2.post(self.runner.url, json=done, headers=headers, timeout=30).status_code == 202
+        return session
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[Kept]:
+    k = Kept(tmp_path_factory.mktemp("kept"), jwks)
+    k.runner.start()
+    yield k
+    k.runner.stop()
+
+
+async def everything(url: str, token: str, mode: str) -> dict[str, list[str]]:
+    async with mcp_client(url, token, mode=mode) as client:
+        return {
+            "tools": sorted(t.name for t in (await client.list_tools()).tools),
+            "resources": sorted(str(r.uri) for r in (await client.list_resources()).resources),
+            "templates": sorted(t.uri_template for t in (await client.list_resource_templates()).resource_templates),
+            "prompts": sorted(p.name for p in (await client.list_prompts()).prompts),
+        }
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_each_caller_sees_what_its_scopes_allow_whoever_listed_first(kept: Kept, mode: str) -> None:
+    admin = {
+        "tools": ["echo", "grow", "shrink", "wipe"],
+        "resources": ["info://admin", "info://public"],
+        "templates": ["secret://{name}"],
+        "prompts": ["admin_prompt"],
+    }
+    user = {"tools": ["echo", "grow", "shrink"], "resources": ["info://public"], "templates": [], "prompts": []}
+    other = kept.token("read")  # another scope set that the policy treats like none
+    for _ in range(2):  # the second round is answered from kept answers, in both orders
+        assert await everything(kept.runner.url, kept.token("admin"), mode) == admin
+        assert await everything(kept.runner.url, kept.token(), mode) == user
+        assert await everything(kept.runner.url, other, mode) == user
+        assert await everything(kept.runner.url, kept.token("admin read"), mode) == admin
+
+
+def test_a_kept_answer_is_the_answer_the_sdk_gave(kept: Kept) -> None:
+    token = kept.token("admin")
+    for method in ("tools/list", "resources/list", "resources/templates/list", "prompts/list"):
+        first, second = kept.post(token, method, {"_meta": META}), kept.post(token, method, {"_meta": META})
+        assert "result" in first, first
+        assert second == first, method
+
+
+@pytest.mark.parametrize("era", ["2026-07-28", "handshake"])
+def test_a_request_the_sdk_refuses_is_refused_even_when_its_answer_is_kept(kept: Kept, era: str) -> None:
+    token = kept.token()
+    session = None if era == "2026-07-28" else kept.session(token)
+    meta = META if session is None else {}
+    for method in ("tools/list", "prompts/list"):
+        for _ in range(2):
+            assert "result" in kept.post(token, method, {"_meta": meta}, session)
+        bad_meta = {"_meta": {**meta, "progressToken": {"not": "a token"}}}
+        for bad in (bad_meta, {"_meta": meta, "cursor": 12}):
+            refused = kept.post(token, method, bad, session)
+            assert refused.get("error", {}).get("code") == -32602, (method, bad, refused)
+
+
+async def test_tools_added_or_removed_at_run_time_are_listed_at_once(kept: Kept) -> None:
+    async with mcp_client(kept.runner.url, kept.token()) as client:
+        before = {t.name for t in (await client.list_tools()).tools}
+        await client.list_tools()
+        await client.call_tool("grow", {"name": "grown"})
+        assert {t.name for t in (await client.list_tools()).tools} == before | {"grown"}
+        await client.call_tool("shrink", {"name": "grown"})
+        assert {t.name for t in (await client.list_tools()).tools} == before
+
+
+async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:
+    """Runs last in the module: it edits the served manifest."""
+    file = kept.runner.manifest
+    added = "  - {function: 'kept:echo', name: echo_again}\n"
+    async with mcp_client(kept.runner.url, kept.token(), mode="legacy") as legacy:
+        for _ in range(2):
+            assert "echo_again" not in {t.name for t in (await legacy.list_tools()).tools}
+            assert "echo_again" not in str(kept.post(kept.token(), "tools/list", {"_meta": META}))
+        edited = manifest(kept.jwks, kept.runner.url).replace("tools:\n", "tools:\n" + added, 1)
+        health = await edit_and_wait(file.parent, kept.runner.health_url, file.name, edited)
+        assert health["last_reload"]["result"] == "ok", health
+        assert "echo_again" in {t.name for t in (await legacy.list_tools()).tools}
+        assert "echo_again" in str(kept.post(kept.token(), "tools/list", {"_meta": META}))
