@@ -272,3 +272,52 @@ def test_without_the_extra_nothing_changes_and_nothing_warns(
     assert tracing.http_middleware("/mcp") == []  # no ASGI layer: requests pay nothing for tracing
     assert warned == []
     assert capfd.readouterr() == ("", "")
+
+
+def test_the_sdks_span_middleware_is_the_one_dropped_when_nothing_records() -> None:
+    """Fails when the SDK renames, moves or stops defaulting the middleware runner/observe/sdkspans.py drops."""
+    from mcp.server._otel import OpenTelemetryMiddleware
+
+    from runner import FastMCPSignInWrapper
+    from runner.observe import sdkspans
+
+    server = FastMCPSignInWrapper("spans", allow_no_auth=True)
+    assert any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware)
+    assert (
+        type(next(m for m in server.middleware if isinstance(m, OpenTelemetryMiddleware))).__name__
+        == "OpenTelemetryMiddleware"
+    )
+    others = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert sdkspans.drop_if_idle(server)
+    assert server.middleware == others
+
+
+SPANS_MODULE = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exported = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exported))
+trace.set_tracer_provider(provider)
+
+
+def spans() -> list[str]:
+    return [span.name for span in exported.get_finished_spans()]
+"""
+
+
+async def test_a_tracer_provider_a_user_module_installs_keeps_the_sdks_spans(tmp_path: Any) -> None:
+    (tmp_path / "spanned.py").write_text(SPANS_MODULE)
+    (tmp_path / "spanned.yaml").write_text("name: spanned\ntools:\n  - function: spanned:spans\n")
+    runner = RunnerProcess(tmp_path / "spanned.yaml").start()
+    try:
+        async with mcp_client(runner.url) as client:
+            await client.call_tool("spans", {})
+            second = await client.call_tool("spans", {})
+        assert "tools/call spans" in str(second.structured_content), second
+    finally:
+        runner.stop()

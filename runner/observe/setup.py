@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from runner.observe import logs, metrics, tracing
+from runner.observe import logs, metrics, sdkspans, tracing
 from runner.observe.calls import Observer
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class Observability:
 
     def attach(self, server: FastMCPSignInWrapper, manifest_file: str, digest: str) -> None:
         """Observe `server`'s calls (it stays the live server across reloads, so once is enough)."""
+        sdkspans.drop_if_idle(server)
         server.add_middleware(Observer(server, self.log_arguments))
         if tracing.exporting:  # inside the SDK's request span (the list's first): see runner/observe/httpspan.py
             from runner.observe.httpspan import link_transport
