@@ -44,6 +44,35 @@ CLOSE_TIMEOUT = 10.0  # seconds to wait for a DELETE's answer
 KEPT_PROBLEMS = 5  # distinct failure descriptions kept per case
 
 
+SERVER_CPU = 0  # the servers' CPU when the machine has two or more; the load generator takes the others
+_pinned = False
+
+
+def pin_generator() -> str:
+    """Keep this process (the load generator) off the servers' CPU; says what was done, for the report.
+
+    Why: on these virtual machines one CPU can run the same work 30-50% slower than the other
+    for a while (a busy neighbour on the host): an import-heavy start-up took 1.05 s of CPU on one
+    and 1.57 s on the other, steadily, then the other way round minutes later. Unpinned, each
+    server lands on either, so two servers compared could each be measured on a different CPU.
+    Pinned, every server under test runs on the same one, and the generator never shares it.
+    """
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or SERVER_CPU not in cpus:
+        return "not pinned (fewer than two CPUs)"
+    os.sched_setaffinity(0, cpus - {SERVER_CPU})
+    global _pinned
+    _pinned = True
+    others = ",".join(map(str, sorted(cpus - {SERVER_CPU})))
+    return f"servers pinned to CPU {SERVER_CPU}, the load generator to CPU {others}"
+
+
+def on_server_cpu() -> None:
+    """`preexec_fn` for a server's process: run it on the servers' CPU, once `pin_generator` has pinned."""
+    if _pinned:
+        os.sched_setaffinity(0, {SERVER_CPU})
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, all its threads included (/proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as f:
