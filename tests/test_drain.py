@@ -70,6 +70,10 @@ async def test_sigterm_during_a_long_call(cluster: Cluster) -> None:
             assert await anyio.to_thread.run_sync(ready, process.port) in (None, 503)
             served = Counter([await whoami(fresh) for _ in range(10)])
             assert served == {other: 10}, served
+            with pytest.raises(AssertionError, match="timed out"):  # the GET stream waits for the call
+                await anyio.to_thread.run_sync(
+                    lambda: wait_until(lambda: "standing stream" in process.logged(), "an early end", timeout=1.0)
+                )
             (hold_dir / "drain.release").touch()
         assert answer == [victim]  # the call in flight finished on the draining replica
         # Then the standing GET stream is ended cleanly: the chunked response completes, no error.

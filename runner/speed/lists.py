@@ -16,8 +16,10 @@ What an answer depends on, all of it in the key or behind `clear()`:
 A hit still goes through what the SDK checks before a handler runs: the request's
 surface validation, and on a handshake-era connection, that `initialize` came
 first. Only answers the SDK's own pipeline produced are kept; errors never are.
-The hit returns the kept dict: the SDK copies the top level before wrapping it,
-and nothing downstream writes into a result.
+A hit hands out a copy of the kept dict's top level, as the SDK copies what a handler
+returns; what lies below it is shared, and nothing downstream writes into a result.
+A change from a tool's worker thread (`ctx.mcp_server.add_tool`) is safe too: an answer
+computed while the lists changed lands in the store `clear()` has just replaced.
 
 Bounded, least recently used out first: at most `ENTRIES` answers holding `ITEMS` list
 items in all (a tool with a small schema is about 2.3 kB kept: 1,000 tools, 2.3 MB).
@@ -43,32 +45,44 @@ class ListCache:
     """Server middleware; innermost, so the observers around it see every request."""
 
     def __init__(self) -> None:
-        self._answers: OrderedDict[Hashable, tuple[dict[str, Any], int]] = OrderedDict()
-        self._items = 0
+        self._store = _Store()
 
     def clear(self) -> None:
-        self._answers = OrderedDict()  # a new one: a list in flight keeps nothing (see __call__)
-        self._items = 0
+        # A new store rather than emptying this one: a list computed while the lists changed
+        # (in this thread or, from a tool's worker thread, in another) lands in the old one.
+        self._store = _Store()
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         key = _key(ctx)
         if key is None:
             return await call_next(ctx)
-        kept = self._answers.get(key)
+        store = self._store
+        kept = store.get(key)
         if kept is not None and _admitted(ctx):
-            self._answers.move_to_end(key)
-            return kept[0]
-        answers = self._answers  # cleared during the await: this answer may be of the old lists
+            return dict(kept)  # the top level is the caller's, as the SDK does with what a handler returns
         answer = await call_next(ctx)
-        if isinstance(answer, dict) and answers is self._answers and key not in answers:
-            self._keep(key, answer)
+        if isinstance(answer, dict):
+            store.keep(key, answer)
         return answer
 
-    def _keep(self, key: Hashable, answer: dict[str, Any]) -> None:
+
+class _Store:
+    def __init__(self) -> None:
+        self._answers: OrderedDict[Hashable, tuple[dict[str, Any], int]] = OrderedDict()
+        self._items = 0
+
+    def get(self, key: Hashable) -> dict[str, Any] | None:
+        kept = self._answers.get(key)
+        if kept is None:
+            return None
+        self._answers.move_to_end(key)
+        return kept[0]
+
+    def keep(self, key: Hashable, answer: dict[str, Any]) -> None:
         items = sum(len(value) for value in answer.values() if isinstance(value, list))
-        if items > ITEMS:
+        if items > ITEMS or key in self._answers:
             return
-        self._answers[key] = (answer, items)
+        self._answers[key] = (dict(answer), items)
         self._items += items
         while len(self._answers) > ENTRIES or self._items > ITEMS:
             _, (_, dropped) = self._answers.popitem(last=False)
