@@ -8,6 +8,7 @@ runner can swap it on reload.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,6 +69,18 @@ def _in_catalog(name: str) -> Any:
         lambda self: getattr(self._catalog, name),
         lambda self, value: setattr(self._catalog, name, value),
     )
+
+
+def _clearing_lists(method: Callable[..., Any]) -> Any:
+    """`method` of MCPServer, then the kept list answers forgotten: it changed a list."""
+
+    @functools.wraps(method)
+    def changing(self: FastMCPSignInWrapper, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        self.lists.clear()
+        return result
+
+    return changing
 
 
 class FastMCPSignInWrapper(MCPServer):
@@ -175,17 +188,11 @@ class FastMCPSignInWrapper(MCPServer):
 
     # -- what changes a list forgets the kept list answers (runner/speed/lists.py) -------------
 
-    def add_tool(self, *args: Any, **kwargs: Any) -> None:
-        super().add_tool(*args, **kwargs)
-        self.lists.clear()
-
-    def remove_tool(self, name: str) -> None:
-        super().remove_tool(name)
-        self.lists.clear()
-
-    def add_resource(self, *args: Any, **kwargs: Any) -> None:
-        super().add_resource(*args, **kwargs)
-        self.lists.clear()
+    add_tool = _clearing_lists(MCPServer.add_tool)
+    remove_tool = _clearing_lists(MCPServer.remove_tool)
+    add_resource = _clearing_lists(MCPServer.add_resource)
+    add_prompt = _clearing_lists(MCPServer.add_prompt)
+    remove_prompt = _clearing_lists(MCPServer.remove_prompt)
 
     def resource(self, *args: Any, **kwargs: Any) -> Any:  # a template is added without add_resource
         register = super().resource(*args, **kwargs)
@@ -196,14 +203,6 @@ class FastMCPSignInWrapper(MCPServer):
             return registered
 
         return decorator
-
-    def add_prompt(self, *args: Any, **kwargs: Any) -> None:
-        super().add_prompt(*args, **kwargs)
-        self.lists.clear()
-
-    def remove_prompt(self, name: str) -> None:
-        super().remove_prompt(name)
-        self.lists.clear()
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.
