@@ -49,6 +49,7 @@ from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
 from runner.pool import PoolFull
 from runner.speed.lists import ListCache
+from runner.surface import stamp
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 
@@ -180,6 +181,7 @@ class FastMCPSignInWrapper(MCPServer):
         self.allowed_hosts, self.allowed_origins = other.allowed_hosts, other.allowed_origins
         for attribute in ("title", "description", "website_url", "icons"):  # serverInfo, for new sessions
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
+        stamp.forget(self._lowlevel_server)  # 2026-07-28 results carry serverInfo: the new one from now on
         self.lists.clear()
 
     def add_middleware(self, middleware: Any) -> None:

@@ -105,6 +105,8 @@ class Kept:
         headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
         if session is None:
             headers.update({"mcp-protocol-version": MODERN, "mcp-method": method})
+            if method == "tools/call":
+                headers["mcp-name"] = params["name"]
         else:
             headers.update({"mcp-protocol-version": "2025-06-18", "mcp-session-id": session})
         body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
@@ -199,15 +201,30 @@ async def test_tools_added_or_removed_at_run_time_are_listed_at_once(kept: Kept)
 
 
 async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:
-    """Runs last in the module: it edits the served manifest."""
+    """Runs last in the module: it edits the served manifest.
+
+    Also the 2026-07-28 `serverInfo` stamp on every result (the SDK keeps its dump per server,
+    and the live server stays the same object across reloads): a new title and the default
+    version (which carries the manifest's hash) show at once, on a list and on a call."""
     file = kept.runner.manifest
     added = "  - {function: 'kept:echo', name: echo_again}\n"
+    stamp = "io.modelcontextprotocol/serverInfo"
+    call = {"name": "echo", "arguments": {"text": "x"}, "_meta": META}
     async with mcp_client(kept.runner.url, kept.token(), mode="legacy") as legacy:
         for _ in range(2):
             assert "echo_again" not in {t.name for t in (await legacy.list_tools()).tools}
-            assert "echo_again" not in str(kept.post(kept.token(), "tools/list", {"_meta": META}))
+            listed = kept.post(kept.token(), "tools/list", {"_meta": META})
+            assert "echo_again" not in str(listed)
+        before = listed["result"]["_meta"][stamp]
+        assert "title" not in before, before
         edited = manifest(kept.jwks, kept.runner.url).replace("tools:\n", "tools:\n" + added, 1)
+        edited = edited.replace("name: kept\n", "name: kept\ntitle: Kept again\n", 1)
         health = await edit_and_wait(file.parent, kept.runner.health_url, file.name, edited)
         assert health["last_reload"]["result"] == "ok", health
         assert "echo_again" in {t.name for t in (await legacy.list_tools()).tools}
-        assert "echo_again" in str(kept.post(kept.token(), "tools/list", {"_meta": META}))
+        listed = kept.post(kept.token(), "tools/list", {"_meta": META})
+        assert "echo_again" in str(listed)
+        for result in (listed["result"], kept.post(kept.token(), "tools/call", call)["result"]):
+            after = result["_meta"][stamp]
+            assert after["title"] == "Kept again", after
+            assert after["version"] != before["version"], (before, after)
