@@ -232,10 +232,10 @@ def main() -> None:
         "--only", choices=["calls", "lists"], help="only the tools/call or the 1,000-tool list cases, no start-ups"
     )
     args = parser.parse_args()
-    if args.only:
-        args.startups = 0
     if args.quick:
         args.rounds, args.seconds, args.startups = 1, 1.0, 2
+    if args.only:
+        args.startups = 0
     args.pinned = pin_generator()
     plain = venv("plain", [f"mcp=={version('mcp')}"])
     fast = venv("fastmcp", ["fastmcp"]) if not args.startup_only else plain
@@ -359,7 +359,8 @@ def report(
     print(f"{args.pinned}\n")
     if table.results:
         throughput(table)
-    startup(startups, args)
+    if startups:
+        startup(startups, args)
 
 
 def throughput(table: Table) -> None:
@@ -388,25 +389,44 @@ def throughput(table: Table) -> None:
         print("\nfailures (all rounds):")
         for (case, name, problem), count in sorted(failures.items()):
             print(f"  {case} | {name}: {count}x {problem}")
-    print("\nauth cost (1 - runner+auth / runner), in calls/s and in CPU per call:")
-    for case in cases:
-        if (case, "runner+auth") in table.results and table.median(case, "runner") > 0:
-            cost = 1 - table.median(case, "runner+auth") / table.median(case, "runner")
-            cpu = table.median(case, "runner+auth", "cpu_per_call") / table.median(case, "runner", "cpu_per_call")
-            print(f"  {case}: {cost * 100:+.1f}% calls/s, {(cpu - 1) * 100:+.1f}% CPU per call")
-    print("\naccess log cost (1 - runner / runner, no access log), in calls/s and in CPU per call:")
-    for case in cases:
-        if (case, "runner, no access log") in table.results and table.median(case, "runner, no access log") > 0:
-            quiet = "runner, no access log"
-            rate = 1 - table.median(case, "runner") / table.median(case, quiet)
-            cpu = table.median(case, "runner", "cpu_per_call") / table.median(case, quiet, "cpu_per_call")
-            print(f"  {case}: {rate * 100:+.1f}% calls/s, {(cpu - 1) * 100:+.1f}% CPU per call")
+    cost_of(table, cases, "auth", "runner+auth", "runner")
+    cost_of(table, cases, "access log", "runner", "runner, no access log")
     clients = [r.client_cpu for runs in table.results.values() for r in runs if r.client_cpu == r.client_cpu]
     if clients:
         print(
             f"\nload generator CPU: median {statistics.median(clients) * 100:.0f}%, "
             f"max {max(clients) * 100:.0f}% of one core"
         )
+
+
+def cost_of(table: Table, cases: list[str], what: str, paying: str, free: str) -> None:
+    """What `paying` costs over `free`: per case, from the medians, and from the rounds paired.
+
+    The servers of a case run one after the other within a round, so the ratio of their CPU per call
+    within one round is measured under the same conditions; the median of those paired ratios moves
+    less with the machine's noise than the ratio of two medians.
+    """
+    rows = [c for c in cases if (c, paying) in table.results and (c, free) in table.results]
+    if not rows:
+        return
+    print(f"\n{what} cost (1 - {paying} / {free} in calls/s; {paying} / {free} - 1 in CPU per call):")
+    pooled: list[float] = []
+    for case in rows:
+        rate = 1 - table.median(case, paying) / table.median(case, free)
+        cpu = table.median(case, paying, "cpu_per_call") / table.median(case, free, "cpu_per_call")
+        paired = [
+            (a.server_cpu / a.rate) / (b.server_cpu / b.rate)
+            for a, b in zip(table.results[(case, paying)], table.results[(case, free)], strict=True)
+            if a.rate and b.rate
+        ]
+        pooled += paired
+        middle = statistics.median(paired) if paired else float("nan")
+        print(
+            f"  {case}: {rate * 100:+.1f}% calls/s, {(cpu - 1) * 100:+.1f}% CPU per call; "
+            f"paired rounds: {(middle - 1) * 100:+.1f}% CPU per call"
+        )
+    if len(rows) > 1 and pooled:
+        print(f"  all {len(pooled)} paired rounds of these cases: median {(statistics.median(pooled) - 1) * 100:+.1f}%")
 
 
 def startup(startups: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace) -> None:
