@@ -184,9 +184,16 @@ class FastMCPSignInWrapper(MCPServer):
         stamp.forget(self._lowlevel_server)  # 2026-07-28 results carry serverInfo: the new one from now on
         self.lists.clear()
 
-    def add_middleware(self, middleware: Any) -> None:
-        """Add server middleware here, not to `self.middleware`: outside the list cache, which answers alone."""
+    def add_middleware(self, middleware: Any, *, edits_results: bool = True) -> None:
+        """Add server middleware here, not to `self.middleware`: outside the list cache, which answers alone.
+
+        Middleware may edit the result it is given in place (the SDK lets it), so list answers are
+        then kept and handed out as whole copies; `edits_results=False` is the promise it never does
+        (the runner's own), which keeps them shared.
+        """
         self.middleware.insert(self.middleware.index(self.lists), middleware)
+        if edits_results:
+            self.lists.copy_answers()
 
     # -- what changes a list forgets the kept list answers (runner/speed/lists.py) -------------
 

@@ -7,6 +7,8 @@ the cache keys or clears on less than what a list depends on.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,15 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, post_initialize
+from tests.helpers import (
+    Issuer,
+    JWKSServer,
+    RunnerProcess,
+    edit_and_wait,
+    mcp_client,
+    post_initialize,
+    stop_process,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -198,6 +208,56 @@ async def test_tools_added_or_removed_at_run_time_are_listed_at_once(kept: Kept)
         assert {t.name for t in (await client.list_tools()).tools} == before | {"grown"}
         await client.call_tool("shrink", {"name": "grown"})
         assert {t.name for t in (await client.list_tools()).tools} == before
+
+
+EDITING = """
+from runner import FastMCPSignInWrapper
+
+mcp = FastMCPSignInWrapper("edits", allow_no_auth=True)
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    \"\"\"Echo\"\"\"
+    return text
+
+
+async def edit_in_place(ctx, call_next):
+    \"\"\"A user's middleware that edits the list it is given, in place, as the SDK lets it.\"\"\"
+    result = await call_next(ctx)
+    if ctx.method == "tools/list":
+        result["tools"][0]["description"] += "!"
+        result["tools"].append({"name": "extra", "inputSchema": {"type": "object"}})
+    return result
+
+
+mcp.add_middleware(edit_in_place)
+mcp.run()
+"""
+
+
+def test_a_middleware_that_edits_a_list_in_place_edits_only_its_own_answer(tmp_path: Path) -> None:
+    """Python API, stdio: what `add_middleware` middleware does to one answer never shows in the next."""
+    (tmp_path / "edits.py").write_text(EDITING)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "edits.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    try:
+        for n in range(3):
+            request = {"jsonrpc": "2.0", "id": n, "method": "tools/list", "params": {"_meta": META}}
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            tools = json.loads(proc.stdout.readline())["result"]["tools"]
+            answers.append([(t["name"], t.get("description")) for t in tools])
+    finally:
+        stop_process(proc)
+    assert answers == [[("echo", "Echo!"), ("extra", None)]] * 3, answers
 
 
 async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:

@@ -73,7 +73,7 @@ def install(server: FastMCPSignInWrapper) -> None:
 
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    server.add_middleware(hub.legacy.track)
+    server.add_middleware(hub.legacy.track, edits_results=False)
 
     listen = lowlevel.get_request_handler("subscriptions/listen")
     if listen is None:  # constructed with subscriptions=False

@@ -41,11 +41,11 @@ class Observability:
     def attach(self, server: FastMCPSignInWrapper, manifest_file: str, digest: str) -> None:
         """Observe `server`'s calls (it stays the live server across reloads, so once is enough)."""
         sdkspans.drop_if_idle(server)
-        server.add_middleware(Observer(server, self.log_arguments))
+        server.add_middleware(Observer(server, self.log_arguments), edits_results=False)
         if tracing.exporting:  # inside the SDK's request span (the list's first): see runner/observe/httpspan.py
             from runner.observe.httpspan import link_transport
 
-            server.add_middleware(link_transport)
+            server.add_middleware(link_transport, edits_results=False)
         metrics.manifest(manifest_file, digest, server.name)
 
     def lines(self) -> list[str]:

@@ -17,7 +17,11 @@ A hit still goes through what the SDK checks before a handler runs: the request'
 surface validation, and on a handshake-era connection, that `initialize` came
 first. Only answers the SDK's own pipeline produced are kept; errors never are.
 A hit hands out a copy of the kept dict's top level, as the SDK copies what a handler
-returns; what lies below it is shared, and nothing downstream writes into a result.
+returns. Below it the kept answer is shared: the runner's own middleware and the SDK only
+read it. Middleware of the user's (`add_middleware`) may edit a result in place, as the SDK
+lets it; once there is some, the cache keeps each answer pickled and hands out a new copy
+of all of it per hit (`pickle.loads`: 4 ms for 1,000 tools, half of what `json.dumps` of the
+same takes, and no outside bytes ever reach it), so one answer's edits never show in the next.
 A change from a tool's worker thread (`ctx.mcp_server.add_tool`) is safe too: an answer
 computed while the lists changed lands in the store `clear()` has just replaced.
 
@@ -27,6 +31,7 @@ items in all (a tool with a small schema is about 2.3 kB kept: 1,000 tools, 2.3 
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -45,12 +50,18 @@ class ListCache:
     """Server middleware; innermost, so the observers around it see every request."""
 
     def __init__(self) -> None:
-        self._store = _Store()
+        self._copies = False
+        self._store = _Store(self._copies)
+
+    def copy_answers(self) -> None:
+        """From now on, keep and hand out whole copies: middleware outside may edit a result in place."""
+        self._copies = True
+        self.clear()  # what was kept before may be handed out already
 
     def clear(self) -> None:
         # A new store rather than emptying this one: a list computed while the lists changed
         # (in this thread or, from a tool's worker thread, in another) lands in the old one.
-        self._store = _Store()
+        self._store = _Store(self._copies)
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         key = _key(ctx)
@@ -59,7 +70,7 @@ class ListCache:
         store = self._store
         kept = store.get(key)
         if kept is not None and _admitted(ctx):
-            return dict(kept)  # the top level is the caller's, as the SDK does with what a handler returns
+            return kept
         answer = await call_next(ctx)
         if isinstance(answer, dict):
             store.keep(key, answer)
@@ -67,8 +78,11 @@ class ListCache:
 
 
 class _Store:
-    def __init__(self) -> None:
-        self._answers: OrderedDict[Hashable, tuple[dict[str, Any], int]] = OrderedDict()
+    """The kept answers, each a dict or (`copies`) its pickle; `get` hands out the caller's own."""
+
+    def __init__(self, copies: bool) -> None:
+        self.copies = copies
+        self._answers: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._items = 0
 
     def get(self, key: Hashable) -> dict[str, Any] | None:
@@ -76,13 +90,17 @@ class _Store:
         if kept is None:
             return None
         self._answers.move_to_end(key)
-        return kept[0]
+        # The top level is the caller's, as the SDK does with what a handler returns; all of it
+        # when middleware outside may edit it.
+        answer: dict[str, Any] = pickle.loads(kept[0]) if self.copies else dict(kept[0])
+        return answer
 
     def keep(self, key: Hashable, answer: dict[str, Any]) -> None:
         items = sum(len(value) for value in answer.values() if isinstance(value, list))
         if items > ITEMS or key in self._answers:
             return
-        self._answers[key] = (dict(answer), items)
+        # Taken now, before the middleware outside sees `answer`: its edits stay the first caller's.
+        self._answers[key] = (pickle.dumps(answer, pickle.HIGHEST_PROTOCOL) if self.copies else dict(answer), items)
         self._items += items
         while len(self._answers) > ENTRIES or self._items > ITEMS:
             _, (_, dropped) = self._answers.popitem(last=False)
