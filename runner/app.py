@@ -67,6 +67,7 @@ def build_app(
     **_: Any,
 ) -> Starlette:
     lowlevel = server._lowlevel_server
+    server.lists.born_ready = stateless  # runner/speed/lists.py: no `initialize` on that path
     manager = StreamableHTTPSessionManager(
         app=lowlevel,
         event_store=event_store,

@@ -22,9 +22,11 @@ from tests.helpers import (
     JWKSServer,
     RunnerProcess,
     edit_and_wait,
+    free_port,
     mcp_client,
     post_initialize,
     stop_process,
+    wait_for_port,
 )
 
 pytestmark = pytest.mark.anyio
@@ -258,6 +260,65 @@ def test_a_middleware_that_edits_a_list_in_place_edits_only_its_own_answer(tmp_p
     finally:
         stop_process(proc)
     assert answers == [[("echo", "Echo!"), ("extra", None)]] * 3, answers
+
+
+STATELESS = """
+import sys
+
+from runner import FastMCPSignInWrapper
+
+app_id, base_url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mcp = FastMCPSignInWrapper(
+    "stateless", app_id=app_id, resource=f"http://127.0.0.1:{port}/mcp", base_url=base_url, port=port
+)
+shaped = []
+
+
+async def count(ctx, call_next):
+    \"\"\"Appended after the list cache: sees only the lists the SDK answers.\"\"\"
+    if ctx.method == "tools/list":
+        shaped.append(ctx.method)
+    return await call_next(ctx)
+
+
+mcp.middleware.append(count)
+
+
+@mcp.tool()
+def lists_shaped() -> int:
+    return len(shaped)
+
+
+mcp.run(transport="streamable-http", stateless_http=True)
+"""
+
+
+def test_stateless_handshake_era_lists_are_kept_too(tmp_path: Path, jwks: JWKSServer) -> None:
+    """`--stateless`: handshake-era requests come without `initialize` (the SDK serves them born ready)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    (tmp_path / "stateless.py").write_text(STATELESS)
+    args = [sys.executable, str(tmp_path / "stateless.py"), jwks.app_id, jwks.base_url, str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    token = Issuer(jwks.base_url, url, jwks.keys[0]).token()
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {token}",
+        "mcp-protocol-version": "2025-06-18",
+    }
+
+    def post(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        text = httpx2.post(url, json=body, headers=headers, timeout=30).text
+        answer: dict[str, Any] = json.loads([line[5:] for line in text.splitlines() if line.startswith("data:")][-1])
+        return answer["result"]
+
+    try:
+        wait_for_port(port, proc=proc)
+        assert [post("tools/list", {})["tools"][0]["name"] for _ in range(3)] == ["lists_shaped"] * 3
+        assert post("tools/call", {"name": "lists_shaped", "arguments": {}})["structuredContent"] == {"result": 1}
+    finally:
+        stop_process(proc)
 
 
 async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:

@@ -52,6 +52,9 @@ class ListCache:
     def __init__(self) -> None:
         self._copies = False
         self._store = _Store(self._copies)
+        # Set by a stateless app: the SDK serves its handshake-era requests born ready, without
+        # `initialize` (and so without client params) on their one-request connections.
+        self.born_ready = False
 
     def copy_answers(self) -> None:
         """From now on, keep and hand out whole copies: middleware outside may edit a result in place."""
@@ -69,7 +72,7 @@ class ListCache:
             return await call_next(ctx)
         store = self._store
         kept = store.get(key)
-        if kept is not None and _admitted(ctx):
+        if kept is not None and _admitted(ctx, self.born_ready):
             return kept
         answer = await call_next(ctx)
         if isinstance(answer, dict):
@@ -120,9 +123,9 @@ def _key(ctx: Any) -> Hashable | None:
     return (ctx.method, ctx.protocol_version, cursor, scopes)
 
 
-def _admitted(ctx: Any) -> bool:
+def _admitted(ctx: Any, born_ready: bool) -> bool:
     """What the SDK checks before any handler runs, for a request answered without one."""
-    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and ctx.session.client_params is None:
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and ctx.session.client_params is None and not born_ready:
         return False  # no `initialize` yet on this connection: the SDK's answer is its own
     try:
         validate_client_request(ctx.method, ctx.protocol_version, ctx.params)
