@@ -43,13 +43,20 @@ def wipe() -> str:
     return "wiped"
 
 
-def grow(name: str, ctx: Context) -> str:
-    ctx.mcp_server.add_tool(lambda: name, name=name)
+def grow(name: str, ctx: Context, template: bool = False) -> str:
+    server = ctx.mcp_server
+    if template:  # on its own: a template is added without add_resource
+        server.resource(name + "://{id}", name=name)(lambda id: id)
+        return name
+    server.add_tool(lambda: name, name=name)
+    server.resource(name + "://static", name=name + "_static")(lambda: name)
+    server.prompt(name=name)(lambda: name)
     return name
 
 
 def shrink(name: str, ctx: Context) -> str:
     ctx.mcp_server.remove_tool(name)
+    ctx.mcp_server.remove_prompt(name)
     return name
 
 
@@ -202,14 +209,30 @@ def test_a_request_the_sdk_refuses_is_refused_even_when_its_answer_is_kept(kept:
             assert refused.get("error", {}).get("code") == -32602, (method, bad, refused)
 
 
-async def test_tools_added_or_removed_at_run_time_are_listed_at_once(kept: Kept) -> None:
-    async with mcp_client(kept.runner.url, kept.token()) as client:
-        before = {t.name for t in (await client.list_tools()).tools}
-        await client.list_tools()
-        await client.call_tool("grow", {"name": "grown"})
-        assert {t.name for t in (await client.list_tools()).tools} == before | {"grown"}
+async def test_entries_added_or_removed_at_run_time_are_listed_at_once(kept: Kept) -> None:
+    """Through `ctx.mcp_server`: tools, prompts, resources and templates (each list kept first)."""
+    token = kept.token("admin")
+    before = await everything(kept.runner.url, token, "legacy")
+    assert await everything(kept.runner.url, token, "auto") == before
+    grown = {
+        "tools": sorted([*before["tools"], "grown"]),
+        "resources": sorted([*before["resources"], "grown://static"]),
+        "templates": before["templates"],
+        "prompts": sorted([*before["prompts"], "grown"]),
+    }
+    for arguments, added in (
+        ({}, {}),
+        ({"template": True}, {"templates": sorted([*before["templates"], "grown://{id}"])}),
+    ):
+        async with mcp_client(kept.runner.url, token) as client:
+            await client.call_tool("grow", {"name": "grown", **arguments})
+        grown.update(added)
+        for mode in ("auto", "legacy"):
+            assert await everything(kept.runner.url, token, mode) == grown, (mode, arguments)
+    async with mcp_client(kept.runner.url, token) as client:
         await client.call_tool("shrink", {"name": "grown"})
-        assert {t.name for t in (await client.list_tools()).tools} == before
+    shrunk = await everything(kept.runner.url, token, "auto")
+    assert (shrunk["tools"], shrunk["prompts"]) == (before["tools"], before["prompts"])
 
 
 EDITING = """
