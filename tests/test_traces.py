@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from runner.observe import tracing
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client
 from tests.test_observe import wait_for, write_app
 
 pytestmark = pytest.mark.anyio
@@ -275,7 +275,7 @@ def test_without_the_extra_nothing_changes_and_nothing_warns(
 
 
 def test_the_sdks_span_middleware_is_the_one_dropped_when_nothing_records() -> None:
-    """Fails when the SDK renames, moves or stops defaulting the middleware runner/observe/sdkspans.py drops."""
+    """Fails when the SDK renames, moves or stops defaulting the middleware runner/observe/sdkspans.py skips."""
     from mcp.server._otel import OpenTelemetryMiddleware
 
     from runner import FastMCPSignInWrapper
@@ -287,10 +287,11 @@ def test_the_sdks_span_middleware_is_the_one_dropped_when_nothing_records() -> N
         type(next(m for m in server.middleware if isinstance(m, OpenTelemetryMiddleware))).__name__
         == "OpenTelemetryMiddleware"
     )
-    others = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+    spans = next(m for m in server.middleware if isinstance(m, OpenTelemetryMiddleware))
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    assert sdkspans.drop_if_idle(server)
-    assert server.middleware == others
+    assert sdkspans.skip_while_idle(server)
+    assert not any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware)
+    assert [m.spans for m in server.middleware if isinstance(m, sdkspans.WhenRecording)] == [spans]
 
 
 SPANS_MODULE = """
@@ -315,6 +316,24 @@ async def test_a_tracer_provider_a_user_module_installs_keeps_the_sdks_spans(tmp
     (tmp_path / "spanned.yaml").write_text("name: spanned\ntools:\n  - function: spanned:spans\n")
     runner = RunnerProcess(tmp_path / "spanned.yaml").start()
     try:
+        async with mcp_client(runner.url) as client:
+            await client.call_tool("spans", {})
+            second = await client.call_tool("spans", {})
+        assert "tools/call spans" in str(second.structured_content), second
+    finally:
+        runner.stop()
+
+
+async def test_a_tracer_provider_a_reload_installs_gets_the_sdks_spans_from_then_on(tmp_path: Any) -> None:
+    """Started with nothing recording; a module a reload imports first installs a provider."""
+    (tmp_path / "spanned.py").write_text(SPANS_MODULE)
+    (tmp_path / "plain.py").write_text("def hello() -> str:\n    return 'hello'\n")
+    (tmp_path / "later.yaml").write_text("name: later\ntools:\n  - function: plain:hello\n")
+    runner = RunnerProcess(tmp_path / "later.yaml").start()
+    try:
+        text = "name: later\ntools:\n  - function: plain:hello\n  - function: spanned:spans\n"
+        health = await edit_and_wait(tmp_path, runner.health_url, "later.yaml", text)
+        assert health["last_reload"]["result"] == "ok", health
         async with mcp_client(runner.url) as client:
             await client.call_tool("spans", {})
             second = await client.call_tool("spans", {})

@@ -40,7 +40,7 @@ class Observability:
 
     def attach(self, server: FastMCPSignInWrapper, manifest_file: str, digest: str) -> None:
         """Observe `server`'s calls (it stays the live server across reloads, so once is enough)."""
-        sdkspans.drop_if_idle(server)
+        sdkspans.skip_while_idle(server)
         server.add_middleware(Observer(server, self.log_arguments), edits_results=False)
         if tracing.exporting:  # inside the SDK's request span (the list's first): see runner/observe/httpspan.py
             from runner.observe.httpspan import link_transport
