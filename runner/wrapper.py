@@ -154,7 +154,7 @@ class FastMCPSignInWrapper(MCPServer):
         # Handshake-era `logging/setLevel`, per session (2026-07-28 opts in per request, in the SDK).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
         self.middleware.append(LevelFilter())
-        self.lists = ListCache()  # innermost middleware: see `add_middleware`
+        self.lists = ListCache(self.middleware)  # innermost middleware: see `add_middleware`
         self.middleware.append(self.lists)
         serve_subscriptions(self)
         serve_pages(self)

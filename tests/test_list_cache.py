@@ -285,6 +285,60 @@ def test_a_middleware_that_edits_a_list_in_place_edits_only_its_own_answer(tmp_p
     assert answers == [[("echo", "Echo!"), ("extra", None)]] * 3, answers
 
 
+INSIDE = """
+from runner import FastMCPSignInWrapper
+
+mcp = FastMCPSignInWrapper("inside", allow_no_auth=True)
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    return text
+
+
+@mcp.tool()
+def secret() -> str:
+    return "secret"
+
+
+async def only_admin_sees_secret(ctx, call_next):
+    \"\"\"Appended to `mcp.middleware`, as the SDK's guide says: a list filtered per request.\"\"\"
+    result = await call_next(ctx)
+    client = (ctx.meta or {}).get("io.modelcontextprotocol/clientInfo") or {}
+    if ctx.method == "tools/list" and client.get("name") != "admin":
+        result = {**result, "tools": [t for t in result["tools"] if t["name"] != "secret"]}
+    return result
+
+
+mcp.middleware.append(only_admin_sees_secret)
+mcp.run()
+"""
+
+
+def test_middleware_appended_inside_the_cache_still_decides_each_answer(tmp_path: Path) -> None:
+    """Python API, stdio: middleware appended to `server.middleware` runs for every list request."""
+    (tmp_path / "inside.py").write_text(INSIDE)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "inside.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    seen = []
+    try:
+        for n, client in enumerate(["admin", "someone", "admin", "someone"]):
+            meta = {**META, "io.modelcontextprotocol/clientInfo": {"name": client, "version": "0"}}
+            request = {"jsonrpc": "2.0", "id": n, "method": "tools/list", "params": {"_meta": meta}}
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            seen.append(sorted(t["name"] for t in json.loads(proc.stdout.readline())["result"]["tools"]))
+    finally:
+        stop_process(proc)
+    assert seen == [["echo", "secret"], ["echo"], ["echo", "secret"], ["echo"]], seen
+
+
 STATELESS = """
 import sys
 
@@ -295,16 +349,16 @@ mcp = FastMCPSignInWrapper(
     "stateless", app_id=app_id, resource=f"http://127.0.0.1:{port}/mcp", base_url=base_url, port=port
 )
 shaped = []
+listed = mcp.list_tools
 
 
-async def count(ctx, call_next):
-    \"\"\"Appended after the list cache: sees only the lists the SDK answers.\"\"\"
-    if ctx.method == "tools/list":
-        shaped.append(ctx.method)
-    return await call_next(ctx)
+async def count():
+    \"\"\"What the tools/list handler lists with: runs only for the lists the SDK answers.\"\"\"
+    shaped.append(1)
+    return await listed()
 
 
-mcp.middleware.append(count)
+mcp.list_tools = count
 
 
 @mcp.tool()

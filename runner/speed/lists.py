@@ -22,6 +22,9 @@ read it. Middleware of the user's (`add_middleware`) may edit a result in place,
 lets it; once there is some, the cache keeps each answer pickled and hands out a new copy
 of all of it per hit (`pickle.loads`: 4 ms for 1,000 tools, half of what `json.dumps` of the
 same takes, and no outside bytes ever reach it), so one answer's edits never show in the next.
+Only while the cache is the innermost middleware: one appended to `server.middleware` after
+it (as the SDK's guide says) may shape each answer for its caller, so then every list request
+goes down the SDK's path, as without the cache.
 A change from a tool's worker thread (`ctx.mcp_server.add_tool`) is safe too: an answer
 computed while the lists changed lands in the store `clear()` has just replaced.
 
@@ -49,7 +52,10 @@ ITEMS = 8_000
 class ListCache:
     """Server middleware; innermost, so the observers around it see every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: list[Any]) -> None:
+        # The server's middleware list. Middleware appended to it after the cache (the SDK's guide
+        # says to append) runs inside it and may decide each answer, per caller: then nothing is kept.
+        self._chain = chain
         self._copies = False
         self._store = _Store(self._copies)
         # Set by a stateless app: the SDK serves its handshake-era requests born ready, without
@@ -68,7 +74,7 @@ class ListCache:
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         key = _key(ctx)
-        if key is None:
+        if key is None or self._chain[-1] is not self:
             return await call_next(ctx)
         store = self._store
         kept = store.get(key)
