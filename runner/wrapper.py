@@ -119,7 +119,7 @@ class FastMCPSignInWrapper(MCPServer):
     ) -> None:
         self._catalog = _Catalog()
         self.guard: Guard | None = None
-        self.page_size = page_size  # items per page of the list methods; None: one page (runner/surface/pages.py)
+        self._page_size = page_size  # items per page of the list methods; None: one page (runner/surface/pages.py)
         self.allowed_hosts, self.allowed_origins = tuple(allowed_hosts), tuple(allowed_origins)
         auth: AuthSettings | None = None
         if app_id or resource or not allow_no_auth:
@@ -183,6 +183,15 @@ class FastMCPSignInWrapper(MCPServer):
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
         stamp.forget(self._lowlevel_server)  # 2026-07-28 results carry serverInfo: the new one from now on
         self.lists.clear()
+
+    @property
+    def page_size(self) -> int | None:
+        return self._page_size
+
+    @page_size.setter
+    def page_size(self, size: int | None) -> None:
+        self._page_size = size
+        self.lists.clear()  # the kept answers are pages of the old size
 
     def add_middleware(self, middleware: Any, *, edits_results: bool = True) -> None:
         """Add server middleware here, not to `self.middleware`: outside the list cache, which answers alone.

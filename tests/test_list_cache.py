@@ -54,6 +54,11 @@ def grow(name: str, ctx: Context, template: bool = False) -> str:
     return name
 
 
+def paginate(size: int, ctx: Context) -> int:
+    ctx.mcp_server.page_size = size or None
+    return size
+
+
 def shrink(name: str, ctx: Context) -> str:
     ctx.mcp_server.remove_tool(name)
     ctx.mcp_server.remove_prompt(name)
@@ -93,6 +98,7 @@ def manifest(jwks: JWKSServer, resource: str) -> str:
             scopes: [admin]
           - function: kept:grow
           - function: kept:shrink
+          - function: kept:paginate
         resources:
           - uri: secret://{{name}}
             function: kept:secret
@@ -173,12 +179,17 @@ async def everything(url: str, token: str, mode: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_each_caller_sees_what_its_scopes_allow_whoever_listed_first(kept: Kept, mode: str) -> None:
     admin = {
-        "tools": ["echo", "grow", "shrink", "wipe"],
+        "tools": ["echo", "grow", "paginate", "shrink", "wipe"],
         "resources": ["info://admin", "info://public"],
         "templates": ["secret://{name}"],
         "prompts": ["admin_prompt"],
     }
-    user = {"tools": ["echo", "grow", "shrink"], "resources": ["info://public"], "templates": [], "prompts": []}
+    user = {
+        "tools": ["echo", "grow", "paginate", "shrink"],
+        "resources": ["info://public"],
+        "templates": [],
+        "prompts": [],
+    }
     other = kept.token("read")  # another scope set that the policy treats like none
     for _ in range(2):  # the second round is answered from kept answers, in both orders
         assert await everything(kept.runner.url, kept.token("admin"), mode) == admin
@@ -233,6 +244,19 @@ async def test_entries_added_or_removed_at_run_time_are_listed_at_once(kept: Kep
         await client.call_tool("shrink", {"name": "grown"})
     shrunk = await everything(kept.runner.url, token, "auto")
     assert (shrunk["tools"], shrunk["prompts"]) == (before["tools"], before["prompts"])
+
+
+async def test_a_page_size_set_at_run_time_pages_the_next_list(kept: Kept) -> None:
+    async with mcp_client(kept.runner.url, kept.token()) as client:
+        whole = [t.name for t in (await client.list_tools()).tools]
+        assert len(whole) > 2 and (await client.list_tools()).next_cursor is None
+        try:
+            await client.call_tool("paginate", {"size": 2})
+            first = await client.list_tools()
+            assert [t.name for t in first.tools] == whole[:2] and first.next_cursor is not None
+        finally:
+            await client.call_tool("paginate", {"size": 0})
+        assert [t.name for t in (await client.list_tools()).tools] == whole
 
 
 EDITING = """
