@@ -179,7 +179,7 @@ class FastMCPSignInWrapper(MCPServer):
         self._lowlevel_server.version = other.version
         self.page_size = other.page_size
         self.allowed_hosts, self.allowed_origins = other.allowed_hosts, other.allowed_origins
-        for attribute in ("title", "description", "website_url", "icons"):  # serverInfo, for new sessions
+        for attribute in ("name", "title", "description", "website_url", "icons"):  # serverInfo, new sessions
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
         stamp.forget(self._lowlevel_server)  # 2026-07-28 results carry serverInfo: the new one from now on
         self.lists.clear()

@@ -440,7 +440,7 @@ async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:
         before = listed["result"]["_meta"][stamp]
         assert "title" not in before, before
         edited = manifest(kept.jwks, kept.runner.url).replace("tools:\n", "tools:\n" + added, 1)
-        edited = edited.replace("name: kept\n", "name: kept\ntitle: Kept again\n", 1)
+        edited = edited.replace("name: kept\n", "name: kept2\ntitle: Kept again\n", 1)
         health = await edit_and_wait(file.parent, kept.runner.health_url, file.name, edited)
         assert health["last_reload"]["result"] == "ok", health
         assert "echo_again" in {t.name for t in (await legacy.list_tools()).tools}
@@ -448,5 +448,7 @@ async def test_a_reload_replaces_every_kept_answer(kept: Kept) -> None:
         assert "echo_again" in str(listed)
         for result in (listed["result"], kept.post(kept.token(), "tools/call", call)["result"]):
             after = result["_meta"][stamp]
-            assert after["title"] == "Kept again", after
+            assert (after["name"], after["title"]) == ("kept2", "Kept again"), after
             assert after["version"] != before["version"], (before, after)
+    async with mcp_client(kept.runner.url, kept.token(), mode="legacy") as fresh:  # a new session's initialize
+        assert fresh.server_info is not None and fresh.server_info.name == "kept2"
