@@ -389,6 +389,7 @@ def throughput(table: Table) -> None:
         print("\nfailures (all rounds):")
         for (case, name, problem), count in sorted(failures.items()):
             print(f"  {case} | {name}: {count}x {problem}")
+    speedup(table, cases)
     cost_of(table, cases, "auth", "runner+auth", "runner")
     cost_of(table, cases, "access log", "runner", "runner, no access log")
     clients = [r.client_cpu for runs in table.results.values() for r in runs if r.client_cpu == r.client_cpu]
@@ -397,6 +398,33 @@ def throughput(table: Table) -> None:
             f"\nload generator CPU: median {statistics.median(clients) * 100:.0f}%, "
             f"max {max(clients) * 100:.0f}% of one core"
         )
+
+
+def speedup(table: Table, cases: list[str]) -> None:
+    """The runner against plain on tools/call, from the rounds paired (see `cost_of`), per case and per generation.
+
+    One 2 s window on this machine moves by 10-15%, and a case's median of 5-6 rounds by several per
+    cent: a generation's figure pools the paired rounds of its three concurrencies.
+    """
+    calls = [c for c in cases if c.startswith("tools/call") and (c, "runner") in table.results]
+    if not calls or not all((c, "plain") in table.results for c in calls):
+        return
+    print("\nrunner against plain on tools/call, rounds paired: calls/s ratio; plain's CPU per call over the runner's")
+    for generation in ("handshake", "2026-07-28"):
+        pooled: list[tuple[float, float]] = []
+        for case in [c for c in calls if c.endswith(generation)]:
+            paired = [
+                (a.rate / b.rate, (b.server_cpu / b.rate) / (a.server_cpu / a.rate))
+                for a, b in zip(table.results[(case, "runner")], table.results[(case, "plain")], strict=True)
+                if a.rate and b.rate and a.server_cpu
+            ]
+            pooled += paired
+            if paired:
+                rate, cpu = statistics.median(p[0] for p in paired), statistics.median(p[1] for p in paired)
+                print(f"  {case}: {rate:.2f}x calls/s, {cpu:.2f}x per CPU second")
+        if pooled:
+            rate, cpu = statistics.median(p[0] for p in pooled), statistics.median(p[1] for p in pooled)
+            print(f"  {generation}, all {len(pooled)} paired rounds: {rate:.2f}x calls/s, {cpu:.2f}x per CPU second")
 
 
 def cost_of(table: Table, cases: list[str], what: str, paying: str, free: str) -> None:
