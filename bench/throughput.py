@@ -400,6 +400,16 @@ def throughput(table: Table) -> None:
         )
 
 
+def rounds(table: Table, case: str, a: str, b: str) -> list[tuple[Result, Result]]:
+    """The results of servers `a` and `b` in `case`, round by round, where both answered and burnt CPU."""
+    both = zip(table.results[(case, a)], table.results[(case, b)], strict=True)
+    return [(x, y) for x, y in both if x.rate and y.rate and x.server_cpu and y.server_cpu]
+
+
+def cpu_per_call(result: Result) -> float:
+    return result.server_cpu / result.rate
+
+
 def speedup(table: Table, cases: list[str]) -> None:
     """The runner against plain on tools/call, from the rounds paired (see `cost_of`), per case and per generation.
 
@@ -414,9 +424,7 @@ def speedup(table: Table, cases: list[str]) -> None:
         pooled: list[tuple[float, float]] = []
         for case in [c for c in calls if c.endswith(generation)]:
             paired = [
-                (a.rate / b.rate, (b.server_cpu / b.rate) / (a.server_cpu / a.rate))
-                for a, b in zip(table.results[(case, "runner")], table.results[(case, "plain")], strict=True)
-                if a.rate and b.rate and a.server_cpu
+                (a.rate / b.rate, cpu_per_call(b) / cpu_per_call(a)) for a, b in rounds(table, case, "runner", "plain")
             ]
             pooled += paired
             if paired:
@@ -442,11 +450,7 @@ def cost_of(table: Table, cases: list[str], what: str, paying: str, free: str) -
     for case in rows:
         rate = 1 - table.median(case, paying) / table.median(case, free)
         cpu = table.median(case, paying, "cpu_per_call") / table.median(case, free, "cpu_per_call")
-        paired = [
-            (a.server_cpu / a.rate) / (b.server_cpu / b.rate)
-            for a, b in zip(table.results[(case, paying)], table.results[(case, free)], strict=True)
-            if a.rate and b.rate
-        ]
+        paired = [cpu_per_call(a) / cpu_per_call(b) for a, b in rounds(table, case, paying, free)]
         pooled += paired
         middle = statistics.median(paired) if paired else float("nan")
         print(

@@ -77,9 +77,8 @@ class ListCache:
         if key is None or self._chain[-1] is not self:
             return await call_next(ctx)
         store = self._store
-        kept = store.get(key)
-        if kept is not None and _admitted(ctx, self.born_ready):
-            return kept
+        if key in store and _admitted(ctx, self.born_ready):
+            return store.get(key)
         answer = await call_next(ctx)
         if isinstance(answer, dict):
             store.keep(key, answer)
@@ -94,10 +93,12 @@ class _Store:
         self._answers: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._items = 0
 
-    def get(self, key: Hashable) -> dict[str, Any] | None:
-        kept = self._answers.get(key)
-        if kept is None:
-            return None
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._answers
+
+    def get(self, key: Hashable) -> dict[str, Any]:
+        """The kept answer for `key` (there is one: see `__contains__`), now the most recently used."""
+        kept = self._answers[key]
         self._answers.move_to_end(key)
         # The top level is the caller's, as the SDK does with what a handler returns; all of it
         # when middleware outside may edit it.
