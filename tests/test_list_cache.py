@@ -285,27 +285,30 @@ mcp.run()
 """
 
 
-def test_a_middleware_that_edits_a_list_in_place_edits_only_its_own_answer(tmp_path: Path) -> None:
-    """Python API, stdio: what `add_middleware` middleware does to one answer never shows in the next."""
-    (tmp_path / "edits.py").write_text(EDITING)
+def stdio_tools(script: Path, metas: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Run a Python API server script over stdio; the tools of a `tools/list` sent with each `_meta`, in order."""
     proc = subprocess.Popen(
-        [sys.executable, str(tmp_path / "edits.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdin is not None and proc.stdout is not None
     answers = []
     try:
-        for n in range(3):
-            request = {"jsonrpc": "2.0", "id": n, "method": "tools/list", "params": {"_meta": META}}
+        for n, meta in enumerate(metas):
+            request = {"jsonrpc": "2.0", "id": n, "method": "tools/list", "params": {"_meta": meta}}
             proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.flush()
-            tools = json.loads(proc.stdout.readline())["result"]["tools"]
-            answers.append([(t["name"], t.get("description")) for t in tools])
+            answers.append(json.loads(proc.stdout.readline())["result"]["tools"])
     finally:
         stop_process(proc)
+    return answers
+
+
+def test_a_middleware_that_edits_a_list_in_place_edits_only_its_own_answer(tmp_path: Path) -> None:
+    """Python API, stdio: what `add_middleware` middleware does to one answer never shows in the next."""
+    (tmp_path / "edits.py").write_text(EDITING)
+    answers = [
+        [(t["name"], t.get("description")) for t in tools] for tools in stdio_tools(tmp_path / "edits.py", [META] * 3)
+    ]
     assert answers == [[("echo", "Echo!"), ("extra", None)]] * 3, answers
 
 
@@ -342,24 +345,9 @@ mcp.run()
 def test_middleware_appended_inside_the_cache_still_decides_each_answer(tmp_path: Path) -> None:
     """Python API, stdio: middleware appended to `server.middleware` runs for every list request."""
     (tmp_path / "inside.py").write_text(INSIDE)
-    proc = subprocess.Popen(
-        [sys.executable, str(tmp_path / "inside.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    seen = []
-    try:
-        for n, client in enumerate(["admin", "someone", "admin", "someone"]):
-            meta = {**META, "io.modelcontextprotocol/clientInfo": {"name": client, "version": "0"}}
-            request = {"jsonrpc": "2.0", "id": n, "method": "tools/list", "params": {"_meta": meta}}
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            seen.append(sorted(t["name"] for t in json.loads(proc.stdout.readline())["result"]["tools"]))
-    finally:
-        stop_process(proc)
+    clients = ["admin", "someone", "admin", "someone"]
+    metas = [{**META, "io.modelcontextprotocol/clientInfo": {"name": client, "version": "0"}} for client in clients]
+    seen = [sorted(t["name"] for t in tools) for tools in stdio_tools(tmp_path / "inside.py", metas)]
     assert seen == [["echo", "secret"], ["echo"], ["echo", "secret"], ["echo"]], seen
 
 

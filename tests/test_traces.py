@@ -311,15 +311,20 @@ def spans() -> list[str]:
 """
 
 
+async def assert_the_sdk_spans_a_call(url: str) -> None:
+    """The SDK's span of one `spans` call is among the spans the module's provider recorded, by the next call."""
+    async with mcp_client(url) as client:
+        await client.call_tool("spans", {})
+        second = await client.call_tool("spans", {})
+    assert "tools/call spans" in str(second.structured_content), second
+
+
 async def test_a_tracer_provider_a_user_module_installs_keeps_the_sdks_spans(tmp_path: Any) -> None:
     (tmp_path / "spanned.py").write_text(SPANS_MODULE)
     (tmp_path / "spanned.yaml").write_text("name: spanned\ntools:\n  - function: spanned:spans\n")
     runner = RunnerProcess(tmp_path / "spanned.yaml").start()
     try:
-        async with mcp_client(runner.url) as client:
-            await client.call_tool("spans", {})
-            second = await client.call_tool("spans", {})
-        assert "tools/call spans" in str(second.structured_content), second
+        await assert_the_sdk_spans_a_call(runner.url)
     finally:
         runner.stop()
 
@@ -334,9 +339,6 @@ async def test_a_tracer_provider_a_reload_installs_gets_the_sdks_spans_from_then
         text = "name: later\ntools:\n  - function: plain:hello\n  - function: spanned:spans\n"
         health = await edit_and_wait(tmp_path, runner.health_url, "later.yaml", text)
         assert health["last_reload"]["result"] == "ok", health
-        async with mcp_client(runner.url) as client:
-            await client.call_tool("spans", {})
-            second = await client.call_tool("spans", {})
-        assert "tools/call spans" in str(second.structured_content), second
+        await assert_the_sdk_spans_a_call(runner.url)
     finally:
         runner.stop()
