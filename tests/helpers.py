@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +40,43 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports for the servers the tests start come from a block of their own per pytest-xdist worker, below
+# the kernel's ephemeral range (32768-60999 here). A port the kernel hands out for port 0 can be handed
+# to the other worker too before the first server binds it; then one server fails to bind while the
+# port answers, for the other worker's server (a CI run failed on "Not Found" from /healthz that way).
+# Every client connection also takes its source port from the ephemeral range.
+_PORT_BLOCK = 2400
+_PORT_BASE = 20000
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = _PORT_BASE + (int(worker) if worker.isdigit() else 0) % 5 * _PORT_BLOCK
+    return range(start, start + _PORT_BLOCK)
+
+
+_ports: Iterator[int] = iter(())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, from this worker's block, each handed out once per walk of the block."""
+    global _ports
+    for _ in range(2 * _PORT_BLOCK):
+        port = next(_ports, None)
+        if port is None:
+            block = _port_block()
+            # A random start, so that two test runs at once (a fresh-clone CI beside a working copy) do
+            # not walk the same ports in step.
+            first = secrets.randbelow(len(block))
+            _ports = iter([*block[first:], *block[:first]])
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_port_block()}")
 
 
 def b64url(data: bytes) -> str:
