@@ -19,7 +19,9 @@ All log to a file. Besides calls/s, the server's own CPU time per call is read f
 shared machine throughput swings with the neighbours' load, CPU per call less so.
 The load is bench/load.py's raw HTTP/1.1 generator on keep-alive connections (no MCP client in
 the way): sessionless 2026-07-28 `tools/call` POSTs with a bearer token. Rounds rotate between
-the servers; the median of each is printed with its ratio to plain.
+the servers; the median of each is printed with its ratio to plain. As in bench/throughput.py,
+every server runs on one CPU and the load generator on the others (bench/load.py `pin_generator`),
+so that a slower CPU never measures one variant and not the other.
 
     python bench/observe.py [--rounds 7] [--seconds 5] [--connections 8] [--servers plain,plain2,observed]
                             [--ratio 0.1] [--quick]
@@ -42,7 +44,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from load import ADD, Load, Result  # noqa: E402
+from load import ADD, Load, Result, on_server_cpu, pin_generator  # noqa: E402
 
 from tests.helpers import free_port, runner_cmd, wait_for_port  # noqa: E402
 
@@ -88,6 +90,7 @@ def start(folder: Path, name: str, extra: list[str], env: dict[str, str]) -> tup
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=log,
+        preexec_fn=on_server_cpu,
     )
     wait_for_port(port, timeout=60)
     token = subprocess.run(
@@ -127,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 3, 2.0
+    print(pin_generator(), flush=True)
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     known = variants(sink.server_address[1], args.ratio)
