@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import RunnerProcess, healthz, mcp_client, reloaded, settled_reloads, wait_for_health, write_atomically
+from tests.helpers import (
+    RunnerProcess,
+    healthz,
+    mcp_client,
+    reloaded,
+    settled_reloads,
+    wait_for_health,
+    write_atomically,
+)
 
 pytestmark = pytest.mark.anyio
 
