@@ -12,6 +12,8 @@ chosen with `--servers` from:
 - observed: metrics and every span exported (the issue's target: under 5% on tools/call);
 - sampled: metrics, and 1 trace in 10 exported (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`,
   `--ratio`);
+- unsampled: the same with a ratio of 0: a tracer provider installed, no span exported (what the
+  SDK's span per request costs once it is not skipped: runner/observe/sdkspans.py);
 - json: `--log-format json` (logs are outside the target; measured for the README);
 - quiet: `--log-level warning` (no access or audit lines: what the default lines cost).
 
@@ -111,6 +113,7 @@ def variants(sink_port: int, ratio: float) -> dict[str, tuple[list[str], dict[st
         "traces": ([], otel),
         "observed": (metrics, otel),
         "sampled": (metrics, sampled),
+        "unsampled": (metrics, {**sampled, "OTEL_TRACES_SAMPLER_ARG": "0"}),
         "json": (["--log-format", "json"], {}),
         "quiet": (["--log-level", "warning"], {}),
     }
