@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -13,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -280,7 +282,7 @@ class RunnerProcess:
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    log: Path | None = None  # when set, stderr goes to this file, readable while the process runs
+    log: Path | None = None  # where stdout and stderr go (else a temporary file), readable while it runs
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -291,35 +293,42 @@ class RunnerProcess:
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/healthz"
 
+    def launch(self, argv: list[str], cwd: Path | None = None) -> subprocess.Popen[str]:
+        """Start `argv` (in `cwd`, else the manifest's folder) as this runner's process, writing to `log`."""
+        if self.log is None:
+            # Never a pipe: a pipe nobody reads fills after about 64 KB (some 600 access lines) and the
+            # server then blocks on its next log line, mid-request. A file never fills.
+            fd, name = tempfile.mkstemp(prefix="mcp-runner-", suffix=".log")
+            os.close(fd)
+            self.log = Path(name)
+            atexit.register(self.log.unlink, missing_ok=True)
+        with self.log.open("w") as log:  # the child has its own descriptor
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd or self.manifest.parent, env={**os.environ, **self.env}, stdout=log, stderr=log, text=True
+            )
+        return self.proc
+
     def start(self) -> RunnerProcess:
-        log = None if self.log is None else self.log.open("w")
-        self.proc = subprocess.Popen(
-            runner_cmd("serve", str(self.manifest), "--port", str(self.port), *self.extra),
-            cwd=self.manifest.parent,
-            env={**os.environ, **self.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if log is None else log,
-            text=True,
-        )
-        if log is not None:
-            log.close()  # the child has its own descriptor
+        self.launch(runner_cmd("serve", str(self.manifest), "--port", str(self.port), *self.extra))
         try:
             wait_for_port(self.port, proc=self.proc)
-        except BaseException:
+        except BaseException as exc:
             self.stop()  # a server that never came up must not outlive the test that started it
+            if isinstance(exc, RuntimeError):
+                raise RuntimeError(f"{exc}{self.logged()}") from None
             raise
         return self
 
     def logged(self) -> str:
-        """What the process has written to stderr so far (needs `log`)."""
+        """What the process has written (stderr, and stdout, which serving leaves empty) so far."""
         assert self.log is not None
         return self.log.read_text()
 
     def stop(self) -> str:
-        """Stop by PID; returns what the process printed on stderr."""
+        """Stop by PID; returns what the process wrote."""
         assert self.proc is not None
-        err = stop_process(self.proc)
-        return err if self.log is None else self.log.read_text()
+        stop_process(self.proc)
+        return self.logged()
 
 
 def healthz(health_url: str) -> dict[str, Any]:

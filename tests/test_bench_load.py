@@ -26,8 +26,8 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
     (folder / "m.yaml").write_text(
         f"name: m\nserver:\n  max_sessions_per_client: {CAP}\ntools:\n  - function: load_tools:add\n"
     )
-    # stderr to a file: a pipe nobody reads fills with a log line per call, and the server blocks on it.
-    process = RunnerProcess(folder / "m.yaml", extra=("--no-reload",), log=folder / "stderr.log").start()
+    # A log line per call: far more than a pipe holds (RunnerProcess writes to a file).
+    process = RunnerProcess(folder / "m.yaml", extra=("--no-reload",)).start()
     yield process
     process.stop()
 

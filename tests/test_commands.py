@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from subprocess import PIPE
 from typing import Any
 
 import httpx2
@@ -29,9 +28,7 @@ def starter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ru
     assert sorted(p.name for p in folder.iterdir()) == sorted(STARTER)
     served = RunnerProcess(folder / "mcp-runner.yaml")
     # `serve` with no MANIFEST, in the folder: the default name is the one `init` wrote.
-    served.proc = subprocess.Popen(
-        runner_cmd("serve", "--port", str(served.port)), cwd=folder, stdout=PIPE, stderr=PIPE, text=True
-    )
+    served.launch(runner_cmd("serve", "--port", str(served.port)), cwd=folder)
     try:
         wait_for_port(served.port, proc=served.proc)
         yield folder, served

@@ -3,14 +3,11 @@ DNS-rebinding rule on every route, no token in any log line, and bounded connect
 
 from __future__ import annotations
 
-import os
 import resource
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,25 +30,13 @@ def add(a: int, b: int) -> int:
 
 @dataclass
 class Logs:
-    """Everything the server process prints, read as it comes (stdout: access log; stderr: the rest)."""
+    """Everything the server process prints, read from its log file as it is written."""
 
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for stream in (self.proc.stdout, self.proc.stderr):
-            thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _read(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.lines.append(line)
+    runner: RunnerProcess
 
     @property
     def text(self) -> str:
-        return "".join(self.lines)
+        return self.runner.logged()
 
     def wait_for(self, needle: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -59,21 +44,6 @@ class Logs:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{needle!r} never appeared in the server's output:\n{self.text}")
             time.sleep(0.02)
-
-    def close(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=15)
-
-
-def stop(runner: RunnerProcess, logs: Logs) -> None:
-    assert runner.proc is not None
-    runner.proc.terminate()
-    try:
-        runner.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        runner.proc.kill()
-        runner.proc.wait()
-    logs.close()
 
 
 @dataclass
@@ -123,9 +93,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert runner.proc is not None
-    logs = Logs(runner.proc)
+    logs = Logs(runner)
     yield Edge(folder, runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), logs)
-    stop(runner, logs)
+    runner.stop()
 
 
 # -- nothing secret on /healthz --------------------------------------------------------------
@@ -182,17 +152,12 @@ class IPv6Runner(RunnerProcess):
         return f"http://[::1]:{self.port}/mcp"
 
     def start(self) -> IPv6Runner:
-        self.proc = subprocess.Popen(
-            runner_cmd("serve", str(self.manifest), "--host", self.host, "--port", str(self.port), "--no-reload"),
-            cwd=self.manifest.parent,
-            env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        proc = self.launch(
+            runner_cmd("serve", str(self.manifest), "--host", self.host, "--port", str(self.port), "--no-reload")
         )
         deadline = time.monotonic() + 30
         while True:
-            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+            assert proc.poll() is None, self.logged()
             try:
                 socket.create_connection(("::1", self.port), timeout=0.5).close()
                 return self
