@@ -6,6 +6,7 @@ import atexit
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import os
@@ -47,31 +48,30 @@ ROOT = Path(__file__).resolve().parent.parent
 # to the other worker too before the first server binds it; then one server fails to bind while the
 # port answers, for the other worker's server (a CI run failed on "Not Found" from /healthz that way).
 # Every client connection also takes its source port from the ephemeral range.
-_PORT_BLOCK = 2400
 _PORT_BASE = 20000
+_PORT_BLOCK = 2400
+_BLOCKS = (32768 - _PORT_BASE) // _PORT_BLOCK  # every block below the ephemeral range
 
 
 def _port_block() -> range:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    start = _PORT_BASE + (int(worker) if worker.isdigit() else 0) % 5 * _PORT_BLOCK
+    start = _PORT_BASE + (int(worker) if worker.isdigit() else 0) % _BLOCKS * _PORT_BLOCK
     return range(start, start + _PORT_BLOCK)
 
 
-_ports: Iterator[int] = iter(())
+_ports: Iterator[int] | None = None
 
 
 def free_port() -> int:
     """A loopback port free now, from this worker's block, each handed out once per walk of the block."""
     global _ports
-    for _ in range(2 * _PORT_BLOCK):
-        port = next(_ports, None)
-        if port is None:
-            block = _port_block()
-            # A random start, so that two test runs at once (a fresh-clone CI beside a working copy) do
-            # not walk the same ports in step.
-            first = secrets.randbelow(len(block))
-            _ports = iter([*block[first:], *block[:first]])
-            continue
+    if _ports is None:
+        block = _port_block()
+        # A random start, so that two test runs at once (a fresh-clone CI beside a working copy) do not
+        # walk the same ports in step.
+        first = secrets.randbelow(len(block))
+        _ports = itertools.cycle([*block[first:], *block[:first]])
+    for port in itertools.islice(_ports, _PORT_BLOCK):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
