@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.auth.verifier import JWKSTokenVerifier
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
 
 __all__ = ["FastMCPSignInWrapper", "JWKSTokenVerifier"]
 
@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
     """Imported on first use: every `runner.*` import runs this package first, and the CLI needs neither
     (a server without auth never loads PyJWT)."""
     if name == "FastMCPSignInWrapper":
-        from runner.wrapper import FastMCPSignInWrapper
+        from runner.build.wrapper import FastMCPSignInWrapper
 
         return FastMCPSignInWrapper
     if name == "JWKSTokenVerifier":

@@ -442,7 +442,7 @@ def run_main(
     import importlib
     import io
 
-    from runner.cli import main
+    from runner.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = {key: os.environ.get(key) for key in env or {}}

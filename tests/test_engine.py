@@ -92,7 +92,7 @@ async def test_the_server_runs_on_the_chosen_loop_and_parser(
 async def test_the_collector_paused_for_the_start_is_on_while_serving(
     servers: dict[str, RunnerProcess], tmp_path: Path
 ) -> None:
-    """runner/launch.py pauses the cyclic collector while the runner imports and builds, and `serve` resumes it:
+    """runner/cli/launch.py pauses the cyclic collector while the runner imports and builds, and `serve` resumes it:
     started as `python -m runner.cli` (both engines) or as the `mcp-runner` script. A start with the collector
     on makes about two hundred young collections (one per 700 new objects); a paused one almost none."""
     urls = [runner.url for runner in servers.values()]

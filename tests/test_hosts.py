@@ -11,9 +11,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from runner.errors import ManifestError
 from runner.http.security import HostRules
-from runner.manifest import load
+from runner.manifest.errors import ManifestError
+from runner.manifest.model import load
 from tests.helpers import INITIALIZE, RunnerProcess, edit_and_wait
 
 pytestmark = pytest.mark.anyio

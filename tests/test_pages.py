@@ -127,8 +127,8 @@ async def test_a_cursor_survives_a_reload_and_continues_after_the_last_item_seen
 
 
 def test_page_size_is_checked(tmp_path: Path) -> None:
-    from runner.errors import ManifestError
-    from runner.manifest import load
+    from runner.manifest.errors import ManifestError
+    from runner.manifest.model import load
 
     for value, message in [("0", "greater than or equal to 1"), ("'2'", "not the string '2'")]:
         (tmp_path / "m.yaml").write_text(f"name: x\nserver:\n  page_size: {value}\n")

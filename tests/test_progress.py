@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.progress import MIN_ENTRIES
+from runner.serve.progress import MIN_ENTRIES
 from tests.helpers import free_port, runner_cmd
 
 CLEAR = "\r\x1b[K"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.build import Binding, build
-from runner.config import Overrides
-from runner.manifest import load
+from runner.build.server import Binding, build
+from runner.manifest.model import load
 from runner.reload.reloader import Reloader
+from runner.serve.config import Overrides
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.build import Binding, build
-from runner.config import Overrides
-from runner.manifest import load
+from runner.build.server import Binding, build
+from runner.manifest.model import load
 from runner.reload.reloader import Reloader
+from runner.serve.config import Overrides
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +83,7 @@ async def test_a_body_edit_reuses_the_derived_models_and_runs_the_new_code(reloa
     for name in ("stable", "changing", "bound"):
         old, new = before[name], after[name]
         assert new.fn_metadata is old.fn_metadata, f"{name}: unchanged interface, but its models were rebuilt"  # type: ignore[attr-defined]
-    # Sync functions are called through the tool pool (runner/pool.py), so a tool's fn is awaited.
+    # Sync functions are called through the tool pool (runner/build/pool.py), so a tool's fn is awaited.
     assert await after["stable"].fn(1) == "v2"  # type: ignore[attr-defined]
     assert await after["changing"].fn(1) == "v2"  # type: ignore[attr-defined]
     # The claim-bound tool is a new wrapper around the new function, not the old one.

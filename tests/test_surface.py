@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runner.build import Binding, build
-from runner.errors import ManifestError
-from runner.manifest import load
-from runner.schema import json_schema
+from runner.build.server import Binding, build
+from runner.manifest.errors import ManifestError
+from runner.manifest.model import load
+from runner.manifest.schema import json_schema
 from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import pytest
 
 from runner.auth.jwks import JWKSCache
 from runner.auth.verifier import JWKSTokenVerifier
-from runner.envsubst import MissingVariable, substitute
+from runner.manifest.envsubst import MissingVariable, substitute
 from tests.helpers import Issuer, JWKSServer, Key
 
 pytestmark = pytest.mark.anyio

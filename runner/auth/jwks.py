@@ -170,7 +170,7 @@ class JWKSCache:
 
     def seed(self, body: bytes) -> None:
         """Start from this key set as if it had just been fetched. For the local issuer's own set
-        (runner/build.py), which the server would otherwise fetch from itself over HTTP when the first
+        (runner/build/server.py), which the server would otherwise fetch from itself over HTTP when the first
         token arrives: 70-90 ms of CPU before that first answer. An unusable body seeds nothing."""
         try:
             found = parse(body)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.config import Overrides
 from runner.deploy.identity import default_replica_id
-from runner.manifest import Manifest
+from runner.manifest.model import Manifest
+from runner.serve.config import Overrides
 
 
 @dataclass

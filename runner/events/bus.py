@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.errors import Location, ManifestError, Problem
-from runner.manifest import Manifest
-from runner.settings import BUS_SCHEMES
+from runner.manifest.errors import Location, ManifestError, Problem
+from runner.manifest.model import Manifest
+from runner.manifest.settings import BUS_SCHEMES
 
 if TYPE_CHECKING:
-    from runner.config import Overrides
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.serve.config import Overrides
 
 
 def channel(name: str) -> str:

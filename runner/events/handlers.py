@@ -30,7 +30,7 @@ from runner.events.legacy import MAX_SUBSCRIPTIONS_PER_SESSION, SubscriptionLimi
 from runner.events.sdk import connection_of
 
 if TYPE_CHECKING:
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
 
 
 def serves(server: FastMCPSignInWrapper, uri: str) -> str | None:

@@ -23,7 +23,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from runner.events.handlers import serves
 
 if TYPE_CHECKING:
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
 
 Functions = dict[str, Any]  # resource key (URI or URI template) -> the user's function behind it
 

@@ -17,7 +17,7 @@ import builtins
 import functools
 import re
 
-from runner.errors import Problem
+from runner.manifest.errors import Problem
 
 # (pattern on the message, kind); group 1, when present, must be an exception class name.
 _KINDS: list[tuple[str, str]] = [

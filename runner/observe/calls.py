@@ -36,7 +36,7 @@ from runner.http.redact import REDACTED, scrub
 from runner.observe import lines, metrics
 
 if TYPE_CHECKING:
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
 
 audit = logging.getLogger("runner.audit")
 

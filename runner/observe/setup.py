@@ -16,8 +16,8 @@ from runner.observe import logs, metrics, sdkspans, tracing
 from runner.observe.calls import Observer
 
 if TYPE_CHECKING:
-    from runner.manifest import Manifest
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.manifest.model import Manifest
 
 _TOKEN_LINES = ("token:", "(valid ", "connect:")
 

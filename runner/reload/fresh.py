@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from runner.errors import ManifestError
+from runner.manifest.errors import ManifestError
 from runner.reload.purge import Purge
 from runner.reload.references import stale_references
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
-# Before the start-up build imports any user module (runner.serve imports the reloader first).
+# Before the start-up build imports any user module (runner/serve/run.py imports the reloader first).
 STARTED_NS = time.time_ns()
 # File timestamps come from the kernel's coarse clock, which may lag the real one by a tick (1-10 ms).
 _MARGIN_NS = 50_000_000

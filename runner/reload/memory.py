@@ -34,7 +34,7 @@ def settle() -> None:
 
 def freeze_first() -> None:
     """At start-up: exempt the first definition from future scans, without a full collection first;
-    and resume the collector if the launch paused it (runner/launch.py).
+    and resume the collector if the launch paused it (runner/cli/launch.py).
 
     Nothing has been replaced yet, so the old generation holds almost no garbage (a few dozen
     objects from imports and the build), while a full pass over it cost 60-80 ms of start-up

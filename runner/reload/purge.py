@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from runner.errors import Location, ManifestError, Problem
+from runner.manifest.errors import Location, ManifestError, Problem
 from runner.reload.freshness import is_stale, remember
 from runner.reload.modules import closure, module_file, user_modules
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import Location, Problem
+from runner.manifest.errors import Location, Problem
 from runner.reload.modules import user_modules
 
 _CONTAINER_ITEMS = 10_000  # how far into one list/dict/set it looks; bounds the check on big data globals

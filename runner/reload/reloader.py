@@ -25,25 +25,25 @@ from starlette.routing import Route
 
 from runner.auth.defaults import jwks_url
 from runner.auth.gate import Guard
-from runner.build import Binding, Built, build
-from runner.config import Overrides, binding, runtime
+from runner.build.pool import ToolPool
+from runner.build.server import Binding, Built, build
+from runner.build.wrapper import FastMCPSignInWrapper
 from runner.deploy.replica import Replica
-from runner.errors import ManifestError
 from runner.events import reload as events
 from runner.events.bus import bus_restart_notes
 from runner.http.public import exception_kind, public_summary
-from runner.manifest import LOCAL_APP_ID, Manifest, load
+from runner.manifest.errors import ManifestError
+from runner.manifest.model import LOCAL_APP_ID, Manifest, load
+from runner.manifest.settings import STARTUP_LIMITS
+from runner.manifest.source import manifest_folder
 from runner.observe import metrics
 from runner.observe.tracing import tracer
-from runner.pool import ToolPool
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
-from runner.settings import STARTUP_LIMITS
-from runner.source import manifest_folder
-from runner.wrapper import FastMCPSignInWrapper
+from runner.serve.config import Overrides, binding, runtime
 
 logger = logging.getLogger("runner.reload")
 

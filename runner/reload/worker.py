@@ -33,7 +33,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from runner.resolve import Abort, is_user_file, relative
+from runner.build.resolve import Abort, is_user_file, relative
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from runner.errors import Problem
-from runner.source import Path, Source
+from runner.manifest.errors import Problem
+from runner.manifest.source import Path, Source
 from runner.surface.models import META_KEY
 from runner.surface.schemas import SchemaProblem, compile_schema
 

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from runner.commands.exits import EXIT_USAGE, CommandError
+from runner.cli.commands.exits import EXIT_USAGE, CommandError
 
 
 def split_pairs(pairs: list[str]) -> dict[str, str]:

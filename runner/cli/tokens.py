@@ -4,7 +4,7 @@ The `iss` is the local issuer's key URN, the same on every port. The audience
 is what the server checks: `signin.resource` (which the server's environment may
 set differently from ours), else the served URL, which only the running server
 may know (`--port 9000` given to `serve` alone, `--port 0`). So the live server
-of this manifest, found by its record in `.mcp-runner/` (runner.live), comes
+of this manifest, found by its record in `.mcp-runner/` (runner/serve/live.py), comes
 first, and is asked for its audience; then `--host`/`--port`; then the
 manifest's `server:` block. The scopes are `signin.scopes`, which every
 request needs, plus the ones asked for.
@@ -21,11 +21,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.auth.local_issuer import STATE_DIR, LocalIssuer
-from runner.build import Binding, local_audience, local_issuer_id
-from runner.config import Overrides, binding
-from runner.live import servers
-from runner.manifest import Manifest
-from runner.source import manifest_folder
+from runner.build.server import Binding, local_audience, local_issuer_id
+from runner.manifest.model import Manifest
+from runner.manifest.source import manifest_folder
+from runner.serve.config import Overrides, binding
+from runner.serve.live import servers
 
 MAX_BODY = 64 * 1024
 

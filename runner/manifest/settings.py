@@ -1,8 +1,8 @@
 """The manifest's `server:` block: where and how to serve, the limits, reload, replicas, observability.
 
-Split from runner/manifest.py, which holds the rest of the schema; `Strict` is the base of
+Split from runner/manifest/model.py, which holds the rest of the schema; `Strict` is the base of
 every manifest model there and here: unknown keys are errors, a typo is never ignored.
-Command-line flags override these (runner/config.py).
+Command-line flags override these (runner/serve/config.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from runner.deploy.identity import REPLICA_ID
 from runner.http.limits import Limits
 from runner.http.security import AllowedHost, AllowedOrigin
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
-from runner.scalars import Bool, Int, Number
+from runner.manifest.scalars import Bool, Int, Number
 
 
 class Strict(BaseModel):

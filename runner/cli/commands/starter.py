@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from runner.schema import json_schema
+from runner.manifest.schema import json_schema
 
 MANIFEST = "mcp-runner.yaml"
 SCHEMA = "mcp-runner.schema.json"

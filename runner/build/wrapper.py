@@ -37,17 +37,17 @@ from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from runner.arguments import check_prompt_arguments, check_template_arguments
 from runner.auth.defaults import DEFAULT_BASE_URL
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
+from runner.build.arguments import check_prompt_arguments, check_template_arguments
+from runner.build.pool import PoolFull
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
 from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
 from runner.observe.calls import refused
-from runner.pool import PoolFull
 from runner.speed.lists import ListCache
 from runner.surface import stamp
 from runner.surface.pages import serve_pages
@@ -353,7 +353,7 @@ class FastMCPSignInWrapper(MCPServer):
 
     def streamable_http_app(self, *, streamable_http_path: str = "/mcp", **kwargs: Any) -> Starlette:  # type: ignore[override]
         """The served app, with the runner's bearer gate and RFC 9728 metadata (same options as MCPServer's)."""
-        from runner.app import build_app
+        from runner.serve.app import build_app
 
         stateless = kwargs.pop("stateless_http", False)
         return build_app(self, path=streamable_http_path, stateless=stateless, **kwargs)

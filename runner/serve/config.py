@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from runner.build import Binding
-from runner.manifest import Manifest
+from runner.build.server import Binding
+from runner.manifest.model import Manifest
 
 Transport = Literal["streamable-http", "stdio"]
 

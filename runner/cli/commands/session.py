@@ -2,7 +2,7 @@
 
 The SDK reports an HTTP 401/403 as a generic JSON-RPC error inside exception groups, so a
 response hook notes the status and the `WWW-Authenticate` error, and failures are mapped
-to the exit codes of runner.commands.exits with a message that says what to do. The token
+to the exit codes of runner/cli/commands/exits.py with a message that says what to do. The token
 travels only in the Authorization header: no message here ever holds it.
 """
 
@@ -21,11 +21,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
-from runner.build import is_loopback
-from runner.commands.bearer import Bearer
-from runner.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
-from runner.commands.target import Target
-from runner.version import RUNNER_VERSION
+from runner.build.server import is_loopback
+from runner.build.version import RUNNER_VERSION
+from runner.cli.commands.bearer import Bearer
+from runner.cli.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
+from runner.cli.commands.target import Target
 
 T = TypeVar("T")
 TIMEOUT = httpx2.Timeout(30.0, read=300.0)  # a slow tool may take minutes; connecting may not

@@ -2,7 +2,7 @@
 
 A number or boolean is written as YAML writes it (`port: 8124`) or comes from a
 `${VAR}` substitution; a quoted literal (`port: "8124"`) is an error, so that what
-`check` accepts stays what the JSON Schema describes (runner/schema.py).
+`check` accepts stays what the JSON Schema describes (runner/manifest/schema.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, StringConstraints
 
-from runner.envsubst import Substituted
+from runner.manifest.envsubst import Substituted
 
 # RFC 6749 §3.3 scope-token: printable ASCII except space, '"' and '\\'.
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.manifest import Manifest
+from runner.manifest.model import Manifest
 
 SUBSTITUTION = {
     "type": "string",

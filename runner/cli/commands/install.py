@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner.commands.clients import CLIENTS, Entry, default_config, http_entry, stdio_entry, supports_http
-from runner.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandError
-from runner.commands.target import is_url, served_url
-from runner.manifest import LOCAL_APP_ID, load
+from runner.cli.commands.clients import CLIENTS, Entry, default_config, http_entry, stdio_entry, supports_http
+from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandError
+from runner.cli.commands.target import is_url, served_url
+from runner.manifest.model import LOCAL_APP_ID, load
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
-    from runner.serve import client_name
+    from runner.serve.run import client_name
 
     manifest_path: Path = args.manifest
     if not manifest_path.is_file():

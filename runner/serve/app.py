@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from runner.auth.gate import BearerGate
-from runner.build import is_loopback
+from runner.build.server import is_loopback
 from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
 from runner.deploy.stateless import NoStandingStream
@@ -40,7 +40,7 @@ from runner.observe.access import RequestContext
 
 if TYPE_CHECKING:
     from runner.auth.verifier import JWKSTokenVerifier
-    from runner.wrapper import FastMCPSignInWrapper
+    from runner.build.wrapper import FastMCPSignInWrapper
 
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
 

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from runner.commands import starter
-from runner.commands.exits import EXIT_REFUSED
+from runner.cli.commands import starter
+from runner.cli.commands.exits import EXIT_REFUSED
 
 
 def init(folder: Path) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from runner.envsubst import MissingVariable, substitute
-from runner.errors import Location, ManifestError, Problem
+from runner.manifest.envsubst import MissingVariable, substitute
+from runner.manifest.errors import Location, ManifestError, Problem
 
 Path = tuple[str | int, ...]
 

@@ -20,22 +20,22 @@ from mcp_types import ToolAnnotations
 from runner.auth.claims import BindError, bind_claims
 from runner.auth.defaults import DEFAULT_BASE_URL, jwks_url
 from runner.auth.policy import Policy
+from runner.build.failures import ResolveFailures
+from runner.build.pool import ToolPool
+from runner.build.resolve import ResolveError, resolve
+from runner.build.reuse import Reusable, reuse_or_build
+from runner.build.signature import registration_error
+from runner.build.version import server_version
+from runner.build.wrapper import FastMCPSignInWrapper
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
-from runner.errors import Location, ManifestError, Problem
-from runner.failures import ResolveFailures
 from runner.http.security import is_loopback_address
-from runner.manifest import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
-from runner.pool import ToolPool
-from runner.resolve import ResolveError, resolve
-from runner.reuse import Reusable, reuse_or_build
-from runner.signature import registration_error
-from runner.source import Source, manifest_folder
+from runner.manifest.errors import Location, ManifestError, Problem
+from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
+from runner.manifest.source import Source, manifest_folder
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
 from runner.surface.tool import declare
-from runner.version import server_version
-from runner.wrapper import FastMCPSignInWrapper
 
 if TYPE_CHECKING:
     from runner.auth.local_issuer import LocalIssuer
@@ -110,7 +110,7 @@ def build(
     """Build a server from a validated manifest; raise ManifestError listing every problem.
 
     `cache` holds the previous build's tools (keyed by reference and the entry's settings,
-    reused while the function's interface is unchanged: runner/reuse.py) and prompts (keyed
+    reused while the function's interface is unchanged: runner/build/reuse.py) and prompts (keyed
     by the very function object). Turning a function into a Tool builds two pydantic models
     (about 1.3 ms a tool): a reload of a 10,000-tool manifest pays that only for the tools
     whose interface changed.
@@ -125,7 +125,7 @@ def build(
     started = 0
 
     def tick() -> None:
-        """One more entry under way: `progress` (runner/progress.py) draws it on a terminal."""
+        """One more entry under way: `progress` (runner/serve/progress.py) draws it on a terminal."""
         nonlocal started
         started += 1
         if progress is not None:
@@ -174,7 +174,7 @@ def build(
         if fn is None:
             continue
         # Keyed by the reference, not the function object: a re-imported module's unchanged
-        # functions are new objects whose tools can still be reused (runner/reuse.py).
+        # functions are new objects whose tools can still be reused (runner/build/reuse.py).
         key: tuple[Any, ...] = ("tool", tool_entry.function, tool_entry.model_dump_json(exclude={"function"}))
         try:
             used[key] = _tool(fn, tool_entry, previous.get(key), pool.offload)
@@ -314,7 +314,7 @@ def local_audience(manifest: Manifest, binding: Binding) -> str:
     """The local issuer's audience: `signin.resource` if set, else the served URL.
 
     Only this depends on where the server listens, and only when `signin.resource`
-    is unset: `mcp-runner token` then aims at the live server (runner.tokens).
+    is unset: `mcp-runner token` then aims at the live server (runner/cli/tokens.py).
     """
     assert manifest.signin is not None
     return manifest.signin.resource or binding.url

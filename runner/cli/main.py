@@ -1,33 +1,28 @@
-"""The `mcp-runner` command: serve, check, token, schema, and runner.commands (init, list, call, ...)."""
+"""The `mcp-runner` command: serve, check, token, schema here; init, list, call, install in runner/cli/commands/."""
 
-# ruff: noqa: E402  (the collector is paused before the imports below)
 from __future__ import annotations
 
-import gc
-
-if __name__ == "__main__":  # `python -m runner.cli` starts as the `mcp-runner` script does (runner/launch.py)
-    gc.disable()
-
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from runner import commands as more_commands
 from runner.auth.defaults import STATE_DIR
-from runner.build import build
-from runner.config import Overrides, binding
-from runner.errors import ManifestError
+from runner.build.resolve import Abort, ctrl_c_aborts
+from runner.build.server import build
+from runner.build.version import RUNNER_VERSION
+from runner.cli import commands as more_commands
 from runner.loglevel import quiet_deprecation
-from runner.manifest import LOCAL_APP_ID, load
+from runner.manifest.errors import ManifestError
+from runner.manifest.model import LOCAL_APP_ID, load
+from runner.manifest.schema import json_schema
 from runner.observe import logs
-from runner.progress import Progress
-from runner.resolve import Abort, ctrl_c_aborts
-from runner.schema import json_schema
+from runner.serve.config import Overrides, binding
+from runner.serve.progress import Progress
 from runner.speed.engine import LOOPS, PARSERS, Unavailable, choose
-from runner.version import RUNNER_VERSION
 from runner.words import plural
 
 EXIT_INVALID = 2
@@ -38,10 +33,13 @@ DEFAULT_HELP = f"the manifest (default: {DEFAULT_MANIFEST}, as `mcp-runner init`
 CORE = ("serve", "check", "token", "schema", "nginx")  # parsed without runner/commands' parsers
 
 
+DESCRIPTION = "Serve a YAML manifest as an MCP server protected by MCP SignIn, with live reload."
+
+
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser; for a `command` in CORE, without the parsers of runner/commands, which import
     those commands' modules (an MCP client, the client configs): not what `serve` should start up with."""
-    parser = argparse.ArgumentParser(prog="mcp-runner", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mcp-runner", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mcp-runner {RUNNER_VERSION}")
     # Without runner/commands' parsers, usage lines still name every command, as the full parser does.
     every = ",".join([*CORE[:4], *more_commands.COMMANDS, *CORE[4:]])
@@ -205,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv[0] if argv else None).parse_args(argv)
     if args.command != "serve":
-        gc.enable()  # paused for the imports (runner/launch.py); `serve` resumes it after the first build
+        gc.enable()  # paused for the imports (runner/cli/launch.py); `serve` resumes it after the first build
     logging.basicConfig(
         level=getattr(args, "log_level", "warning").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -233,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "nginx":
             return _nginx(args)
         from runner.observe.setup import Flags
-        from runner.serve import serve
+        from runner.serve.run import serve
 
         try:
             engine = choose(args.loop, args.http)
@@ -309,7 +307,7 @@ def _nginx(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from runner.tokens import TokenRefused, mint
+    from runner.cli.tokens import TokenRefused, mint
 
     manifest, _ = load(args.manifest)
     if manifest.signin is None:
@@ -357,6 +355,3 @@ def _token(args: argparse.Namespace) -> int:
     print(token)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

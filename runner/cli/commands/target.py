@@ -3,10 +3,10 @@
 The server: `--url`, else the live server of the manifest (its record in
 `.mcp-runner/serving-*.json`, written by every HTTP `serve`), else the manifest's
 `server:` block. The token: `--token` or `MCP_TOKEN`, else, for `app_id: local`, one
-minted on the fly exactly as `mcp-runner token` mints it (runner.tokens), short-lived
+minted on the fly exactly as `mcp-runner token` mints it (runner/cli/tokens.py), short-lived
 and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
 holds the local issuer's key anyway. A manifest without `signin:` needs no token. When the
-token is sent (at once, or only when the server asks): runner/commands/bearer.py.
+token is sent (at once, or only when the server asks): runner/cli/commands/bearer.py.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.auth.defaults import STATE_DIR
-from runner.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
-from runner.config import Overrides, binding
-from runner.live import servers
-from runner.manifest import LOCAL_APP_ID, Manifest, all_scopes, load
+from runner.cli.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from runner.manifest.model import LOCAL_APP_ID, Manifest, all_scopes, load
+from runner.serve.config import Overrides, binding
+from runner.serve.live import servers
 
 MINTED_TTL = 300  # seconds: one command's worth, never stored anywhere
 CLI_SUBJECT = "mcp-runner-cli"
@@ -84,7 +84,7 @@ def served_url(path: Path, manifest: Manifest) -> str:
 
 
 def _mint(path: Path, manifest: Manifest, url: str) -> str:
-    from runner.tokens import TokenRefused, mint
+    from runner.cli.tokens import TokenRefused, mint
 
     assert manifest.signin is not None
     parts = urlsplit(url)

@@ -6,7 +6,7 @@ every 700 new ones start a young collection and every tenth of those walks the o
 about 70 ms of CPU of a one-second start, for a few hundred objects freed. So the collector is
 off from the first import: `serve` turns it back on once the first definition is built and frozen
 out of its way (`freeze_first`, runner/reload/memory.py), every other command as soon as its
-arguments are parsed. `python -m runner.cli` does the same (see the top of runner/cli.py).
+arguments are parsed. `python -m runner.cli` does the same (see the top of runner/cli/main.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,6 @@ import gc
 
 def main() -> int:
     gc.disable()
-    from runner.cli import main as cli
+    from runner.cli.main import main as cli
 
     return cli()

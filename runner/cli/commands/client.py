@@ -1,8 +1,8 @@
 """`list`, `call`, `read`, `prompt`: one MCP request each to the server of a manifest (or a URL).
 
-Each opens a real client session (runner.commands.session), sends its request, and prints
+Each opens a real client session (runner/cli/commands/session.py), sends its request, and prints
 the answer: readable text by default, the protocol's own JSON (camelCase, as on the wire)
-with `--json`. Exit codes: runner.commands.exits.
+with `--json`. Exit codes: runner/cli/commands/exits.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from runner.commands import show
-from runner.commands.arguments import coerce, json_object, split_pairs
-from runner.commands.exits import EXIT_OK, EXIT_REFUSED, CommandError
-from runner.commands.session import run
-from runner.commands.target import Target, resolve
+from runner.cli.commands import show
+from runner.cli.commands.arguments import coerce, json_object, split_pairs
+from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, CommandError
+from runner.cli.commands.session import run
+from runner.cli.commands.target import Target, resolve
 
 MAX_PAGES = 1000  # a server that hands out cursors forever is not followed forever
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runner.errors import Problem
-from runner.source import Path, Source
+from runner.manifest.errors import Problem
+from runner.manifest.source import Path, Source
 
 
 def located(source: Source, err: Any, root: type[BaseModel]) -> Problem:

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import Location, Problem
-from runner.resolve import ResolveError
-from runner.source import Source
+from runner.build.resolve import ResolveError
+from runner.manifest.errors import Location, Problem
+from runner.manifest.source import Source
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The models are the public contract (key names are documented in the README)
 and the source of `mcp-runner schema`. Unknown keys are errors everywhere:
 a typo must never be silently ignored. The `server:` block's model lives in
-runner/settings.py.
+runner/manifest/settings.py.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
-from runner.errors import ManifestError, Problem
-from runner.located import located, unknown_hint
-from runner.scalars import Bool, Claim, Identifier, Int, Number, Scope
-from runner.settings import ServerSettings
-from runner.settings import Strict as _Strict
-from runner.source import Path, Source, parse
+from runner.manifest.errors import ManifestError, Problem
+from runner.manifest.located import located, unknown_hint
+from runner.manifest.scalars import Bool, Claim, Identifier, Int, Number, Scope
+from runner.manifest.settings import ServerSettings
+from runner.manifest.settings import Strict as _Strict
+from runner.manifest.source import Path, Source, parse
+from runner.manifest.uris import check_uri, template_variables
 from runner.surface.checks import surface_problems
 from runner.surface.models import OBJECT_SCHEMA, Icon, Meta
-from runner.uris import check_uri, template_variables
 
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 LOCAL_APP_ID = "local"
@@ -196,7 +196,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     try:
         text = FsPath(path).read_bytes().decode("utf-8")  # no newline translation: the digest is of the bytes
     except (OSError, UnicodeDecodeError) as exc:
-        from runner.errors import Location
+        from runner.manifest.errors import Location
 
         raise ManifestError([Problem(Location(file, 1, 1), f"cannot read the manifest: {exc}")]) from None
     return validate(parse(text, file, os.environ if env is None else env))
