@@ -171,7 +171,7 @@ def server_info(client: Client, result: CallToolResult) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_default_server_version_is_the_runners_plus_the_manifest_hash(served: Served, mode: str) -> None:
-    from runner.build.version import RUNNER_VERSION
+    from runner.version import RUNNER_VERSION
 
     async with mcp_client(served.url, mode=mode) as client:
         info = server_info(client, await client.call_tool("add", {"a": 1, "b": 2}))

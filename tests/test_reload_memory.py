@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.build.server import Binding, build
+from runner.build.server import build
+from runner.manifest.config import Binding, Overrides
 from runner.manifest.model import load
 from runner.reload.reloader import Reloader
-from runner.serve.config import Overrides
 
 pytestmark = pytest.mark.anyio
 

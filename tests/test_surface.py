@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from runner.build.server import Binding, build
+from runner.build.server import build
+from runner.manifest.config import Binding
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import load
 from runner.manifest.schema import json_schema

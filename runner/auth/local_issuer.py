@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from runner.auth.defaults import STATE_DIR
-from runner.serve.state import state_folder
+from runner.manifest.state import state_folder
 
 __all__ = ["STATE_DIR", "LocalIssuer"]
 

@@ -25,10 +25,10 @@ from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
 from runner.build.signature import registration_error
-from runner.build.version import server_version
 from runner.build.wrapper import FastMCPSignInWrapper
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
 from runner.http.security import is_loopback_address
+from runner.manifest.config import Binding
 from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
@@ -36,39 +36,10 @@ from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
 from runner.surface.tool import declare
+from runner.version import server_version
 
 if TYPE_CHECKING:
     from runner.auth.local_issuer import LocalIssuer
-
-
-def is_loopback(host: str) -> bool:
-    """Decided by address, not spelling: `0:0:0:0:0:0:0:1` is `::1`."""
-    return is_loopback_address(host)
-
-
-@dataclass(frozen=True)
-class Binding:
-    """Where the server listens; decided by the manifest's `server:` block and CLI flags."""
-
-    host: str
-    port: int
-    path: str
-    host_flag: bool = False  # the host came from `--host`: problems with it are the flag's, not the manifest's
-
-    @property
-    def origin(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return self.origin + self.path
-
-    @property
-    def self_origin(self) -> str:
-        """How this process reaches itself (for the local issuer's JWKS)."""
-        host = "[::1]" if ":" in self.host and is_loopback_address(self.host) else "127.0.0.1"
-        return f"http://{host}:{self.port}"
 
 
 @dataclass
@@ -291,7 +262,7 @@ def _tool(
 
 def exposure_problems(manifest: Manifest, source: Source, binding: Binding) -> list[Problem]:
     """Fail closed: no auth, and the local issuer, are for loopback binds only."""
-    if is_loopback(binding.host) or (manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID):
+    if is_loopback_address(binding.host) or (manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID):
         return []
     where = Location.flag("--host", binding.host) if binding.host_flag else source.locate(("server", "host"))
     if manifest.signin is None:

@@ -13,16 +13,16 @@ from pathlib import Path
 from runner.auth.defaults import STATE_DIR
 from runner.build.resolve import Abort, ctrl_c_aborts
 from runner.build.server import build
-from runner.build.version import RUNNER_VERSION
 from runner.cli import commands as more_commands
 from runner.loglevel import quiet_deprecation
+from runner.manifest.config import Overrides, binding
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import LOCAL_APP_ID, load
 from runner.manifest.schema import json_schema
 from runner.observe import logs
-from runner.serve.config import Overrides, binding
 from runner.serve.progress import Progress
 from runner.speed.engine import LOOPS, PARSERS, Unavailable, choose
+from runner.version import RUNNER_VERSION
 from runner.words import plural
 
 EXIT_INVALID = 2

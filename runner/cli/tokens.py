@@ -21,10 +21,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.auth.local_issuer import STATE_DIR, LocalIssuer
-from runner.build.server import Binding, local_audience, local_issuer_id
+from runner.build.server import local_audience, local_issuer_id
+from runner.manifest.config import Binding, Overrides, binding
 from runner.manifest.model import Manifest
 from runner.manifest.source import manifest_folder
-from runner.serve.config import Overrides, binding
 from runner.serve.live import servers
 
 MAX_BODY = 64 * 1024

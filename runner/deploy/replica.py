@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.deploy.identity import default_replica_id
+from runner.manifest.config import Overrides
 from runner.manifest.model import Manifest
-from runner.serve.config import Overrides
 
 
 @dataclass

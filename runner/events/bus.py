@@ -15,8 +15,8 @@ from runner.manifest.model import Manifest
 from runner.manifest.settings import BUS_SCHEMES
 
 if TYPE_CHECKING:
-    from runner.build.wrapper import FastMCPSignInWrapper
-    from runner.serve.config import Overrides
+    from runner.attach import LiveServer
+    from runner.manifest.config import Overrides
 
 
 def channel(name: str) -> str:
@@ -28,7 +28,7 @@ def bus_url(manifest: Manifest, overrides: Overrides) -> str | None:
     return overrides.bus or manifest.server.bus
 
 
-def attach_bus(server: FastMCPSignInWrapper, manifest: Manifest, overrides: Overrides) -> None:
+def attach_bus(server: LiveServer, manifest: Manifest, overrides: Overrides) -> None:
     """Plug the Redis backend into the server's event hub when a bus is configured."""
     url = bus_url(manifest, overrides)
     if url is None:

@@ -30,10 +30,10 @@ from runner.events.legacy import MAX_SUBSCRIPTIONS_PER_SESSION, SubscriptionLimi
 from runner.events.sdk import connection_of
 
 if TYPE_CHECKING:
-    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.attach import LiveServer
 
 
-def serves(server: FastMCPSignInWrapper, uri: str) -> str | None:
+def serves(server: LiveServer, uri: str) -> str | None:
     """The key (static URI or URI template) of the resource that serves `uri` now, as `resources/read` picks it."""
     manager = server._resource_manager
     if any(str(r.uri) == uri for r in manager.list_resources()):
@@ -47,12 +47,12 @@ def serves(server: FastMCPSignInWrapper, uri: str) -> str | None:
     return None
 
 
-def readable(server: FastMCPSignInWrapper, uri: str) -> bool:
+def readable(server: LiveServer, uri: str) -> bool:
     """Whether the caller of the current request may read `uri` (it exists, and its scopes are held)."""
     return serves(server, uri) is not None and server.may_read(uri)
 
 
-def install(server: FastMCPSignInWrapper) -> None:
+def install(server: LiveServer) -> None:
     """Serve subscriptions on `server` with its event hub (`server.events`)."""
     hub = server.events
     lowlevel = server._lowlevel_server  # the only way to add request handlers to an MCPServer

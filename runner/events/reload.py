@@ -23,12 +23,12 @@ from mcp.shared.subscriptions import ResourceUpdated
 from runner.events.handlers import serves
 
 if TYPE_CHECKING:
-    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.attach import LiveServer
 
 Functions = dict[str, Any]  # resource key (URI or URI template) -> the user's function behind it
 
 
-def functions(server: FastMCPSignInWrapper) -> Functions:
+def functions(server: LiveServer) -> Functions:
     """The user function behind every resource (unwrapped from the tool pool's and pydantic's wrappers)."""
     manager = server._resource_manager
     found: Functions = {}
@@ -41,7 +41,7 @@ def functions(server: FastMCPSignInWrapper) -> Functions:
 
 
 def updates(
-    before: Functions, after: Functions, listed: set[str], server: FastMCPSignInWrapper, watched: set[str]
+    before: Functions, after: Functions, listed: set[str], server: LiveServer, watched: set[str]
 ) -> list[ResourceUpdated]:
     """One event per watched URI whose resource's code or listing changed (`listed`: keys added or changed)."""
     changed = {key for key, fn in after.items() if before.get(key) is not fn} | listed

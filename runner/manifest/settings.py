@@ -2,7 +2,7 @@
 
 Split from runner/manifest/model.py, which holds the rest of the schema; `Strict` is the base of
 every manifest model there and here: unknown keys are errors, a typo is never ignored.
-Command-line flags override these (runner/serve/config.py).
+Command-line flags override these (runner/manifest/config.py).
 """
 
 from __future__ import annotations

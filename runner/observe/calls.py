@@ -36,7 +36,7 @@ from runner.http.redact import REDACTED, scrub
 from runner.observe import lines, metrics
 
 if TYPE_CHECKING:
-    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.attach import LiveServer
 
 audit = logging.getLogger("runner.audit")
 
@@ -88,7 +88,7 @@ def redact_arguments(arguments: Any) -> str:
 class Observer:
     """Server middleware: metrics and an audit line for each call; listen streams counted."""
 
-    def __init__(self, live: FastMCPSignInWrapper, log_arguments: bool = False) -> None:
+    def __init__(self, live: LiveServer, log_arguments: bool = False) -> None:
         self.live = live
         self.log_arguments = log_arguments
         self._resources: tuple[Any, set[str], list[Any]] | None = None  # (manager, static URIs, templates)

@@ -16,7 +16,7 @@ from runner.observe import logs, metrics, sdkspans, tracing
 from runner.observe.calls import Observer
 
 if TYPE_CHECKING:
-    from runner.build.wrapper import FastMCPSignInWrapper
+    from runner.attach import LiveServer
     from runner.manifest.model import Manifest
 
 _TOKEN_LINES = ("token:", "(valid ", "connect:")
@@ -38,7 +38,7 @@ class Observability:
     metrics_url: str | None = None
     traces_to: str | None = None
 
-    def attach(self, server: FastMCPSignInWrapper, manifest_file: str, digest: str) -> None:
+    def attach(self, server: LiveServer, manifest_file: str, digest: str) -> None:
         """Observe `server`'s calls (it stays the live server across reloads, so once is enough)."""
         sdkspans.skip_while_idle(server)
         server.add_middleware(Observer(server, self.log_arguments), edits_results=False)

@@ -79,7 +79,7 @@ def exporting_provider() -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from runner.build.version import RUNNER_VERSION
+    from runner.version import RUNNER_VERSION
 
     attributes = {"service.version": RUNNER_VERSION}
     if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get(

@@ -26,12 +26,13 @@ from starlette.routing import Route
 from runner.auth.defaults import jwks_url
 from runner.auth.gate import Guard
 from runner.build.pool import ToolPool
-from runner.build.server import Binding, Built, build
+from runner.build.server import Built, build
 from runner.build.wrapper import FastMCPSignInWrapper
 from runner.deploy.replica import Replica
 from runner.events import reload as events
 from runner.events.bus import bus_restart_notes
 from runner.http.public import exception_kind, public_summary
+from runner.manifest.config import Binding, Overrides, binding, runtime
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import LOCAL_APP_ID, Manifest, load
 from runner.manifest.settings import STARTUP_LIMITS
@@ -43,7 +44,6 @@ from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
-from runner.serve.config import Overrides, binding, runtime
 
 logger = logging.getLogger("runner.reload")
 

@@ -23,11 +23,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from runner.auth.gate import BearerGate
-from runner.build.server import is_loopback
 from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
 from runner.deploy.stateless import NoStandingStream
-from runner.http.security import HostGuard
+from runner.http.security import HostGuard, is_loopback_address
 from runner.http.sessions import (
     MAX_SESSIONS,
     MAX_SESSIONS_PER_CLIENT,
@@ -131,7 +130,7 @@ def build_app(
             # The request's context for the access line's fields; `AccessLog` keeps it itself when the caller
             # wraps the app in it (`serve`), so the layer would only be one more per request.
             *([] if access_log else [Middleware(RequestContext)]),
-            Middleware(HostGuard, rules=server.host_rules(is_loopback(host))),
+            Middleware(HostGuard, rules=server.host_rules(is_loopback_address(host))),
         ],
         lifespan=lifespan,
     )

@@ -25,8 +25,8 @@ from typing import IO, Any
 
 import anyio
 
-from runner.build.server import Binding
-from runner.serve.state import state_folder
+from runner.manifest.config import Binding
+from runner.manifest.state import state_folder
 
 if sys.platform != "win32":
     import fcntl

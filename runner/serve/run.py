@@ -16,13 +16,14 @@ import uvicorn
 from runner.auth.defaults import STATE_DIR, jwks_url
 from runner.build.pool import ToolPool
 from runner.build.resolve import ctrl_c_aborts
-from runner.build.server import Binding, Built, build, exposure_problems
+from runner.build.server import Built, build, exposure_problems
 from runner.deploy.drain import DrainingServer, StreamCloser
 from runner.deploy.identity import session_prefix
 from runner.deploy.replica import Replica
 from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
+from runner.manifest.config import Binding, Overrides, Transport, binding, runtime
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import LOCAL_APP_ID, Manifest, entry_name, load
 from runner.manifest.source import manifest_folder
@@ -30,7 +31,6 @@ from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
 from runner.reload.reloader import Reloader
-from runner.serve.config import Overrides, Transport, binding, runtime
 from runner.serve.live import Record, announce
 from runner.serve.progress import Progress
 from runner.speed.engine import Engine, parser_of, running_loop

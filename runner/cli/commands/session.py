@@ -21,11 +21,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
-from runner.build.server import is_loopback
-from runner.build.version import RUNNER_VERSION
 from runner.cli.commands.bearer import Bearer
 from runner.cli.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
 from runner.cli.commands.target import Target
+from runner.http.security import is_loopback_address
+from runner.version import RUNNER_VERSION
 
 T = TypeVar("T")
 TIMEOUT = httpx2.Timeout(30.0, read=300.0)  # a slow tool may take minutes; connecting may not
@@ -64,7 +64,7 @@ def _client_info() -> Implementation:
 
 def _loopback(url: str) -> bool:
     """No proxy from the environment for a server on this machine (as `mcp-runner token` does)."""
-    return is_loopback(urlsplit(url).hostname or "")
+    return is_loopback_address(urlsplit(url).hostname or "")
 
 
 def run(target: Target, operation: Callable[[Client], Awaitable[T]]) -> T:

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from runner.auth.defaults import STATE_DIR
 from runner.cli.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from runner.manifest.config import Overrides, binding
 from runner.manifest.model import LOCAL_APP_ID, Manifest, all_scopes, load
-from runner.serve.config import Overrides, binding
 from runner.serve.live import servers
 
 MINTED_TTL = 300  # seconds: one command's worth, never stored anywhere

@@ -5,8 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from runner.build.server import Binding
+from runner.http.security import is_loopback_address
 from runner.manifest.model import Manifest
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where the server listens; decided by the manifest's `server:` block and CLI flags."""
+
+    host: str
+    port: int
+    path: str
+    host_flag: bool = False  # the host came from `--host`: problems with it are the flag's, not the manifest's
+
+    @property
+    def origin(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + self.path
+
+    @property
+    def self_origin(self) -> str:
+        """How this process reaches itself (for the local issuer's JWKS)."""
+        host = "[::1]" if ":" in self.host and is_loopback_address(self.host) else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
 
 Transport = Literal["streamable-http", "stdio"]
 
