@@ -270,6 +270,7 @@ class Load:
 
     port: int
     pid: int | None = None  # the server's process, for its CPU; None when it is not ours to read (nginx)
+    also: tuple[int, ...] = ()  # more server processes whose CPU counts with `pid`'s (replicas behind nginx)
     path: str = "/mcp"
     token: str | None = None
     modern: bool = False
@@ -355,4 +356,5 @@ class Load:
             await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
 
     def _cpu(self) -> float:
-        return cpu_seconds(self.pid) if self.pid is not None else float("nan")
+        pids = [*([self.pid] if self.pid is not None else []), *self.also]
+        return sum(cpu_seconds(pid) for pid in pids) if pids else float("nan")

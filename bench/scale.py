@@ -9,8 +9,16 @@ concurrencies, all in one run:
 - one replica, through nginx;
 - two replicas, through nginx.
 
-Prints calls/s, p50 and p99 latency, failed calls, and the headline ratio two replicas / one
-replica (both through nginx) per generation and concurrency. Not a test: nothing is asserted.
+Prints calls/s, p50 and p99 latency, failed calls, the replicas' CPU (cores busy over the measured
+window) and their efficiency (calls per replica-CPU-second), then per generation and concurrency the
+ratio two replicas / one replica (both through nginx), wall-clock and per replica-CPU-second.
+
+What two cores can show: nginx, the load generator and the replicas share them, so two replicas
+cannot get a core each, and the wall-clock ratio says more about the machine than about the runner.
+The per-CPU efficiency is the figure that carries over: close to 1.0x means a second replica costs
+no extra CPU per call (sticky sessions and the balancer add no work), so on a machine with a core
+per replica the throughput scales with the replicas. The load average is printed before and after:
+a run on a busy machine is marked as such. Not a test: nothing is asserted.
 
     python bench/scale.py [--seconds 5] [--rounds 3] [--concurrency 1 8 32] [--nginx-workers 1]
 """
@@ -75,7 +83,7 @@ def start_nginx(folder: Path, upstreams: list[Upstream], workers: str) -> tuple[
 def median_of(results: list[Result]) -> Result:
     """The median round's rate; latencies and failures pooled over all rounds."""
     middle = sorted(results, key=lambda r: r.rate)[len(results) // 2]
-    pooled = Result(calls=middle.calls, seconds=middle.seconds)
+    pooled = Result(calls=middle.calls, seconds=middle.seconds, server_cpu=middle.server_cpu)
     pooled.latencies_ns = [latency for r in results for latency in r.latencies_ns]
     for r in results:
         pooled.errors += r.errors
@@ -84,10 +92,15 @@ def median_of(results: list[Result]) -> Result:
     return pooled
 
 
+def efficiency(result: Result) -> float:
+    """Calls per replica-CPU-second: what a call costs the replicas, whatever else shares the machine."""
+    return result.rate / result.server_cpu if result.server_cpu > 0 else float("nan")
+
+
 def row(name: str, generation: str, concurrency: int, result: Result) -> str:
     return (
         f"| {name} | {generation} | {concurrency} | {result.rate:,.1f} | {result.percentile(0.5):.1f} | "
-        f"{result.percentile(0.99):.1f} | {result.errors} |"
+        f"{result.percentile(0.99):.1f} | {result.errors} | {result.server_cpu:.2f} | {efficiency(result):,.0f} |"
     )
 
 
@@ -113,24 +126,25 @@ def main() -> None:
         one, one_port = start_nginx(folder / "nginx-one", upstreams[:1], args.nginx_workers)
         two, two_port = start_nginx(folder / "nginx-two", upstreams, args.nginx_workers)
         processes += [one, two]
-        targets = {
-            "1 replica, direct": ports["r1"],
-            "1 replica, nginx": one_port,
-            "2 replicas, nginx": two_port,
+        r1, r2 = (proc.pid for proc in processes[:2])
+        targets = {  # the port, and the replicas whose CPU serves it
+            "1 replica, direct": (ports["r1"], (r1,)),
+            "1 replica, nginx": (one_port, (r1,)),
+            "2 replicas, nginx": (two_port, (r1, r2)),
         }
         results: dict[tuple[str, str, int], Result] = {}
         print(
-            f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds of "
+            f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} before, {args.rounds} rounds of "
             f"{args.seconds:g} s per case (median shown), nginx workers: {args.nginx_workers}"
         )
-        print("| target | generation | concurrency | calls/s | p50 ms | p99 ms | failed |")
-        print("|---|---|---|---|---|---|---|")
+        print("| target | generation | concurrency | calls/s | p50 ms | p99 ms | failed | replica CPU | calls/CPU-s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for generation in ("2026", "legacy"):
             for concurrency in args.concurrency:
                 rounds: dict[str, list[Result]] = {name: [] for name in targets}
                 for _ in range(args.rounds):  # targets alternate, so machine noise hits them alike
-                    for name, port in targets.items():
-                        load = Load(port, modern=generation == "2026", concurrency=concurrency)
+                    for name, (port, pids) in targets.items():
+                        load = Load(port, modern=generation == "2026", concurrency=concurrency, also=pids)
                         load.seconds, load.warmup = args.seconds, 1.0
                         rounds[name].append(asyncio.run(load.run(ADD)))
                 for name, measured in rounds.items():
@@ -138,15 +152,24 @@ def main() -> None:
                     print(row(name, generation, concurrency, merged), flush=True)
                     for problem, count in merged.problems.items():
                         print(f"    {count}x {problem}", file=sys.stderr)
-        print()
-        print("| generation | concurrency | 2 replicas / 1 replica (nginx) | 2 replicas nginx / 1 replica direct |")
-        print("|---|---|---|---|")
+        print(f"\nload average {os.getloadavg()[0]:.1f} after\n")
+        print(
+            "| generation | concurrency | 2 replicas / 1 replica (nginx) | 2 replicas nginx / 1 replica direct "
+            "| calls per replica-CPU-s, 2 / 1 (nginx) |"
+        )
+        print("|---|---|---|---|---|")
         for generation in ("2026", "legacy"):
             for concurrency in args.concurrency:
                 two_rate = results[("2 replicas, nginx", generation, concurrency)].rate
                 one_rate = results[("1 replica, nginx", generation, concurrency)].rate
                 direct = results[("1 replica, direct", generation, concurrency)].rate
-                print(f"| {generation} | {concurrency} | **{two_rate / one_rate:.2f}x** | {two_rate / direct:.2f}x |")
+                per_cpu = efficiency(results[("2 replicas, nginx", generation, concurrency)]) / efficiency(
+                    results[("1 replica, nginx", generation, concurrency)]
+                )
+                print(
+                    f"| {generation} | {concurrency} | **{two_rate / one_rate:.2f}x** | {two_rate / direct:.2f}x "
+                    f"| {per_cpu:.2f}x |"
+                )
     finally:
         for proc in processes:
             if proc.poll() is None:
