@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -270,7 +271,8 @@ def test_python_snippet(snippet: Snippet, tmp_path: Path) -> None:
         script.write_text(snippet.text, encoding="utf-8")
         code = f"import runpy; runpy.run_path({str(script)!r}, run_name='docs_snippet')"
         cwd = tmp_path
-    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, **ENV}  # what ${VAR} in the manifests is set to, for snippets that read it too
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"{snippet.id} raised:\n{out.stderr[-3000:]}"
 
 
