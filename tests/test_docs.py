@@ -6,7 +6,9 @@ What each fenced block gets, by its language (a marker is an HTML comment on the
   partial manifest and gets a name; `<!-- fragment: server -->` nests the block under that key first.
   `<!-- kubernetes -->`: parsed as YAML documents, and the ConfigMap's manifests and modules checked.
 - `python`: compiled; then run in a fresh interpreter, as a module (`__name__` is not `"__main__"`),
-  unless marked `<!-- no-run: why -->`.
+  unless marked `<!-- no-run: why -->`. `<!-- serve: example.yaml -->`: run as a client of that manifest
+  served on a free port (its `http://127.0.0.1:8000/mcp` replaced by the real URL, `MCP_TOKEN` set), and
+  what it prints must match the snippet's `# {...}` comment on its print line.
 - `json`: parsed (one document, or one per line).
 - `sh`, `console`: every `mcp-runner ...` command is parsed by the real CLI parser (in `console`
   blocks only the `$ ` lines are commands).
@@ -257,6 +259,9 @@ def test_schema_walk_sees_nested_keys() -> None:
 def test_python_snippet(snippet: Snippet, tmp_path: Path) -> None:
     name = str(snippet.source or snippet.id)
     compile(snippet.text, name, "exec")
+    if "serve" in snippet.markers:
+        run_as_client(snippet, tmp_path)
+        return
     if "no-run" in snippet.markers:
         assert snippet.markers["no-run"], f"{snippet.id}: say why it does not run: <!-- no-run: why -->"
         return
@@ -274,6 +279,31 @@ def test_python_snippet(snippet: Snippet, tmp_path: Path) -> None:
     env = {**os.environ, **ENV}  # what ${VAR} in the manifests is set to, for snippets that read it too
     out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"{snippet.id} raised:\n{out.stderr[-3000:]}"
+
+
+def run_as_client(snippet: Snippet, tmp_path: Path) -> None:
+    """Serve the marked manifest (a copy, in tmp_path) and run the snippet against it."""
+    from tests.conftest import copy_example
+    from tests.helpers import RunnerProcess, run_cli
+
+    assert snippet.markers["serve"] == "example.yaml", "only example.yaml is served for snippets"
+    manifest = copy_example(tmp_path)
+    runner = RunnerProcess(manifest).start()
+    try:
+        token = run_cli("token", str(manifest), "--port", str(runner.port), cwd=tmp_path)
+        assert token.returncode == 0, token.stderr
+        script = tmp_path / "client.py"
+        script.write_text(snippet.text.replace("http://127.0.0.1:8000/mcp", runner.url), encoding="utf-8")
+        env = {**os.environ, "MCP_TOKEN": token.stdout.strip()}
+        out = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        runner.stop()
+    assert out.returncode == 0, f"{snippet.id} raised:\n{out.stderr[-3000:]}"
+    expected = re.search(r"print\(.*\)\s+#\s*(.+)$", snippet.text, re.MULTILINE)
+    assert expected, f"{snippet.id}: say what it prints in a comment on its print line"
+    assert out.stdout.strip() == expected[1].strip()
 
 
 # --- JSON -----------------------------------------------------------------------------------------
