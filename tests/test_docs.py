@@ -8,7 +8,8 @@ What each fenced block gets, by its language (a marker is an HTML comment on the
 - `python`: compiled; then run in a fresh interpreter, as a module (`__name__` is not `"__main__"`),
   unless marked `<!-- no-run: why -->`. `<!-- serve: example.yaml -->`: run as a client of that manifest
   served on a free port (its `http://127.0.0.1:8000/mcp` replaced by the real URL, `MCP_TOKEN` set), and
-  what it prints must match the snippet's `# {...}` comment on its print line.
+  what it prints must match the snippet's `# {...}` comment on its print line. `<!-- cwd: notes -->`:
+  run in docs/examples/notes, so the snippet can import that server's package.
 - `json`: parsed (one document, or one per line).
 - `sh`, `console`: every `mcp-runner ...` command is parsed by the real CLI parser (in `console`
   blocks only the `$ ` lines are commands).
@@ -215,10 +216,10 @@ def test_yaml_snippet(snippet: Snippet, tmp_path: Path) -> None:
         validate_manifest(None, tmp_path, where=snippet.source)
         return
     data = yaml.safe_load(snippet.text)
-    assert isinstance(data, dict), f"{snippet.id}: a manifest is a mapping"
     if fragment := snippet.markers.get("fragment"):
         for key in reversed(fragment.split(".")):
             data = {key: data}
+    assert isinstance(data, dict), f"{snippet.id}: a manifest is a mapping (or mark it <!-- fragment: KEY -->)"
     if "name" not in data:
         data = {"name": "docs", **data}
     validate_manifest(data, tmp_path)
@@ -275,7 +276,7 @@ def test_python_snippet(snippet: Snippet, tmp_path: Path) -> None:
         script = tmp_path / "snippet.py"
         script.write_text(snippet.text, encoding="utf-8")
         code = f"import runpy; runpy.run_path({str(script)!r}, run_name='docs_snippet')"
-        cwd = tmp_path
+        cwd = EXAMPLES / snippet.markers["cwd"] if "cwd" in snippet.markers else tmp_path
     env = {**os.environ, **ENV}  # what ${VAR} in the manifests is set to, for snippets that read it too
     out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"{snippet.id} raised:\n{out.stderr[-3000:]}"
