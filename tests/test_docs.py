@@ -146,7 +146,7 @@ def test_readme_is_short() -> None:
 def test_the_collector_finds_snippets() -> None:
     """A guard against a collector that silently finds nothing: each kind is present, in numbers."""
     langs = [s.lang for s in ALL]
-    assert langs.count("yaml") >= 15 and langs.count("python") >= 5 and langs.count("sh") >= 5
+    assert langs.count("yaml") >= 10 and langs.count("python") >= 5 and langs.count("sh") >= 5
     assert any(s.source for s in ALL), "no --8<-- include was resolved"
 
 
@@ -333,7 +333,7 @@ def commands(snippet: Snippet) -> list[str]:
     found = []
     for line in lines:
         line = re.sub(r"(^|\s)#.*$", "", line)  # a comment
-        found += [m[1].strip() for m in COMMAND.finditer(line)]
+        found += [m[1].strip() for m in COMMAND.finditer(line) if m[1].strip()]  # not a bare path
     return found
 
 
