@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -413,3 +414,42 @@ assert "- n2: call Ann" in tools.summarize("in one line")
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=NOTES, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reload keeps the state of unchanged modules: being built in parallel (issue 19); "
+    "remove this mark when it lands, the test then passes",
+)
+def test_notes_survive_the_tutorials_edit(tmp_path: Path) -> None:
+    """Tutorial step 10: an edit of tools.py and of the manifest reloads the server, and the notes survive it."""
+    import anyio
+
+    from tests.helpers import RunnerProcess, reloaded, run_cli, settled_reloads, write_atomically
+
+    folder = tmp_path / "notes"
+    shutil.copytree(NOTES, folder, ignore=shutil.ignore_patterns("__pycache__", ".mcp-runner"))
+    manifest = folder / "mcp-runner.yaml"
+    runner = RunnerProcess(manifest).start()
+    try:
+
+        def call(tool: str, *args: str) -> str:
+            out = run_cli("call", str(manifest), tool, *args, cwd=folder)
+            assert out.returncode == 0, out.stderr
+            return out.stdout.strip()
+
+        assert call("add_note", "--arg", "text=buy milk") == "n1"
+        before = anyio.run(settled_reloads, runner.health_url)
+        tools = folder / "notes" / "tools.py"
+        addition = '\n\ndef count_notes() -> int:\n    """How many notes there are."""\n    return len(store.NOTES)\n'
+        write_atomically(tools, tools.read_text() + addition)
+        text = manifest.read_text().replace(
+            "\nresources:", "  - function: notes.tools:count_notes\n    annotations: {readOnlyHint: true}\n\nresources:"
+        )
+        write_atomically(manifest, text)
+        health = anyio.run(reloaded, runner.health_url, before)
+        assert health["last_reload"]["result"] == "ok", health
+        assert call("count_notes") == "1"
+        assert call("get_note", "--arg", "note_id=n1") == "buy milk"
+    finally:
+        runner.stop()
