@@ -236,6 +236,20 @@ def check_kubernetes(text: str, tmp_path: Path) -> None:
                 validate_manifest(None, tmp_path, where=folder / name)
 
 
+def test_yaml_check_can_fail(tmp_path: Path) -> None:
+    """The manifest check refuses a misspelt key, and a fragment marker does not hide it."""
+    bad = Snippet(ROOT / "README.md", 1, "yaml", "prot: 8000\n", {"fragment": "server"})
+    with pytest.raises(AssertionError, match="unknown key 'prot'"):
+        test_yaml_snippet(bad, tmp_path)
+
+
+def test_python_check_can_fail(tmp_path: Path) -> None:
+    """A Python snippet that raises fails its test."""
+    bad = Snippet(ROOT / "README.md", 1, "python", "raise RuntimeError('no')\n", {})
+    with pytest.raises(AssertionError, match="RuntimeError: no"):
+        test_python_snippet(bad, tmp_path)
+
+
 def test_every_schema_key_is_in_the_manifest_reference() -> None:
     """Each key of `mcp-runner schema`, nested ones included, is named in docs/manifest.md as `path`."""
     page = (DOCS / "manifest.md").read_text(encoding="utf-8")
