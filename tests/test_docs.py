@@ -13,7 +13,7 @@ What each fenced block gets, by its language (a marker is an HTML comment on the
 - `json`: parsed (one document, or one per line).
 - `sh`, `console`: every `mcp-runner ...` command is parsed by the real CLI parser (in `console`
   blocks only the `$ ` lines are commands).
-- anything else (`text`, `mermaid`, none): not checked.
+- `text` (output, logs) and `mermaid` (built by the site): not checked; any other language, or none, fails.
 
 A block whose whole content is `--8<-- "path"` (pymdownx.snippets) is the file docs/examples/path, checked
 as that file, from where it is.
@@ -138,6 +138,16 @@ def test_every_page_is_in_the_nav() -> None:
 
 def test_readme_is_short() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
+
+
+CHECKED = {"yaml", "python", "json", "sh", "console"}
+UNCHECKED = {"text", "mermaid"}  # output and log lines; the diagram is checked by the site's build
+
+
+def test_every_block_says_its_language() -> None:
+    """A block without a language, or with another one, would escape every check above: none may."""
+    unknown = [f"{s.id} ({s.lang or 'none'})" for s in ALL if s.lang not in CHECKED | UNCHECKED]
+    assert not unknown, f"label these blocks with one of {sorted(CHECKED | UNCHECKED)}: {', '.join(unknown)}"
 
 
 def test_the_collector_finds_snippets() -> None:
