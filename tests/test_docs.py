@@ -48,7 +48,9 @@ DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PAGES = sorted(DOCS.glob("*.md"))
 MARKDOWN = [*PAGES, ROOT / "README.md"]
-SCRIPT = Path(sys.executable).parent / "mcp-runner"  # the venv's script, as installed by pip
+SCRIPT = Path(sys.executable).parent / "mcp-runner"  # the venv's script, as pip installed it
+if not SCRIPT.exists():
+    SCRIPT = Path(shutil.which("mcp-runner") or SCRIPT)
 
 
 # Keys the docs describe before the runner has them (built in parallel): a snippet that fails only
