@@ -1,0 +1,1 @@
+"""The notes server of docs/tutorial.md: `store` holds the notes, `tools` serves them."""
