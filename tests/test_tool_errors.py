@@ -23,7 +23,8 @@ from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_main
 pytestmark = pytest.mark.anyio
 
 NOTES = '''
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
 SECRET = "sk-live-4f1b9c"  # what a crash's message may hold: never for the client
 NOTES = {"1": "first note"}
@@ -55,6 +56,14 @@ def leaky() -> str:
     raise RuntimeError(f"database refused key {SECRET}")
 
 
+async def first_line(uri: str, ctx: Context) -> str:
+    try:
+        contents = list(await ctx.read_resource(uri))
+    except ResourceError as exc:  # a resource read inside a tool fails as the SDK has it: an exception
+        return f"caught {type(exc).__name__}: {exc}"
+    return str(contents[0].content).splitlines()[0]
+
+
 def note_resource(note_id: str) -> str:
     return get_note(note_id)
 
@@ -74,6 +83,7 @@ tools:
   - function: notes:archived
   - function: notes:private
   - function: notes:leaky
+  - function: notes:first_line
 resources:
   - uri: notes://{note_id}
     function: notes:note_resource
@@ -201,6 +211,15 @@ async def test_a_prompt_that_raises(served: RunnerProcess, mode: str) -> None:
     assert match, crashed.value.error.message
     assert_users_frames_only(the_record(served, match[1])["exception"], "summary", "get_note", "lookup")
     assert "error" in audit(served, "prompt", "summary")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_resource_read_inside_a_tool_still_raises_there(served: RunnerProcess, mode: str) -> None:
+    """Only the client's own request is answered with the policy's text: code that reads in-process catches."""
+    async with mcp_client(served.url, mode=mode) as client:
+        result = await client.call_tool("first_line", {"uri": "info://broken"})
+    assert not result.is_error
+    assert result.content[0].text == "caught UnexpectedResourceError: Error reading resource info://broken"  # type: ignore[union-attr]
 
 
 async def test_error_details_full_then_none_on_reload_and_the_whole_traceback_at_debug(tmp_path: Path) -> None:

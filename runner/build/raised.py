@@ -45,8 +45,9 @@ logger = logging.getLogger("runner.errors")
 _SDK = os.path.dirname(os.path.abspath(mcp.__file__)) + os.sep
 _CRASH_WRAPPERS = (UnexpectedToolError, UnexpectedResourceError)
 MAX_NAME = 200  # characters of a client-supplied name (a resource URI) in a log line
-# The request each kind answers: its failure is translated only there (see `answering`).
-METHODS = {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
+# The request each kind answers, and its parameter that names what it calls: a failure is translated
+# only there (see `answering`).
+REQUESTS = {"tool": ("tools/call", "name"), "resource": ("resources/read", "uri"), "prompt": ("prompts/get", "name")}
 
 
 def original(exc: BaseException) -> BaseException:
@@ -76,16 +77,19 @@ def anticipated(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and not type(exc).__module__.startswith("pydantic_core")
 
 
-def answering(context: Any, kind: str) -> bool:
-    """Whether `context` belongs to the client's request for this kind of call.
+def answering(context: Any, kind: str, name: str) -> bool:
+    """Whether `context` is the client's request for this very call, the one whose answer this failure is.
 
-    A tool that reads a resource (`ctx.read_resource`) reaches `read_resource` too: that
-    failure stays an exception, for the tool to catch or to fail with, as the SDK has it.
+    A tool that reads a resource (`ctx.read_resource`), or calls the server in-process, reaches the
+    same methods: there the failure stays an exception, for that code to catch or to fail with, as
+    the SDK has it.
     """
+    method, key = REQUESTS[kind]
     try:
-        return context is not None and context.request_context.method == METHODS[kind]
-    except ValueError:  # a Context outside a request
+        request = context.request_context
+    except (AttributeError, ValueError):  # no Context, or one outside a request
         return False
+    return request.method == method and (request.params or {}).get(key) == name
 
 
 @dataclass(frozen=True)

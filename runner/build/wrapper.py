@@ -303,7 +303,7 @@ class FastMCPSignInWrapper(MCPServer):
             if not isinstance(exc, UnexpectedToolError) and isinstance(exc.__cause__, PoolFull | ValidationError):
                 refused()  # for metrics and the audit line: the tool never ran
                 raise  # answered as before, by the SDK: `Error executing tool <name>: <why>`
-            if exc.__cause__ is None or not answering(context, "tool"):
+            if exc.__cause__ is None or not answering(context, "tool", name):
                 raise  # the runner's own (unknown tool, input/output schema), or a nested call
             text = self.errors.answer("tool", name, exc)
             return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
@@ -317,7 +317,7 @@ class FastMCPSignInWrapper(MCPServer):
         try:
             return await super().get_prompt(name, arguments, context)
         except ValueError as exc:  # the SDK's wrapper of whatever the prompt raised
-            if not answering(context, "prompt"):
+            if not answering(context, "prompt", name):
                 raise
             self._refused_if_busy(exc)
             raise MCPError(code=INTERNAL_ERROR, message=self.errors.answer("prompt", name, exc)) from exc
@@ -330,7 +330,7 @@ class FastMCPSignInWrapper(MCPServer):
         try:
             return await super().read_resource(uri, context)
         except UnexpectedResourceError as exc:  # a deliberate ResourceError is the SDK's to answer, as before
-            if not answering(context, "resource"):
+            if not answering(context, "resource", str(uri)):
                 raise
             self._refused_if_busy(exc)
             text = self.errors.answer("resource", str(uri), exc)
