@@ -36,9 +36,11 @@ from typing import Any
 import mcp
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedResourceError, UnexpectedToolError
 
+from runner.build.pool import PoolFull
 from runner.build.resolve import user_traceback
 from runner.http.redact import scrub
 from runner.manifest.settings import ErrorDetails
+from runner.observe.calls import refused
 
 logger = logging.getLogger("runner.errors")
 
@@ -75,6 +77,12 @@ def anticipated(exc: BaseException) -> bool:
     # pydantic's own ValueErrors: a ValidationError quotes the values it refused (data the tool read, maybe a
     # secret), a serialization error is a return value that could not be sent: both the server's to fix.
     return isinstance(exc, ValueError) and not type(exc).__module__.startswith("pydantic_core")
+
+
+def refused_if_busy(exc: BaseException) -> None:
+    """A full tool pool refused a sync resource or prompt: it never ran (a tool's is the SDK's ToolError)."""
+    if isinstance(original(exc), PoolFull):
+        refused()
 
 
 def answering(context: Any, kind: str, name: str) -> bool:

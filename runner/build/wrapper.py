@@ -51,7 +51,7 @@ from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
 from runner.build.pool import PoolFull
-from runner.build.raised import ErrorPolicy, answering, original
+from runner.build.raised import ErrorPolicy, answering, refused_if_busy
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
@@ -319,7 +319,7 @@ class FastMCPSignInWrapper(MCPServer):
         except ValueError as exc:  # the SDK's wrapper of whatever the prompt raised
             if not answering(context, "prompt", name):
                 raise
-            self._refused_if_busy(exc)
+            refused_if_busy(exc)
             raise MCPError(code=INTERNAL_ERROR, message=self.errors.answer("prompt", name, exc)) from exc
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
@@ -332,15 +332,9 @@ class FastMCPSignInWrapper(MCPServer):
         except UnexpectedResourceError as exc:  # a deliberate ResourceError is the SDK's to answer, as before
             if not answering(context, "resource", str(uri)):
                 raise
-            self._refused_if_busy(exc)
+            refused_if_busy(exc)
             text = self.errors.answer("resource", str(uri), exc)
             raise MCPError(code=INTERNAL_ERROR, message=text, data={"uri": str(uri)}) from exc
-
-    @staticmethod
-    def _refused_if_busy(exc: BaseException) -> None:
-        """A full tool pool refused a sync resource or prompt: it never ran (a tool's is the SDK's ToolError)."""
-        if isinstance(original(exc), PoolFull):
-            refused()
 
     def _check_template_arguments(self, uri: str) -> None:
         """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts."""
