@@ -64,6 +64,10 @@ async def first_line(uri: str, ctx: Context) -> str:
     return str(contents[0].content).splitlines()[0]
 
 
+async def relay(uri: str, ctx: Context) -> str:
+    return str(list(await ctx.read_resource(uri))[0].content)
+
+
 def note_resource(note_id: str) -> str:
     return get_note(note_id)
 
@@ -84,6 +88,7 @@ tools:
   - function: notes:private
   - function: notes:leaky
   - function: notes:first_line
+  - function: notes:relay
 resources:
   - uri: notes://{note_id}
     function: notes:note_resource
@@ -220,6 +225,18 @@ async def test_a_resource_read_inside_a_tool_still_raises_there(served: RunnerPr
         result = await client.call_tool("first_line", {"uri": "info://broken"})
     assert not result.is_error
     assert result.content[0].text == "caught UnexpectedResourceError: Error reading resource info://broken"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_crash_inside_a_nested_read_shows_the_way_there(served: RunnerProcess, mode: str) -> None:
+    """A tool that lets a resource's crash through has crashed; the log shows its frame, then the resource's."""
+    async with mcp_client(served.url, mode=mode) as client:
+        text = text_of(await client.call_tool("relay", {"uri": "info://broken"}))
+    match = re.fullmatch(r"Internal error in tool 'relay' \(ref ([0-9a-f]{8})\)", text)
+    assert match, text
+    record = the_record(served, match[1])
+    assert record["error"] == "RuntimeError"
+    assert_users_frames_only(record["exception"], "relay", "broken")
 
 
 async def test_error_details_full_then_none_on_reload_and_the_whole_traceback_at_debug(tmp_path: Path) -> None:

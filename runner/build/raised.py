@@ -54,9 +54,16 @@ REQUESTS = {"tool": ("tools/call", "name"), "resource": ("resources/read", "uri"
 
 def original(exc: BaseException) -> BaseException:
     """What the user's code raised: `exc` without the SDK's wrappers."""
+    return unwrapped(exc)[-1]
+
+
+def unwrapped(exc: BaseException) -> list[BaseException]:
+    """`exc`, and each exception it wraps, down to what the user's code raised (the last)."""
+    chain = [exc]
     while exc.__cause__ is not None and (isinstance(exc, _CRASH_WRAPPERS) or _raised_by_sdk(exc)):
         exc = exc.__cause__
-    return exc
+        chain.append(exc)
+    return chain
 
 
 def _raised_by_sdk(exc: BaseException) -> bool:
@@ -128,7 +135,7 @@ class ErrorPolicy:
         """The one ERROR record of a crash: reference, the user's frames, and everything else at DEBUG."""
         if not logger.isEnabledFor(logging.ERROR):
             return
-        trace = user_traceback(raised, self.root) or describe(raised)
+        trace = user_traceback(raised, self.root, unwrapped(exc)[:-1]) or describe(raised)
         if logger.isEnabledFor(logging.DEBUG):
             trace += "\n\nThe whole traceback:\n" + "".join(traceback.format_exception(exc)).rstrip()
         args = (kind, name, type(raised).__name__, ref)
