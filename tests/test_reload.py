@@ -43,7 +43,7 @@ async def slow(seconds: float) -> str:
 
 
 def session(ctx: Context) -> str:
-    return str(ctx.session_id)
+    return str(ctx.request_context.request.headers.get("mcp-session-id"))  # None on 2026-07-28: no sessions
 """
 
 HELPER = 'def suffix() -> str:\n    return "-h1"\n'

@@ -234,6 +234,8 @@ async def test_a_full_pool_queues_a_bounded_line_then_refuses(tmp_path: Path) ->
                 refused = await client.call_tool("gate", {"name": "one too many"})
                 assert refused.is_error
                 assert "server busy: all 2 threads for sync tools are in use" in refused.content[0].text  # type: ignore[union-attr]
+                # The tool never ran: the audit line (and the metric) says refused, not tool_error.
+                assert 'tool call "gate" by anonymous: refused' in served.runner.logged()
                 assert (await client.call_tool("ping", {})).content[0].text == "pong"  # type: ignore[union-attr]
                 (tmp_path / "release").touch()
         assert sorted(r.content[0].text for r in results) == ["0", "1", "2", "3"]

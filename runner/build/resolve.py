@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +137,14 @@ def _caret(exc: SyntaxError) -> str:
     return f"{code}\n{' ' * column}^"
 
 
-def user_traceback(exc: BaseException, root: Path) -> str:
-    """The traceback trimmed to frames in the user's own files (under the manifest folder)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_user_file(f.filename, root)]
+def user_traceback(exc: BaseException, root: Path, wrappers: Sequence[BaseException] = ()) -> str:
+    """The traceback trimmed to frames in the user's own files (under the manifest folder).
+
+    `wrappers` raised `exc` on, outermost first (runner/build/raised.py): their frames come first, so a
+    crash inside a nested call (a tool reading a resource) also shows the user's frames on the way there.
+    """
+    raised = (*wrappers, exc)
+    frames = [f for e in raised for f in traceback.extract_tb(e.__traceback__) if is_user_file(f.filename, root)]
     if not frames:
         return ""
     lines = ["Traceback (your code):"]

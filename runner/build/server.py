@@ -306,6 +306,8 @@ def _server(
         "page_size": manifest.server.page_size,
         "allowed_hosts": manifest.server.allowed_hosts,
         "allowed_origins": manifest.server.allowed_origins,
+        "error_details": manifest.server.error_details,
+        "code_root": root,
         "tools": tools,
     }
     exposure = exposure_problems(manifest, source, binding)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,17 +19,25 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
+    CallToolResult,
     Completion,
     CompletionArgument,
     CompletionContext,
     PromptReference,
     ResourceTemplateReference,
     SetLevelRequestParams,
+    TextContent,
 )
 from mcp_types import Prompt as MCPPrompt
 from mcp_types import Resource as MCPResource
@@ -42,11 +51,13 @@ from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
 from runner.build.pool import PoolFull
+from runner.build.raised import ErrorPolicy, answering, refused_if_busy
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
 from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
+from runner.manifest.settings import ErrorDetails
 from runner.observe.calls import refused
 from runner.speed.lists import ListCache
 from runner.surface import stamp
@@ -96,6 +107,8 @@ class FastMCPSignInWrapper(MCPServer):
     `page_size` splits the list methods into cursor pages of that many items.
     `allowed_hosts`/`allowed_origins` add Host and Origin values to the DNS-rebinding rule
     (runner/http/security.py).
+    `error_details` is what a client sees when a tool, resource or prompt raises, and `code_root`
+    the folder whose files are the user's code, for the log's trimmed traceback (runner/build/raised.py).
     """
 
     def __init__(
@@ -115,9 +128,12 @@ class FastMCPSignInWrapper(MCPServer):
         page_size: int | None = None,
         allowed_hosts: Sequence[str] = (),
         allowed_origins: Sequence[str] = (),
+        error_details: ErrorDetails = "safe",
+        code_root: Path | None = None,
         **kwargs: Any,
     ) -> None:
         self._catalog = _Catalog()
+        self.errors = ErrorPolicy(error_details, code_root or Path.cwd())
         self.guard: Guard | None = None
         self._page_size = page_size  # items per page of the list methods; None: one page (runner/surface/pages.py)
         self.allowed_hosts, self.allowed_origins = tuple(allowed_hosts), tuple(allowed_origins)
@@ -179,6 +195,7 @@ class FastMCPSignInWrapper(MCPServer):
         self._lowlevel_server.version = other.version
         self.page_size = other.page_size
         self.allowed_hosts, self.allowed_origins = other.allowed_hosts, other.allowed_origins
+        self.errors = other.errors
         for attribute in ("name", "title", "description", "website_url", "icons"):  # serverInfo, new sessions
             setattr(self._lowlevel_server, attribute, getattr(other._lowlevel_server, attribute))
         stamp.forget(self._lowlevel_server)  # 2026-07-28 results carry serverInfo: the new one from now on
@@ -282,10 +299,14 @@ class FastMCPSignInWrapper(MCPServer):
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
         try:
             return await super().call_tool(name, arguments, context)
-        except ToolError as exc:  # for metrics and the audit line: the tool never ran
-            if isinstance(exc, PoolFull) or isinstance(exc.__cause__, ValidationError):
-                refused()
-            raise
+        except ToolError as exc:
+            if not isinstance(exc, UnexpectedToolError) and isinstance(exc.__cause__, PoolFull | ValidationError):
+                refused()  # for metrics and the audit line: the tool never ran
+                raise  # answered as before, by the SDK: `Error executing tool <name>: <why>`
+            if exc.__cause__ is None or not answering(context, "tool", name):
+                raise  # the runner's own (unknown tool, input/output schema), or a nested call
+            text = self.errors.answer("tool", name, exc)
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         prompt = self._prompt_manager.get_prompt(name)
@@ -293,14 +314,27 @@ class FastMCPSignInWrapper(MCPServer):
             refused()
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
         check_prompt_arguments(prompt, arguments)
-        return await super().get_prompt(name, arguments, context)
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:  # the SDK's wrapper of whatever the prompt raised
+            if not answering(context, "prompt", name):
+                raise
+            refused_if_busy(exc)
+            raise MCPError(code=INTERNAL_ERROR, message=self.errors.answer("prompt", name, exc)) from exc
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         if not self._allowed(self._policy().for_resource(str(uri))):
             refused()
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
         self._check_template_arguments(str(uri))
-        return await super().read_resource(uri, context)
+        try:
+            return await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:  # a deliberate ResourceError is the SDK's to answer, as before
+            if not answering(context, "resource", str(uri)):
+                raise
+            refused_if_busy(exc)
+            text = self.errors.answer("resource", str(uri), exc)
+            raise MCPError(code=INTERNAL_ERROR, message=text, data={"uri": str(uri)}) from exc
 
     def _check_template_arguments(self, uri: str) -> None:
         """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts."""

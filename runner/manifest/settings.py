@@ -29,6 +29,9 @@ class MetricsSettings(Strict):
     port: Int = Field(default=9464, ge=0, le=65535, description="port (0 = any free port)")
 
 
+# What a client sees of an unexpected exception in a tool, resource or prompt (runner/build/raised.py).
+ErrorDetails = Literal["safe", "full", "none"]
+
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
 
 
@@ -136,6 +139,13 @@ class ServerSettings(Strict):
     )
     log_arguments: Bool = Field(
         default=False, description="put tool and prompt arguments (credentials redacted) in the audit lines"
+    )
+    # What a client is told when a tool, resource or prompt raises (runner/build/raised.py); a reload applies it.
+    error_details: ErrorDetails = Field(
+        default="safe",
+        description="what a client sees of an unexpected exception in your code: safe (a message with a reference "
+        "id that is in the log), full (also the exception's type and message: for development), none (a generic "
+        "message only); ToolError, ResourceError and ValueError messages reach the client in every mode",
     )
 
 
