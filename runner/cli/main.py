@@ -46,15 +46,20 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     metavar = None if command not in CORE else "{" + every + "}"
     commands = parser.add_subparsers(dest="command", required=True, metavar=metavar)
 
-    def bind_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
-        p.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
-        p.add_argument("--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any)")
-
     serve = commands.add_parser("serve", help="serve a manifest")
-    bind_flags(serve)
+    serve.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
+    serve.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any free port)"
+    )
     serve.add_argument("--path", type=_path, help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
-    serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
+    serve.add_argument(
+        "--transport",
+        choices=["streamable-http", "stdio"],
+        default="streamable-http",
+        help="streamable-http (the default): serve HTTP on --host/--port; stdio: talk MCP on stdin/stdout, "
+        "for a client that starts the server itself (no port, no token)",
+    )
     serve.add_argument("--no-reload", action="store_true", help="do not watch the manifest and modules (production)")
     serve.add_argument(
         "--poll",
@@ -119,7 +124,15 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
-    bind_flags(token)  # default: the running server of this manifest (recorded in .mcp-runner/)
+    # Which server the token is for (its audience): by default the running server of this manifest,
+    # recorded in .mcp-runner/, else the manifest's server: block.
+    token.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
+    token.add_argument(
+        "--host", help="the server's host (default: the running server of the manifest, else its server.host)"
+    )
+    token.add_argument(
+        "--port", type=_port, help="the server's port (default: the running server of the manifest, else server.port)"
+    )
     token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
     token.add_argument(
         "--ttl", type=int, help="lifetime in seconds (default 3600; at most the manifest's signin.max_token_lifetime)"
@@ -218,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per key-set fetch is noise
     quiet_deprecation()  # `ctx.info()` is deprecated at 2026-07-28: said once, not per call site and reload
+    if args.command in ("serve", "check", "token") and not args.manifest.exists():
+        from runner.cli.commands.target import no_manifest
+
+        print(no_manifest(args.manifest, args.command), file=sys.stderr)  # not "[Errno 2] No such file"
+        return EXIT_INVALID
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))
@@ -354,4 +372,3 @@ def _token(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(token)
     return 0
-

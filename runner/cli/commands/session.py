@@ -25,6 +25,7 @@ from runner.build.server import is_loopback
 from runner.build.version import RUNNER_VERSION
 from runner.cli.commands.bearer import Bearer
 from runner.cli.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
+from runner.cli.commands.scopes import how_to_get
 from runner.cli.commands.target import Target
 
 T = TypeVar("T")
@@ -36,15 +37,19 @@ class _Refusals:
 
     def __init__(self) -> None:
         self.last: str | None = None
+        self.scopes: list[str] = []  # what an `insufficient_scope` 403 says the request needs (RFC 6750 §3.1)
 
     async def __call__(self, response: httpx2.Response) -> None:
         if response.status_code < 300:  # a challenge answered with the token (commands/bearer.py) is no refusal
             self.last = None
+            self.scopes = []
         if response.status_code in (401, 403):
             header = response.headers.get("WWW-Authenticate", "")
             found = re.search(r'error_description="([^"]{0,300})"', header)
             found = found or re.search(r'error="([^"]{0,60})"', header)
             self.last = f"HTTP {response.status_code}" + (f": {found.group(1)}" if found else "")
+            needed = re.search(r'scope="([^"]{0,1000})"', header) if 'error="insufficient_scope"' in header else None
+            self.scopes = needed.group(1).split() if needed else []
 
 
 @asynccontextmanager
@@ -87,6 +92,8 @@ def _explain(exc: BaseException, target: Target, refusals: _Refusals) -> Command
     leaves = list(_leaves(exc))
     if refusals.last is not None:
         hint = "" if target.token else " (no token was sent: --token, MCP_TOKEN, or a manifest with app_id: local)"
+        if refusals.scopes:
+            hint = f"; {how_to_get(target, refusals.scopes)}"
         return CommandError(f"mcp-runner: {target.url} refused the token: {refusals.last}{hint}", EXIT_UNREACHABLE)
     for leaf in leaves:
         if isinstance(leaf, CommandError):
