@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -128,10 +129,11 @@ def banner(
         scopes = f", scope {' '.join(guard.required_scopes)}" if guard.required_scopes else ""
         lines.append(f"  token:     {token}")
         lines.append(f"             (valid {valid}{scopes}; more with: mcp-runner token {manifest_file} [--scope S])")
+        # No token in this line: pasted into a client's config, a one-hour token would stop working within the
+        # hour (README `install`). `install` writes an entry that needs none (stdio) or names $MCP_TOKEN (http).
         lines.append(
-            f"  connect:   claude mcp add --transport http {client_name(server.name, manifest_file)} "
-            + where.url
-            + f' --header "Authorization: Bearer {token}"'
+            f"  connect:   mcp-runner install claude-code {shlex.quote(manifest_file)}   (or claude-desktop, cursor, "
+            "vscode; the client then starts the server itself, over stdio, with no token to renew)"
         )
     lines.append(f"  reload:    {'watching ' + manifest_file + ' and its modules' if reload else 'off'}")
     if replica is not None:
