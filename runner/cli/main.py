@@ -16,7 +16,7 @@ from runner.build.server import build
 from runner.build.version import RUNNER_VERSION
 from runner.cli import commands as more_commands
 from runner.loglevel import quiet_deprecation
-from runner.manifest.errors import ManifestError
+from runner.manifest.errors import ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, load
 from runner.manifest.schema import json_schema
 from runner.observe import logs
@@ -290,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: Path) -> int:
-    manifest, source = load(path)
+    try:
+        manifest, source = load(path)
+    except ManifestError as exc:  # with every reference that does not resolve either: all problems in one run
+        problems = [*exc.problems, *_unresolved(path)]
+        here = str(path)  # the manifest's problems in file order; those located in a module after them
+        raise ManifestError(sorted(problems, key=lambda p: (p.location.file != here, p.location.line))) from None
     where = binding(manifest, Overrides())
     with ctrl_c_aborts(), Progress("checking") as progress:
         built = build(manifest, source, where, progress=progress)
@@ -307,6 +312,19 @@ def _check(path: Path) -> int:
         f"{plural(resources, 'resource')}, {plural(len(server._prompt_manager.list_prompts()), 'prompt')}, {auth}"
     )
     return 0
+
+
+def _unresolved(path: Path) -> list[Problem]:
+    """The import problems of a manifest that did not validate (runner/build/refs.py); none if it does not parse."""
+    from runner.build.refs import unresolved
+    from runner.manifest.source import manifest_folder, parse
+
+    try:
+        source = parse(path.read_bytes().decode("utf-8"), str(path), os.environ)
+    except (ManifestError, OSError, UnicodeDecodeError):
+        return []
+    with ctrl_c_aborts():
+        return unresolved(source, manifest_folder(path))
 
 
 def _nginx(args: argparse.Namespace) -> int:
