@@ -86,8 +86,10 @@ def resolve(ref: str, root: Path) -> Callable[..., Any]:
     except ResolveError as exc:
         if module_name.endswith(".py") and exc.message.startswith("cannot import module"):
             # `tools.py:add`: a file name where a module name goes.
-            hint = f"; a module is named without .py: write {module_name.removesuffix('.py')}:{attr_path}"
-            raise ResolveError(exc.message + hint, exc.detail, module=module_name) from None
+            fixed = f"{module_name.removesuffix('.py')}:{attr_path}"
+            raise ResolveError(
+                f"{exc.message}; a module is named without .py: write {fixed}", module=module_name
+            ) from None
         raise
     target: Any = module
     walked = module_name
