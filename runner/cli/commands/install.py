@@ -80,7 +80,7 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
     signin_app = manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID
     transport = args.transport or ("http" if signin_app else "stdio")
     if transport == "stdio":
-        command = [*_runner_command(), "serve", str(manifest_path.resolve()), "--transport", "stdio"]
+        command = [*runner_command(), "serve", str(manifest_path.resolve()), "--transport", "stdio"]
         notes = [f"the client starts the server itself: {' '.join(command)}"]
         return stdio_entry(args.client, name, command), notes
     if not supports_http(args.client):
@@ -105,7 +105,7 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
     return http_entry(args.client, name, url, token_env), notes
 
 
-def _runner_command() -> list[str]:
+def runner_command() -> list[str]:
     """The absolute command that runs this very mcp-runner, so the client need not share our PATH."""
     script = Path(sys.executable).parent / ("mcp-runner.exe" if sys.platform == "win32" else "mcp-runner")
     if script.is_file():
