@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from pydantic import AnyHttpUrl
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.auth.jwks import KeysUnavailable
 from runner.auth.policy import Policy, missing
+from runner.auth.verifier import JWKSTokenVerifier
 from runner.observe import metrics
 
 
@@ -59,7 +61,12 @@ class BearerGate:
             metrics.auth_rejected("missing")
             await _challenge(send, guard, 401, error=None, description="Authentication required")
             return
-        access = await guard.verifier.verify_token(token)
+        try:
+            access = await _verify(guard.verifier, token)
+        except KeysUnavailable as exc:  # the server's fault, not the token's: 503, and never let through
+            document = {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
+            await _plain(send, 503, document, [(b"retry-after", str(exc.retry_after).encode())])
+            return
         if access is None:
             await _challenge(send, guard, 401, error="invalid_token", description="The access token is not valid")
             return
@@ -84,6 +91,16 @@ class BearerGate:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
+
+
+UNAVAILABLE = "The server cannot check tokens now: its issuer's signing keys could not be fetched"
+
+
+async def _verify(verifier: TokenVerifier, token: str) -> AccessToken | None:
+    """Ours tells "invalid" (None) from "could not be checked" (KeysUnavailable); the SDK's interface cannot."""
+    if isinstance(verifier, JWKSTokenVerifier):
+        return await verifier.verify(token)
+    return await verifier.verify_token(token)
 
 
 def _entry_scopes(policy: Policy, body: bytes) -> tuple[str, ...]:
