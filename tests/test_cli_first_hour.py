@@ -95,6 +95,8 @@ def test_client_commands_default_to_the_manifest_init_writes(notes: RunnerProces
     assert (called.returncode, called.stdout) == (0, "removed 7\n"), called.stderr
     explicit = run_main("call", "mcp-runner.yaml", "remove_note", "--arg", "id=8", cwd=folder)  # as before
     assert (explicit.returncode, explicit.stdout) == (0, "removed 8\n"), explicit.stderr
+    between = run_main("call", "mcp-runner.yaml", "--url", notes.url, "remove_note", "--arg", "id=9", cwd=folder)
+    assert (between.returncode, between.stdout) == (0, "removed 9\n"), between.stderr  # options between, as before
     no_tool = run_main("call", "mcp-runner.yaml", cwd=folder)  # the manifest, but which tool?
     assert no_tool.returncode == 2
     assert "which tool? `mcp-runner call mcp-runner.yaml TOOL`" in no_tool.stderr

@@ -28,8 +28,31 @@ from runner.cli.commands.target import DEFAULT_MANIFEST, Target, is_url, resolve
 MAX_PAGES = 1000  # a server that hands out cursors forever is not followed forever
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """Positionals may sit between options, as with required ones: `call m.yaml --url URL add`.
+
+    MANIFEST is optional (`call add`), and argparse alone then gives the first group of positionals
+    to both `target` and `tool` (`m.yaml` becomes the tool, `add` is "unrecognized"). Parsed as
+    `parse_known_intermixed_args` does (options first, then the positionals in order), it is not.
+    """
+
+    _mixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._mixing:  # the two passes parse_known_intermixed_args makes
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
+        p.__class__ = _Intermixed  # the subparsers' class is the main parser's; only these need it
         # Optional, as for serve/check/token: `call add` is `call mcp-runner.yaml add`. With two positionals
         # the first is the manifest (or URL); with one, it is the tool/URI/prompt (see `_target_and_item`).
         p.add_argument(
@@ -96,8 +119,7 @@ def _check_item(args: argparse.Namespace) -> None:
         return
     if item.endswith((".yaml", ".yml")) or (is_url(item) and field != "uri"):  # a resource URI may be http(s)
         raise CommandError(
-            f"mcp-runner: {args.command} {item}: which {field}? `mcp-runner {args.command} {item} "
-            f"{field.upper()}` (MANIFEST and {field.upper()} first, before the options)",
+            f"mcp-runner: {args.command} {item}: which {field}? `mcp-runner {args.command} {item} {field.upper()}`",
             EXIT_USAGE,
         )
 
