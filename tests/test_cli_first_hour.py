@@ -258,10 +258,13 @@ def test_a_closed_issuer_port_is_503_not_401(tmp_path: Path) -> None:
         base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
         runner = _guarded(tmp_path, base_url, "closed-app").start()
         try:
-            answer = post_initialize(runner.url, Issuer(base_url, runner.url, Key.new("k")).token())
+            token = Issuer(base_url, runner.url, Key.new("k")).token()
+            answer = post_initialize(runner.url, token)
+            called = run_main("call", str(runner.manifest), "echo", "--arg", "text=hi", "--token", token)
         finally:
             runner.stop()
     assert answer.status_code == 503 and "Retry-After" in answer.headers
+    assert called.returncode == 3 and "answered 503 Service Unavailable (retry after" in called.stderr
 
 
 # 9. Help that said what is refused, flags without help, and `pytest -p no:xdist` refused by the forced `-n 4`.

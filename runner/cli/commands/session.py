@@ -38,11 +38,15 @@ class _Refusals:
     def __init__(self) -> None:
         self.last: str | None = None
         self.scopes: list[str] = []  # what an `insufficient_scope` 403 says the request needs (RFC 6750 §3.1)
+        self.unavailable: str | None = None  # a 503's Retry-After: the server could not check the token
 
     async def __call__(self, response: httpx2.Response) -> None:
         if response.status_code < 300:  # a challenge answered with the token (commands/bearer.py) is no refusal
             self.last = None
             self.scopes = []
+            self.unavailable = None
+        if response.status_code == 503:
+            self.unavailable = response.headers.get("Retry-After", "")[:10]
         if response.status_code in (401, 403):
             header = response.headers.get("WWW-Authenticate", "")
             found = re.search(r'error_description="([^"]{0,300})"', header)
@@ -98,6 +102,13 @@ def _explain(exc: BaseException, target: Target, refusals: _Refusals) -> Command
     for leaf in leaves:
         if isinstance(leaf, CommandError):
             return leaf
+    if refusals.unavailable is not None:  # runner/auth/gate.py: the issuer's keys could not be fetched
+        after = f" (retry after {refusals.unavailable} s)" if refusals.unavailable.isdigit() else ""
+        return CommandError(
+            f"mcp-runner: {target.url} answered 503 Service Unavailable{after}: the server cannot serve now; "
+            "one protected by MCP SignIn says so while it cannot fetch the issuer's signing keys (see its log)",
+            EXIT_UNREACHABLE,
+        )
     for leaf in leaves:
         if isinstance(leaf, httpx2.TransportError):
             hint = f" (is `mcp-runner serve {target.manifest}` running?)" if target.manifest else ""
