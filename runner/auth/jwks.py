@@ -21,9 +21,12 @@ from typing import Any
 import anyio
 import httpx2
 
+from runner.auth.defaults import KeysUnavailable
 from runner.auth.keyset import KeySet, KeySetError, parse
 from runner.observe import metrics
 from runner.words import plural
+
+__all__ = ["JWKSCache", "JWKSError", "KeysUnavailable", "UnknownKey", "refresh_interval"]
 
 logger = logging.getLogger("runner.auth.jwks")
 
@@ -51,18 +54,6 @@ class JWKSError(Exception):
 
 class UnknownKey(JWKSError):
     """The key set was fetched, but holds no usable key for the token's kid."""
-
-
-class KeysUnavailable(JWKSError):
-    """No key set to check the token against: the issuer could not be reached (or answered nonsense).
-
-    The fault is the server's, not the token's: the gate answers 503 with Retry-After, never 401
-    (which tells a client to throw its token away) and never lets the request through (fail closed).
-    """
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def refresh_interval(cache_control: str | None, age: str | None, default: float, lo: float, hi: float) -> float:
