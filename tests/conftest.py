@@ -22,6 +22,24 @@ def pytest_configure(config: pytest.Config) -> None:
             compileall.compile_dir(ROOT / folder, quiet=2)
 
 
+WORKERS = 4  # the suite's default parallelism; `-n N` overrides it, `-p no:xdist` runs it in one process
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`-n 4` unless told otherwise, and only when pytest-xdist is loaded.
+
+    In `addopts` it made `pytest -p no:xdist` (one process, for a debugger or a profile) fail
+    with "unrecognized arguments: -n". This runs before xdist's own hook of the same name
+    (conftest hooks are registered after plugins, and tryfirst hooks run last-registered first),
+    which turns `numprocesses` into workers. Workers (they carry `workerinput`) start no workers.
+    """
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.getoption("numprocesses", None) is None and not config.getoption("usepdb", False):
+        config.option.numprocesses = WORKERS
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -186,7 +186,7 @@ class JWKSServer:
 
     app_id: str = "test-app"
     keys: list[Key] = field(default_factory=list)
-    mode: str = "good"  # good | down | garbage | non-utf8 | huge | redirect | html | trickle
+    mode: str = "good"  # good | down | error | garbage | non-utf8 | huge | redirect | html | trickle
     delay: float = 0.0
     cache_control: str | None = None  # sent as Cache-Control with the key set, when set
     hits: int = 0
@@ -205,6 +205,8 @@ class JWKSServer:
                 await anyio.sleep(self.delay)
             if self.mode == "down":
                 return Response("unavailable", status_code=503)
+            if self.mode == "error":
+                return Response("internal error", status_code=500)
             if self.mode == "garbage":
                 return Response(b"{not json", media_type="application/json")
             if self.mode == "non-utf8":

@@ -5,6 +5,7 @@ Real server processes, real MCP clients over HTTP, in both protocol generations.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -207,7 +208,12 @@ def test_connect_line_names_the_server_after_its_manifest(tmp_path: Path) -> Non
         runner = RunnerProcess(manifest).start()
         banner = runner.stop()
         connect = next(line for line in banner.splitlines() if line.lstrip().startswith("connect:"))
-        names.append(connect.split("claude mcp add --transport http ", 1)[1].split()[0])
+        command = connect.split("connect:", 1)[1].split("   (", 1)[0].split()
+        assert command[:3] == ["mcp-runner", "install", "claude-code"]
+        assert "Bearer" not in connect and ".ey" not in connect  # no token to paste into a client's config
+        printed = run_main(*command[1:], "--print", cwd=tmp_path)  # the line as printed, asked to show its entry
+        assert printed.returncode == 0, printed.stderr
+        names.extend(json.loads(printed.stdout)["mcpServers"])
     assert names == ["redmine-mcp-server", "billing-tools"]
 
 

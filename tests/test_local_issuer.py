@@ -67,8 +67,9 @@ async def test_token_then_call(tmp_path: Path) -> None:
         assert "d" not in jwks["keys"][0]  # public part only
     finally:
         err = runner.stop()
-    # The banner's ready token and connect command are there; no private key material anywhere.
-    assert "token:     ey" in err and "claude mcp add --transport http" in err
+    # The banner's ready token (once: the connect line names none) and connect command; no private key material.
+    assert "token:     ey" in err and "connect:   mcp-runner install claude-code" in err
+    assert err.count(".ey") == 1  # the token's payload, on the token line only
     assert "PRIVATE KEY" not in err
     assert "note:" not in err  # the resource matches the served URL here
     key = tmp_path / ".mcp-runner" / "local-issuer-key.pem"

@@ -15,3 +15,17 @@ STATE_DIR = ".mcp-runner"  # the local issuer's keys and the running servers' re
 def jwks_url(base_url: str, app_id: str) -> str:
     """MCP SignIn's key set layout."""
     return f"{base_url.rstrip('/')}/apps/{app_id}/discovery/v2.0/keys"
+
+
+class KeysUnavailable(Exception):
+    """No key set to check a token against: the issuer could not be reached (or answered nonsense).
+
+    The fault is the server's, not the token's: the gate answers 503 with Retry-After, never 401
+    (which tells a client to throw its token away) and never lets the request through (fail closed).
+    Raised by runner/auth/jwks.py; defined here so that the gate, which every server loads, catches
+    it without loading a JWT library.
+    """
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from pydantic import AnyHttpUrl
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.auth.defaults import KeysUnavailable
 from runner.auth.policy import Policy, missing
 from runner.observe import metrics
 
@@ -59,7 +60,12 @@ class BearerGate:
             metrics.auth_rejected("missing")
             await _challenge(send, guard, 401, error=None, description="Authentication required")
             return
-        access = await guard.verifier.verify_token(token)
+        try:
+            access = await _verify(guard.verifier, token)
+        except KeysUnavailable as exc:  # the server's fault, not the token's: 503, and never let through
+            document = {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
+            await _plain(send, 503, document, [(b"retry-after", str(exc.retry_after).encode())])
+            return
         if access is None:
             await _challenge(send, guard, 401, error="invalid_token", description="The access token is not valid")
             return
@@ -84,6 +90,17 @@ class BearerGate:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
+
+
+UNAVAILABLE = "The server cannot check tokens now: its issuer's signing keys could not be fetched"
+
+
+async def _verify(verifier: TokenVerifier, token: str) -> AccessToken | None:
+    """Ours (`JWKSTokenVerifier.verify`) tells "invalid" (None) from "could not be checked" (KeysUnavailable);
+    the SDK's `verify_token` cannot. Looked up by name: importing the verifier here would load PyJWT into
+    every server, one without auth included (issue 12)."""
+    verify = getattr(verifier, "verify", None) or verifier.verify_token
+    return await verify(token)  # type: ignore[no-any-return]
 
 
 def _entry_scopes(policy: Policy, body: bytes) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ refresh keeps the last good keys for `max_stale` seconds, and the issuer's
 from __future__ import annotations
 
 import logging
+import math
 import re
 import ssl
 import time
@@ -20,9 +21,12 @@ from typing import Any
 import anyio
 import httpx2
 
+from runner.auth.defaults import KeysUnavailable
 from runner.auth.keyset import KeySet, KeySetError, parse
 from runner.observe import metrics
 from runner.words import plural
+
+__all__ = ["JWKSCache", "JWKSError", "KeysUnavailable", "UnknownKey", "refresh_interval"]
 
 logger = logging.getLogger("runner.auth.jwks")
 
@@ -99,6 +103,8 @@ class JWKSCache:
     _attempted_at: float = field(default=float("-inf"), init=False)  # last try, success or not
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _refresher_running: bool = field(default=False, init=False)
+    _failures: int = field(default=0, init=False)  # failed fetches in a row, for a log that does not flood
+    _failing_since: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self._interval = self.ttl
@@ -142,10 +148,16 @@ class JWKSCache:
             interval = self.min_refetch_interval if self._keys else min(1.0, self.min_refetch_interval)
             if (stale or unknown) and now - self._attempted_at >= interval:
                 await self._refresh()
-        if kid in self._keys and time.monotonic() - self._fetched_at < self._interval + self.max_stale:
+        usable = time.monotonic() - self._fetched_at < self._interval + self.max_stale
+        if kid in self._keys and usable:
             return self._keys[kid]
-        if kid in self._refused:
+        if kid in self._refused and usable:
             raise UnknownKey(f"kid {kid[:64]!r} is refused: {self._refused[kid]}")
+        if not usable or self._attempted_at > self._fetched_at:  # no set to trust, or the fetch for this kid failed
+            raise KeysUnavailable(
+                f"no usable key set from {self.url}: {plural(self._failures, 'failed fetch')} in a row",
+                retry_after=max(1, math.ceil(self.min_refetch_interval)),
+            )
         if not self._keys:
             raise JWKSError(f"no signing keys available from {self.url}")
         raise UnknownKey(f"kid {kid[:64]!r} is not in the key set at {self.url}")
@@ -188,7 +200,7 @@ class JWKSCache:
             try:
                 await self._refresh(raise_errors=True)
             except JWKSError as exc:
-                logger.warning("JWKS not reachable at start-up (%s); requests get 401 until it is", exc)
+                logger.warning("JWKS not reachable at start-up (%s); requests get 503 until it is", exc)
 
     async def run(self) -> None:
         """Warm the cache, then keep it fresh: the background task the server runs."""
@@ -209,16 +221,45 @@ class JWKSCache:
                 raise JWKSError(f"unusable answer from {self.url}: {type(exc).__name__}: {exc}") from None
         except JWKSError as exc:
             metrics.jwks_fetched(False)
+            self._failures += 1
+            if self._failures == 1:
+                self._failing_since = self._attempted_at
             if raise_errors:
                 raise
-            logger.warning("JWKS refresh failed, keeping %s: %s", plural(len(self._keys), "cached key"), exc)
+            self._report(exc)
             return
         metrics.jwks_fetched(True)
+        if self._failures:
+            logger.warning(
+                "JWKS %s answers again, after %s over %.0f s",
+                self.url,
+                plural(self._failures, "failed fetch"),
+                time.monotonic() - self._failing_since,
+            )
+            self._failures = 0
         self._install(found)
         self._interval = refresh_interval(
             headers.get("cache-control"), headers.get("age"), self.ttl, self.min_ttl, self.max_ttl
         )
         self._fetched_at = time.monotonic()
+
+    def _report(self, exc: JWKSError) -> None:
+        """Log a failed fetch on the 1st, 2nd, 4th, 8th... failure in a row: an outage of an hour, retried every
+        second or two, is a dozen lines, not thousands, and each says how long it has lasted."""
+        if self._failures & (self._failures - 1):  # not a power of two
+            return
+        kept = plural(len(self._keys), "cached key")
+        if self._failures == 1:
+            logger.warning("JWKS refresh failed, keeping %s: %s", kept, exc)
+            return
+        logger.warning(
+            "JWKS refresh failed %d times in a row over %.0f s, keeping %s (next report at %d): %s",
+            self._failures,
+            time.monotonic() - self._failing_since,
+            kept,
+            self._failures * 2,
+            exc,
+        )
 
     def _install(self, found: KeySet) -> None:
         """Make `found` the key set; an unchanged key keeps its object, so its cached verifications stand."""

@@ -1,9 +1,11 @@
 """JWKSTokenVerifier: RS256 access tokens from MCP SignIn (or the local issuer), checked strictly.
 
 Fixes against the reference integration: the key is chosen by the token's
-`kid` (not the app id); any failure, a JWKS outage included, is a rejection
-(401), never an exception (500); the JWKS fetch is async and cached; `scope`
-is split on spaces; `exp` is required, and a lifetime over `max_lifetime` is refused.
+`kid` (not the app id); any failure is a rejection (401), never an exception (500),
+but a token that could not be checked because the key set could not be fetched is
+the server's fault: `verify` raises KeysUnavailable and the gate answers 503; the JWKS
+fetch is async and cached; `scope` is split on spaces; `exp` is required, and a
+lifetime over `max_lifetime` is refused.
 Every rejection is logged with its precise reason (runner/auth/rules.py), never the token.
 """
 
@@ -22,7 +24,7 @@ from jwt.types import Options
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME, jwks_url
-from runner.auth.jwks import JWKSCache, JWKSError, UnknownKey
+from runner.auth.jwks import JWKSCache, JWKSError, KeysUnavailable, UnknownKey
 from runner.auth.rules import Rules, TokenRejected
 from runner.observe import metrics
 from runner.observe.tracing import request_span, tracer
@@ -81,6 +83,18 @@ class JWKSTokenVerifier(TokenVerifier):
         return cls(issuer=base_url, audience=resource, jwks_url=jwks_url(base_url, app_id))
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """The SDK's interface: the token's access, or None for any failure (keys unavailable included)."""
+        try:
+            return await self.verify(token)
+        except KeysUnavailable:
+            return None
+
+    async def verify(self, token: str) -> AccessToken | None:
+        """The token's access, None when the token is not valid, KeysUnavailable when it could not be checked.
+
+        The gate (runner/auth/gate.py) answers the last with 503, not 401: the token may be fine, the
+        issuer's keys could not be fetched. Never an acceptance.
+        """
         access = self._cached(token, time.time())
         if access is not None:  # the hot path: 0.6 us, which a span would multiply by 30
             return access
@@ -92,6 +106,12 @@ class JWKSTokenVerifier(TokenVerifier):
                 access = await self.check(token)
                 span.set_attribute("mcp_runner.auth.outcome", "ok")
                 return access
+            except KeysUnavailable as exc:
+                # Not logged per request: the key set's own log says, rarely, that fetching fails (runner/auth/jwks.py).
+                logger.debug("bearer token not checked, signing keys unavailable: %s", exc)
+                span.set_attributes({"mcp_runner.auth.outcome": "unavailable", "mcp_runner.auth.reason": reason})
+                metrics.auth_rejected("keys_unavailable")
+                raise
             except TokenRejected as exc:
                 reason = exc.reason
                 logger.info("rejected bearer token: %s", exc)

@@ -81,7 +81,16 @@ def ensure_on_path(root: Path) -> None:
 def resolve(ref: str, root: Path) -> Callable[..., Any]:
     module_name, _, attr_path = ref.partition(":")
     ensure_on_path(root)
-    module = import_module(module_name, root)
+    try:
+        module = import_module(module_name, root)
+    except ResolveError as exc:
+        if module_name.endswith(".py") and exc.message.startswith("cannot import module"):
+            # `tools.py:add`: a file name where a module name goes.
+            fixed = f"{module_name.removesuffix('.py')}:{attr_path}"
+            raise ResolveError(
+                f"{exc.message}; a module is named without .py: write {fixed}", module=module_name
+            ) from None
+        raise
     target: Any = module
     walked = module_name
     for attr in attr_path.split("."):

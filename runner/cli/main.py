@@ -16,7 +16,7 @@ from runner.build.server import build
 from runner.cli import commands as more_commands
 from runner.loglevel import quiet_deprecation
 from runner.manifest.config import Overrides, binding
-from runner.manifest.errors import ManifestError
+from runner.manifest.errors import ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, load
 from runner.manifest.schema import json_schema
 from runner.observe import logs
@@ -46,15 +46,20 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     metavar = None if command not in CORE else "{" + every + "}"
     commands = parser.add_subparsers(dest="command", required=True, metavar=metavar)
 
-    def bind_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
-        p.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
-        p.add_argument("--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any)")
-
     serve = commands.add_parser("serve", help="serve a manifest")
-    bind_flags(serve)
+    serve.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
+    serve.add_argument("--host", help="bind address (default: the manifest's server.host, else 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, help="port (default: the manifest's server.port, else 8000; 0 = any free port)"
+    )
     serve.add_argument("--path", type=_path, help="MCP endpoint path (default: the manifest's server.path, else /mcp)")
-    serve.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
+    serve.add_argument(
+        "--transport",
+        choices=["streamable-http", "stdio"],
+        default="streamable-http",
+        help="streamable-http (the default): serve HTTP on --host/--port; stdio: talk MCP on stdin/stdout, "
+        "for a client that starts the server itself (no port, no token)",
+    )
     serve.add_argument("--no-reload", action="store_true", help="do not watch the manifest and modules (production)")
     serve.add_argument(
         "--poll",
@@ -119,7 +124,15 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
-    bind_flags(token)  # default: the running server of this manifest (recorded in .mcp-runner/)
+    # Which server the token is for (its audience): by default the running server of this manifest,
+    # recorded in .mcp-runner/, else the manifest's server: block.
+    token.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
+    token.add_argument(
+        "--host", help="the server's host (default: the running server of the manifest, else its server.host)"
+    )
+    token.add_argument(
+        "--port", type=_port, help="the server's port (default: the running server of the manifest, else server.port)"
+    )
     token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
     token.add_argument(
         "--ttl", type=int, help="lifetime in seconds (default 3600; at most the manifest's signin.max_token_lifetime)"
@@ -218,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per key-set fetch is noise
     quiet_deprecation()  # `ctx.info()` is deprecated at 2026-07-28: said once, not per call site and reload
+    if args.command in ("serve", "check", "token") and not args.manifest.exists():
+        from runner.cli.commands.target import no_manifest
+
+        print(no_manifest(args.manifest, args.command), file=sys.stderr)  # not "[Errno 2] No such file"
+        return EXIT_INVALID
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2))
@@ -272,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: Path) -> int:
-    manifest, source = load(path)
+    try:
+        manifest, source = load(path)
+    except ManifestError as exc:  # with every reference that does not resolve either: all problems in one run
+        problems = [*exc.problems, *_unresolved(path)]
+        here = str(path)  # the manifest's problems in file order; those located in a module after them
+        raise ManifestError(sorted(problems, key=lambda p: (p.location.file != here, p.location.line))) from None
     where = binding(manifest, Overrides())
     with ctrl_c_aborts(), Progress("checking") as progress:
         built = build(manifest, source, where, progress=progress)
@@ -289,6 +312,19 @@ def _check(path: Path) -> int:
         f"{plural(resources, 'resource')}, {plural(len(server._prompt_manager.list_prompts()), 'prompt')}, {auth}"
     )
     return 0
+
+
+def _unresolved(path: Path) -> list[Problem]:
+    """The import problems of a manifest that did not validate (runner/build/refs.py); none if it does not parse."""
+    from runner.build.refs import unresolved
+    from runner.manifest.source import manifest_folder, parse
+
+    try:
+        source = parse(path.read_bytes().decode("utf-8"), str(path), os.environ)
+    except (ManifestError, OSError, UnicodeDecodeError):
+        return []
+    with ctrl_c_aborts():
+        return unresolved(source, manifest_folder(path))
 
 
 def _nginx(args: argparse.Namespace) -> int:
@@ -354,4 +390,3 @@ def _token(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(token)
     return 0
-

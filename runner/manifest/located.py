@@ -34,8 +34,27 @@ def located(source: Source, err: Any, root: type[BaseModel]) -> Problem:
         return Problem(source.locate(loc[:-1]), f"missing required key {str(loc[-1])!r}")
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "function":
         return Problem(source.locate(loc), f'{dotted}: expected "module:attribute", got {err["input"]!r}')
+    if kind == "model_type" and len(loc) == 2 and loc[0] in SECTIONS and isinstance(loc[1], int):
+        given = err["input"]
+        what = "a string" if isinstance(given, str) else type(given).__name__
+        message = f"{dotted}: an entry is a mapping with a 'function:' key, not {what}; for example:"
+        return Problem(source.locate(loc), message, _entry_shape(str(loc[0]), given))
     message = err["msg"].removeprefix("Value error, ")
     return Problem(source.locate(loc), f"{dotted}: {message}")
+
+
+SECTIONS = ("tools", "resources", "prompts")
+
+
+def _entry_shape(section: str, given: Any) -> str:
+    """What an entry looks like, instead of pydantic's "a valid dictionary or instance of ToolEntry".
+
+    `- tools:add` is the slip this is for: the entry's `function:` key names the callable.
+    """
+    ref = given if isinstance(given, str) and ":" in given else "module:function"
+    if section == "resources":
+        return f"- uri: greeting://{{name}}\n  function: {ref}"
+    return f"- function: {ref}"
 
 
 def _fields_at(root: type[BaseModel], path: Path) -> list[str]:

@@ -97,6 +97,18 @@ def servers(state_dir: Path, manifest: Path) -> list[Binding]:
     return found
 
 
+def holder(state_dir: Path, port: int) -> dict[str, Any] | None:
+    """The record of a live server (of any manifest recorded in `state_dir`) listening on `port`, if any.
+
+    For `serve` that cannot bind: "address in use" says nothing; this says which server holds it.
+    """
+    for path in sorted(state_dir.glob(PATTERN)):
+        record = _read(path)
+        if record is not None and record.get("port") == port and _alive(path):
+            return record
+    return None
+
+
 def _write_locked(state_dir: Path, final: Path, manifest: Path, where: Binding) -> IO[str]:
     state_folder(state_dir.parent)
     temporary = final.with_suffix(".tmp")

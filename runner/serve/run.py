@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import re
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
 from runner.reload.reloader import Reloader
-from runner.serve.live import Record, announce
+from runner.serve.live import Record, announce, holder
 from runner.serve.progress import Progress
 from runner.speed.engine import Engine, parser_of, running_loop
 
@@ -53,6 +55,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
+
+
+def port_taken(manifest_path: Path, port: int) -> str:
+    """The next step when `port` is in use: which recorded server holds it (runner/serve/live.py), and the ways out."""
+    found = holder(manifest_folder(manifest_path) / STATE_DIR, port)
+    elsewhere = "serve on another port: --port 0 (any free port) or --port N"
+    if found is None:
+        return (
+            f"  another program holds port {port} (`ss -ltnp 'sport = :{port}'` shows which): stop it, or {elsewhere}"
+        )
+    pid, url = found.get("pid"), found.get("url")
+    if found.get("manifest") == str(manifest_path.resolve()):
+        return (
+            f"  {manifest_path} is already served there, by PID {pid} ({url}): use that server (list and call "
+            f"find it), stop it (kill {pid}), or {elsewhere}"
+        )
+    return f"  the server of {found.get('manifest')} holds it (PID {pid}, {url}): stop it (kill {pid}), or {elsewhere}"
 
 
 def client_name(server_name: str, manifest_file: str) -> str:
@@ -128,10 +147,11 @@ def banner(
         scopes = f", scope {' '.join(guard.required_scopes)}" if guard.required_scopes else ""
         lines.append(f"  token:     {token}")
         lines.append(f"             (valid {valid}{scopes}; more with: mcp-runner token {manifest_file} [--scope S])")
+        # No token in this line: pasted into a client's config, a one-hour token would stop working within the
+        # hour (README `install`). `install` writes an entry that needs none (stdio) or names $MCP_TOKEN (http).
         lines.append(
-            f"  connect:   claude mcp add --transport http {client_name(server.name, manifest_file)} "
-            + where.url
-            + f' --header "Authorization: Bearer {token}"'
+            f"  connect:   mcp-runner install claude-code {shlex.quote(manifest_file)}   (or claude-desktop, cursor, "
+            "vscode; the client then starts the server itself, over stdio, with no token to renew)"
         )
     lines.append(f"  reload:    {'watching ' + manifest_file + ' and its modules' if reload else 'off'}")
     if replica is not None:
@@ -199,6 +219,8 @@ def serve(
         sock = bind_socket(where.host, where.port)
     except OSError as exc:
         print(f"mcp-runner: cannot listen on {where.host}:{where.port}: {exc.strerror}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(port_taken(manifest_path, where.port), file=sys.stderr)
         return 1
     # User modules are re-imported on reload; .pyc files would only add a staleness risk.
     sys.dont_write_bytecode = True

@@ -20,16 +20,47 @@ from pydantic import BaseModel
 
 from runner.cli.commands import show
 from runner.cli.commands.arguments import coerce, json_object, split_pairs
-from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, CommandError
+from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
+from runner.cli.commands.scopes import hidden_tool
 from runner.cli.commands.session import run
-from runner.cli.commands.target import Target, resolve
+from runner.cli.commands.target import DEFAULT_MANIFEST, Target, is_url, resolve
 
 MAX_PAGES = 1000  # a server that hands out cursors forever is not followed forever
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """Positionals may sit between options, as with required ones: `call m.yaml --url URL add`.
+
+    MANIFEST is optional (`call add`), and argparse alone then gives the first group of positionals
+    to both `target` and `tool` (`m.yaml` becomes the tool, `add` is "unrecognized"). Parsed as
+    `parse_known_intermixed_args` does (options first, then the positionals in order), it is not.
+    """
+
+    _mixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._mixing:  # the two passes parse_known_intermixed_args makes
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("target", metavar="MANIFEST", help="the manifest whose server to ask (or the server's URL)")
+        p.__class__ = _Intermixed  # the subparsers' class is the main parser's; only these need it
+        # Optional, as for serve/check/token: `call add` is `call mcp-runner.yaml add`. With two positionals
+        # the first is the manifest (or URL); with one, it is the tool/URI/prompt (see `_target_and_item`).
+        p.add_argument(
+            "target",
+            metavar="MANIFEST",
+            nargs="?",
+            help=f"the manifest whose server to ask, or the server's URL (default: {DEFAULT_MANIFEST})",
+        )
         p.add_argument("--url", help="the server's MCP URL (default: the manifest's running server, else its server:)")
         p.add_argument("--token", help="bearer token (default: $MCP_TOKEN, else minted for app_id: local)")
         p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -45,21 +76,26 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     common(listing)
     call = commands.add_parser("call", help="call a tool")
     common(call)
-    call.add_argument("tool")
+    call.add_argument("tool", metavar="TOOL", help="the tool to call")
     call.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an argument (repeatable)")
     call.add_argument("--args", metavar="JSON", help="all arguments as one JSON object ('-': read it from stdin)")
     read = commands.add_parser("read", help="read a resource")
     common(read)
-    read.add_argument("uri")
+    read.add_argument("uri", metavar="URI", help="the resource's URI")
     prompt = commands.add_parser("prompt", help="get a prompt")
     common(prompt)
-    prompt.add_argument("name")
+    prompt.add_argument("name", metavar="NAME", help="the prompt's name")
     prompt.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an argument (repeatable)")
+
+
+ITEMS = {"call": "tool", "read": "uri", "prompt": "name"}  # each command's second positional
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        target = dataclasses.replace(resolve(args.target, args.url, args.token), mode=args.mode)
+        _check_item(args)
+        given = args.target if args.target is not None else DEFAULT_MANIFEST
+        target = dataclasses.replace(resolve(given, args.url, args.token, command=args.command), mode=args.mode)
         if args.command == "list":
             return _list(target, args.json)
         if args.command == "call":
@@ -73,6 +109,19 @@ def main(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `| head`: the reader has all it wanted; no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _check_item(args: argparse.Namespace) -> None:
+    """`call m.yaml` (the manifest but no tool) reads as the tool `m.yaml` of the default manifest: say so."""
+    field = ITEMS.get(args.command)
+    item = getattr(args, field, None) if field else None
+    if field is None or args.target is not None or not isinstance(item, str):
+        return
+    if item.endswith((".yaml", ".yml")) or (is_url(item) and field != "uri"):  # a resource URI may be http(s)
+        raise CommandError(
+            f"mcp-runner: {args.command} {item}: which {field}? `mcp-runner {args.command} {item} {field.upper()}`",
+            EXIT_USAGE,
+        )
 
 
 def _list(target: Target, as_json: bool) -> int:
@@ -110,6 +159,9 @@ def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any
         if pairs:
             tools = {t.name: t for t in await _pages(client.list_tools, "tools")}
             if tool not in tools:
+                hidden = hidden_tool(target, tool)  # listed only to a token with the tool's scopes
+                if hidden is not None:
+                    raise CommandError(hidden, EXIT_UNREACHABLE)
                 names = ", ".join(sorted(tools)) or "none"
                 raise CommandError(f"mcp-runner: the server has no tool {tool!r} (its tools: {names})", EXIT_REFUSED)
             arguments.update(coerce(tool, tools[tool].input_schema, pairs))

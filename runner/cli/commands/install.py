@@ -27,7 +27,7 @@ from typing import Any
 
 from runner.cli.commands.clients import CLIENTS, Entry, default_config, http_entry, stdio_entry, supports_http
 from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandError
-from runner.cli.commands.target import is_url, served_url
+from runner.cli.commands.target import DEFAULT_MANIFEST, is_url, no_manifest, served_url
 from runner.manifest.model import LOCAL_APP_ID, load
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -36,7 +36,13 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = commands.add_parser("install", help="add the manifest's server to an MCP client's config")
     p.add_argument("client", choices=CLIENTS)
-    p.add_argument("manifest", type=Path)
+    p.add_argument(
+        "manifest",
+        type=Path,
+        nargs="?",
+        default=Path(DEFAULT_MANIFEST),
+        help=f"the manifest (default: {DEFAULT_MANIFEST})",
+    )
     p.add_argument("--name", help="the entry's name (default: from the manifest's name)")
     p.add_argument("--transport", choices=["stdio", "http"], help="default: stdio, or http for an MCP SignIn app")
     p.add_argument("--url", help="for http: the server's URL (default: its running server, else its server:)")
@@ -68,13 +74,13 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
 
     manifest_path: Path = args.manifest
     if not manifest_path.is_file():
-        raise CommandError(f"mcp-runner: {manifest_path}: no such manifest", EXIT_USAGE)
+        raise CommandError(no_manifest(manifest_path, f"install {args.client}"), EXIT_USAGE)
     manifest, _ = load(manifest_path)
     name = args.name or client_name(manifest.name, str(manifest_path))
     signin_app = manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID
     transport = args.transport or ("http" if signin_app else "stdio")
     if transport == "stdio":
-        command = [*_runner_command(), "serve", str(manifest_path.resolve()), "--transport", "stdio"]
+        command = [*runner_command(), "serve", str(manifest_path.resolve()), "--transport", "stdio"]
         notes = [f"the client starts the server itself: {' '.join(command)}"]
         return stdio_entry(args.client, name, command), notes
     if not supports_http(args.client):
@@ -99,7 +105,7 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
     return http_entry(args.client, name, url, token_env), notes
 
 
-def _runner_command() -> list[str]:
+def runner_command() -> list[str]:
     """The absolute command that runs this very mcp-runner, so the client need not share our PATH."""
     script = Path(sys.executable).parent / ("mcp-runner.exe" if sys.platform == "win32" else "mcp-runner")
     if script.is_file():

@@ -23,6 +23,7 @@ from mcp.types import Implementation
 
 from runner.cli.commands.bearer import Bearer
 from runner.cli.commands.exits import EXIT_REFUSED, EXIT_UNREACHABLE, CommandError
+from runner.cli.commands.scopes import how_to_get
 from runner.cli.commands.target import Target
 from runner.http.security import is_loopback_address
 from runner.version import RUNNER_VERSION
@@ -36,15 +37,23 @@ class _Refusals:
 
     def __init__(self) -> None:
         self.last: str | None = None
+        self.scopes: list[str] = []  # what an `insufficient_scope` 403 says the request needs (RFC 6750 §3.1)
+        self.unavailable: str | None = None  # a 503's Retry-After: the server could not check the token
 
     async def __call__(self, response: httpx2.Response) -> None:
         if response.status_code < 300:  # a challenge answered with the token (commands/bearer.py) is no refusal
             self.last = None
+            self.scopes = []
+            self.unavailable = None
+        if response.status_code == 503:
+            self.unavailable = response.headers.get("Retry-After", "")[:10]
         if response.status_code in (401, 403):
             header = response.headers.get("WWW-Authenticate", "")
             found = re.search(r'error_description="([^"]{0,300})"', header)
             found = found or re.search(r'error="([^"]{0,60})"', header)
             self.last = f"HTTP {response.status_code}" + (f": {found.group(1)}" if found else "")
+            needed = re.search(r'scope="([^"]{0,1000})"', header) if 'error="insufficient_scope"' in header else None
+            self.scopes = needed.group(1).split() if needed else []
 
 
 @asynccontextmanager
@@ -87,10 +96,19 @@ def _explain(exc: BaseException, target: Target, refusals: _Refusals) -> Command
     leaves = list(_leaves(exc))
     if refusals.last is not None:
         hint = "" if target.token else " (no token was sent: --token, MCP_TOKEN, or a manifest with app_id: local)"
+        if refusals.scopes:
+            hint = f"; {how_to_get(target, refusals.scopes)}"
         return CommandError(f"mcp-runner: {target.url} refused the token: {refusals.last}{hint}", EXIT_UNREACHABLE)
     for leaf in leaves:
         if isinstance(leaf, CommandError):
             return leaf
+    if refusals.unavailable is not None:  # runner/auth/gate.py: the issuer's keys could not be fetched
+        after = f" (retry after {refusals.unavailable} s)" if refusals.unavailable.isdigit() else ""
+        return CommandError(
+            f"mcp-runner: {target.url} answered 503 Service Unavailable{after}: the server cannot serve now; "
+            "one protected by MCP SignIn says so while it cannot fetch the issuer's signing keys (see its log)",
+            EXIT_UNREACHABLE,
+        )
     for leaf in leaves:
         if isinstance(leaf, httpx2.TransportError):
             hint = f" (is `mcp-runner serve {target.manifest}` running?)" if target.manifest else ""

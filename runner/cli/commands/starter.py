@@ -3,7 +3,8 @@
 Kept as text here (not package data) so that a non-editable install carries them with no
 packaging rule to forget. The manifest uses the built-in local issuer, so `mcp-runner serve`
 works at once with no account; the test drives the server over stdio with the SDK's client,
-so it needs no port, no token and no running server.
+so it needs no port, no token and no running server, and runs as a plain script: the venv
+the README makes (`pip install -e .`) has no pytest.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def review(code: str, focus: str = "clarity") -> str:
 '''
 
 _TEST = '''\
-"""Calls the tool, the resource and the prompt through a real server process. Run: `pytest`.
+"""Calls the tool, the resource and the prompt through a real server process.
+
+Run: `python test_server.py` with the Python that has mcp-runner (no other package needed), or `pytest`.
 
 The server runs over stdio (`mcp-runner serve --transport stdio`), as MCP clients that launch
 their servers do: no port, and no token (over stdio the client that starts the process owns it).
@@ -103,6 +106,11 @@ async def _exercise() -> None:
 
 def test_tool_resource_and_prompt() -> None:
     asyncio.run(_exercise())
+
+
+if __name__ == "__main__":
+    test_tool_resource_and_prompt()
+    print("ok: the tool, the resource and the prompt answered as expected")
 '''
 
 

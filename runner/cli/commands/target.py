@@ -22,6 +22,7 @@ from runner.manifest.config import Overrides, binding
 from runner.manifest.model import LOCAL_APP_ID, Manifest, all_scopes, load
 from runner.serve.live import servers
 
+DEFAULT_MANIFEST = "mcp-runner.yaml"  # every command's default, as `mcp-runner init` writes it (starter.MANIFEST)
 MINTED_TTL = 300  # seconds: one command's worth, never stored anywhere
 CLI_SUBJECT = "mcp-runner-cli"
 
@@ -39,7 +40,16 @@ def is_url(text: str) -> bool:
     return urlsplit(text).scheme in ("http", "https")
 
 
-def resolve(target: str, url: str | None, token: str | None) -> Target:
+def no_manifest(path: Path, command: str, other: str = "your manifest") -> str:
+    """The message for a manifest that is not there (the default one included): the next step, not an errno."""
+    where = f" in {Path.cwd()}" if not path.parent.parts else ""
+    return (
+        f"mcp-runner: {path}: no such manifest{where}: create a starter with `mcp-runner init`, "
+        f"or name {other}: `mcp-runner {command} path/to/manifest.yaml ...`"
+    )
+
+
+def resolve(target: str, url: str | None, token: str | None, *, command: str = "list") -> Target:
     """`target` is a manifest path or a server URL; `url` and `token` are the flags."""
     token = token or os.environ.get("MCP_TOKEN") or None
     if is_url(target):
@@ -48,7 +58,7 @@ def resolve(target: str, url: str | None, token: str | None) -> Target:
         return Target(target, token, None)
     path = Path(target)
     if not path.is_file():
-        raise CommandError(f"mcp-runner: {target}: no such manifest (nor an http:// or https:// URL)", EXIT_USAGE)
+        raise CommandError(no_manifest(path, command, "your manifest or its server's URL"), EXIT_USAGE)
     manifest, _ = load(path)  # a ManifestError is reported, located, by the CLI
     own = url is None  # the manifest's own server: what its signin: says holds for it
     if url is None:
