@@ -5,11 +5,12 @@ Much of what the runner logs carries text a client chose: a library's exception 
 a request path, `--log-arguments`. Escaping at each call site misses the next one, so the
 formatters (runner/observe/logs.py) apply these to every record, whoever logged it:
 
-- text: a record is one line at column 0; each further line it needs (a traceback, a reload
-  error's list of problems) is indented, so no record can start a line that looks like
-  another record; every other character that is not printable (ANSI escapes, CR, NEL U+0085,
-  the line and paragraph separators U+2028/U+2029, C1 controls, bidi overrides) is written as
-  a Python-style escape (`\\x1b`, `\\u2028`);
+- text: a record's message is one line: every character that is not printable (LF, CR, TAB,
+  ANSI escapes, NEL U+0085, the line and paragraph separators U+2028/U+2029, C1 controls,
+  bidi overrides) is written as a Python-style escape (`\\n`, `\\x1b`, `\\u2028`). What needs
+  several lines (a traceback, a reload error's `detail`) follows on lines indented by two
+  spaces, escaped the same way but for the line breaks between them: no record can start a
+  line at column 0 but its own first;
 - JSON: `json.dumps` escapes the C0 controls but, with `ensure_ascii=False`, passes DEL, C1
   controls and U+2028/U+2029 raw (line breaks to many readers); those become `\\uXXXX`.
 
@@ -18,13 +19,15 @@ The common case (every character printable) costs one `str.isprintable()` call.
 
 from __future__ import annotations
 
-INDENT = "  "  # what follows a line break inside one text record
+INDENT = "  "  # every line of a record's traceback or detail starts with it
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escaped(char: str) -> str:
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
     code = ord(char)
-    if char == "\r":
-        return "\\r"
     if code <= 0xFF:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:
@@ -32,19 +35,17 @@ def _escaped(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def text(value: str) -> str:
-    """`value` as one text record: non-printable characters escaped, line breaks followed by an indent."""
+def line(value: str) -> str:
+    """`value` on one line: every character that is not printable (line breaks included) as an escape."""
     if value.isprintable():
         return value
-    out: list[str] = []
-    for char in value:
-        if char.isprintable() or char == "\t":
-            out.append(char)
-        elif char == "\n":
-            out.append("\n" + INDENT)
-        else:
-            out.append(_escaped(char))
-    return "".join(out)
+    return "".join(char if char.isprintable() else _escaped(char) for char in value)
+
+
+def block(value: str) -> str:
+    """`value` (a traceback, a detail) as indented lines: no line of it starts at column 0, and nothing that is
+    not printable but the line breaks between its lines passes raw."""
+    return "\n".join(INDENT + line(part) for part in value.split("\n"))
 
 
 def _json_escape(char: str) -> str:
