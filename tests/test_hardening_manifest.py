@@ -17,7 +17,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runner.manifest.source import MAX_VALUES
 from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, healthz, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +44,6 @@ LOCATED = re.compile(r"m\.yaml:\d+:\d+: the manifest expands to more than 100,00
 
 
 def test_an_alias_bomb_is_refused_by_check_with_its_location(tmp_path: Path) -> None:
-    assert MAX_VALUES == 100_000
     (tmp_path / "bomb_tools.py").write_text(TOOL)
     for levels in (5, 9):  # 111,110 values once expanded (accepted before), then a billion
         (tmp_path / "m.yaml").write_text(manifest(alias_bomb(levels)))
