@@ -71,12 +71,13 @@ async def test_an_alias_bomb_in_a_reload_leaves_the_last_good_manifest_served(tm
 
 # -- item 13 ---------------------------------------------------------------------------------------------------
 
-SHADOW = 'raise RuntimeError("the jwt.py beside the manifest was imported in place of PyJWT")\n'
+SHADOW = 'raise RuntimeError("a module beside the manifest was imported in place of PyJWT")\n'
 
 
 async def test_a_jwt_py_beside_the_manifest_does_not_shadow_pyjwt(tmp_path: Path, jwks: JWKSServer) -> None:
     (tmp_path / "bomb_tools.py").write_text(TOOL)
     (tmp_path / "jwt.py").write_text(SHADOW)  # never named by the manifest
+    (tmp_path / "yaml.py").write_text(SHADOW.replace("PyJWT", "PyYAML"))  # the runner imports PyYAML first thing
     runner = RunnerProcess(tmp_path / "m.yaml")
     signin = f"signin:\n  app_id: {jwks.app_id}\n  base_url: {jwks.base_url}\n  resource: {runner.url}\n"
     (tmp_path / "m.yaml").write_text(manifest(signin=signin))
@@ -88,7 +89,7 @@ async def test_a_jwt_py_beside_the_manifest_does_not_shadow_pyjwt(tmp_path: Path
         assert healthz(runner.health_url)["status"] == "ok"
     finally:
         log = runner.stop()
-    assert "Traceback" not in log and "in place of PyJWT" not in log
+    assert "Traceback" not in log and "in place of Py" not in log
     assert [line for line in log.splitlines() if "jwt beside the manifest" in line], log
 
 
