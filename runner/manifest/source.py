@@ -185,9 +185,7 @@ def _build(
             result[key] = _build(value_node, path + (key,), source, loader, env, problems, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(item, path + (i,), source, loader, env, problems, budget) for i, item in enumerate(node.value)
-        ]
+        return [_build(item, path + (i,), source, loader, env, problems, budget) for i, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, str):
         try:
