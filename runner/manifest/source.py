@@ -129,9 +129,10 @@ def _shown_path(path: Path) -> str:
 def _merged_size(node: yaml.MappingNode, sizes: dict[int, int], limit: int, path: Path) -> int:
     """The number of key/value pairs `node` has once its merges are resolved, without resolving them.
 
-    PyYAML's `flatten_mapping` copies every merged pair into the mapping: merges of merges grow
-    the lists exponentially before a single value is built. Sizes are remembered per node, so
-    this is linear in the document; past `limit` it raises instead.
+    PyYAML's `flatten_mapping` copies every merged pair into the mapping. Releases without the
+    fix for yaml/pyyaml#897 (the pinned `pyyaml>=6` allows them; 6.0.4 has it) keep the duplicates,
+    so merges of merges grow those lists exponentially before a single value is built. Sizes are
+    remembered per node, so this is linear in the document; past `limit` it raises instead.
     """
     known = sizes.get(id(node))
     if known is not None:
