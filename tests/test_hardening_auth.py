@@ -76,13 +76,14 @@ async def test_a_critical_header_cannot_forge_a_log_line(logged: Guarded) -> Non
 
 
 async def test_logged_arguments_cannot_break_a_line(logged: Guarded) -> None:
-    hostile = "a\x85b\u2028c\u2029d\x9b2Ke\x1b[2Kf\x90g\u202eh\ri\n" + FAKE_AUDIT
+    fake = FAKE_AUDIT.replace("delete_all", "drop_tables")  # not the other test's, which shares this server
+    hostile = "a\x85b\u2028c\u2029d\x9b2Ke\x1b[2Kf\x90g\u202eh\ri\n" + fake
     async with mcp_client(logged.runner.url, logged.token()) as client:
         result = await client.call_tool("echo", {"text": hostile})
     assert result.structured_content == {"result": hostile}  # the tool saw it all: only the log escapes
     log = await until_logged(logged, "arguments=")
     assert_no_raw_controls(log)
-    lines = [line for line in records(logged) if FAKE_AUDIT in line]
+    lines = [line for line in records(logged) if fake in line]
     assert lines and all("arguments=" in line for line in lines)  # the fake line is inside the real one
 
 
