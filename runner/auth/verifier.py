@@ -192,7 +192,7 @@ def _scopes(claims: dict[str, Any]) -> list[str]:
     """The granted scopes. RFC 6749 §3.3: `scope` is scope-tokens separated by U+0020 and nothing else.
 
     Not `str.split()`, which also splits on TAB, LF, NBSP, U+3000, NEL, U+2028...: it made
-    `"x\u00a0admin"` grant `admin`, a scope the issuer never granted (it issued one odd token).
+    `"x\\u00a0admin"` grant `admin`, a scope the issuer never granted (it issued one odd token).
     """
     scope = claims.get("scope")
     if isinstance(scope, str):
