@@ -2,7 +2,9 @@
 
 Why not `jwt.PyJWKClient`: it fetches with blocking urllib, which would stall
 every request on the event loop while the issuer is slow. Here the fetch is
-async with a hard deadline and a size cap, concurrent misses share one fetch,
+async with a hard deadline and a size cap, concurrent misses share one fetch
+(a request that arrives while a fetch is in flight waits for that fetch and
+never starts another, so its wait is at most one fetch deadline),
 an unknown `kid` refetches at most once per `min_refetch_interval`, a failed
 refresh keeps the last good keys for `max_stale` seconds, and the issuer's
 `Cache-Control: max-age` sets how often the set is fetched again.
@@ -101,7 +103,7 @@ class JWKSCache:
     _interval: float = field(default=0.0, init=False)  # the refresh interval the last fetch set
     _fetched_at: float = field(default=float("-inf"), init=False)  # last success
     _attempted_at: float = field(default=float("-inf"), init=False)  # last try, success or not
-    _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
+    _flight: anyio.Event | None = field(default=None, init=False)  # set when the fetch in flight ends
     _refresher_running: bool = field(default=False, init=False)
     _failures: int = field(default=0, init=False)  # failed fetches in a row, for a log that does not flood
     _failing_since: float = field(default=0.0, init=False)
@@ -138,8 +140,10 @@ class JWKSCache:
         """
         key = self.current(kid)
         if key is not None:
-            return key  # the hot path: no lock, no I/O
-        async with self._lock:
+            return key  # the hot path: no I/O
+        if self._flight is not None:
+            await self._flight.wait()  # join the fetch in flight, whatever it finds: never a second one after it
+        else:
             now = time.monotonic()
             stale = now - self._fetched_at >= self._interval
             unknown = kid not in self._keys
@@ -147,7 +151,7 @@ class JWKSCache:
             # with no key at all (cold start, outage) retry sooner, since every request fails meanwhile.
             interval = self.min_refetch_interval if self._keys else min(1.0, self.min_refetch_interval)
             if (stale or unknown) and now - self._attempted_at >= interval:
-                await self._refresh()
+                await self._shared_refresh()
         usable = time.monotonic() - self._fetched_at < self._interval + self.max_stale
         if kid in self._keys and usable:
             return self._keys[kid]
@@ -174,9 +178,10 @@ class JWKSCache:
                 else:
                     due = self._fetched_at + self._interval * REFRESH_AHEAD
                 await anyio.sleep(max(0.0, due - time.monotonic()))
-                async with self._lock:
-                    if time.monotonic() >= due:
-                        await self._refresh()
+                if self._flight is not None:
+                    await self._flight.wait()  # a request's fetch is under way: the next `due` counts from it
+                elif time.monotonic() >= due:
+                    await self._shared_refresh()
         finally:
             self._refresher_running = False
 
@@ -194,18 +199,34 @@ class JWKSCache:
 
     async def warm(self) -> None:
         """Fetch once at start-up; a failure is logged, never fatal (the issuer may come back)."""
-        async with self._lock:
-            if time.monotonic() - self._fetched_at < self._interval:
-                return  # seeded and fresh: `keep_fresh` refetches it when due
-            try:
-                await self._refresh(raise_errors=True)
-            except JWKSError as exc:
-                logger.warning("JWKS not reachable at start-up (%s); requests get 503 until it is", exc)
+        if self._flight is not None:
+            await self._flight.wait()
+        if time.monotonic() - self._fetched_at < self._interval:
+            return  # seeded and fresh: `keep_fresh` refetches it when due
+        try:
+            await self._shared_refresh(raise_errors=True)
+        except JWKSError as exc:
+            logger.warning("JWKS not reachable at start-up (%s); requests get 503 until it is", exc)
 
     async def run(self) -> None:
         """Warm the cache, then keep it fresh: the background task the server runs."""
         await self.warm()
         await self.keep_fresh()
+
+    async def _shared_refresh(self, raise_errors: bool = False) -> None:
+        """Fetch now, as the one fetch in flight: whoever asks meanwhile waits on `_flight` instead of fetching.
+
+        Shielded: the request that happened to start the fetch may be cancelled (its client went away)
+        while others wait on it; the fetch still ends within its own deadline (`fetch_timeout`).
+        The caller has checked that no fetch is in flight, with no await since.
+        """
+        flight = self._flight = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._refresh(raise_errors)
+        finally:
+            self._flight = None
+            flight.set()
 
     async def _refresh(self, raise_errors: bool = False) -> None:
         self._attempted_at = time.monotonic()

@@ -4,8 +4,8 @@ Fixes against the reference integration: the key is chosen by the token's
 `kid` (not the app id); any failure is a rejection (401), never an exception (500),
 but a token that could not be checked because the key set could not be fetched is
 the server's fault: `verify` raises KeysUnavailable and the gate answers 503; the JWKS
-fetch is async and cached; `scope` is split on spaces; `exp` is required, and a
-lifetime over `max_lifetime` is refused.
+fetch is async and cached; `scope` is split on U+0020 only (RFC 6749 §3.3); `exp` is
+required, and a lifetime over `max_lifetime` is refused.
 Every rejection is logged with its precise reason (runner/auth/rules.py), never the token.
 """
 
@@ -209,9 +209,14 @@ def _header(token: str) -> dict[str, Any]:
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
+    """The granted scopes. RFC 6749 §3.3: `scope` is scope-tokens separated by U+0020 and nothing else.
+
+    Not `str.split()`, which also splits on TAB, LF, NBSP, U+3000, NEL, U+2028...: it made
+    `"x\\u00a0admin"` grant `admin`, a scope the issuer never granted (it issued one odd token).
+    """
     scope = claims.get("scope")
     if isinstance(scope, str):
-        return scope.split()
+        return [token for token in scope.split(" ") if token]
     scp = claims.get("scp")
     if isinstance(scp, list) and all(isinstance(s, str) for s in scp):
         return list(scp)

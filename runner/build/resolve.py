@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.build import shadows
 from runner.words import article
 
 
@@ -71,9 +72,16 @@ class ResolveError(Exception):
         return (self.origin, self.message) if self.origin else (self.message, self.detail)
 
 
+_protected: set[str] = set()  # folders whose would-be shadows of the runner's dependencies were dealt with
+
+
 def ensure_on_path(root: Path) -> None:
-    """Make modules next to the manifest importable, ahead of anything installed."""
+    """Make modules next to the manifest importable, ahead of anything installed, except the runner's own
+    dependencies: those are imported first, from where they are installed (runner/build/shadows.py)."""
     folder = str(root)
+    if folder not in _protected:
+        _protected.add(folder)
+        shadows.protect(root)
     if folder not in sys.path:
         sys.path.insert(0, folder)
 

@@ -45,6 +45,7 @@ logger = logging.getLogger("runner.events")
 
 OUTBOX = 1024  # distinct events waiting for Redis at most; older ones give way
 MAX_MESSAGE = 16384  # bytes: anything longer on the channel is not ours
+DROP_LOG_INTERVAL = 60.0  # seconds between two log lines about dropped messages
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -73,14 +74,24 @@ def encode(origin: str, event: ServerEvent) -> str:
 
 
 def decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
-    """(origin, event) from a channel message; None for anything that is not a well-formed event."""
+    """(origin, event) from a channel message; None for anything that is not a well-formed event.
+
+    Anyone who can publish on the channel can send anything: whatever a message holds (deeply
+    nested JSON raises RecursionError, not ValueError), it is a message to drop, never an error
+    that reaches `run`, which would take it for a Redis outage and disconnect the replica.
+    """
     if len(data) > MAX_MESSAGE:
         return None
     try:
-        message = json.loads(data)
-        origin, kind = message["origin"], message["kind"]
-    except (ValueError, TypeError, KeyError):
+        return _event(json.loads(data))
+    except Exception:
         return None
+
+
+def _event(message: Any) -> tuple[str, ServerEvent] | None:
+    if not isinstance(message, dict):
+        return None
+    origin, kind = message.get("origin"), message.get("kind")
     if not isinstance(origin, str):
         return None
     if kind == "resource":
@@ -103,6 +114,8 @@ class RedisBackend:
         self._since = time.time()
         self._error: str | None = None
         self.outages = 0
+        self.dropped = 0  # malformed messages seen on the channel and dropped
+        self._dropped_logged = (0, float("-inf"))  # (count, when) at the last log line about them
 
     def forward(self, event: ServerEvent) -> None:
         self._outbox.pop(event, None)  # a repeat moves to the back
@@ -119,6 +132,7 @@ class RedisBackend:
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._since)),
             "error": self._error,
             "outages": self.outages,
+            "dropped": self.dropped,
             "waiting": len(self._outbox),
         }
 
@@ -172,7 +186,7 @@ class RedisBackend:
                 continue
             decoded = decode(message["data"])
             if decoded is None:
-                logger.debug("ignored a malformed message on %s", self.channel)
+                self._drop()
                 continue
             origin, event = decoded
             if origin != self.origin:
@@ -187,6 +201,20 @@ class RedisBackend:
             self._wake = anyio.Event()
             if not self._outbox:
                 await self._wake.wait()
+
+    def _drop(self) -> None:
+        """Count a malformed message; log the first, then at most once a minute (a flood writes no flood of lines)."""
+        self.dropped += 1
+        logged, at = self._dropped_logged
+        now = time.monotonic()
+        if now - at >= DROP_LOG_INTERVAL:
+            logger.warning(
+                "event bus: dropped %d malformed message(s) on channel %r (not sent by a replica; %d in all)",
+                self.dropped - logged,
+                self.channel,
+                self.dropped,
+            )
+            self._dropped_logged = (self.dropped, now)
 
     def _down(self, exc: BaseException) -> None:
         kind = type(exc).__name__

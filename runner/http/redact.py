@@ -8,6 +8,11 @@ handler (so records from any logger pass through it) and:
   the usual place a misconfigured client puts `?access_token=`;
 - replaces anything shaped like a JWT (`eyJ….….…`) or following `Bearer ` (20 characters or more), in
   the message, its arguments and a formatted traceback, with `[redacted]`.
+
+"Shaped like a JWT" includes a JWT's prefix: a log line often shows client input cut to a
+length (a tool name at 200 characters, the SDK's session id at 64), and a token cut before its
+second dot, or its first, still leaks its header and part of its claims. So `eyJ…` followed by
+a dot, or by 17 or more base64url characters (the base64 of a JSON object), is redacted whole.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from typing import Any
 
 REDACTED = "[redacted]"
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){1,2}|eyJ[A-Za-z0-9_-]{17,}")
 # An opaque credential after "Bearer ": 20+ token68 characters (so "bearer token" in prose is left alone).
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]{20,}=*")
 ACCESS_LOGGER = "uvicorn.access"

@@ -4,6 +4,13 @@ PyYAML's composer gives nodes with marks; we construct the data ourselves so
 that each value's path (`("tools", 0, "function")`) maps to its position.
 Later stages (schema, imports) use those positions to locate their errors.
 Environment substitution happens here, scalar by scalar, for the same reason.
+
+YAML aliases (`*name`, `<<: *name`) repeat a node without repeating its text: nine
+lines of nested aliases can stand for a billion values (the "billion laughs"). The
+parser shares the repeated node; building the data is what multiplies it. So the
+data built from one manifest is bounded: at most `MAX_VALUES` values, counting each
+value every time an alias or merge repeats it, refused with a located error before
+the memory is taken.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ from runner.manifest.envsubst import MissingVariable, substitute
 from runner.manifest.errors import Location, ManifestError, Problem
 
 Path = tuple[str | int, ...]
+
+# Values in one manifest at most, every repetition by an alias or a merge counted. A 1,000-tool manifest
+# holds about 10,000; an alias bomb of 10^6 values took 630 MiB (issue 22).
+MAX_VALUES = 100_000
 
 # libyaml's parser when available: 5x faster on a 1,000-tool manifest, same marks and types.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -82,10 +93,63 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
     if node is None:
         raise ManifestError([Problem(Location(file, 1, 1), "the manifest is empty")])
     problems: list[Problem] = []
-    source.data = _build(node, (), source, loader, env, problems)
+    try:
+        source.data = _build(node, (), source, loader, env, problems, _Budget(MAX_VALUES))
+    except _TooLarge as exc:
+        where = source.locate(exc.path)
+        raise ManifestError([Problem(where, exc.message(_shown_path(exc.path)))]) from None
     if problems:
         raise ManifestError(problems)
     return source
+
+
+@dataclass
+class _Budget:
+    left: int
+
+
+class _TooLarge(Exception):
+    def __init__(self, path: Path, merged: bool = False) -> None:
+        self.path = path
+        self.merged = merged
+
+    def message(self, shown: str) -> str:
+        how = "merges (`<<: *name`)" if self.merged else "aliases (`*name`) and merges (`<<: *name`)"
+        return (
+            f"the manifest expands to more than {MAX_VALUES:,} values: YAML {how} repeat what they name, "
+            f"and the repetition reached {shown} (an alias bomb?); at most {MAX_VALUES:,} values are built"
+        )
+
+
+def _shown_path(path: Path) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return f"`{text}`" if text else "the top level"
+
+
+def _merged_size(node: yaml.MappingNode, sizes: dict[int, int], limit: int, path: Path) -> int:
+    """The number of key/value pairs `node` has once its merges are resolved, without resolving them.
+
+    PyYAML's `flatten_mapping` copies every merged pair into the mapping. Releases without the
+    fix for yaml/pyyaml#897 (the pinned `pyyaml>=6` allows them; 6.0.4 has it) keep the duplicates,
+    so merges of merges grow those lists exponentially before a single value is built. Sizes are
+    remembered per node, so this is linear in the document; past `limit` it raises instead.
+    """
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 0  # a merge cycle adds nothing
+    total = 0
+    for key_node, value_node in node.value:
+        if key_node.tag != "tag:yaml.org,2002:merge":
+            total += 1
+            continue
+        for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+            if isinstance(source, yaml.MappingNode):  # anything else: flatten_mapping says what is wrong
+                total += _merged_size(source, sizes, limit, path)
+        if total > limit:
+            raise _TooLarge(path, merged=True)
+    sizes[id(node)] = total
+    return total
 
 
 def _build(
@@ -95,13 +159,22 @@ def _build(
     loader: Any,
     env: Mapping[str, str],
     problems: list[Problem],
+    budget: _Budget,
 ) -> Any:
+    budget.left -= 1
+    if budget.left < 0:
+        raise _TooLarge(path)
     source.values[path] = _location(source.file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
+        if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
+            _merged_size(node, {}, budget.left, path)
         loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             where = _location(source.file, key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):  # never built: an alias to a bomb can be a key too
+                problems.append(Problem(where, "keys must be strings, got a YAML collection"))
+                continue
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 problems.append(Problem(where, f"keys must be strings, got {key!r}"))
@@ -110,10 +183,10 @@ def _build(
                 problems.append(Problem(where, f"duplicate key {key!r}"))
                 continue
             source.keys[path + (key,)] = where
-            result[key] = _build(value_node, path + (key,), source, loader, env, problems)
+            result[key] = _build(value_node, path + (key,), source, loader, env, problems, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), source, loader, env, problems) for i, item in enumerate(node.value)]
+        return [_build(item, path + (i,), source, loader, env, problems, budget) for i, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, str):
         try:

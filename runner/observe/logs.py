@@ -3,10 +3,13 @@
 Every record becomes one object with stable keys: `time` (UTC, ISO 8601,
 milliseconds), `level`, `logger`, `message`, `exception` when there is one,
 and the record's structured `fields` (the audit line's, runner/observe/calls.py).
-uvicorn's access lines are taken apart into `client`, `method`, `path`,
+and `detail` when the record has one (several lines a reader needs, such as a
+failed reload's problems). uvicorn's access lines are taken apart into `client`, `method`, `path`,
 `http_version`, `status`, plus `duration_ms`, `subject` and `client_id` from
 runner/observe/access.py. The token filter (runner/http/redact.py) runs on
-the handler before any formatter, so both formats see scrubbed text.
+the handler before any formatter, so both formats see scrubbed text. Both
+formats escape what a client could use to forge a line or drive a terminal,
+for every record whoever logged it (runner/observe/escape.py).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from typing import Any, Literal
 
 from runner.http.redact import ACCESS_LOGGER, scrub
-from runner.observe import lines
+from runner.observe import escape, lines
 from runner.observe.access import request_fields
 
 LogFormat = Literal["text", "json"]
@@ -28,9 +31,29 @@ TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class TextFormatter(logging.Formatter):
-    """logging.Formatter's text, with the date and time part of `asctime` formatted once a second, not per line."""
+    """logging.Formatter's text, with the date and time part of `asctime` formatted once a second, not per line,
+    escaped (runner/observe/escape.py): the message on one line, a traceback or `detail` on indented lines."""
 
     _second: tuple[int, str] = (-1, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape.line(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        more = []
+        detail = getattr(record, "detail", None)
+        if isinstance(detail, str) and detail:
+            more.append(detail)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            more.append(record.exc_text)
+        if record.stack_info:
+            more.append(self.formatStack(record.stack_info))
+        for part in more:
+            text += "\n" + escape.block(part.rstrip("\n"))
+        return text
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         if datefmt is not None:
@@ -48,7 +71,7 @@ class TextFormatter(logging.Formatter):
 
     def line(self, created: float, name: str, message: str, args: Any, fields: Any) -> str:
         """What `format` gives an INFO record of logger `name` with this message, without exception or stack."""
-        return f"{self.stamp(created)} INFO {name}: {message}"
+        return f"{self.stamp(created)} INFO {name}: {escape.line(message)}"
 
 
 class JSONFormatter(logging.Formatter):
@@ -62,9 +85,12 @@ class JSONFormatter(logging.Formatter):
             record.exc_text = scrub(self.formatException(record.exc_info))
         if record.exc_text:
             document["exception"] = record.exc_text
+        detail = getattr(record, "detail", None)
+        if isinstance(detail, str) and detail:
+            document["detail"] = detail
         if record.stack_info:
             document["stack"] = record.stack_info
-        return json.dumps(document, ensure_ascii=False, default=str)
+        return escape.json_line(json.dumps(document, ensure_ascii=False, default=str))
 
     def document(self, created: float, level: str, name: str, message: str, args: Any, fields: Any) -> dict[str, Any]:
         second = int(created)
@@ -85,7 +111,8 @@ class JSONFormatter(logging.Formatter):
 
     def line(self, created: float, name: str, message: str, args: Any, fields: Any) -> str:
         """What `format` gives an INFO record of logger `name` with this message, without exception or stack."""
-        return json.dumps(self.document(created, "INFO", name, message, args, fields), ensure_ascii=False, default=str)
+        document = self.document(created, "INFO", name, message, args, fields)
+        return escape.json_line(json.dumps(document, ensure_ascii=False, default=str))
 
 
 def _access_fields(args: Any) -> dict[str, Any]:

@@ -198,7 +198,9 @@ class Reloader:
 
     def _failed(self, started: float, error: str, public: str) -> ReloadResult:
         duration = (time.perf_counter() - started) * 1000
-        logger.error("reload failed, still serving the last good definition:\n%s", error)
+        # The problems as a `detail`: on indented lines of their own (runner/observe/logs.py), as a message they
+        # would be escaped onto one line, as any client-chosen text is.
+        logger.error("reload failed, still serving the last good definition:", extra={"detail": error})
         return ReloadResult(at=time.time(), ok=False, duration_ms=duration, error=public)
 
     # -- watching ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from runner.auth.gate import BearerGate
 from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
 from runner.deploy.stateless import NoStandingStream
+from runner.http.inflight import UniqueRequestIds
 from runner.http.security import HostGuard, is_loopback_address
 from runner.http.sessions import (
     MAX_SESSIONS,
@@ -97,7 +98,10 @@ def build_app(
             document["scopes_supported"] = list(scopes)
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 
-    endpoint: ASGIApp = SessionCap(StreamableHTTPASGIApp(manager), manager, max_sessions_per_client)
+    sdk: ASGIApp = StreamableHTTPASGIApp(manager)
+    if not stateless:  # one request per id in flight in a session (runner/http/inflight.py)
+        sdk = UniqueRequestIds(sdk, max_request_body_size)
+    endpoint: ASGIApp = SessionCap(sdk, manager, max_sessions_per_client)
     if stateless:  # no session, so no GET stream (runner/deploy/stateless.py)
         endpoint = NoStandingStream(endpoint)
     elif replica_id is not None:  # session ids name the replica (runner/deploy/affinity.py)

@@ -1,0 +1,196 @@
+"""Issue 22, items 4, 5, 8 and 9, against the real server and a real JWKS server on loopback.
+
+- 4: text a client chose (a token header PyJWT quotes, logged arguments) never forges a log line
+  or reaches the terminal raw, in either log format;
+- 5: a hanging issuer costs each request at most one fetch: concurrent misses share it, measured
+  by the JWKS server's own count of fetches when each answer arrives, not by a clock;
+- 8: `scope` is split on U+0020 only;
+- 9: a token cut to a log line's length is still redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from tests.helpers import JWKSServer, Key, b64url, mcp_client, unsigned_token
+from tests.test_auth_adversarial import Guarded
+
+pytestmark = pytest.mark.anyio
+
+FAKE_AUDIT = "runner.audit: tool call delete_all by admin (client ops): ok in 1.0 ms"
+FORGED_CRIT = f"\n2026-12-07 05:00:00,000 INFO {FAKE_AUDIT}\n\x1b[1A\x1b[2K"
+# Characters that end a line for some reader (NEL, U+2028/9, CR, VT, FF), drive a terminal (ESC, CSI) or are C1.
+RAW = ("\x1b", "\x9b", "\x85", "\u2028", "\u2029", "\r", "\x0b", "\x0c", "\x90", "\u202e")
+
+
+@pytest.fixture(scope="module", params=["text", "json"])
+def logged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    """A guarded server logging arguments, in each log format."""
+    jwks = JWKSServer(app_id="log-app", keys=[Key.new("good-kid")]).start()
+    g = Guarded(tmp_path_factory.mktemp(f"logged-{request.param}"), jwks)
+    g.runner.extra = ("--log-format", request.param, "--log-arguments")
+    g.runner.start()
+    yield g
+    g.runner.stop()
+    jwks.stop()
+
+
+def records(g: Guarded) -> list[str]:
+    """The log as lines, split wherever any reader might split it (str.splitlines: NEL, U+2028...)."""
+    return g.runner.logged().splitlines()
+
+
+def assert_no_raw_controls(log: str) -> None:
+    for char in RAW:
+        assert char not in log, f"{char!r} reached the log raw"
+
+
+async def until_logged(g: Guarded, text: str) -> str:
+    with anyio.fail_after(30):
+        while text not in (log := g.runner.logged()):
+            await anyio.sleep(0.05)
+    return log
+
+
+async def test_a_critical_header_cannot_forge_a_log_line(logged: Guarded) -> None:
+    header = {"alg": "RS256", "typ": "JWT", "kid": "good-kid", "crit": [FORGED_CRIT]}
+    head, claims, _ = unsigned_token(header, logged.issuer.claims(scope="mcp")).split(".")
+    token = f"{head}.{claims}.{b64url(b'not a signature at all')}"  # the public kid, a garbage signature
+    response = logged.post(token)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == logged.invalid()
+    log = await until_logged(logged, "Unsupported critical extension")
+    assert_no_raw_controls(log)
+    assert not any(FAKE_AUDIT in line and "Unsupported critical extension" not in line for line in records(logged))
+    if "--log-format" in logged.runner.extra and "json" in logged.runner.extra:
+        rejected = [json.loads(line) for line in records(logged) if "Unsupported critical extension" in line]
+        assert rejected and FAKE_AUDIT in rejected[0]["message"]  # escaped, never lost
+
+
+async def test_logged_arguments_cannot_break_a_line(logged: Guarded) -> None:
+    fake = FAKE_AUDIT.replace("delete_all", "drop_tables")  # not the other test's, which shares this server
+    hostile = "a\x85b\u2028c\u2029d\x9b2Ke\x1b[2Kf\x90g\u202eh\ri\n" + fake
+    async with mcp_client(logged.runner.url, logged.token()) as client:
+        result = await client.call_tool("echo", {"text": hostile})
+    assert result.structured_content == {"result": hostile}  # the tool saw it all: only the log escapes
+    log = await until_logged(logged, "arguments=")
+    assert_no_raw_controls(log)
+    lines = [line for line in records(logged) if fake in line]
+    assert lines and all("arguments=" in line for line in lines)  # the fake line is inside the real one
+
+
+SEPARATORS = {"NBSP": "\u00a0", "IDEOGRAPHIC": "\u3000", "TAB": "\t", "LF": "\n", "NEL": "\x85", "LS": "\u2028"}
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    jwks = JWKSServer(app_id="scope-app", keys=[Key.new("good-kid")]).start()
+    g = Guarded(tmp_path_factory.mktemp("scopes"), jwks)
+    g.runner.start()
+    yield g
+    g.runner.stop()
+    jwks.stop()
+
+
+def call(name: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}}
+
+
+@pytest.mark.parametrize("separator", SEPARATORS.values(), ids=SEPARATORS.keys())
+def test_scopes_are_split_on_u0020_only(guarded: Guarded, separator: str) -> None:
+    # `delete_all` needs admin and write; the token holds the scope-tokens "x<sep>admin" and "x<sep>write".
+    token = guarded.token(scope=f"mcp x{separator}admin x{separator}write")
+    response = guarded.post(token, call("delete_all"))
+    assert response.status_code == 403, response.text
+    assert response.headers["www-authenticate"] == guarded.forbidden("admin write", "mcp admin write")
+    # The same scopes separated by U+0020 pass the scope check (the transport then wants a session).
+    assert guarded.post(guarded.token(scope="mcp x admin x write"), call("delete_all")).status_code != 403
+
+
+async def test_a_token_cut_to_a_log_lines_length_is_still_redacted(guarded: Guarded) -> None:
+    secret = guarded.token(sub="the-subject-of-a-secret-token", scope="mcp secret-scope")
+    header, claims, signature = secret.split(".")
+    assert len(header) + len(claims) > 200  # cut before its second dot where names are cut
+    async with mcp_client(guarded.runner.url, guarded.token()) as client:
+        await client.call_tool(secret, {})  # a token as a tool name: the audit line shows 200 characters
+        with pytest.raises(Exception):  # noqa: B017  # any refusal: only what reaches the log matters here
+            await client.read_resource(secret)
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    headers |= {"Authorization": f"Bearer {guarded.token()}", "Mcp-Session-Id": secret}
+    headers["Mcp-Protocol-Version"] = "2025-06-18"
+    ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+    assert httpx2.post(guarded.runner.url, json=ping, headers=headers, timeout=30).status_code == 404
+    log = await until_logged(guarded, 'resource read "')
+    for part in (header[:24], claims[:24], claims[40:64], signature[:24]):
+        assert part not in log
+    assert "[redacted]" in log
+
+
+# -- item 5: a hanging issuer ---------------------------------------------------------------------------------
+
+HANG = 12.0  # seconds the JWKS endpoint takes to answer: well past the runner's 5 s fetch deadline
+
+
+async def answers_with_fetch_counts(g: Guarded, tokens: list[str]) -> list[tuple[int, int]]:
+    """POST each token at once; for each answer, its status and how many fetches the JWKS server had seen then."""
+    seen: list[tuple[int, int]] = []
+
+    async def one(token: str) -> None:
+        response = await anyio.to_thread.run_sync(g.post, token)
+        seen.append((response.status_code, g.jwks.hits))
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tasks:
+            for token in tokens:
+                tasks.start_soon(one, token)
+    return seen
+
+
+async def test_concurrent_cold_requests_share_one_fetch_of_a_hanging_issuer(tmp_path: Path) -> None:
+    jwks = JWKSServer(app_id="hang-app", keys=[Key.new("cold-kid")], delay=HANG).start()
+    g = Guarded(tmp_path, jwks)
+    g.runner.start()
+    try:
+        with anyio.fail_after(30):
+            while jwks.hits < 1:  # the start-up fetch is under way (and hangs)
+                await anyio.sleep(0.02)
+        seen = await answers_with_fetch_counts(g, [g.token() for _ in range(10)])
+    finally:
+        g.runner.stop()
+        jwks.delay = 0.0
+        jwks.stop()
+    assert [status for status, _ in seen] == [503] * 10  # no key set could be fetched: the server's fault
+    # Every request was answered when its shared fetch gave up: none waited for a second fetch of its own.
+    # (Before: each waiter ran its own 5 s fetch in turn, the tenth answered after the eleventh fetch.)
+    assert max(hits for _, hits in seen) <= 2, seen
+
+
+async def test_made_up_kids_do_not_queue_a_real_rotated_kid_behind_their_fetches(tmp_path: Path) -> None:
+    jwks = JWKSServer(app_id="rotate-app", keys=[Key.new("known-kid")]).start()
+    g = Guarded(tmp_path, jwks)
+    g.runner.start()
+    try:
+        assert g.post(g.token()).status_code == 200  # keys known
+        time.sleep(2.1)  # past the refetch rate limit, so an unknown kid really fetches
+        rotated = Key.new("rotated-kid")
+        jwks.keys = [jwks.keys[0], rotated]
+        jwks.delay = HANG
+        before = jwks.hits
+        tokens = [g.issuer.token(key=Key.new(f"made-up-{i}"), scope="mcp") for i in range(10)]
+        tokens.append(g.issuer.token(key=rotated, scope="mcp"))
+        seen = await answers_with_fetch_counts(g, tokens)
+        assert g.post(g.token()).status_code == 200  # the known kid never waited on any of it
+    finally:
+        g.runner.stop()
+        jwks.delay = 0.0
+        jwks.stop()
+    assert [status for status, _ in seen] == [503] * 11  # the fetch for their kids never answered in time
+    assert max(hits for _, hits in seen) <= before + 2, (before, seen)
