@@ -30,10 +30,12 @@ from runner.http.security import HostGuard, is_loopback_address
 from runner.http.sessions import (
     MAX_SESSIONS,
     MAX_SESSIONS_PER_CLIENT,
+    MAX_SESSIONS_PER_SUBJECT,
     SESSION_IDLE_TIMEOUT,
     SessionCap,
     _live_sessions,
 )
+from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT, StreamCap
 from runner.observe import metrics, tracing
 from runner.observe.access import RequestContext
 
@@ -57,6 +59,10 @@ def build_app(
     session_idle_timeout: float | None = SESSION_IDLE_TIMEOUT,
     max_sessions: int | None = MAX_SESSIONS,
     max_sessions_per_client: int | None = MAX_SESSIONS_PER_CLIENT,
+    max_sessions_per_subject: int | None = MAX_SESSIONS_PER_SUBJECT,
+    max_streams: int | None = None,
+    max_streams_per_client: int | None = MAX_STREAMS_PER_CLIENT,
+    max_streams_per_subject: int | None = MAX_STREAMS_PER_SUBJECT,
     transport_security: TransportSecuritySettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
@@ -97,13 +103,17 @@ def build_app(
             document["scopes_supported"] = list(scopes)
         return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 
-    endpoint: ASGIApp = SessionCap(StreamableHTTPASGIApp(manager), manager, max_sessions_per_client)
+    endpoint: ASGIApp = SessionCap(
+        StreamableHTTPASGIApp(manager), manager, max_sessions_per_client, max_sessions_per_subject
+    )
     if stateless:  # no session, so no GET stream (runner/deploy/stateless.py)
         endpoint = NoStandingStream(endpoint)
     elif replica_id is not None:  # session ids name the replica (runner/deploy/affinity.py)
         endpoint = SessionAffinity(endpoint, replica_id)
     if streams is not None:  # standing streams end cleanly on drain (runner/deploy/drain.py)
         endpoint = streams.around(endpoint)
+    # Standing streams bounded per client and in all (runner/http/streams.py): behind the gate, which names the client.
+    endpoint = StreamCap(endpoint, max_streams_per_client, max_streams_per_subject, max_streams)
     routes: list[BaseRoute] = [
         Route(path, endpoint=BearerGate(endpoint, lambda: server.guard)),
         Route(METADATA_PREFIX, metadata, methods=["GET"]),

@@ -1,0 +1,321 @@
+"""Issue 22, the HTTP layer: no single client locks the others out, against the real server on loopback.
+
+Each attack is the attacker's own (raw sockets on loopback), at a size that fills a lowered limit
+(`server.max_connections: 50` and the like, from the manifest) rather than the defaults; the legitimate
+user is a real MCP client with a real token. bench/attacks.py runs the same attacks at full size.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx2
+import pytest
+
+from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
+CONNECTIONS = 50
+LIMITS = {
+    "max_connections": CONNECTIONS,
+    "max_sessions_per_client": 5,
+    "max_sessions_per_subject": 8,
+    "max_streams_per_client": 5,
+    "max_streams_per_subject": 8,
+    "max_streams": 30,
+}
+LISTEN_VERSION = "2026-07-28"
+
+
+@dataclass
+class Served:
+    runner: RunnerProcess
+    issuer: Issuer
+    parser: str
+
+    @property
+    def port(self) -> int:
+        return self.runner.port
+
+    def token(self, sub: str = "user-1", client_id: str = "client-1") -> str:
+        return self.issuer.token(sub=sub, client_id=client_id)
+
+    async def served_legitimately(self) -> None:
+        """A real MCP client (its own token) connects, calls a tool, and gets the answer."""
+        async with mcp_client(self.runner.url, self.token(sub="legitimate")) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
+) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp(f"hardening-{request.param}")
+    (folder / "hard_tools.py").write_text(TOOLS)
+    runner = RunnerProcess(folder / "hard.yaml", extra=("--http", request.param, "--no-reload"))
+    settings = "".join(f"  {key}: {value}\n" for key, value in LIMITS.items())
+    (folder / "hard.yaml").write_text(
+        f"name: hard\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
+        f"server:\n{settings}tools:\n  - function: hard_tools:add\n"
+    )
+    runner.start()
+    yield Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), request.param)
+    runner.stop()
+
+
+# -- raw sockets ---------------------------------------------------------------------------------
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def head(port: int, request_line: str, *headers: str) -> bytes:
+    lines = [request_line, f"Host: 127.0.0.1:{port}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def status_of(sock: socket.socket, timeout: float = 30) -> int:
+    """The status code of the response that arrives on `sock` (bounded wait)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError(f"closed before a status line: {data!r}")
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def closed_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Read until the server closes the socket (b"" or a reset); False if it is still open at `deadline`."""
+    try:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if not sock.recv(65536):
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+# -- 1. a complete head, and a body owed forever ---------------------------------------------------
+
+
+async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_answered(served: Served) -> None:
+    """Every connection slot taken by a socket that sent a complete head with `Content-Length: 100000` and
+    nothing more: unauthenticated ones the server answers (401, or 200 from /healthz), authenticated ones the
+    app waits on for their body. They used to rank as serving and were never evicted: every newcomer got 503."""
+    port, token = served.port, served.token(sub="mallory")
+    length = "Content-Length: 100000"
+    answered, waiting = [], []
+    try:
+        for i in range(CONNECTIONS):
+            sock = connect(port)
+            if i % 3 == 0:
+                sock.sendall(head(port, "POST /mcp HTTP/1.1", "Content-Type: application/json", length))
+                answered.append(sock)
+            elif i % 3 == 1:
+                sock.sendall(head(port, "GET /healthz HTTP/1.1", length))
+                answered.append(sock)
+            else:
+                auth = f"Authorization: Bearer {token}"
+                sock.sendall(head(port, "POST /mcp HTTP/1.1", "Content-Type: application/json", auth, length))
+                waiting.append(sock)
+        assert sorted({status_of(sock) for sock in answered}) == [200, 401]
+        await served.served_legitimately()
+        # An answered request's connection is closed at once: nobody wants the rest of its body.
+        deadline = time.monotonic() + 30
+        assert all(closed_by_server(sock, deadline) for sock in answered)
+    finally:
+        close_all(answered + waiting)
+
+
+# -- 3. the request head is bounded, on both parsers ---------------------------------------------------
+
+
+def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(served: Served) -> None:
+    """httptools buffered a 64 MiB header and answered 200; h11 stopped at 16 KiB with a 400. Both: 431."""
+    sock = connect(served.port)
+    try:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nX-Big: ".encode())
+        sent = 0
+        try:
+            while sent < 4 * 1024 * 1024:  # 4 MiB at most; the server closes long before
+                sock.sendall(b"a" * 16384)
+                sent += 16384
+            sock.sendall(b"\r\n\r\n")
+        except OSError:  # the server closed: refused
+            pass
+        sock.settimeout(30)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    finally:
+        sock.close()
+    # A head under the bound is served as ever.
+    big = "x" * 8000
+    assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
+
+
+# -- 2. standing streams, per client, per subject and in all ------------------------------------------------
+
+
+def listen_request(port: int, token: str) -> bytes:
+    meta = {"io.modelcontextprotocol/protocolVersion": LISTEN_VERSION, "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {"_meta": meta, "notifications": {"toolsListChanged": True}}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}).encode()
+    headers = [
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/json",
+        "Accept: application/json, text/event-stream",
+        f"MCP-Protocol-Version: {LISTEN_VERSION}",
+        "Mcp-Method: subscriptions/listen",
+        f"Content-Length: {len(body)}",
+    ]
+    return head(port, "POST /mcp HTTP/1.1", *headers) + body
+
+
+def open_listen(port: int, token: str) -> tuple[socket.socket, int]:
+    """A raw `subscriptions/listen` stream: the socket, and its status (200 while the stream stands)."""
+    sock = connect(port)
+    sock.sendall(listen_request(port, token))
+    return sock, status_of(sock)
+
+
+def open_session(port: int, token: str) -> str:
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+    }
+    response = httpx2.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.headers["mcp-session-id"]
+
+
+def open_get_stream(port: int, token: str, session: str) -> tuple[socket.socket, int]:
+    """A raw handshake-era GET stream on `session`."""
+    sock = connect(port)
+    headers = [
+        f"Authorization: Bearer {token}",
+        "Accept: text/event-stream",
+        f"mcp-session-id: {session}",
+        "mcp-protocol-version: 2025-06-18",
+    ]
+    sock.sendall(head(port, "GET /mcp HTTP/1.1", *headers))
+    return sock, status_of(sock)
+
+
+async def test_one_token_cannot_hold_every_connection_with_listen_streams(served: Served) -> None:
+    """One token opening a listen stream per connection slot held them all: everyone else got 503."""
+    token = served.token(sub="mallory")
+    streams = []
+    try:
+        statuses = []
+        for _ in range(CONNECTIONS):
+            sock, status = open_listen(served.port, token)
+            streams.append(sock)
+            statuses.append(status)
+        assert statuses.count(200) == LIMITS["max_streams_per_client"], statuses
+        assert set(statuses[LIMITS["max_streams_per_client"] :]) == {429}
+        await served.served_legitimately()
+    finally:
+        close_all(streams)
+
+
+async def test_handshake_era_get_streams_are_counted_too(served: Served) -> None:
+    token = served.token(sub="mallory-legacy")
+    sessions = [open_session(served.port, token) for _ in range(LIMITS["max_sessions_per_client"])]
+    streams = []
+    try:
+        statuses = []
+        for session in sessions:
+            sock, status = open_get_stream(served.port, token, session)
+            streams.append(sock)
+            statuses.append(status)
+        sock, status = open_listen(served.port, token)  # one more standing stream, of the other generation
+        streams.append(sock)
+        statuses.append(status)
+        assert statuses == [200] * LIMITS["max_streams_per_client"] + [429]
+        await served.served_legitimately()
+    finally:
+        close_all(streams)
+        for session in sessions:
+            headers = {"Authorization": f"Bearer {token}", "mcp-session-id": session}
+            httpx2.delete(f"http://127.0.0.1:{served.port}/mcp", headers=headers, timeout=30)
+
+
+# -- 7. per subject, across client ids ---------------------------------------------------------------------
+
+
+async def test_one_subject_with_many_client_ids_is_capped_as_a_whole(served: Served) -> None:
+    """Dynamic client registration hands out client ids freely: one subject with 33 of them held 999 sessions."""
+    sub = "mallory-dcr"
+    opened: list[tuple[str, str]] = []
+    refusals: list[str] = []
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    try:
+        for client in range(4):
+            token = served.token(sub=sub, client_id=f"dcr-{client}")
+            for _ in range(LIMITS["max_sessions_per_client"]):
+                response = httpx2.post(
+                    served.runner.url, json=INITIALIZE, headers={**headers, "Authorization": f"Bearer {token}"}
+                )
+                if response.status_code == 200:
+                    opened.append((token, response.headers["mcp-session-id"]))
+                else:
+                    assert response.status_code == 429
+                    refusals.append(response.json()["error"]["message"])
+        assert len(opened) == LIMITS["max_sessions_per_subject"]
+        assert "(server.max_sessions_per_subject)" in refusals[0]
+        # Listen streams too: the subject's cap holds over all its client ids.
+        streams, statuses = [], []
+        for client in range(4):
+            token = served.token(sub=sub, client_id=f"dcr-{client}")
+            for _ in range(3):
+                sock, status = open_listen(served.port, token)
+                streams.append(sock)
+                statuses.append(status)
+        close_all(streams)
+        assert statuses.count(200) == LIMITS["max_streams_per_subject"], statuses
+        await served.served_legitimately()
+    finally:
+        for token, session in opened:
+            auth = {"Authorization": f"Bearer {token}", "mcp-session-id": session}
+            httpx2.delete(served.runner.url, headers=auth, timeout=30)
+
+
+async def test_many_tokens_cannot_take_every_connection_with_streams(served: Served) -> None:
+    """Under every per-client cap, many subjects together: streams stop at server.max_streams, below the
+    connection limit, so plain requests still find a connection."""
+    streams, statuses = [], []
+    try:
+        for who in range(12):
+            token = served.token(sub=f"crowd-{who}")
+            for _ in range(4):
+                sock, status = open_listen(served.port, token)
+                streams.append(sock)
+                statuses.append(status)
+        # At most server.max_streams stand (fewer while the server is still noticing another test's closed ones).
+        assert 0 < statuses.count(200) <= LIMITS["max_streams"] and 503 in statuses, statuses
+        assert set(statuses) == {200, 503}
+        await served.served_legitimately()
+    finally:
+        close_all(streams)
