@@ -12,11 +12,13 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 import pytest
 
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client
+from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
+from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -319,3 +321,63 @@ async def test_many_tokens_cannot_take_every_connection_with_streams(served: Ser
         await served.served_legitimately()
     finally:
         close_all(streams)
+
+
+# -- 12. the metrics port ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Metered:
+    runner: RunnerProcess
+    port: int  # the metrics port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def threads(self) -> int:
+        assert self.runner.proc is not None
+        status = Path(f"/proc/{self.runner.proc.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
+    folder = tmp_path_factory.mktemp("metered")
+    (folder / "hard_tools.py").write_text(TOOLS)
+    port = free_port()
+    (folder / "metered.yaml").write_text(
+        f"name: metered\nserver:\n  metrics: {{port: {port}}}\ntools:\n  - function: hard_tools:add\n"
+    )
+    runner = RunnerProcess(folder / "metered.yaml", extra=("--no-reload",)).start()
+    wait_for_port(port)
+    yield Metered(runner, port)
+    runner.stop()
+
+
+def test_the_metrics_port_checks_host_and_origin(metered: Metered) -> None:
+    """Through DNS rebinding a page read the tool names, the manifest's path and the call rates."""
+    assert httpx2.get(metered.url, headers={"Host": "evil.example"}, timeout=30).status_code == 421
+    assert httpx2.get(metered.url, headers={"Host": f"evil.example:{metered.port}"}, timeout=30).status_code == 421
+    assert httpx2.get(metered.url, headers={"Origin": "http://evil.example"}, timeout=30).status_code == 403
+    scraped = httpx2.get(metered.url, timeout=30)
+    assert scraped.status_code == 200 and "mcp_runner_calls" in scraped.text
+    local = {"Host": f"localhost:{metered.port}", "Origin": f"http://localhost:{metered.port}"}
+    assert httpx2.get(metered.url, headers=local, timeout=30).status_code == 200
+
+
+def test_idle_sockets_on_the_metrics_port_neither_pile_up_threads_nor_block_a_scrape(metered: Metered) -> None:
+    """1,000 idle sockets made 1,004 threads, never reaped. Here 100: threads stay bounded, a scrape gets
+    through, and every idle socket is closed by the server (made room for, or past its head deadline)."""
+    before = metered.threads()
+    idle = [socket.create_connection(("127.0.0.1", metered.port), timeout=30) for _ in range(100)]
+    try:
+        for sock in idle[:10]:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head, then nothing
+        scraped = httpx2.get(metered.url, timeout=30)
+        assert scraped.status_code == 200 and "mcp_runner_calls" in scraped.text
+        assert metered.threads() - before <= MAX_METRICS_CONNECTIONS + 2  # one per connection, bounded
+        deadline = time.monotonic() + 60
+        assert all(closed_by_server(sock, deadline) for sock in idle)
+    finally:
+        close_all(idle)
