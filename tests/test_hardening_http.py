@@ -7,7 +7,6 @@ user is a real MCP client with a real token. bench/attacks.py runs the same atta
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from bench.attacks import big_head, closed_by_server, connect, head, open_listen, owed_body_head, status_of
 from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
 from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
 
@@ -32,7 +32,6 @@ LIMITS = {
     "max_streams_per_subject": 8,
     "max_streams": 30,
 }
-LISTEN_VERSION = "2026-07-28"
 
 
 @dataclass
@@ -71,41 +70,7 @@ def served(
     runner.stop()
 
 
-# -- raw sockets ---------------------------------------------------------------------------------
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=30)
-
-
-def head(port: int, request_line: str, *headers: str) -> bytes:
-    lines = [request_line, f"Host: 127.0.0.1:{port}", *headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def status_of(sock: socket.socket, timeout: float = 30) -> int:
-    """The status code of the response that arrives on `sock` (bounded wait)."""
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise AssertionError(f"closed before a status line: {data!r}")
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
-def closed_by_server(sock: socket.socket, deadline: float) -> bool:
-    """Read until the server closes the socket (b"" or a reset); False if it is still open at `deadline`."""
-    try:
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            if not sock.recv(65536):
-                return True
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
+# -- raw sockets (the attacker's primitives are bench/attacks.py's) ----------------------------------
 
 
 def close_all(socks: list[socket.socket]) -> None:
@@ -121,21 +86,16 @@ async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_
     nothing more: unauthenticated ones the server answers (401, or 200 from /healthz), authenticated ones the
     app waits on for their body. They used to rank as serving and were never evicted: every newcomer got 503."""
     port, token = served.port, served.token(sub="mallory")
-    length = "Content-Length: 100000"
     answered, waiting = [], []
     try:
         for i in range(CONNECTIONS):
             sock = connect(port)
-            if i % 3 == 0:
-                sock.sendall(head(port, "POST /mcp HTTP/1.1", "Content-Type: application/json", length))
-                answered.append(sock)
-            elif i % 3 == 1:
-                sock.sendall(head(port, "GET /healthz HTTP/1.1", length))
-                answered.append(sock)
-            else:
-                auth = f"Authorization: Bearer {token}"
-                sock.sendall(head(port, "POST /mcp HTTP/1.1", "Content-Type: application/json", auth, length))
+            if i % 3 == 2:  # the app waits on its body
+                sock.sendall(owed_body_head(port, i, token))
                 waiting.append(sock)
+            else:  # answered: POST /mcp 401, or GET /healthz 200
+                sock.sendall(owed_body_head(port, i))
+                answered.append(sock)
         assert sorted({status_of(sock) for sock in answered}) == [200, 401]
         await served.served_legitimately()
         # An answered request's connection is closed at once: nobody wants the rest of its body.
@@ -150,55 +110,15 @@ async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_
 
 def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(served: Served) -> None:
     """httptools buffered a 64 MiB header and answered 200; h11 stopped at 16 KiB with a 400. Both: 431."""
-    sock = connect(served.port)
-    try:
-        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nX-Big: ".encode())
-        sent = 0
-        try:
-            while sent < 4 * 1024 * 1024:  # 4 MiB at most; the server closes long before
-                sock.sendall(b"a" * 16384)
-                sent += 16384
-            sock.sendall(b"\r\n\r\n")
-        except OSError:  # the server closed: refused
-            pass
-        sock.settimeout(30)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    finally:
-        sock.close()
+    answer, sent = big_head(served.port, 4 * 1024 * 1024)  # 4 MiB at most; the server closes long before
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < 4 * 1024 * 1024
     # A head under the bound is served as ever.
     big = "x" * 8000
     assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
 
 
 # -- 2. standing streams, per client, per subject and in all ------------------------------------------------
-
-
-def listen_request(port: int, token: str) -> bytes:
-    meta = {"io.modelcontextprotocol/protocolVersion": LISTEN_VERSION, "io.modelcontextprotocol/clientCapabilities": {}}
-    params = {"_meta": meta, "notifications": {"toolsListChanged": True}}
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}).encode()
-    headers = [
-        f"Authorization: Bearer {token}",
-        "Content-Type: application/json",
-        "Accept: application/json, text/event-stream",
-        f"MCP-Protocol-Version: {LISTEN_VERSION}",
-        "Mcp-Method: subscriptions/listen",
-        f"Content-Length: {len(body)}",
-    ]
-    return head(port, "POST /mcp HTTP/1.1", *headers) + body
-
-
-def open_listen(port: int, token: str) -> tuple[socket.socket, int]:
-    """A raw `subscriptions/listen` stream: the socket, and its status (200 while the stream stands)."""
-    sock = connect(port)
-    sock.sendall(listen_request(port, token))
-    return sock, status_of(sock)
 
 
 def open_session(port: int, token: str) -> str:
