@@ -59,16 +59,21 @@ def connect(port: int) -> socket.socket:
     return socket.create_connection((LOOPBACK, port), timeout=30)
 
 
-def status_of(sock: socket.socket, timeout: float = 30) -> int:
-    """The status code of the response that arrives on `sock` (bounded wait)."""
+def response_head(sock: socket.socket, timeout: float = 30) -> bytes:
+    """The head of the response that arrives on `sock`, lower-cased (bounded wait; may read past it)."""
     sock.settimeout(timeout)
     data = b""
-    while b"\r\n" not in data:
+    while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
         if not chunk:
-            raise AssertionError(f"closed before a status line: {data!r}")
+            raise AssertionError(f"closed before a response head: {data!r}")
         data += chunk
-    return int(data.split(b" ", 2)[1])
+    return data.split(b"\r\n\r\n", 1)[0].lower()
+
+
+def status_of(sock: socket.socket, timeout: float = 30) -> int:
+    """The status code of the response that arrives on `sock` (bounded wait)."""
+    return int(response_head(sock, timeout).split(b" ", 2)[1])
 
 
 def closed_by_server(sock: socket.socket, deadline: float) -> bool:
@@ -311,7 +316,7 @@ async def heads(target: Target, sockets: int, seconds: float) -> None:
         results = await asyncio.gather(*(anyio.to_thread.run_sync(big_head, target.port, size) for _ in range(6)))
     for answer, sent in results:
         status = answer.split(b"\r\n", 1)[0].decode("latin-1") or "(closed without an answer)"
-        print(f"  a 64 MiB header: {status}; the server took {sent / 1024:,.0f} KiB before closing")
+        print(f"  a 64 MiB header: {status}; {sent / 1024:,.0f} KiB sent before the server closed")
     print(f"  server RSS: {before / 1024:,.0f} MiB before, {target.status('VmRSS') / 1024:,.0f} MiB after")
     print(f"  {legit.line()}")
 

@@ -16,7 +16,16 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from bench.attacks import big_head, closed_by_server, connect, head, open_listen, owed_body_head, status_of
+from bench.attacks import (
+    big_head,
+    closed_by_server,
+    connect,
+    head,
+    open_listen,
+    owed_body_head,
+    response_head,
+    status_of,
+)
 from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
 from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
 
@@ -96,9 +105,12 @@ async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_
             else:  # answered: POST /mcp 401, or GET /healthz 200
                 sock.sendall(owed_body_head(port, i))
                 answered.append(sock)
-        assert sorted({status_of(sock) for sock in answered}) == [200, 401]
+        heads = [response_head(sock) for sock in answered]
+        assert sorted({int(h.split(b" ", 2)[1]) for h in heads}) == [200, 401]
         await served.served_legitimately()
-        # An answered request's connection is closed at once: nobody wants the rest of its body.
+        # An answered request's connection is closed at once (nobody wants the rest of its body), and its
+        # answer says so, so that a client never sends another request on it.
+        assert all(b"\r\nconnection: close" in h for h in heads), heads[0]
         deadline = time.monotonic() + 30
         assert all(closed_by_server(sock, deadline) for sock in answered)
     finally:

@@ -25,9 +25,10 @@ only when chosen, so `--http h11` never loads httptools.
   complete head with `Content-Length: 100000` and then nothing were, and locked
   every other client out. Half-sent requests therefore cannot lock a legitimate
   client out, whoever opened them.
-- A response completed while the request's body is still owed (a 401 before
-  the body, `/healthz` ignoring one) closes the connection: reading on would
-  keep it for a body nobody wants.
+- A response that starts while its request's body is still owed (a 401 before
+  the body, `/healthz` ignoring one) says `Connection: close`, and the
+  connection is closed once it is sent: reading on would keep it for a body
+  nobody wants, and the header tells the client not to send another request on it.
 - uvicorn's own `limit_concurrency` is not used: it answers 503 to the
   legitimate request while the stalled sockets keep their places.
 """
@@ -57,6 +58,7 @@ _REFUSAL = (
     b"content-length: 20\r\nconnection: close\r\n\r\nToo many connections"
 )
 
+_CLOSE = (b"connection", b"close")
 _HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 25\r\nconnection: close\r\n\r\nRequest head is too large"
@@ -148,6 +150,7 @@ class Bounded:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     client: Any
+    cycle: Any
     # One timer per connection, moved lazily: a request owes its head, then its body, then nothing, so a
     # cancel and a new timer per phase would be two timers per request (about 3% of a tools/call's CPU,
     # profiled). Instead `_due` moves, and the timer, when it fires before `_due`, sets itself again. It
@@ -187,6 +190,25 @@ class Bounded:
         if not self.transport.is_closing():
             self.transport.write(_HEAD_TOO_LARGE)
             self.transport.close()
+
+    def _guard(self, cycle: Any) -> None:
+        """Make `cycle`'s response say `Connection: close` if it starts while the request's body is still owed.
+
+        uvicorn's cycle looks `send` up when the app starts, after this; with the header, uvicorn itself
+        closes the connection once the response is sent (httptools by its `keep_alive`, h11 by its state).
+        """
+        send = cycle.send
+
+        async def guarded(message: Any) -> None:
+            if message["type"] == "http.response.start" and cycle is self.cycle and self._body_owed():
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            await send(message)
+
+        cycle.send = guarded
+
+    def _body_owed(self) -> bool:
+        """The request being read has a complete head and an incomplete body."""
+        raise NotImplementedError
 
     def drop(self) -> None:
         """Close this connection now: to make room (it is not serving a request), or because its

@@ -25,10 +25,15 @@ class LimitedH11Protocol(Bounded, H11Protocol):
         if self._admit(transport):
             self._track()
 
+    _guarded: Any = None  # the last cycle `_guard` wrapped
+
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if not self.transport.is_closing():
             self._track()
+        if self.cycle is not None and self.cycle is not self._guarded:  # a request's app was just started
+            self._guarded = self.cycle
+            self._guard(self.cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._leave()
@@ -37,7 +42,7 @@ class LimitedH11Protocol(Bounded, H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
-            self.drop()  # answered before its body came: nobody wants the rest of it
+            self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
 
     def send_400_response(self, msg: str) -> None:
         if len(self.conn.trailing_data[0]) > self.pool.limits.max_head_size:
@@ -56,6 +61,9 @@ class LimitedH11Protocol(Bounded, H11Protocol):
 
     def _reading(self) -> Any:
         return self.conn.their_state
+
+    def _body_owed(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
 
     def _track(self) -> None:
         """Arm the deadline for what the client still owes: a request head, or a request body."""

@@ -50,7 +50,7 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._owed == "body" and not self.transport.is_closing():
-            self.drop()  # answered before its body came: nobody wants the rest of it
+            self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -58,9 +58,12 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
             self._owe("head")
 
     def on_headers_complete(self) -> None:
+        previous = self.cycle
         super().on_headers_complete()
         self._head_bytes = 0
         self._owe("body")
+        if self.cycle is not previous:
+            self._guard(self.cycle)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -78,6 +81,9 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
 
     def _reading(self) -> Any:
         return self._owed
+
+    def _body_owed(self) -> bool:
+        return self._owed == "body"
 
     def _owe(self, phase: Literal["head", "body"]) -> None:
         self._owed = phase
