@@ -308,16 +308,27 @@ async def subject(target: Target, sockets: int, seconds: float) -> None:
 
 async def heads(target: Target, sockets: int, seconds: float) -> None:
     del sockets
-    before = target.status("VmRSS")
+    before = peak = target.status("VmRSS")
     size = 64 * 1024 * 1024
     legit = Legitimate(target)
+    pushing = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while pushing:
+            peak = max(peak, target.status("VmRSS"))
+            await anyio.sleep(0.05)
+
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(legit.run, seconds)
+        tasks.start_soon(sample)
         results = await asyncio.gather(*(anyio.to_thread.run_sync(big_head, target.port, size) for _ in range(6)))
+        pushing = False
     for answer, sent in results:
         status = answer.split(b"\r\n", 1)[0].decode("latin-1") or "(closed without an answer)"
         print(f"  a 64 MiB header: {status}; {sent / 1024:,.0f} KiB sent before the server closed")
-    print(f"  server RSS: {before / 1024:,.0f} MiB before, {target.status('VmRSS') / 1024:,.0f} MiB after")
+    after = target.status("VmRSS") / 1024
+    print(f"  server RSS: {before / 1024:,.0f} MiB before, {peak / 1024:,.0f} MiB at most, {after:,.0f} MiB after")
     print(f"  {legit.line()}")
 
 

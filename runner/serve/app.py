@@ -26,6 +26,7 @@ from runner.auth.gate import BearerGate
 from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
 from runner.deploy.stateless import NoStandingStream
+from runner.http.limits import Limits
 from runner.http.security import HostGuard, is_loopback_address
 from runner.http.sessions import (
     MAX_SESSIONS,
@@ -35,7 +36,7 @@ from runner.http.sessions import (
     SessionCap,
     _live_sessions,
 )
-from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT, StreamCap
+from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT, StreamCap, default_total
 from runner.observe import metrics, tracing
 from runner.observe.access import RequestContext
 
@@ -60,7 +61,7 @@ def build_app(
     max_sessions: int | None = MAX_SESSIONS,
     max_sessions_per_client: int | None = MAX_SESSIONS_PER_CLIENT,
     max_sessions_per_subject: int | None = MAX_SESSIONS_PER_SUBJECT,
-    max_streams: int | None = None,
+    max_streams: int | None = default_total(Limits.max_connections),
     max_streams_per_client: int | None = MAX_STREAMS_PER_CLIENT,
     max_streams_per_subject: int | None = MAX_STREAMS_PER_SUBJECT,
     transport_security: TransportSecuritySettings | None = None,
