@@ -313,3 +313,15 @@ def test_idle_sockets_on_the_metrics_port_neither_pile_up_threads_nor_block_a_sc
         assert all(closed_by_server(sock, deadline) for sock in idle)
     finally:
         close_all(idle)
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_uvicorn_internals_the_new_bounds_rely_on_are_still_there(parser: str) -> None:
+    """runner/http/limits_*.py also override these (test_http_edge.py checks the older ones): fail here, by name."""
+    from uvicorn.protocols.http import h11_impl, httptools_impl
+
+    module = httptools_impl if parser == "httptools" else h11_impl
+    protocol = module.HttpToolsProtocol if parser == "httptools" else module.H11Protocol
+    for name in ("on_response_complete", "send_400_response", "data_received"):
+        assert callable(getattr(protocol, name, None)), f"uvicorn's {parser} protocol no longer has {name!r}"
+    assert callable(getattr(module.RequestResponseCycle, "send", None)), "uvicorn's cycle no longer has 'send'"
