@@ -8,7 +8,8 @@ got:
 - owed-body: 1,000 unauthenticated sockets each send a complete head (`POST /mcp` or `GET /healthz`)
   with `Content-Length: 100000` and then nothing, re-opening any the server closes;
 - listen: one valid token opens 1,000 `subscriptions/listen` streams (2026-07-28) and holds them;
-- subject: one subject with 33 client ids opens 32 sessions with each;
+- subject: one subject with 33 client ids opens 32 sessions with each (the legitimate user here is a
+  handshake-era client, which needs a session);
 - head: six connections each push a 64 MiB request header; the server's RSS before and after;
 - metrics: 1,000 idle sockets on the metrics port; the server's thread count, and a scrape.
 
@@ -182,8 +183,10 @@ class Legitimate:
     """A real MCP client with its own token, trying a tool call every second while an attack runs."""
 
     target: Target
+    mode: str = "auto"  # the SDK client's choice (2026-07-28), or "legacy" for a handshake-era session
     served: int = 0
     failed: Counter[str] = field(default_factory=Counter)
+    seconds: list[float] = field(default_factory=list)  # per served call, connection and handshake included
 
     async def run(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -191,10 +194,12 @@ class Legitimate:
             started = time.monotonic()
             try:
                 with anyio.fail_after(10):
-                    async with mcp_client(self.target.runner.url, self.target.issuer.token(sub="legitimate")) as c:
+                    token = self.target.issuer.token(sub="legitimate")
+                    async with mcp_client(self.target.runner.url, token, mode=self.mode) as c:
                         result = await c.call_tool("add", {"a": 2, "b": 3})
                         assert result.structured_content == {"result": 5}
                 self.served += 1
+                self.seconds.append(time.monotonic() - started)
             except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind
                 self.failed[_kind(exc)] += 1
             await anyio.sleep(max(0.0, 1 - (time.monotonic() - started)))
@@ -202,7 +207,9 @@ class Legitimate:
     def line(self) -> str:
         total = self.served + sum(self.failed.values())
         failures = ", ".join(f"{n} {kind}" for kind, n in self.failed.most_common()) or "none"
-        return f"legitimate user: {self.served} of {total} calls served (failures: {failures})"
+        took = sorted(self.seconds)
+        times = f", {took[len(took) // 2]:.2f} s median, {took[-1]:.2f} s at most" if took else ""
+        return f"legitimate user: {self.served} of {total} calls served{times} (failures: {failures})"
 
 
 def _kind(exc: BaseException) -> str:
@@ -296,7 +303,7 @@ async def subject(target: Target, sockets: int, seconds: float) -> None:
                     if answer.status_code == 200:
                         sessions.append((token, answer.headers["mcp-session-id"]))
             print(f"  attacker: one subject, 33 client ids x 32 sessions: {dict(statuses)}")
-            legit = Legitimate(target)
+            legit = Legitimate(target, mode="legacy")  # a client that needs a session of its own
             await legit.run(seconds)
             print(f"  {legit.line()}")
         finally:
