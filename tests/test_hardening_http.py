@@ -172,6 +172,20 @@ async def test_one_token_cannot_hold_every_connection_with_listen_streams(served
         await served.served_legitimately()
     finally:
         close_all(streams)
+    # A stream closed by its client gives its place back: the same token can listen again, to its cap.
+    again: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(again) < LIMITS["max_streams_per_client"]:
+            sock, status = open_listen(served.port, token)
+            if status == 200:
+                again.append(sock)
+                continue
+            sock.close()
+            assert status == 429 and time.monotonic() < deadline, "closed streams never gave their places back"
+            time.sleep(0.05)
+    finally:
+        close_all(again)
 
 
 async def test_handshake_era_get_streams_are_counted_too(served: Served) -> None:
