@@ -16,6 +16,7 @@ import anyio
 import httpx2
 import pytest
 
+from bench.attacks import closed_by_server
 from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, runner_cmd
 
 pytestmark = pytest.mark.anyio
@@ -199,19 +200,6 @@ def test_a_token_in_the_query_string_never_reaches_the_log(edge: Edge) -> None:
 
 
 # -- bounded connections ----------------------------------------------------------------------------
-
-
-def closed_by_server(sock: socket.socket, deadline: float) -> bool:
-    """Read until the server closes the socket (b"" or a reset); False if it is still open at `deadline`."""
-    try:
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            if not sock.recv(4096):
-                return True
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 async def test_half_sent_requests_neither_lock_clients_out_nor_stay_open(edge: Edge) -> None:

@@ -10,7 +10,7 @@ say one opening a session, pass as sessionless.
 
 from __future__ import annotations
 
-from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_PROTOCOL_VERSION_HEADER
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.lower().encode("ascii")
@@ -21,3 +21,17 @@ def sessionless(headers: list[tuple[bytes, bytes]]) -> bool:
     """The SDK serves this request with its 2026-07-28 handler (ASGI raw headers, names lower-cased)."""
     version = next((value for name, value in headers if name == VERSION_HEADER), None)
     return version is not None and version not in _HANDSHAKE
+
+
+METHOD_HEADER = MCP_METHOD_HEADER.lower().encode("ascii")
+LISTEN = b"subscriptions/listen"
+
+
+def listen_request(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A 2026-07-28 `subscriptions/listen` request, from its head alone.
+
+    The SDK answers a 2026-07-28 body whose method differs from its `Mcp-Method` header with an error,
+    and serves `subscriptions/listen` on no other path; so the head says which POSTs can stand open.
+    Any `Mcp-Method` header naming it counts, so that no spelling of the head slips past a cap.
+    """
+    return sessionless(headers) and any(name == METHOD_HEADER and value == LISTEN for name, value in headers)

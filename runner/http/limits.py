@@ -14,11 +14,21 @@ only when chosen, so `--http h11` never loads httptools.
 - A connection must complete its request head within `header_timeout` of
   opening (or of the first byte of its next request) and its body within
   `body_timeout` of the head, or it is closed.
+- A request head is at most `max_head_size` bytes (h11's own limit, 16 KiB, by
+  default): httptools, unlike h11, has no bound of its own and buffered a
+  64 MiB header, so its protocol counts and answers 431.
 - At most `max_connections` are open. At the bound, a new connection makes
-  room by closing the oldest connection that is not serving a request, one
-  that has not completed a request head first, then idle keep-alive ones; only
-  if every connection is busy is the newcomer refused with a 503. Half-open
-  sockets therefore cannot lock a legitimate client out, whoever opened them.
+  room by closing the oldest connection that is waiting on its client: one
+  whose request head or body is still owed first, then idle keep-alive ones;
+  only if every connection is busy is the newcomer refused with a 503. A
+  connection owing a body is never "serving": 1,000 sockets that each sent a
+  complete head with `Content-Length: 100000` and then nothing were, and locked
+  every other client out. Half-sent requests therefore cannot lock a legitimate
+  client out, whoever opened them.
+- A response that starts while its request's body is still owed (a 401 before
+  the body, `/healthz` ignoring one) says `Connection: close`, and the
+  connection is closed once it is sent: reading on would keep it for a body
+  nobody wants, and the header tells the client not to send another request on it.
 - uvicorn's own `limit_concurrency` is not used: it answers 503 to the
   legitimate request while the stalled sockets keep their places.
 """
@@ -26,6 +36,7 @@ only when chosen, so `--http h11` never loads httptools.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import resource
 import time
@@ -41,9 +52,16 @@ logger = logging.getLogger("runner.http")
 # File descriptors kept free of connections: the listening socket, the log, the watcher,
 # the JWKS client, module files being re-imported.
 FD_RESERVE = 64
+MAX_HEAD_SIZE = 16 * 1024  # h11's DEFAULT_MAX_INCOMPLETE_EVENT_SIZE: the same bound for both parsers
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 20\r\nconnection: close\r\n\r\nToo many connections"
+)
+
+_CLOSE = (b"connection", b"close")
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 25\r\nconnection: close\r\n\r\nRequest head is too large"
 )
 
 
@@ -52,6 +70,7 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 1000
+    max_head_size: int = MAX_HEAD_SIZE
 
 
 def raise_open_file_limit() -> int:
@@ -77,7 +96,7 @@ def effective(limits: Limits, open_files: int) -> Limits:
         room,
         open_files,
     )
-    return Limits(limits.header_timeout, limits.body_timeout, room)
+    return dataclasses.replace(limits, max_connections=room)
 
 
 class _Connections:
@@ -131,6 +150,7 @@ class Bounded:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     client: Any
+    cycle: Any
     # One timer per connection, moved lazily: a request owes its head, then its body, then nothing, so a
     # cancel and a new timer per phase would be two timers per request (about 3% of a tools/call's CPU,
     # profiled). Instead `_due` moves, and the timer, when it fires before `_due`, sets itself again. It
@@ -140,7 +160,8 @@ class Bounded:
     _phase: Any = None  # the phase `_due` is for
 
     def rank(self) -> int:
-        """0: no complete request head yet (evict first); 1: idle keep-alive; 2: serving (never evicted)."""
+        """0: waiting on the client for a request head or body (evict first); 1: idle keep-alive;
+        2: serving, the app is at work on a complete request (never evicted)."""
         raise NotImplementedError
 
     def _reading(self) -> Any:
@@ -160,8 +181,38 @@ class Bounded:
         self._stop()
         self.pool.open.pop(self, None)
 
+    def _refuse_head(self) -> None:
+        """The request head grew past `max_head_size`: 431, and the connection is closed."""
+        limit = self.pool.limits.max_head_size
+        logger.debug("closing a connection whose request head passed %d bytes: %s", limit, self.client)
+        self.pool.open.pop(self, None)
+        self._stop()
+        if not self.transport.is_closing():
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def _guard(self, cycle: Any) -> None:
+        """Make `cycle`'s response say `Connection: close` if it starts while the request's body is still owed.
+
+        uvicorn's cycle looks `send` up when the app starts, after this; with the header, uvicorn itself
+        closes the connection once the response is sent (httptools by its `keep_alive`, h11 by its state).
+        """
+        send = cycle.send
+
+        async def guarded(message: Any) -> None:
+            if message["type"] == "http.response.start" and cycle is self.cycle and self._body_owed():
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            await send(message)
+
+        cycle.send = guarded
+
+    def _body_owed(self) -> bool:
+        """The request being read has a complete head and an incomplete body."""
+        raise NotImplementedError
+
     def drop(self) -> None:
-        """Close this connection now, to make room (it is not serving a request)."""
+        """Close this connection now: to make room (it is not serving a request), or because its
+        response is complete while its request body is still owed."""
         self.pool.open.pop(self, None)
         self._stop()
         self.transport.close()

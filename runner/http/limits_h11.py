@@ -2,7 +2,8 @@
 
 h11 has no parser callbacks, so the phase is read from the connection's state
 after every chunk of data: IDLE while a request head is awaited, SEND_BODY
-while its body is.
+while its body is. h11 bounds a request head itself (`max_incomplete_event_size`,
+set from `max_head_size`); its refusal is answered 431 here, not uvicorn's 400.
 """
 
 from __future__ import annotations
@@ -24,16 +25,34 @@ class LimitedH11Protocol(Bounded, H11Protocol):
         if self._admit(transport):
             self._track()
 
+    _guarded: Any = None  # the last cycle `_guard` wrapped
+
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if not self.transport.is_closing():
             self._track()
+        if self.cycle is not None and self.cycle is not self._guarded:  # a request's app was just started
+            self._guarded = self.cycle
+            self._guard(self.cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._leave()
         super().connection_lost(exc)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
+
+    def send_400_response(self, msg: str) -> None:
+        if len(self.conn.trailing_data[0]) > self.pool.limits.max_head_size:
+            self._refuse_head()  # h11's "Receive buffer too long": the head passed the bound
+            return
+        super().send_400_response(msg)
+
     def rank(self) -> int:
+        if self.conn.their_state is h11.SEND_BODY:  # waiting on the client, whatever the app does meanwhile
+            return 0
         if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
             return 2
         if self.cycle is None or self._phase is h11.IDLE:
@@ -42,6 +61,9 @@ class LimitedH11Protocol(Bounded, H11Protocol):
 
     def _reading(self) -> Any:
         return self.conn.their_state
+
+    def _body_owed(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
 
     def _track(self) -> None:
         """Arm the deadline for what the client still owes: a request head, or a request body."""

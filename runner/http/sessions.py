@@ -7,10 +7,14 @@ manager and counts each principal's live sessions:
 
 - the principal is the token's (issuer, subject, client id), the same triple
   the SDK binds a session to; without auth it is the client's IP address;
+- a token's subject is also counted across its client ids (`per_subject`):
+  dynamic client registration hands out client ids freely, and one subject
+  with 33 of them held 999 sessions;
 - a POST without `mcp-session-id` on the handshake-era path is what opens a
   session: it is admitted only while the principal has fewer than
-  `per_client` live or opening sessions, else it gets 429 with a JSON-RPC
-  error that says why. Nobody else is affected;
+  `per_client` live or opening sessions (and its subject fewer than
+  `per_subject`), else it gets 429 with a JSON-RPC error that says why.
+  Nobody else is affected;
 - an answer under 400 carrying `mcp-session-id` records the session; a
   session leaves the count when the SDK forgets it (DELETE, idle timeout,
   crash). That is read from the manager's session table, the one private
@@ -41,6 +45,7 @@ SWEEP_EVERY = 256  # openings between sweeps of principals that never came back
 SESSION_IDLE_TIMEOUT = 600.0
 MAX_SESSIONS = 1000
 MAX_SESSIONS_PER_CLIENT = 32
+MAX_SESSIONS_PER_SUBJECT = 128  # four client ids' worth
 
 
 def _live_sessions(manager: StreamableHTTPSessionManager) -> Container[str]:
@@ -68,12 +73,36 @@ def principal(scope: Scope) -> Principal:
     return ("address", client[0] if client else None)
 
 
-class SessionCap:
-    """ASGI middleware: at most `per_client` live sessions per principal."""
+def subject_of(who: Principal) -> Principal | None:
+    """A token's (issuer, subject), whatever its client id; None for a client known by its address only."""
+    return ("subject", who[1], who[2]) if who[0] == "token" else None
 
-    def __init__(self, app: ASGIApp, manager: StreamableHTTPSessionManager, per_client: int | None) -> None:
+
+# Who a count is of, as a refusal names it, by the kind of count ("client" or "subject").
+WHO = {"client": "this client", "subject": "this user (the token's subject, over all its client ids)"}
+
+
+def counted(who: Principal, per_client: int | None, per_subject: int | None) -> list[tuple[Principal, int, str]]:
+    """The counts a request of `who` is held to: (key, limit, "client" or "subject")."""
+    caps = [(who, per_client, "client")]
+    if (subject := subject_of(who)) is not None:
+        caps.append((subject, per_subject, "subject"))
+    return [(key, limit, kind) for key, limit, kind in caps if limit is not None]
+
+
+class SessionCap:
+    """ASGI middleware: at most `per_client` live sessions per principal, and `per_subject` per token subject."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        manager: StreamableHTTPSessionManager,
+        per_client: int | None,
+        per_subject: int | None = MAX_SESSIONS_PER_SUBJECT,
+    ) -> None:
         self.app = app
         self.per_client = None if manager.stateless else per_client
+        self.per_subject = None if manager.stateless else per_subject
         self.idle_timeout = manager.session_idle_timeout
         self._live = _live_sessions(manager) if self.per_client is not None else ()
         self._owned: dict[Principal, set[str]] = {}
@@ -87,11 +116,14 @@ class SessionCap:
         if any(name == _SESSION for name, _ in scope["headers"]) or sessionless(scope["headers"]):
             await self.app(scope, receive, send)  # an existing session, or the sessionless 2026 protocol
             return
-        who = principal(scope)
-        if self.count(who) + self._opening.get(who, 0) >= self.per_client:
-            await self._refuse(send)
-            return
-        self._opening[who] = self._opening.get(who, 0) + 1
+        caps = counted(principal(scope), self.per_client, self.per_subject)
+        for key, limit, kind in caps:
+            if self.count(key) + self._opening.get(key, 0) >= limit:
+                await self._refuse(send, kind, limit)
+                return
+        keys = [key for key, _, _ in caps]
+        for key in keys:
+            self._opening[key] = self._opening.get(key, 0) + 1
         self._sweep()
         opening = True  # until the answer names the session, or the request ends without one
 
@@ -100,22 +132,24 @@ class SessionCap:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session = dict(message.get("headers", [])).get(_SESSION)
                 if session is not None:
-                    self._owned.setdefault(who, set()).add(session.decode("latin-1"))
+                    for key in keys:
+                        self._owned.setdefault(key, set()).add(session.decode("latin-1"))
                     if opening:  # counted as owned from now on: counted once, not also as opening
                         opening = False
-                        self._opened(who)
+                        self._opened(keys)
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
             if opening:
-                self._opened(who)
+                self._opened(keys)
 
-    def _opened(self, who: Principal) -> None:
-        self._opening[who] -= 1
-        if not self._opening[who]:
-            del self._opening[who]
+    def _opened(self, keys: list[Principal]) -> None:
+        for key in keys:
+            self._opening[key] -= 1
+            if not self._opening[key]:
+                del self._opening[key]
 
     def count(self, who: Principal) -> int:
         """`who`'s live sessions, forgetting those the SDK has ended."""
@@ -135,11 +169,11 @@ class SessionCap:
             for who in list(self._owned):
                 self.count(who)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, kind: str, limit: int) -> None:
         idle = f"{self.idle_timeout:g} s" if self.idle_timeout is not None else "never"
         message = (
-            f"Too many open sessions for this client: at most {self.per_client} "
-            f"(server.max_sessions_per_client). End one with DELETE, or let one expire (idle timeout: {idle})."
+            f"Too many open sessions for {WHO[kind]}: at most {limit} "
+            f"(server.max_sessions_per_{kind}). End one with DELETE, or let one expire (idle timeout: {idle})."
         )
         body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

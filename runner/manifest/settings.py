@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from runner.deploy.identity import REPLICA_ID
 from runner.http.limits import Limits
 from runner.http.security import AllowedHost, AllowedOrigin
-from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_IDLE_TIMEOUT
+from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, MAX_SESSIONS_PER_SUBJECT, SESSION_IDLE_TIMEOUT
+from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT
 from runner.manifest.scalars import Bool, Int, Number
 
 
@@ -51,6 +52,12 @@ class ServerSettings(Strict):
     max_connections: Int = Field(
         default=Limits.max_connections, ge=1, description="open HTTP connections at most (idle ones make room)"
     )
+    max_head_size: Int = Field(
+        default=Limits.max_head_size,
+        ge=1024,
+        le=1024 * 1024,
+        description="bytes a request head (request line and headers) may take; a larger one gets 431",
+    )
     session_idle_timeout: Number = Field(
         default=SESSION_IDLE_TIMEOUT, gt=0, le=604800, description="seconds a session may go unused before it is closed"
     )
@@ -60,6 +67,27 @@ class ServerSettings(Strict):
         ge=1,
         description="open MCP sessions at most per token (issuer, subject, "
         "client id), or per client address without auth",
+    )
+    max_sessions_per_subject: Int = Field(
+        default=MAX_SESSIONS_PER_SUBJECT,
+        ge=1,
+        description="open MCP sessions at most per token subject (issuer, subject), over all its client ids",
+    )
+    max_streams: Int | None = Field(
+        default=None,
+        ge=1,
+        description="open standing streams (handshake-era GET, 2026-07-28 subscriptions/listen) at most, all "
+        "clients; default: three quarters of max_connections, so plain requests always find a connection",
+    )
+    max_streams_per_client: Int = Field(
+        default=MAX_STREAMS_PER_CLIENT,
+        ge=1,
+        description="open standing streams at most per token (issuer, subject, client id), or per client address",
+    )
+    max_streams_per_subject: Int = Field(
+        default=MAX_STREAMS_PER_SUBJECT,
+        ge=1,
+        description="open standing streams at most per token subject (issuer, subject), over all its client ids",
     )
     # Reload and the tool pool (README "Live reload"); a reload applies them.
     reload_timeout: Number = Field(
@@ -153,9 +181,14 @@ STARTUP_LIMITS = (
     "header_timeout",
     "body_timeout",
     "max_connections",
+    "max_head_size",
     "session_idle_timeout",
     "max_sessions",
     "max_sessions_per_client",
+    "max_sessions_per_subject",
+    "max_streams",
+    "max_streams_per_client",
+    "max_streams_per_subject",
     "metrics",
     "log_format",
     "log_arguments",

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from runner.http.security import HostRules, is_loopback_address
 from runner.observe import logs, metrics, sdkspans, tracing
 from runner.observe.calls import Observer
 
@@ -78,12 +79,14 @@ def start(manifest: Manifest, flags: Flags) -> Observability:
     observability = Observability(json=fmt == "json", log_arguments=flags.log_arguments or settings.log_arguments)
     where = flags.metrics or ((settings.metrics.host, settings.metrics.port) if settings.metrics else None)
     if where is not None:
-        from prometheus_client import start_http_server
+        from runner.observe.endpoint import serve_metrics
 
         registry = metrics.enable().registry
-        # A daemon thread of its own: a scrape is answered even while the event loop is busy.
+        # The MCP port's Host/Origin rules, for the metrics address and the manifest's allowed lists.
+        rules = HostRules(is_loopback_address(where[0]), tuple(settings.allowed_hosts), tuple(settings.allowed_origins))
+        # Threads of its own, bounded: a scrape is answered even while the event loop is busy.
         try:
-            server, _ = start_http_server(where[1], addr=where[0], registry=registry)
+            server = serve_metrics(where, registry, lambda: rules)
         except OSError as exc:
             raise OSError(f"cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror or exc}") from None
         host = f"[{where[0]}]" if ":" in where[0] else where[0]

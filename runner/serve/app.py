@@ -27,14 +27,17 @@ from runner.deploy.affinity import SessionAffinity
 from runner.deploy.drain import StreamCloser
 from runner.deploy.stateless import NoStandingStream
 from runner.http.inflight import UniqueRequestIds
+from runner.http.limits import Limits
 from runner.http.security import HostGuard, is_loopback_address
 from runner.http.sessions import (
     MAX_SESSIONS,
     MAX_SESSIONS_PER_CLIENT,
+    MAX_SESSIONS_PER_SUBJECT,
     SESSION_IDLE_TIMEOUT,
     SessionCap,
     _live_sessions,
 )
+from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT, StreamCap, default_total
 from runner.observe import metrics, tracing
 from runner.observe.access import RequestContext
 
@@ -58,6 +61,10 @@ def build_app(
     session_idle_timeout: float | None = SESSION_IDLE_TIMEOUT,
     max_sessions: int | None = MAX_SESSIONS,
     max_sessions_per_client: int | None = MAX_SESSIONS_PER_CLIENT,
+    max_sessions_per_subject: int | None = MAX_SESSIONS_PER_SUBJECT,
+    max_streams: int | None = default_total(Limits.max_connections),
+    max_streams_per_client: int | None = MAX_STREAMS_PER_CLIENT,
+    max_streams_per_subject: int | None = MAX_STREAMS_PER_SUBJECT,
     transport_security: TransportSecuritySettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[Callable[[], Coroutine[Any, Any, Any]]] = (),
@@ -101,13 +108,15 @@ def build_app(
     sdk: ASGIApp = StreamableHTTPASGIApp(manager)
     if not stateless:  # one request per id in flight in a session (runner/http/inflight.py)
         sdk = UniqueRequestIds(sdk, max_request_body_size)
-    endpoint: ASGIApp = SessionCap(sdk, manager, max_sessions_per_client)
+    endpoint: ASGIApp = SessionCap(sdk, manager, max_sessions_per_client, max_sessions_per_subject)
     if stateless:  # no session, so no GET stream (runner/deploy/stateless.py)
         endpoint = NoStandingStream(endpoint)
     elif replica_id is not None:  # session ids name the replica (runner/deploy/affinity.py)
         endpoint = SessionAffinity(endpoint, replica_id)
     if streams is not None:  # standing streams end cleanly on drain (runner/deploy/drain.py)
         endpoint = streams.around(endpoint)
+    # Standing streams bounded per client and in all (runner/http/streams.py): behind the gate, which names the client.
+    endpoint = StreamCap(endpoint, max_streams_per_client, max_streams_per_subject, max_streams)
     routes: list[BaseRoute] = [
         Route(path, endpoint=BearerGate(endpoint, lambda: server.guard)),
         Route(METADATA_PREFIX, metadata, methods=["GET"]),

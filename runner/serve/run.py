@@ -25,6 +25,7 @@ from runner.deploy.replica import Replica
 from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
+from runner.http.streams import default_total
 from runner.manifest.config import Binding, Overrides, Transport, binding, runtime
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import LOCAL_APP_ID, Manifest, entry_name, load
@@ -241,6 +242,10 @@ def serve(
             reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, source.digest, pool)
             reloader.replica = replica
             settings = manifest.server
+            wanted = Limits(
+                settings.header_timeout, settings.body_timeout, settings.max_connections, settings.max_head_size
+            )
+            limits = effective(wanted, open_files)
             app = built.server.streamable_http_app(
                 streamable_http_path=where.path,
                 host=where.host,
@@ -252,18 +257,22 @@ def serve(
                 session_idle_timeout=settings.session_idle_timeout,
                 max_sessions=settings.max_sessions,
                 max_sessions_per_client=settings.max_sessions_per_client,
+                max_sessions_per_subject=settings.max_sessions_per_subject,
+                max_streams=settings.max_streams or default_total(limits.max_connections),
+                max_streams_per_client=settings.max_streams_per_client,
+                max_streams_per_subject=settings.max_streams_per_subject,
                 stateless_http=replica.stateless,
                 replica_id=replica.id,
                 streams=streams,
                 access_log=True,  # wrapped in AccessLog below
             )
-            limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections)
             # log_config=None: uvicorn's own config would send access lines to stdout and the rest to
             # stderr; without it they reach the root logger the CLI set up, so every log line goes
             # to stderr, in one format, and stdout stays free for what commands print.
             config = uvicorn.Config(
                 AccessLog(app),  # the access line, written by the runner at a third of uvicorn's cost
-                http=protocol_class(effective(limits, open_files), engine.http),
+                http=protocol_class(limits, engine.http),
+                h11_max_incomplete_event_size=limits.max_head_size,  # httptools: counted by its protocol
                 ws="none",  # no WebSocket routes; an upgrade would also leave the connection bound
                 log_level=log_level.lower(),
                 log_config=None,
