@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,3 +200,25 @@ async def test_a_symlinked_module_whose_target_is_elsewhere_is_reloaded(tmp_path
         assert await call(runner, "hi") == "hello v1"
         await edit(runner, shared / "greeting_impl.py", GREETING.format(version="v2"))
         assert await call(runner, "hi") == "hello v2"
+
+
+async def test_a_module_no_reload_can_replace_is_named_and_never_reported_as_reloaded(tmp_path: Path) -> None:
+    """E: a module imported from a zip archive on PYTHONPATH: named at start-up; /healthz never says plain ok."""
+    archive, app = tmp_path / "lib.zip", tmp_path / "app"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped.py", 'VALUE = "z1"\n')
+    write(app, {"tools.py": "from zipped import VALUE\n\n\ndef value() -> str:\n    return VALUE\n"})
+    write(app, {"m.yaml": "name: z\ntools:\n  - function: tools:value\n"})
+    with serving(app / "m.yaml", pythonpath(archive)) as runner:
+        assert await call(runner, "value") == "z1"
+        health = healthz(runner.health_url)
+        assert health["status"] == "unwatched" and health["not_reloadable"] == {"zipped": "imported from a zip archive"}
+        assert f"not reloadable: zipped (imported from a zip archive: {archive})" in runner.logged()
+        # The archive changes: what runs is now older than its file, and every answer says so.
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("zipped.py", 'VALUE = "z2"\n')
+        assert healthz(runner.health_url)["status"] == "stale"
+        health = await edit_and_wait(app, runner.health_url, "m.yaml", "name: z2\ntools:\n  - function: tools:value\n")
+        assert health["status"] == "stale", health
+        assert health["last_reload"]["result"] == "stale" and health["last_reload"]["stale"] == ["zipped"], health
+    assert "reload stale in" in runner.logged() and "still running the old code of zipped" in runner.logged()

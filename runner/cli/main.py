@@ -354,4 +354,3 @@ def _token(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(token)
     return 0
-

@@ -15,7 +15,7 @@ folders (of the venv, of the base interpreter, the user's), the venv itself, any
 
 A user module that is not a plain `.py` file (imported from a zip archive, a
 C extension, a `.pyc` without source) cannot be re-imported in place:
-`unreloadable` names them, for the start-up block and /healthz.
+`unreloadable` names them, for the start-up block and /healthz (runner/reload/unwatched.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import sysconfig
 import zipimport
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import runner
 
@@ -65,35 +66,39 @@ def is_user_path(real: str, folder: str) -> bool:
     return not SKIP_PARTS.intersection(Path(real).parts)
 
 
-def unreloadable(folder: str) -> dict[str, str]:
-    """Loaded user modules no reload can replace: name -> why (and where), sorted by name.
+class Unreloadable(NamedTuple):
+    kind: str  # what it is, for /healthz (no path: the probe answers without auth)
+    file: str  # the file it was loaded from: the archive for a zip import
+
+
+def unreloadable(folder: str) -> dict[str, Unreloadable]:
+    """Loaded user modules no reload can replace, by name.
 
     Only modules that name a location are considered: a module with no file at all
     (built in, frozen, made at run time) cannot be told apart from the interpreter's own.
     """
-    found: dict[str, str] = {}
-    for name, module in sorted(list(sys.modules.items())):
-        why = _why_unreloadable(module, folder) if isinstance(module, ModuleType) else None
-        if why is not None:
-            found[name] = why
+    found: dict[str, Unreloadable] = {}
+    for name, module in list(sys.modules.items()):
+        what = _unreloadable(module, folder) if isinstance(module, ModuleType) else None
+        if what is not None:
+            found[name] = what
     return found
 
 
-def _why_unreloadable(module: ModuleType, folder: str) -> str | None:
+def _unreloadable(module: ModuleType, folder: str) -> Unreloadable | None:
     file = getattr(module, "__file__", None)
     if not isinstance(file, str):
         return None
     loader = getattr(getattr(module, "__spec__", None), "loader", None) or getattr(module, "__loader__", None)
     if isinstance(loader, zipimport.zipimporter):
         archive = str(getattr(loader, "archive", file))
-        return f"imported from the zip archive {archive}" if _user(archive, folder) else None
+        return Unreloadable("imported from a zip archive", archive) if _user(archive, folder) else None
     if file.endswith(".py") or not _user(file, folder):
         return None
-    if file.endswith(".pyc"):
-        return f"compiled bytecode without source: {file}"
-    return f"a compiled extension: {file}"
+    return Unreloadable("bytecode without source" if file.endswith(".pyc") else "a compiled extension", file)
 
 
+@functools.lru_cache(maxsize=4096)
 def _user(file: str, folder: str) -> bool:
     try:
         return is_user_path(os.path.realpath(file), os.path.realpath(folder))
