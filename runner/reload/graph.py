@@ -75,7 +75,10 @@ def closure(stale: set[str], loaded: dict[str, Path]) -> set[str]:
 def held_origins(module: types.ModuleType, loaded: dict[str, Path]) -> set[str]:
     """The user modules (names in `loaded`) that `module`'s globals hold something from."""
     found: set[str] = set()
-    for key, value in list(vars(module).items()):
+    namespace = vars(module)
+    for key, value in list(namespace.items()):
+        if type(value) is types.FunctionType and value.__globals__ is namespace:
+            continue  # its own function, the common case: a module of 100 tools holds 100 of them
         submodule = isinstance(value, types.ModuleType) and value.__name__ == f"{module.__name__}.{key}"
         if key.startswith("__") or submodule:
             continue  # a package's attribute for its submodule: the import system sets it anew (purge.py)
