@@ -71,21 +71,9 @@ class Unreloadable(NamedTuple):
     file: str  # the file it was loaded from: the archive for a zip import
 
 
-def unreloadable(folder: str) -> dict[str, Unreloadable]:
-    """Loaded user modules no reload can replace, by name.
-
-    Only modules that name a location are considered: a module with no file at all
-    (built in, frozen, made at run time) cannot be told apart from the interpreter's own.
-    """
-    found: dict[str, Unreloadable] = {}
-    for name, module in list(sys.modules.items()):
-        what = _unreloadable(module, folder) if isinstance(module, ModuleType) else None
-        if what is not None:
-            found[name] = what
-    return found
-
-
-def _unreloadable(module: ModuleType, folder: str) -> Unreloadable | None:
+def unreloadable(module: ModuleType, folder: str) -> Unreloadable | None:
+    """Why `module` is user code no reload can replace, or None (also for a module with no file at all:
+    built in, frozen or made at run time, it cannot be told apart from the interpreter's own)."""
     file = getattr(module, "__file__", None)
     if not isinstance(file, str):
         return None

@@ -36,6 +36,7 @@ class Purge:
     files: dict[Path, Fingerprint | None] = field(default_factory=dict)  # user files before the build
     removed: dict[str, ModuleType] = field(default_factory=dict)  # original modules taken out, restored on rollback
     kept: dict[str, tuple[ModuleType, dict[str, ModuleType]]] = field(default_factory=dict)  # parents' submodule attrs
+    packages: set[str] = field(default_factory=set)  # packages taken out: their new objects need `reattach`
 
     @classmethod
     def stale(cls, root: Path, dirty: set[Path]) -> Purge:
@@ -66,6 +67,8 @@ class Purge:
                 continue
             if self.before.get(name) is module:
                 self.removed[name] = module
+            if hasattr(module, "__path__"):
+                self.packages.add(name)
             self._detach(name, module)
         for name in user_modules(self.root):
             if hasattr(sys.modules[name], "__path__"):
@@ -120,6 +123,8 @@ class Purge:
         in `sys.modules` (unchanged, with its state) would be missing from the package's new
         object, and `import package.child; package.child.f()` would fail.
         """
+        if not self.packages:
+            return  # no package was imported again: every kept submodule's parent is the one it had
         for name in user_modules(self.root):
             parent_name, _, child = name.rpartition(".")
             parent = sys.modules.get(parent_name) if parent_name else None

@@ -11,8 +11,10 @@ was loaded from changes, /healthz says `stale` and a reload's result is
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from runner.reload.freshness import Fingerprint, fingerprint
 from runner.reload.locations import Unreloadable, unreloadable
@@ -23,10 +25,25 @@ class Unwatched:
     folder: Path  # the manifest's folder
     modules: dict[str, Unreloadable] = field(default_factory=dict)
     loaded: dict[str, Fingerprint | None] = field(default_factory=dict)  # file -> as it was when first seen
+    # name -> (id of the module object looked at, what it is): a reload looks only at modules loaded since.
+    # By id, not by a reference (that would keep replaced modules alive) nor a weak one (not every
+    # object in sys.modules takes one). An id reused after a module is freed is a re-imported `.py`
+    # module's under the same name: reloadable either way.
+    checked: dict[str, tuple[int, Unreloadable | None]] = field(default_factory=dict)
 
     def scan(self) -> None:
         """Take note of the unreloadable modules loaded now (after the start-up build, after every reload)."""
-        self.modules = unreloadable(str(self.folder.resolve()))
+        folder = str(self.folder.resolve())
+        self.modules = {}
+        for name, module in list(sys.modules.items()):
+            if not isinstance(module, ModuleType):
+                continue
+            seen = self.checked.get(name)
+            if seen is None or seen[0] != id(module):
+                seen = self.checked[name] = (id(module), unreloadable(module, folder))
+            found = seen[1]
+            if found is not None:
+                self.modules[name] = found
         for found in self.modules.values():
             if found.file not in self.loaded:
                 self.loaded[found.file] = fingerprint(Path(found.file))
