@@ -100,6 +100,31 @@ async def test_state_in_an_unchanged_sibling_survives_an_edit_of_its_importer(tm
         assert await call(runner, "list_notes") == "v2: milk, eggs (2)"
 
 
+NOTES_LIST = "tools:\n  - function: notes.tools:add_note\n  - function: notes.tools:list_notes\n"
+
+
+async def test_a_failed_reload_keeps_the_state_and_the_next_one_applies_what_changed(tmp_path: Path) -> None:
+    """A broken edit of notes/tools.py fails and changes nothing; the fix after it is served, the notes kept."""
+    write(
+        tmp_path,
+        {
+            "notes/__init__.py": "",
+            "notes/store.py": "NOTES: dict[str, str] = {}\n",
+            "notes/tools.py": NOTES_TOOLS.format(version="v1"),
+            "m.yaml": "name: notes\n" + NOTES_LIST,
+        },
+    )
+    with serving(tmp_path / "m.yaml") as runner:
+        assert await call(runner, "add_note", {"text": "milk"}) == "added"
+        health = await edit_and_wait(tmp_path / "notes", runner.health_url, "tools.py", "def list_notes(:\n")
+        assert health["status"] == "degraded", health
+        assert await call(runner, "list_notes") == "v1: milk (1)"
+        health = await edit_and_wait(tmp_path, runner.health_url, "m.yaml", "name: renamed\n" + NOTES_LIST)
+        assert health["status"] == "degraded", health  # tools.py is still broken: it was tried again
+        await edit(runner, tmp_path / "notes/tools.py", NOTES_TOOLS.format(version="v3"))
+        assert await call(runner, "list_notes") == "v3: milk (1)"
+
+
 COUNTER = """
 SEEN: list[str] = []
 
