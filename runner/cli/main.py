@@ -354,3 +354,4 @@ def _token(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(token)
     return 0
+
