@@ -437,11 +437,6 @@ assert "- n2: call Ann" in tools.summarize("in one line")
     assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reload keeps the state of unchanged modules: being built in parallel (issue 19); "
-    "remove this mark when it lands, the test then passes",
-)
 def test_notes_survive_the_tutorials_edit(tmp_path: Path) -> None:
     """Tutorial step 10: an edit of tools.py and of the manifest reloads the server, and the notes survive it."""
     import anyio

@@ -1,16 +1,27 @@
 """Is a loaded module's code what its file holds now? Decided per module, whatever file events arrived.
 
-Each module object gets the fingerprint (mtime, ctime, size, inode) its file had
-when it was imported. A reload compares every loaded user module's fingerprint
-with the file on disk, so an edit the watcher never reported (a folder it does
-not watch, a write through a hard link, an event lost while re-arming) is still
-seen. The fingerprint is taken after the import, so it is only trusted when the
-file had already settled before the import began (both timestamps older than
-the import window's start, less the coarse clock's granularity); otherwise the
-module counts as stale at the next reload and is simply imported once more.
-Modules never fingerprinted (imported at start-up, or by a call between
-reloads) are judged against the process's start: unchanged since then means
-what was imported is what is on disk.
+Each module object gets the fingerprint (mtime, ctime, size, inode) of the
+file content it was imported from. A reload compares every loaded user
+module's fingerprint with the file on disk, so an edit the watcher never
+reported (a folder it does not watch, a write through a hard link, an event
+lost while re-arming) is still seen, and a module whose file did not change
+since it was imported is left alone, however recently that file was written.
+
+What content an import read is pinned without any time window: a reload
+fingerprints every loaded user module's file before its build starts; a module
+the build imported from a file whose fingerprint is the same after the build
+read exactly that content. A file that changed during the build gets no
+fingerprint (the module counts as stale, and the next reload imports it again).
+(An earlier rule trusted a fingerprint only if the file was older than the
+import by 50 ms: a module imported right after its file was written counted as
+stale at the next reload, whatever set that reload off, so a manifest-only edit
+re-imported it and lost its state.)
+
+Only a file no reload saw before its build (a module imported for the first
+time) has no "before"; it is trusted if it had settled before the build began,
+allowing for the coarse clock the kernel stamps files with. Modules imported at
+start-up, or by a call between reloads, are judged the same way against the
+process's start.
 """
 
 from __future__ import annotations
@@ -55,16 +66,21 @@ def _settled(path: Path, since_ns: int) -> Fingerprint | None:
     return found
 
 
-def is_stale(module: ModuleType, path: Path) -> bool:
-    """True unless the module provably holds the code its file holds now (a deleted file is stale)."""
+def is_stale(module: ModuleType, path: Path, now: Fingerprint | None) -> bool:
+    """True unless the module provably holds the code its file holds now (`now`; a deleted file is stale)."""
     if module not in _imported:
         _imported[module] = _settled(path, STARTED_NS)
     recorded = _imported[module]
-    return recorded is None or recorded != fingerprint(path)
+    return recorded is None or recorded != now
 
 
-def remember(modules: dict[ModuleType, Path], since_ns: int) -> None:
-    """Fingerprint modules imported in a window that began at `since_ns` (a reload's build)."""
+def remember(modules: dict[ModuleType, Path], before: dict[Path, Fingerprint | None], since_ns: int) -> None:
+    """Fingerprint the modules a build imported: `before` holds their files' fingerprints from before it began."""
     for module, path in modules.items():
-        if module not in _imported:
+        if module in _imported:
+            continue
+        if path in before:
+            known, now = before[path], fingerprint(path)
+            _imported[module] = now if now is not None and now == known else None
+        else:
             _imported[module] = _settled(path, since_ns)

@@ -1,12 +1,8 @@
-"""Which loaded modules are the user's, and which of them a reload must import again.
+"""Which loaded modules are the user's, and what each one's source imports.
 
-A reload must run the user's edited code, not the copy in `sys.modules`. Given
-the stale modules, `closure` adds everything that may hold a name from them: the
-whole top-level package they belong to (a package re-exports its submodules and
-keeps them as attributes), every user module that imports any of those,
-transitively (found from the import statements of their source), and modules
-whose imports cannot be read statically (importlib, __import__, sys.modules,
-exec, eval), which are re-imported on every reload.
+`user_modules` lists the loaded modules that are the user's code (wherever they
+live: runner/reload/locations.py); `imports_of` reads a module's import
+statements, for the reverse import graph a reload follows (runner/reload/graph.py).
 """
 
 from __future__ import annotations
@@ -15,11 +11,12 @@ import ast
 import functools
 import os
 import sys
+import zipimport
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
-_SKIP_PARTS = {".venv", "venv", "site-packages", "dist-packages", "__pycache__", ".mcp-runner"}
+from runner.reload.locations import is_user_path
 
 
 def module_file(module: ModuleType) -> Path | None:
@@ -59,14 +56,15 @@ def _real_folder(folder: str) -> str:
 
 
 def user_modules(root: Path) -> dict[str, Path]:
-    """Loaded modules whose source lives under `root` (the manifest's folder), venvs excluded."""
+    """Loaded `.py` modules that are the user's code (runner/reload/locations.py): under `root`, or anywhere
+    outside the standard library, installed packages and mcp-runner, by their real paths."""
     folder = str(root.resolve())
     _real_folder.cache_clear()
     found: dict[str, Path] = {}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) if module is not None else None
         path = _user_file(file, folder) if isinstance(file, str) else None
-        if path is not None:
+        if path is not None and not isinstance(getattr(module, "__loader__", None), zipimport.zipimporter):
             found[name] = path
     return found
 
@@ -75,12 +73,9 @@ def user_modules(root: Path) -> dict[str, Path]:
 def _user_file(file: str, folder: str) -> Path | None:
     """Cached: every reload scans all loaded modules several times, and pathlib's checks cost ~20 ms a scan."""
     real = _real(file) if file.endswith(".py") else None
-    if real is None or not real.startswith(folder.rstrip(os.sep) + os.sep):  # most are not: no pathlib for them
+    if real is None or not is_user_path(real, folder):
         return None
-    path, root = Path(real), Path(folder)
-    if not path.is_relative_to(root) or _SKIP_PARTS.intersection(path.relative_to(root).parts):
-        return None
-    return path
+    return Path(real)
 
 
 # Names whose use means a module imports by a name computed at run time: its imports cannot be read statically.
@@ -146,31 +141,3 @@ def _imports_dynamically(node: ast.AST) -> bool:
 
 def _is_name(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Name) and node.id == name
-
-
-def closure(stale: set[str], loaded: dict[str, Path]) -> set[str]:
-    """Every loaded user module that must be imported again when `stale` are.
-
-    `stale` plus, transitively: the rest of each one's top-level package, every
-    module importing any of them, and every module that imports dynamically.
-    """
-    importers: dict[str, set[str]] = {}
-    packages: dict[str, list[str]] = {}
-    dynamic: set[str] = set()
-    for name, path in loaded.items():
-        packages.setdefault(name.partition(".")[0], []).append(name)
-        imports = imports_of(name, path)
-        if imports.dynamic:
-            dynamic.add(name)
-        for imported in imports.names:
-            importers.setdefault(imported, set()).add(name)
-    result: set[str] = set()
-    todo = [*stale, *dynamic]
-    while todo:
-        name = todo.pop()
-        if name in result:
-            continue
-        result.add(name)
-        todo.extend(packages.get(name.partition(".")[0], ()))
-        todo.extend(importers.get(name, ()))
-    return result

@@ -22,8 +22,10 @@ from pathlib import Path
 from types import ModuleType
 
 from runner.manifest.errors import Location, ManifestError, Problem
-from runner.reload.freshness import is_stale, remember
-from runner.reload.modules import closure, module_file, user_modules
+from runner.reload.freshness import Fingerprint, fingerprint, is_stale, remember
+from runner.reload.graph import closure
+from runner.reload.locations import is_user_path
+from runner.reload.modules import module_file, user_modules
 
 
 @dataclass
@@ -31,15 +33,22 @@ class Purge:
     root: Path
     since_ns: int  # when this rebuild began: modules it imports are fingerprinted against it
     before: dict[str, ModuleType]  # sys.modules as it was
+    files: dict[Path, Fingerprint | None] = field(default_factory=dict)  # user files before the build
     removed: dict[str, ModuleType] = field(default_factory=dict)  # original modules taken out, restored on rollback
     kept: dict[str, tuple[ModuleType, dict[str, ModuleType]]] = field(default_factory=dict)  # parents' submodule attrs
+    packages: set[str] = field(default_factory=set)  # packages taken out: their new objects need `reattach`
 
     @classmethod
     def stale(cls, root: Path, dirty: set[Path]) -> Purge:
         """Take out every stale user module and everything that may hold a name from one (see `closure`)."""
         purge = cls(root=root.resolve(), since_ns=time.time_ns(), before=dict(sys.modules))
         loaded = user_modules(root)
-        stale = {name for name, path in loaded.items() if path in dirty or is_stale(sys.modules[name], path)}
+        purge.files = {path: fingerprint(path) for path in set(loaded.values())}
+        stale = {
+            name
+            for name, path in loaded.items()
+            if path in dirty or is_stale(sys.modules[name], path, purge.files[path])
+        }
         for name in stale:
             _drop_bytecode(loaded[name])
         purge._take(closure(stale, loaded))
@@ -58,6 +67,8 @@ class Purge:
                 continue
             if self.before.get(name) is module:
                 self.removed[name] = module
+            if hasattr(module, "__path__"):
+                self.packages.add(name)
             self._detach(name, module)
         for name in user_modules(self.root):
             if hasattr(sys.modules[name], "__path__"):
@@ -76,8 +87,8 @@ class Purge:
             delattr(parent, child)
 
     def _only_ours(self, package: ModuleType) -> bool:
-        paths = [Path(p) for p in getattr(package, "__path__", ())]
-        return bool(paths) and all(p.resolve().is_relative_to(self.root) for p in paths)
+        paths = [os.path.realpath(p) for p in getattr(package, "__path__", ())]
+        return bool(paths) and all(is_user_path(p, str(self.root)) for p in paths)
 
     def _snapshot(self, name: str, module: ModuleType) -> None:
         if name not in self.kept and self.before.get(name) is module:
@@ -88,6 +99,7 @@ class Purge:
 
         A module a tool imports at call time must fail now, not on a later call, if its edit is broken.
         """
+        self.reattach()
         problems: list[Problem] = []
         for name, module in sorted(self.removed.items()):
             path = module_file(module)
@@ -100,8 +112,24 @@ class Purge:
                     problems.append(self._problem(name, exc))
             except Exception as exc:
                 problems.append(self._problem(name, exc))
+        self.reattach()
         if problems:
             raise ManifestError(problems)
+
+    def reattach(self) -> None:
+        """Give a re-imported package the attributes of its submodules that were kept.
+
+        The import system sets `package.child` only when it loads the child; a child kept
+        in `sys.modules` (unchanged, with its state) would be missing from the package's new
+        object, and `import package.child; package.child.f()` would fail.
+        """
+        if not self.packages:
+            return  # no package was imported again: every kept submodule's parent is the one it had
+        for name in user_modules(self.root):
+            parent_name, _, child = name.rpartition(".")
+            parent = sys.modules.get(parent_name) if parent_name else None
+            if parent is not None and self.before.get(parent_name) is not parent and child not in vars(parent):
+                setattr(parent, child, sys.modules[name])
 
     def _problem(self, name: str, exc: Exception) -> Problem:
         if isinstance(exc, SyntaxError) and exc.filename:
@@ -116,7 +144,7 @@ class Purge:
         return Problem(where, message)
 
     def _is_ours(self, filename: str) -> bool:
-        return not filename.startswith("<") and Path(filename).resolve().is_relative_to(self.root)
+        return not filename.startswith("<") and is_user_path(os.path.realpath(filename), str(self.root))
 
     def _relative(self, filename: str) -> str:
         path = Path(filename).resolve()
@@ -125,7 +153,7 @@ class Purge:
     def commit(self) -> None:
         """The rebuild is being served: fingerprint the modules it imported."""
         loaded = user_modules(self.root)
-        remember({sys.modules[name]: path for name, path in loaded.items()}, self.since_ns)
+        remember({sys.modules[name]: path for name, path in loaded.items()}, self.files, self.since_ns)
 
     def rollback(self) -> None:
         """Forget whatever the failed rebuild imported from the user's folder, and restore the old modules exactly."""

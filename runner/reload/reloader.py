@@ -42,6 +42,7 @@ from runner.observe.tracing import tracer
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
+from runner.reload.unwatched import Unwatched
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
 
@@ -55,6 +56,12 @@ class ReloadResult:
     duration_ms: float
     changes: str = ""
     error: str | None = None
+    stale: list[str] = field(default_factory=list)  # unreloadable modules whose file changed (unwatched.py)
+
+    @property
+    def outcome(self) -> str:
+        """`ok`, `failed`, or `stale`: swapped in, but some module still runs code older than its file."""
+        return "failed" if not self.ok else "stale" if self.stale else "ok"
 
 
 @dataclass
@@ -75,12 +82,15 @@ class Reloader:
     worker: BuildThread = field(default_factory=BuildThread)
     pool: ToolPool = field(default_factory=ToolPool)
     baseline: Baseline = field(init=False)
+    unwatched: Unwatched = field(init=False)
     _watcher: Watcher | None = None
     replica: Replica | None = None  # set by `serve` over HTTP: /healthz names it, /readyz follows its drain
 
     def __post_init__(self) -> None:
         self.baseline = Baseline(self.manifest_path, self.module_files)
         self.baseline.capture()
+        self.unwatched = Unwatched(self.root)
+        self.unwatched.scan()
 
     @classmethod
     async def start(
@@ -108,7 +118,7 @@ class Reloader:
             result = await self._reload(changed)
             span.set_attributes(
                 {
-                    "mcp_runner.reload.result": "ok" if result.ok else "failed",
+                    "mcp_runner.reload.result": result.outcome,
                     "mcp_runner.reload.duration_ms": round(result.duration_ms, 1),
                     "mcp_runner.reload.changes": result.changes if result.ok else "",
                     "mcp_runner.reload.files": sorted(str(p.name) for p in changed),
@@ -192,9 +202,17 @@ class Reloader:
             previous, manifest, self.overrides
         ):
             logger.warning("reload: %s; still serving on %s", what, self.binding.url)
+        self.unwatched.scan()
+        stale = self.unwatched.stale()
         duration = (time.perf_counter() - started) * 1000
-        logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
-        return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe())
+        if stale:
+            logger.warning(
+                "reload stale in %.1f ms: %s; still running the old code of %s (not reloadable: restart to run it)",
+                *(duration, diff.describe(), ", ".join(stale)),
+            )
+        else:
+            logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
+        return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe(), stale=stale)
 
     def _failed(self, started: float, error: str, public: str) -> ReloadResult:
         duration = (time.perf_counter() - started) * 1000
@@ -230,15 +248,20 @@ class Reloader:
         return "file-system events" if poll is None else f"polling every {poll:g} s"
 
     def status(self) -> str:
-        """`stuck` > `stale` > `degraded` > `ok`: the worst thing that is true now (README, Health)."""
+        """`stuck` > `stale` > `degraded` > `unwatched` > `ok`: the worst thing that is true now (README, Health).
+
+        `stale`: edits may not be served (the watcher is blind, or a module no reload can replace
+        changed on disk); `unwatched`: such modules are loaded, unchanged so far.
+        """
         timeout = runtime(self.manifest, self.overrides).reload_timeout
         if self.worker.busy and self.worker.running_for > timeout:
             return "stuck"
-        if self._watcher is not None and self._watcher.blind():
+        watcher = self._watcher
+        if watcher is not None and (watcher.blind() or self.unwatched.stale()):
             return "stale"
         if self.last is not None and not self.last.ok:
             return "degraded"
-        return "ok"
+        return "unwatched" if watcher is not None and self.unwatched.modules else "ok"
 
     def pending(self) -> bool:
         """True while a reload is under way, or while the files the last reload read differ on disk.
@@ -272,11 +295,13 @@ class Reloader:
                 "auth": "none" if server.guard is None else ("local" if self.current.issuer else "signin"),
                 "reloads": self.reloads,
                 "bus": server.events.state(),
+                "not_reloadable": self.unwatched.public(),  # module -> kind; edits to them need a restart
                 "last_reload": None
                 if last is None
                 else {
                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last.at)),
-                    "result": "ok" if last.ok else "failed",
+                    "result": last.outcome,
+                    "stale": last.stale,
                     "duration_ms": round(last.duration_ms, 1),
                     "changes": last.changes,
                     "error": last.error,

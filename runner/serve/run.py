@@ -34,6 +34,7 @@ from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
 from runner.reload.reloader import Reloader
+from runner.reload.unwatched import unwatched_lines
 from runner.serve.live import Record, announce, holder
 from runner.serve.progress import Progress
 from runner.speed.engine import Engine, parser_of, running_loop
@@ -155,6 +156,8 @@ def banner(
             "vscode; the client then starts the server itself, over stdio, with no token to renew)"
         )
     lines.append(f"  reload:    {'watching ' + manifest_file + ' and its modules' if reload else 'off'}")
+    if reload:
+        lines.extend(unwatched_lines(manifest_folder(manifest_file)))
     if replica is not None:
         sessions = "stateless (no sessions)" if replica.stateless else f"session ids {session_prefix(replica.id)}<id>"
         lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM")
