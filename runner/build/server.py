@@ -349,7 +349,7 @@ def _server(
         token_verifier=verifier,
         required_scopes=signin.scopes,
         # The local issuer has no authorize or token endpoint: advertising it would send an
-        # OAuth client to a dead end (README, "Auth modes").
+        # OAuth client to a dead end (docs/auth.md).
         advertise_authorization_server=issuer is None,
         **common,
     )

@@ -165,7 +165,7 @@ class FastMCPSignInWrapper(MCPServer):
         kwargs.setdefault("subscriptions", self.events)
         super().__init__(name, *args, **kwargs)
         # Always served, so always advertised: a reload can add completions to a session
-        # that initialized before them (README, "Completions").
+        # that initialized before them (docs/manifest.md, "Completions").
         self.completion()(self._complete)
         # Handshake-era `logging/setLevel`, per session (2026-07-28 opts in per request, in the SDK).
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)

@@ -84,7 +84,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     serve.add_argument(
         "--stateless",
         action="store_true",
-        help="no server-side sessions: any replica answers any request (server.stateless; README Deployment)",
+        help="no server-side sessions: any replica answers any request (server.stateless; docs/deployment.md)",
     )
     serve.add_argument(
         "--replica-id",
@@ -144,7 +144,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         more_commands.add_parsers(commands)
 
     nginx = commands.add_parser(
-        "nginx", help="print an nginx configuration for several replicas (sticky sessions; README Deployment)"
+        "nginx", help="print an nginx configuration for several replicas (sticky sessions; docs/deployment.md)"
     )
     nginx.add_argument(
         "--replica", action="append", required=True, metavar="ID=HOST:PORT", help="a replica (repeat for each)"

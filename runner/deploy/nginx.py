@@ -8,7 +8,7 @@ reached is answered `404 Session not found` by nginx itself, the spec's signal f
 client to initialize again; a session id naming a replica nginx does not know goes round-robin and
 gets the same 404 from whichever replica receives it.
 
-`mcp-runner nginx --replica ID=HOST:PORT ...` prints it (README "Deployment"); the tests run this
+`mcp-runner nginx --replica ID=HOST:PORT ...` prints it (docs/deployment.md); the tests run this
 exact output under a real nginx.
 """
 

@@ -123,7 +123,7 @@ def local_origin(value: str) -> bool:
 
 @dataclass(frozen=True)
 class HostRules:
-    """Which Host and Origin headers a server accepts (README, "DNS rebinding")."""
+    """Which Host and Origin headers a server accepts (docs/security.md)."""
 
     loopback: bool  # bound to a loopback address: Host must name this machine or be listed
     allowed_hosts: tuple[str, ...] = ()  # `name`, `name:port` or `name:*`; a bare name allows any port

@@ -1,7 +1,7 @@
 """The manifest's schema: pydantic models, and validation that reports located errors.
 
-The models are the public contract (key names are documented in the README)
-and the source of `mcp-runner schema`. Unknown keys are errors everywhere:
+The models are the public contract (every key is on docs/manifest.md; tests/test_docs.py holds
+the page to the schema) and the source of `mcp-runner schema`. Unknown keys are errors everywhere:
 a typo must never be silently ignored. The `server:` block's model lives in
 runner/manifest/settings.py.
 """
@@ -95,7 +95,7 @@ CompletionSource = Annotated[
 ]
 COMPLETIONS_HELP = (
     "argument -> a list of values (filtered by the typed prefix) or a module:function called with "
-    "(value, context) that returns the values; see README 'Completions'"
+    "(value, context) that returns the values; see docs/manifest.md 'Completions'"
 )
 
 

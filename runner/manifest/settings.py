@@ -24,7 +24,7 @@ class Strict(BaseModel):
 
 
 class MetricsSettings(Strict):
-    """Where Prometheus scrapes: a separate address, never the MCP port (README "Observability")."""
+    """Where Prometheus scrapes: a separate address, never the MCP port (docs/observability.md)."""
 
     host: str = Field(default="127.0.0.1", min_length=1, description="bind address; loopback unless you say so")
     port: Int = Field(default=9464, ge=0, le=65535, description="port (0 = any free port)")
@@ -42,7 +42,7 @@ class ServerSettings(Strict):
     host: str = "127.0.0.1"
     port: Int = Field(default=8000, ge=0, le=65535)
     path: str = Field(default="/mcp", pattern=r"^/")
-    # Limits (README "Security: what is bounded"); they take effect at start-up.
+    # Limits (docs/security.md); they take effect at start-up.
     header_timeout: Number = Field(
         default=Limits.header_timeout, gt=0, le=300, description="seconds a connection has to send its request head"
     )
@@ -89,7 +89,7 @@ class ServerSettings(Strict):
         ge=1,
         description="open standing streams at most per token subject (issuer, subject), over all its client ids",
     )
-    # Reload and the tool pool (README "Live reload"); a reload applies them.
+    # Reload and the tool pool (docs/reload.md); a reload applies them.
     reload_timeout: Number = Field(
         default=30,
         gt=0,
@@ -126,7 +126,7 @@ class ServerSettings(Strict):
         description="watch files by polling every this many seconds instead of file-system events "
         "(network filesystems, some containers); default: events",
     )
-    # Several replicas (README "Deployment"); they take effect at start-up.
+    # Several replicas (docs/deployment.md); they take effect at start-up.
     stateless: Bool = Field(
         default=False,
         description="serve handshake-era clients without server-side sessions (no server-to-client requests, "
@@ -158,7 +158,7 @@ class ServerSettings(Strict):
             raise ValueError(f"must be a Redis URL starting with {', '.join(BUS_SCHEMES)}")
         return value
 
-    # Observability (README "Observability"); they take effect at start-up.
+    # Observability (docs/observability.md); they take effect at start-up.
     metrics: MetricsSettings | None = Field(
         default=None, description="serve Prometheus metrics on this separate address (default: off)"
     )

@@ -1,1 +1,1 @@
-"""Observability: Prometheus metrics, OpenTelemetry spans, JSON and audit logs (README "Observability")."""
+"""Observability: Prometheus metrics, OpenTelemetry spans, JSON and audit logs (docs/observability.md)."""

@@ -15,7 +15,7 @@ a verified-token cache miss: a client's first request. Only then is the HTTP
 request span `POST /mcp` opened (`open_request_span`, back-dated to the
 request's arrival), and both the verification and the SDK's span become its
 children. A steady call pays for no extra span: exporting one costs about as
-much as the SDK's own (README "What it costs").
+much as the SDK's own (docs/performance.md).
 
 A `traceparent` is client input on a request not yet authenticated: only
 the OpenTelemetry propagator parses it (a malformed one is ignored, the

@@ -71,7 +71,7 @@ def exporting_provider() -> Any:
 
     Raises ImportError without the [otel] extra. Sampler, batch sizes and delays are the SDK's
     defaults unless its variables say otherwise: the export's CPU is in encoding each span, not in
-    the number of POSTs (README "What it costs"), so larger batches would only lengthen the
+    the number of POSTs (docs/performance.md), so larger batches would only lengthen the
     stretches for which the export thread holds the GIL.
     """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

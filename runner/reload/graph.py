@@ -34,14 +34,13 @@ runner/reload/references.py, which then re-imports every user module.
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from runner.reload.modules import imports_of
+from runner.reload.references import members
 
 _CONTAINER_ITEMS = 1_000  # how far into one container global it looks for names of other modules
 
@@ -82,19 +81,12 @@ def held_origins(module: types.ModuleType, loaded: dict[str, Path]) -> set[str]:
         submodule = isinstance(value, types.ModuleType) and value.__name__ == f"{module.__name__}.{key}"
         if key.startswith("__") or submodule:
             continue  # a package's attribute for its submodule: the import system sets it anew (purge.py)
-        for member in _members(value):
+        for member in members(value, _CONTAINER_ITEMS):
             origin = _origin(member)
             if origin is not None and origin in loaded:
                 found.add(origin)
     return found
 
-
-def _members(value: Any) -> Iterator[Any]:
-    yield value
-    if isinstance(value, dict):
-        yield from itertools.islice(value.values(), _CONTAINER_ITEMS)
-    elif isinstance(value, list | tuple | set | frozenset):
-        yield from itertools.islice(value, _CONTAINER_ITEMS)
 
 
 def _origin(obj: Any) -> str | None:

@@ -55,18 +55,19 @@ def stale_references(root: Path) -> list[StaleReference]:
         for name, value in list(vars(sys.modules[holder]).items()):
             if name.startswith("__"):
                 continue
-            origin = next(filter(None, map(current.replaced, _members(value))), None)
+            origin = next(filter(None, map(current.replaced, members(value))), None)
             if origin is not None:
                 found.append(StaleReference(holder, name, origin, path))
     return found
 
 
-def _members(value: Any) -> Iterator[Any]:
+def members(value: Any, limit: int = _CONTAINER_ITEMS) -> Iterator[Any]:
+    """`value`, and when it is a container global, its first `limit` items (a registry of functions, say)."""
     yield value
     if isinstance(value, dict):
-        yield from itertools.islice(value.values(), _CONTAINER_ITEMS)
+        yield from itertools.islice(value.values(), limit)
     elif isinstance(value, list | tuple | set | frozenset):
-        yield from itertools.islice(value, _CONTAINER_ITEMS)
+        yield from itertools.islice(value, limit)
 
 
 @dataclass

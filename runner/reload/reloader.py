@@ -248,7 +248,7 @@ class Reloader:
         return "file-system events" if poll is None else f"polling every {poll:g} s"
 
     def status(self) -> str:
-        """`stuck` > `stale` > `degraded` > `unwatched` > `ok`: the worst thing that is true now (README, Health).
+        """`stuck` > `stale` > `degraded` > `unwatched` > `ok`: the worst thing that is true now (docs/reload.md).
 
         `stale`: edits may not be served (the watcher is blind, or a module no reload can replace
         changed on disk); `unwatched`: such modules are loaded, unchanged so far.
