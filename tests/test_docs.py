@@ -15,8 +15,9 @@ What each fenced block gets, by its language (a marker is an HTML comment on the
   blocks only the `$ ` lines are commands).
 - `text` (output, logs) and `mermaid` (built by the site): not checked; any other language, or none, fails.
 
-A block whose whole content is `--8<-- "path"` (pymdownx.snippets) is the file docs/examples/path, checked
-as that file, from where it is.
+A block marked `<!-- file: path -->` shows the file docs/examples/path in full, inline (so the page reads
+the same as a plain file, on GitHub or in an editor): its text must equal that file's, and it is checked as
+that file, from where it is.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ PENDING_KEYS = {"error_details"}
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<lang>[\w+-]*)[^\n]*$")
 MARKER = re.compile(r"<!--\s*(?P<name>[\w-]+)\s*(?::\s*(?P<arg>.*?))?\s*-->")
-INCLUDE = re.compile(r'^--8<--\s+"(?P<path>[^"]+)"$')
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Snippet:
     lang: str
     text: str
     markers: dict[str, str]
-    source: Path | None = None  # the included file, for --8<-- blocks
+    source: Path | None = None  # the file under docs/examples a `<!-- file: path -->` block shows
 
     @property
     def id(self) -> str:
@@ -100,9 +100,8 @@ def snippets(path: Path) -> list[Snippet]:
             i += 1
         text = "\n".join(body) + "\n"
         snippet = Snippet(path, i - len(body), lang, text, markers)
-        if include := INCLUDE.match(text.strip()):
-            snippet.source = EXAMPLES / include["path"]
-            snippet.text = snippet.source.read_text(encoding="utf-8")
+        if "file" in markers:
+            snippet.source = EXAMPLES / markers["file"]
         found.append(snippet)
         i += 1
     return found
@@ -156,7 +155,16 @@ def test_the_collector_finds_snippets() -> None:
     """A guard against a collector that silently finds nothing: each kind is present, in numbers."""
     langs = [s.lang for s in ALL]
     assert langs.count("yaml") >= 10 and langs.count("python") >= 5 and langs.count("sh") >= 5
-    assert any(s.source for s in ALL), "no --8<-- include was resolved"
+    assert any(s.source for s in ALL), "no <!-- file: path --> block was found"
+
+
+@pytest.mark.parametrize("snippet", [s for s in ALL if s.source is not None], ids=lambda s: s.id)
+def test_a_file_shown_inline_is_the_file(snippet: Snippet) -> None:
+    """The tutorial shows its files in full; they must be the example files the tests serve, to the byte."""
+    assert snippet.source is not None and snippet.source.is_file(), f"{snippet.id}: no file {snippet.source}"
+    assert snippet.text == snippet.source.read_text(encoding="utf-8"), (
+        f"{snippet.id} differs from {snippet.source.relative_to(ROOT)}: copy the file into the page again"
+    )
 
 
 # --- manifests ------------------------------------------------------------------------------------
