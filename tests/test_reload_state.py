@@ -163,6 +163,19 @@ async def test_a_manifest_only_edit_reimports_no_module(tmp_path: Path) -> None:
         assert healthz(runner.health_url)["last_reload"]["changes"] == "no visible change"
 
 
+async def test_the_reload_log_line_names_what_changed_besides_the_lists(tmp_path: Path) -> None:
+    """A body edit, `instructions:` and a setting change no list a client sees, yet they are served: the log says so
+    (it said `no visible change`); /healthz, which needs no token, keeps to the list changes."""
+    write(tmp_path, {"counter.py": COUNTER.format(version="v1"), "m.yaml": manifest("first")})
+    with serving(tmp_path / "m.yaml") as runner:
+        await edit(runner, tmp_path / "counter.py", COUNTER.format(version="v2"))
+        await edit(runner, tmp_path / "m.yaml", manifest("second"))
+        await edit(runner, tmp_path / "m.yaml", manifest("second") + "server:\n  error_details: full\n")
+        said = [line.split(": ", 2)[-1] for line in runner.logged().splitlines() if "reload ok in" in line]
+        assert healthz(runner.health_url)["last_reload"]["changes"] == "no visible change"
+    assert said[-3:] == ["code counter", "manifest instructions", "manifest server.error_details"], said
+
+
 async def test_an_edit_reimports_its_importers_transitively_and_nothing_else(tmp_path: Path) -> None:
     """chain/a.py imports b, which imports c: editing c re-imports b and a; chain/state.py keeps its count."""
     write(

@@ -47,13 +47,13 @@ class Diff:
     def touched(self) -> list[str]:
         return [c for c in CATEGORIES if self.added[c] or self.removed[c] or self.changed[c]]
 
-    def describe(self) -> str:
+    def describe(self, nothing: str = "no visible change") -> str:
         parts = []
         for category in self.touched():
             items = [f"+{n}" for n in self.added[category]] + [f"-{n}" for n in self.removed[category]]
             items += [f"~{n}" for n in self.changed[category]]
             parts.append(f"{category} {' '.join(items)}")
-        return "; ".join(parts) or "no visible change"
+        return "; ".join(parts) or nothing
 
 
 _EVENTS: dict[str, ServerEvent] = {

@@ -25,8 +25,10 @@ logger = logging.getLogger("runner.reload")
 T = TypeVar("T")
 
 
-def rebuild_fresh(root: Path, dirty: set[Path], attempt: Callable[[], T]) -> T:
-    """Run `attempt` (the build) with every stale user module imported again; restore everything if it fails."""
+def rebuild_fresh(root: Path, dirty: set[Path], attempt: Callable[[], T]) -> tuple[T, list[str]]:
+    """Run `attempt` (the build) with every stale user module imported again; restore everything if it fails.
+
+    Returns the build's result and the names of the modules it imported again (for the reload's log line)."""
     purge = Purge.stale(root, dirty)
     try:
         result = attempt()
@@ -41,7 +43,7 @@ def rebuild_fresh(root: Path, dirty: set[Path], attempt: Callable[[], T]) -> T:
             if stale:
                 raise ManifestError([ref.problem(purge.root) for ref in stale])
         purge.commit()
-        return result
+        return result, sorted(purge.removed)
     except BaseException:
         purge.rollback()
         raise

@@ -42,6 +42,7 @@ from runner.observe.tracing import tracer
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
+from runner.reload.summary import describe
 from runner.reload.unwatched import Unwatched
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
@@ -78,6 +79,7 @@ class Reloader:
     reloads: int = 0
     settler: Settler = field(default_factory=Settler)
     _dirty: set[Path] = field(default_factory=set)
+    _reimported: list[str] = field(default_factory=list)  # the last build's modules imported again, for its log line
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     worker: BuildThread = field(default_factory=BuildThread)
     pool: ToolPool = field(default_factory=ToolPool)
@@ -175,7 +177,8 @@ class Reloader:
 
         from runner.reload.fresh import rebuild_fresh  # with purge and references: needed from the first reload on
 
-        return rebuild_fresh(self.root, self._dirty, attempt)
+        result, self._reimported = rebuild_fresh(self.root, self._dirty, attempt)
+        return result
 
     async def _swap(self, manifest: Manifest, built: Built, digest: str, started: float) -> ReloadResult:
         live = self.live
@@ -205,13 +208,14 @@ class Reloader:
         self.unwatched.scan()
         stale = self.unwatched.stale()
         duration = (time.perf_counter() - started) * 1000
+        said = describe(diff.describe(nothing=""), previous, manifest, self._reimported)
         if stale:
             logger.warning(
                 "reload stale in %.1f ms: %s; still running the old code of %s (not reloadable: restart to run it)",
-                *(duration, diff.describe(), ", ".join(stale)),
+                *(duration, said, ", ".join(stale)),
             )
         else:
-            logger.info("reload ok in %.1f ms: %s", duration, diff.describe())
+            logger.info("reload ok in %.1f ms: %s", duration, said)
         return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe(), stale=stale)
 
     def _failed(self, started: float, error: str, public: str) -> ReloadResult:
