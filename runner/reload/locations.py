@@ -37,6 +37,12 @@ SKIP_PARTS = frozenset({".venv", "venv", "site-packages", "dist-packages", "__py
 
 
 @functools.lru_cache(maxsize=1)
+def runner_root() -> str:
+    """The mcp-runner package's real folder, ending in a separator."""
+    return os.path.realpath(os.path.dirname(os.path.abspath(runner.__file__))) + os.sep
+
+
+@functools.lru_cache(maxsize=1)
 def system_roots() -> tuple[str, ...]:
     """Real paths (each ending in a separator) under which no module is the user's."""
     roots: set[str] = {os.path.dirname(os.path.abspath(runner.__file__))}
@@ -58,6 +64,8 @@ def is_user_path(real: str, folder: str) -> bool:
     Under the manifest's folder: yes unless inside a venv, site-packages or cache folder
     there (as before). Elsewhere: yes unless in a system root or such a folder.
     """
+    if real.startswith(runner_root()):  # never the runner's own code, even in a manifest's folder (a checkout)
+        return False
     base = folder.rstrip(os.sep) + os.sep
     if real.startswith(base):
         return not SKIP_PARTS.intersection(Path(real[len(base) :]).parts)
