@@ -153,3 +153,35 @@ async def test_the_same_id_twice_at_once_in_2026_07_28_gets_two_answers(served: 
             (served.folder / "modern.release").touch()
     assert result_text(answers["quick"]) == "second"
     assert result_text(answers["held"]) == "held modern"
+
+
+async def test_a_duplicate_id_spelt_with_json_escapes_is_refused(served: Served) -> None:
+    """The keys `"\\u0069d"` and `"\\u006dethod"` are `id` and `method` to the SDK: the duplicate is one too."""
+    auth = {**ACCEPT, "Authorization": f"Bearer {served.issuer.token()}"}
+    url = served.runner.url
+    async with httpx2.AsyncClient(headers=auth, timeout=60) as http:
+        opened = await http.post(url, json=INITIALIZE)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+        first: list[httpx2.Response] = []
+
+        async def held() -> None:
+            first.append(await http.post(url, json=call(27, "hold", {"name": "escaped"}), headers=session))
+
+        escaped = (
+            '{"jsonrpc":"2.0","\\u0069d":27,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}',
+            '{"jsonrpc":"2.0","id":27,"\\u006dethod":"tools/call","params":{"name":"echo","arguments":{"text":"b"}}}',
+            '{"jsonrpc":"2.0","id":"\\u0032\\u0037","method":"tools/call","params":{"name":"echo","arguments":{}}}',
+        )
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(held)
+                await served.until_started("escaped")  # id 27 is in flight
+                for body in escaped:
+                    second = await http.post(url, content=body.encode(), headers=session)
+                    assert second.status_code == 409, (body, second.text)
+                    assert "already in flight in this session" in second.json()["error"]["message"]
+                (served.folder / "escaped.release").touch()
+        assert first[0].status_code == 200
+        assert answer_of(first[0])["id"] == 27 and result_text(answer_of(first[0])) == "held escaped"

@@ -15,11 +15,11 @@ table of ids, so its requests pass untouched, as do requests without a session i
 from __future__ import annotations
 
 import json
-from typing import Any
 
+import pydantic_core
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
-from mcp_types import INVALID_REQUEST
+from mcp_types import INVALID_REQUEST, JSONRPCRequest, jsonrpc_message_adapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.http.era import sessionless
@@ -70,19 +70,22 @@ class UniqueRequestIds:
 
 
 def _request_id(body: bytes) -> str | None:
-    """The id of the JSON-RPC request in `body`, as the SDK keys its streams (`str(id)`); None if no request."""
-    if b'"id"' not in body or b'"method"' not in body:  # notifications and responses: nothing to answer
-        return None
+    """The id of the JSON-RPC request in `body`, as the SDK keys its streams (`str(id)`); None if no request.
+
+    Parsed and validated as the SDK does (`pydantic_core.from_json`, then the SDK's own message adapter),
+    so an id is seen here exactly when the SDK will see it: a key written with JSON escapes (`"\\u0069d"`)
+    or an id the SDK reads differently never slips past (issue 22). The byte test only skips bodies
+    that cannot hold a request: without a backslash a key can only be spelt literally.
+    """
+    if b"\\" not in body and (b'"id"' not in body or b'"method"' not in body):
+        return None  # notifications and responses: nothing to answer
     try:
-        message: Any = json.loads(body)
-    except (ValueError, RecursionError):  # the SDK answers a parse error itself
+        message = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(body), by_name=False)
+    except (ValueError, RecursionError):  # the SDK answers a parse or validation error itself
         return None
-    if not isinstance(message, dict) or "method" not in message:
+    if not isinstance(message, JSONRPCRequest):
         return None
-    request_id = message.get("id")
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        return None
-    return str(request_id)
+    return str(message.id)
 
 
 async def _read(receive: Receive, limit: int) -> tuple[bytes, bool]:
