@@ -87,6 +87,23 @@ async def test_logged_arguments_cannot_break_a_line(logged: Guarded) -> None:
     assert lines and all("arguments=" in line for line in lines)  # the fake line is inside the real one
 
 
+async def test_a_token_as_an_argument_key_is_redacted(logged: Guarded) -> None:
+    """A token sent as an argument's KEY (top level and nested) never reaches the log, in either format:
+    the JSON format's `arguments` field included, which the message's redaction did not cover."""
+    secret = logged.token(sub="the-subject-of-a-key-token", scope="mcp key-scope")
+    header, claims, signature = secret.split(".")
+    async with mcp_client(logged.runner.url, logged.token()) as client:
+        await client.call_tool("echo", {"text": "keyed", secret: 1, "nested": {secret: "v", "bearer": [secret]}})
+    log = await until_logged(logged, "keyed")
+    for part in (header[:24], claims[:24], claims[40:64], signature[:24]):
+        assert part not in log
+    audit = [line for line in records(logged) if "keyed" in line]
+    assert audit and all("[redacted]" in line for line in audit)
+    if "json" in logged.runner.extra:
+        fields = [json.loads(line) for line in audit]
+        assert all("[redacted]" in field["arguments"] and "keyed" in field["arguments"] for field in fields)
+
+
 SEPARATORS = {"NBSP": "\u00a0", "IDEOGRAPHIC": "\u3000", "TAB": "\t", "LF": "\n", "NEL": "\x85", "LS": "\u2028"}
 
 

@@ -7,7 +7,8 @@ handler (so records from any logger pass through it) and:
 - drops the query string from access-log lines: MCP never uses one, and it is
   the usual place a misconfigured client puts `?access_token=`;
 - replaces anything shaped like a JWT (`eyJ….….…`) or following `Bearer ` (20 characters or more), in
-  the message, its arguments and a formatted traceback, with `[redacted]`.
+  the message, its arguments, its structured `fields` (what the JSON format writes besides the
+  message) and a formatted traceback, with `[redacted]`.
 
 "Shaped like a JWT" includes a JWT's prefix: a log line often shows client input cut to a
 length (a tool name at 200 characters, the SDK's session id at 64), and a token cut before its
@@ -39,7 +40,9 @@ def untouched(values: tuple[Any, ...]) -> bool:
     """Whether `_scrub_arg` would leave every value as it is, decided in one loop (no call per value): the
     common case of every log line, and the test runner/observe/lines.py applies before its short way."""
     for arg in values:
-        if not (isinstance(arg, (int, float)) or (isinstance(arg, str) and "eyJ" not in arg and "earer" not in arg)):
+        if arg is None or isinstance(arg, (int, float)):
+            continue
+        if not (isinstance(arg, str) and "eyJ" not in arg and "earer" not in arg):
             return False
     return True
 
@@ -70,6 +73,9 @@ class RedactFilter(logging.Filter):
             record.args = {k: _scrub_arg(v) for k, v in args.items()}
         if isinstance(record.msg, str):
             record.msg = scrub(record.msg)
+        fields = getattr(record, "fields", None)  # the JSON log's structured fields (the audit line's)
+        if isinstance(fields, dict) and not untouched(tuple(fields.values())):
+            record.fields = {key: _scrub_arg(value) for key, value in fields.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:

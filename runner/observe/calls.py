@@ -68,7 +68,13 @@ def refused() -> None:
 
 
 def redact_arguments(arguments: Any) -> str:
-    """Arguments fit for a log line: credential-named keys and token-shaped strings replaced, then cut."""
+    """Arguments fit for a log line: credential-named keys and token-shaped strings replaced, then cut.
+
+    Token-shaped text is scrubbed in the JSON text as a whole, so a token a client sends as a KEY is
+    replaced as well as one sent as a value (issue 22: a key was logged whole in the JSON log's
+    `arguments` field, which no filter reads). A token is base64url and dots, written verbatim by
+    `json.dumps`, and `[redacted]` needs no escape: the text stays valid JSON.
+    """
 
     def clean(value: Any, depth: int = 0) -> Any:
         if depth > 20:
@@ -77,11 +83,9 @@ def redact_arguments(arguments: Any) -> str:
             return {str(k): REDACTED if SECRET_KEY.search(str(k)) else clean(v, depth + 1) for k, v in value.items()}
         if isinstance(value, list):
             return [clean(v, depth + 1) for v in value]
-        if isinstance(value, str):
-            return scrub(value)
         return value
 
-    text = json.dumps(clean(arguments), ensure_ascii=False, default=str)
+    text = scrub(json.dumps(clean(arguments), ensure_ascii=False, default=str))
     return text if len(text) <= MAX_ARGUMENTS else text[:MAX_ARGUMENTS] + f"... ({len(text)} chars)"
 
 

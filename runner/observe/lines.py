@@ -46,6 +46,8 @@ def write(handling: logging.Logger, name: str, message: str, args: tuple[Any, ..
         return False
     if not untouched((message, *args)):  # what the token filter would change goes through it
         return False
+    if isinstance(fields, dict) and not untouched(tuple(fields.values())):
+        return False
     line = line_of(time.time(), name, message % args, args, fields) + "\n"
     handler.acquire()
     try:
