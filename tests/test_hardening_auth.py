@@ -3,7 +3,8 @@
 - 4: text a client chose (a token header PyJWT quotes, logged arguments) never forges a log line
   or reaches the terminal raw, in either log format;
 - 5: a hanging issuer costs each request at most one fetch: concurrent misses share it, measured
-  by the JWKS server's own count of fetches when each answer arrives, not by a clock;
+  by the JWKS server's own count of fetches when each answer arrives, not by a clock; and requests
+  naming made-up kids, looped on keep-alive sockets, cannot hold every connection slot;
 - 8: `scope` is split on U+0020 only;
 - 9: a token cut to a log line's length is still redacted.
 """
@@ -11,7 +12,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +215,89 @@ async def test_made_up_kids_do_not_queue_a_real_rotated_kid_behind_their_fetches
         jwks.stop()
     assert [status for status, _ in seen] == [503] * 11  # the fetch for their kids never answered in time
     assert max(hits for _, hits in seen) <= before + 2, (before, seen)
+
+
+SLOTS = 10  # server.max_connections in the lock-out test: as many attacker sockets as slots
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One HTTP response's head (its body read and dropped), or b"" when the server closed the connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), 0
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head
+
+
+def made_up_kids(port: int, stop: threading.Event, heads: list[bytes], sent: list[int], slot: int) -> None:
+    """A keep-alive socket POSTing, again and again, a token that names a made-up kid (no valid signature)."""
+    token = unsigned_token({"alg": "RS256", "typ": "JWT", "kid": uuid.uuid4().hex}, {"sub": "x"}) + "AAAA"
+    request = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                while not stop.is_set():
+                    sock.sendall(request)
+                    sent[slot] += 1
+                    head = read_answer(sock)
+                    if not head:
+                        break
+                    heads.append(head)
+                    if b"connection: close" in head.lower():
+                        break
+        except OSError:
+            stop.wait(0.05)
+
+
+def test_made_up_kids_on_keep_alive_sockets_cannot_lock_a_known_kid_out(tmp_path: Path) -> None:
+    jwks = JWKSServer(app_id="slots-app", keys=[Key.new("known-kid")]).start()
+    g = Guarded(tmp_path, jwks)
+    manifest_path = tmp_path / "guarded.yaml"
+    manifest_path.write_text(manifest_path.read_text() + f"server:\n  max_connections: {SLOTS}\n")
+    g.runner.start()
+    stop = threading.Event()
+    heads: list[bytes] = []
+    sent = [0] * SLOTS
+    attackers = [
+        threading.Thread(target=made_up_kids, args=(g.runner.port, stop, heads, sent, i), daemon=True)
+        for i in range(SLOTS)
+    ]
+    try:
+        assert g.post(g.token()).status_code == 200  # keys known
+        time.sleep(2.1)  # past the refetch rate limit, so a made-up kid really fetches
+        before = jwks.hits
+        jwks.delay = HANG  # the issuer hangs from now on
+        for attacker in attackers:
+            attacker.start()
+        deadline = time.monotonic() + 30
+        while (jwks.hits == before or min(sent) == 0) and time.monotonic() < deadline:
+            time.sleep(0.02)  # every socket has sent, and a fetch for a made-up kid hangs at the issuer
+        assert jwks.hits > before and min(sent) > 0, (before, jwks.hits, sent)
+        # A client with a known kid, meanwhile: each attempt on a new connection. Before, every slot was held
+        # by a request waiting on the hanging fetch, and each attempt got "503 Too many connections".
+        statuses = [g.post(g.token()).status_code for _ in range(5)]
+    finally:
+        stop.set()
+        for attacker in attackers:
+            attacker.join(timeout=40)
+        g.runner.stop()
+        jwks.delay = 0.0
+        jwks.stop()
+    assert statuses == [200] * 5
+    # The made-up kids were answered 503 with Retry-After (the token could not be checked), never let through.
+    assert heads and all(head.startswith(b"HTTP/1.1 503") for head in heads), heads[:3]
+    assert any(b"retry-after: 2" in head.lower() for head in heads)

@@ -8,6 +8,13 @@ never starts another, so its wait is at most one fetch deadline),
 an unknown `kid` refetches at most once per `min_refetch_interval`, a failed
 refresh keeps the last good keys for `max_stale` seconds, and the issuer's
 `Cache-Control: max-age` sets how often the set is fetched again.
+
+Waiting is bounded too, because a waiting request holds its connection as "serving" (never evicted):
+while the issuer hung, requests naming made-up kids (no valid signature needed) each waited on the
+shared fetch and, repeated on keep-alive sockets, held every connection slot, so clients with a
+known kid were locked out (issue 22). So a request joins a fetch in flight only while the issuer's
+last fetch succeeded and fewer than `max_waiting` requests wait on it already; otherwise it is
+answered at once from the keys it has (503 with Retry-After for a kid it does not know).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from runner.auth.keyset import KeySet, KeySetError, parse
 from runner.observe import metrics
 from runner.words import plural
 
-__all__ = ["JWKSCache", "JWKSError", "KeysUnavailable", "UnknownKey", "refresh_interval"]
+__all__ = ["JWKSCache", "JWKSError", "KeysUnavailable", "UnknownKey", "refresh_interval", "waiting_bound"]
 
 logger = logging.getLogger("runner.auth.jwks")
 
@@ -46,8 +53,15 @@ async def _tls() -> ssl.SSLContext:
 
 # The background refresher fetches at this fraction of the interval, so a known kid never waits on the network.
 REFRESH_AHEAD = 0.8
+# Of the connection limit: requests that may wait on one key fetch at once (each holds a connection meanwhile).
+WAITING_SHARE = 0.1
 _MAX_AGE = re.compile(r'max-age\s*=\s*"?(\d{1,10})"?', re.ASCII)
 _SECONDS = re.compile(r"\d{1,10}", re.ASCII)
+
+
+def waiting_bound(max_connections: int) -> int:
+    """Requests that may wait on a key fetch at once, on a server of `max_connections`: a tenth, at least one."""
+    return max(1, int(max_connections * WAITING_SHARE))
 
 
 class JWKSError(Exception):
@@ -96,6 +110,7 @@ class JWKSCache:
     max_bytes: int = 256 * 1024
     min_refetch_interval: float = 2.0
     max_stale: float = 3600.0
+    max_waiting: int = 100  # requests waiting on one fetch at once (the server sets `waiting_bound`)
 
     _keys: dict[str, Any] = field(default_factory=dict, init=False)
     _prints: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
@@ -107,6 +122,7 @@ class JWKSCache:
     _refresher_running: bool = field(default=False, init=False)
     _failures: int = field(default=0, init=False)  # failed fetches in a row, for a log that does not flood
     _failing_since: float = field(default=0.0, init=False)
+    _waiting: int = field(default=0, init=False)  # requests waiting on the fetch in flight
 
     def __post_init__(self) -> None:
         self._interval = self.ttl
@@ -136,13 +152,22 @@ class JWKSCache:
         """The public key for `kid`, refreshing the set when stale or when `kid` is new.
 
         A known kid never waits on the network while the background refresher runs
-        (stale-while-revalidate); only a request naming a new kid waits for a refetch.
+        (stale-while-revalidate); only a request naming a new kid waits for a refetch, and only
+        while the issuer answered its last fetch and fewer than `max_waiting` requests wait already.
         """
         key = self.current(kid)
         if key is not None:
             return key  # the hot path: no I/O
         if self._flight is not None:
-            await self._flight.wait()  # join the fetch in flight, whatever it finds: never a second one after it
+            # Join the fetch in flight, whatever it finds: never a second one after it. Unless the issuer failed
+            # its last fetch (this one will most likely fail too: the background refresher keeps trying) or
+            # enough requests wait already: then answer now from what is known, and keep the connection free.
+            if not self._failures and self._waiting < self.max_waiting:
+                self._waiting += 1
+                try:
+                    await self._flight.wait()
+                finally:
+                    self._waiting -= 1
         else:
             now = time.monotonic()
             stale = now - self._fetched_at >= self._interval

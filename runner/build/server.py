@@ -318,6 +318,7 @@ def _server(
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
         return server, None, None
     # Here, not at the top: a server without auth never loads PyJWT (issue 12: start-up cost).
+    from runner.auth.jwks import waiting_bound
     from runner.auth.local_issuer import LocalIssuer
     from runner.auth.verifier import JWKSTokenVerifier
 
@@ -339,6 +340,8 @@ def _server(
         leeway=signin.clock_skew,
         max_lifetime=signin.max_token_lifetime,
     )
+    # A request waiting on a key fetch holds its connection: at most a tenth of them may (runner/auth/jwks.py).
+    verifier.jwks.max_waiting = waiting_bound(manifest.server.max_connections)
     if issuer is not None:  # the key set this server serves at `keys`: no fetch from itself on the first token
         verifier.jwks.seed(json.dumps(issuer.jwks()).encode())
     server = FastMCPSignInWrapper(
