@@ -301,3 +301,43 @@ def test_made_up_kids_on_keep_alive_sockets_cannot_lock_a_known_kid_out(tmp_path
     # The made-up kids were answered 503 with Retry-After (the token could not be checked), never let through.
     assert heads and all(head.startswith(b"HTTP/1.1 503") for head in heads), heads[:3]
     assert any(b"retry-after: 2" in head.lower() for head in heads)
+
+
+def test_an_unknown_kid_does_not_wait_on_a_fetch_once_the_issuer_has_failed(tmp_path: Path) -> None:
+    """Once a fetch has failed, a request naming an unknown kid is answered without joining the next fetch.
+
+    Ordering, not clocks: the second failed fetch is logged before anyone waiting on it is woken, so an
+    answer that arrives while that line is not yet in the log did not wait on that fetch.
+    """
+    jwks = JWKSServer(app_id="failed-app", keys=[Key.new("known-kid")]).start()
+    g = Guarded(tmp_path, jwks)
+    g.runner.start()
+    pending: list[httpx2.Response] = []
+    starter = threading.Thread(target=lambda: pending.append(g.post(made_up(g, "second"))), daemon=True)
+    try:
+        assert g.post(g.token()).status_code == 200  # keys known
+        time.sleep(2.1)  # past the refetch rate limit, so a made-up kid really fetches
+        before = jwks.hits
+        jwks.delay = HANG
+        assert g.post(made_up(g, "first")).status_code == 503  # its fetch failed after the 5 s deadline
+        assert "JWKS refresh failed, keeping" in g.runner.logged()
+        starter.start()  # (past the rate limit again:) starts the next fetch, which hangs too
+        deadline = time.monotonic() + 30
+        while jwks.hits < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert jwks.hits == before + 2, (before, jwks.hits)
+        answer = g.post(made_up(g, "third"))
+        log = g.runner.logged()
+        assert g.post(g.token()).status_code == 200  # a known kid meanwhile, as ever
+    finally:
+        starter.join(timeout=60)
+        g.runner.stop()
+        jwks.delay = 0.0
+        jwks.stop()
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
+    assert "failed 2 times in a row" not in log  # answered while the fetch in flight still hung
+    assert pending and pending[0].status_code == 503
+
+
+def made_up(g: Guarded, name: str) -> str:
+    return g.issuer.token(key=Key.new(f"made-up-{name}"), scope="mcp")
