@@ -150,6 +150,39 @@ def big_head(port: int, size: int, piece: int = 65536) -> tuple[bytes, int]:
         sock.close()
 
 
+def never_reading(port: int) -> socket.socket:
+    """A non-blocking socket with a 4 KiB receive buffer, for a client that sends and never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: it sets the window
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.connect((LOOPBACK, port))
+    sock.setblocking(False)
+    return sock
+
+
+def push_until_stuck(socks: list[socket.socket], data: bytes, deadline: float, still: float = 1.0) -> list[int]:
+    """Send `data` on every socket again and again, never reading, until none has taken a byte for `still`
+    seconds (the server stopped reading them: its answers fill the buffers) or `deadline`; bytes sent each.
+    A partial send is completed before `data` starts again, so each socket carries whole requests."""
+    sent = [0] * len(socks)
+    last = [time.monotonic()] * len(socks)
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for i, sock in enumerate(socks):
+            try:
+                offset = sent[i] % len(data)
+                sent[i] += sock.send(data[offset:])
+                last[i] = now
+            except BlockingIOError:
+                pass
+            except OSError:  # closed by the server: nothing more to push
+                last[i] = float("-inf")
+        if all(now - at >= still for at in last):
+            break
+        time.sleep(0.005)
+    return sent
+
+
 # -- the full-size runs ------------------------------------------------------------------------------------
 
 

@@ -21,8 +21,10 @@ from bench.attacks import (
     closed_by_server,
     connect,
     head,
+    never_reading,
     open_listen,
     owed_body_head,
+    push_until_stuck,
     response_head,
     status_of,
 )
@@ -62,21 +64,37 @@ class Served:
             assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
-) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp(f"hardening-{request.param}")
+def serve(folder: Path, parser: str, jwks: JWKSServer, limits: dict[str, int]) -> Served:
     (folder / "hard_tools.py").write_text(TOOLS)
-    runner = RunnerProcess(folder / "hard.yaml", extra=("--http", request.param, "--no-reload"))
-    settings = "".join(f"  {key}: {value}\n" for key, value in LIMITS.items())
+    runner = RunnerProcess(folder / "hard.yaml", extra=("--http", parser, "--no-reload"))
+    settings = "".join(f"  {key}: {value}\n" for key, value in limits.items())
     (folder / "hard.yaml").write_text(
         f"name: hard\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
         f"server:\n{settings}tools:\n  - function: hard_tools:add\n"
     )
     runner.start()
-    yield Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), request.param)
-    runner.stop()
+    return Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), parser)
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
+) -> Iterator[Served]:
+    served = serve(tmp_path_factory.mktemp(f"hardening-{request.param}"), request.param, jwks, LIMITS)
+    yield served
+    served.runner.stop()
+
+
+NARROW = 10  # max_connections of `narrow`: few sockets fill it
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def narrow(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
+) -> Iterator[Served]:
+    served = serve(tmp_path_factory.mktemp(f"narrow-{request.param}"), request.param, jwks, {"max_connections": NARROW})
+    yield served
+    served.runner.stop()
 
 
 # -- raw sockets (the attacker's primitives are bench/attacks.py's) ----------------------------------
@@ -115,6 +133,24 @@ async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_
         assert all(closed_by_server(sock, deadline) for sock in answered)
     finally:
         close_all(answered + waiting)
+
+
+# -- a client that never reads its answers ----------------------------------------------------------
+
+
+async def test_clients_that_never_read_their_answers_do_not_lock_others_out(narrow: Served) -> None:
+    """Every connection slot taken by a socket (4 KiB receive buffer) that pipelines `GET /healthz` and never
+    reads: the answers fill the buffers, uvicorn's cycle waits in `send` for ever, and the connection used to
+    rank as serving, never evicted: every newcomer got 503. It waits on its client: it makes room now."""
+    socks = [never_reading(narrow.port) for _ in range(NARROW)]
+    try:
+        pipelined = head(narrow.port, "GET /healthz HTTP/1.1") * 64
+        sent = push_until_stuck(socks, pipelined, deadline=time.monotonic() + 120)
+        assert min(sent) > 0
+        await narrow.served_legitimately()
+        await narrow.served_legitimately()
+    finally:
+        close_all(socks)
 
 
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------

@@ -158,11 +158,40 @@ class Bounded:
     _deadline: asyncio.TimerHandle | None = None
     _due: float | None = None  # when what is owed now must have arrived; None: nothing is owed
     _phase: Any = None  # the phase `_due` is for
+    flow: Any  # uvicorn's FlowControl: `write_paused` while the transport's buffer is over its high-water mark
+    _write_stall: asyncio.TimerHandle | None = None  # closes a connection whose client stopped reading
 
     def rank(self) -> int:
         """0: waiting on the client for a request head or body (evict first); 1: idle keep-alive;
         2: serving, the app is at work on a complete request (never evicted)."""
         raise NotImplementedError
+
+    def _waiting_to_write(self) -> bool:
+        """The transport paused writing: the client does not read what it was sent, so the response waits on it."""
+        return self.flow is not None and self.flow.write_paused
+
+    def _writing_paused(self) -> None:
+        """Called from `pause_writing`: the client has `body_timeout` to read again, or the connection is closed.
+
+        A client that pipelines requests and never reads its answers fills the buffers until uvicorn's cycle
+        waits in `send` for ever: the request is complete and its answer unfinished, so it used to rank as
+        serving, and 30 such sockets held every place of a server (`max_connections: 30`).
+        """
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.pool.limits.body_timeout, self._stalled)
+
+    def _writing_resumed(self) -> None:
+        """Called from `resume_writing`."""
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _stalled(self) -> None:
+        self._write_stall = None
+        if self._waiting_to_write() and not self.transport.is_closing():
+            logger.debug("closing a connection whose client stopped reading its response: %s", self.client)
+            self.pool.open.pop(self, None)
+            self.transport.abort()  # close() would wait for the buffer to drain, which is what never happens
 
     def _reading(self) -> Any:
         """The phase of the request being read now (compared with the one a deadline was armed for)."""
@@ -213,9 +242,13 @@ class Bounded:
     def drop(self) -> None:
         """Close this connection now: to make room (it is not serving a request), or because its
         response is complete while its request body is still owed."""
+        stalled = self._waiting_to_write()
         self.pool.open.pop(self, None)
         self._stop()
-        self.transport.close()
+        if stalled:
+            self.transport.abort()  # its client does not read: close() would wait for the buffer to drain
+        else:
+            self.transport.close()
 
     def _arm(self, phase: Any, timeout: float) -> None:
         """`phase` must be read within `timeout` seconds from now."""
@@ -238,6 +271,7 @@ class Bounded:
 
     def _stop(self) -> None:
         self._disarm()
+        self._writing_resumed()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

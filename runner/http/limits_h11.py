@@ -39,8 +39,13 @@ class LimitedH11Protocol(Bounded, H11Protocol):
         self._leave()
         super().connection_lost(exc)
 
+    _pipelined: Any = None  # a cycle started from buffered data: its request came before the last answer was read
+
     def on_response_complete(self) -> None:
+        before = self.cycle
         super().on_response_complete()
+        if self.cycle is not before:
+            self._pipelined = self.cycle
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
 
@@ -50,14 +55,27 @@ class LimitedH11Protocol(Bounded, H11Protocol):
             return
         super().send_400_response(msg)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writing_resumed()
+
     def rank(self) -> int:
-        if self.conn.their_state is h11.SEND_BODY:  # waiting on the client, whatever the app does meanwhile
+        if self.conn.their_state is h11.SEND_BODY or self._waiting_to_write() or self._ahead():  # on the client
             return 0
         if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
             return 2
         if self.cycle is None or self._phase is h11.IDLE:
             return 0
         return 1
+
+    def _ahead(self) -> bool:
+        """The request being served was sent before the client read the answer to the one before."""
+        running = self._pipelined
+        return running is not None and running is self.cycle and not running.response_complete
 
     def _reading(self) -> Any:
         return self.conn.their_state

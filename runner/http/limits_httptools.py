@@ -47,8 +47,12 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
             if self._head_bytes > self.pool.limits.max_head_size:
                 self._refuse_head()
 
+    _pipelined: Any = None  # the cycle started from `pipeline`: its request came before the last answer was read
+
     def on_response_complete(self) -> None:
+        queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()
+        self._pipelined = queued
         if self._owed == "body" and not self.transport.is_closing():
             self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
 
@@ -70,14 +74,27 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
         self._owed = None
         self._disarm()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writing_resumed()
+
     def rank(self) -> int:
-        if self._owed == "body":  # waiting on the client, whatever the app does meanwhile
+        if self._owed == "body" or self._waiting_to_write() or self._ahead():  # waiting on the client
             return 0
         if self.cycle is not None and not self.cycle.response_complete:
             return 2
         if self.cycle is None or self._owed == "head":
             return 0
         return 1
+
+    def _ahead(self) -> bool:
+        """A request the client sent before reading the answer to the one before is being served or queued."""
+        running = self._pipelined
+        return bool(self.pipeline) or (running is not None and not running.response_complete)
 
     def _reading(self) -> Any:
         return self._owed
