@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import resource
 import socket
 import sys
@@ -124,10 +125,29 @@ def open_listen(port: int, token: str) -> tuple[socket.socket, int]:
 
 def big_head(port: int, size: int, piece: int = 65536) -> tuple[bytes, int]:
     """Push a request head with one `size`-byte header; (what the server answered, bytes it took before closing)."""
+    return endless(port, f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nX-Big: ".encode(), size, piece)
+
+
+def endless_trailer(port: int, token: str, size: int, piece: int = 65536) -> tuple[bytes, int]:
+    """An authenticated chunked `POST /mcp` whose body ends (`0`) and whose trailer line never does."""
+    prefix = head(
+        port,
+        "POST /mcp HTTP/1.1",
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/json",
+        "Accept: application/json, text/event-stream",
+        "Transfer-Encoding: chunked",
+    )
+    return endless(port, prefix + b"2\r\n{}\r\n0\r\nX-Trailer: ", size, piece)
+
+
+def endless(port: int, prefix: bytes, size: int, piece: int = 65536) -> tuple[bytes, int]:
+    """Send `prefix`, then up to `size` bytes of `a`, then a blank line; (what the server answered, bytes of
+    `a` it took before closing)."""
     sock = connect(port)
     sent = 0
     try:
-        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nX-Big: ".encode())
+        sock.sendall(prefix)
         try:
             filler = b"a" * piece
             while sent < size:
@@ -148,6 +168,21 @@ def big_head(port: int, size: int, piece: int = 65536) -> tuple[bytes, int]:
         return answer, sent
     finally:
         sock.close()
+
+
+def statuses(sock: socket.socket, deadline: float) -> list[int]:
+    """The status codes of every response on `sock` until the server closes it (or `deadline`)."""
+    data = b""
+    try:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
 
 
 def never_reading(port: int) -> socket.socket:

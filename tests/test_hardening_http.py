@@ -20,6 +20,7 @@ from bench.attacks import (
     big_head,
     closed_by_server,
     connect,
+    endless_trailer,
     head,
     never_reading,
     open_listen,
@@ -27,6 +28,7 @@ from bench.attacks import (
     push_until_stuck,
     response_head,
     status_of,
+    statuses,
 )
 from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
 from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
@@ -164,6 +166,54 @@ def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(ser
     # A head under the bound is served as ever.
     big = "x" * 8000
     assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
+
+
+def many_headers(port: int, count: int) -> bytes:
+    """A complete `GET /healthz` head of `count` small headers (10 bytes each), sent whole."""
+    return head(port, "GET /healthz HTTP/1.1", *(f"X{i:05d}:y" for i in range(count)))
+
+
+@pytest.mark.parametrize("shape", ["headers", "url"])
+def test_a_whole_head_past_the_bound_in_one_write_gets_431(served: Served, shape: str) -> None:
+    """Counting only heads still incomplete let 2,000 small headers (17 KiB), or a 17 KB URL, sent whole, get 200."""
+    port = served.port
+    if shape == "headers":
+        oversized = many_headers(port, 2000)
+    else:
+        oversized = head(port, f"GET /healthz?{'a' * 17000} HTTP/1.1")
+    assert len(oversized) > 16384
+    sock = connect(port)
+    try:
+        sock.sendall(oversized)
+        assert statuses(sock, time.monotonic() + 30) == [431]
+    finally:
+        sock.close()
+    # Just under the bound, whole: served.
+    sock = connect(port)
+    try:
+        sock.sendall(many_headers(port, 1400))
+        assert status_of(sock) == 200
+    finally:
+        sock.close()
+
+
+def test_a_complete_request_before_an_oversized_head_gets_its_answer_first(served: Served) -> None:
+    """In one write: a complete `GET /healthz`, then a 52 KiB head. The first used to lose its 200 (httptools)."""
+    port = served.port
+    sock = connect(port)
+    try:
+        sock.sendall(head(port, "GET /healthz HTTP/1.1") + many_headers(port, 6000))
+        assert statuses(sock, time.monotonic() + 30) == [200, 431]
+    finally:
+        sock.close()
+
+
+def test_an_endless_chunked_trailer_gets_431(served: Served) -> None:
+    """httptools buffered a trailer section without bound (152 MiB from one connection in 25 s, RSS 79 -> 299
+    MiB); h11 answered 431. Both: 431 after about max_head_size, and the connection is closed."""
+    answer, sent = endless_trailer(served.port, served.token(sub="mallory"), 16 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < 16 * 1024 * 1024
 
 
 # -- 2. standing streams, per client, per subject and in all ------------------------------------------------

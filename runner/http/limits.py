@@ -59,6 +59,8 @@ _REFUSAL = (
 )
 
 _CLOSE = (b"connection", b"close")
+LINGER_BYTES = 64 * 1024  # read on after a 431, so that the client gets it (see `Bounded._linger`)
+LINGER_SECONDS = 2.0
 _HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 25\r\nconnection: close\r\n\r\nRequest head is too large"
@@ -160,6 +162,7 @@ class Bounded:
     _phase: Any = None  # the phase `_due` is for
     flow: Any  # uvicorn's FlowControl: `write_paused` while the transport's buffer is over its high-water mark
     _write_stall: asyncio.TimerHandle | None = None  # closes a connection whose client stopped reading
+    _lingering: int | None = None  # after a 431: bytes still read (and thrown away) before the connection closes
 
     def rank(self) -> int:
         """0: waiting on the client for a request head or body (evict first); 1: idle keep-alive;
@@ -218,7 +221,28 @@ class Bounded:
         self._stop()
         if not self.transport.is_closing():
             self.transport.write(_HEAD_TOO_LARGE)
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after the 431, reading on for a moment (at most `LINGER_BYTES`, `LINGER_SECONDS`).
+
+        Closed at once, a socket with unread bytes (the rest of the refused head) sends a reset, and the
+        client's kernel throws away what it had not read yet: the 431, and the answers before it.
+        """
+        self._lingering = LINGER_BYTES
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the 431 is the last thing sent
+        self.transport.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+
+    def _discarded(self, data: bytes) -> bool:
+        """Called first in `data_received`: True if `data` is the rest of a refused request, to be thrown away."""
+        if self._lingering is None:
+            return False
+        self._lingering -= len(data)
+        if self._lingering <= 0:
+            self.transport.abort()
+        return True
 
     def _guard(self, cycle: Any) -> None:
         """Make `cycle`'s response say `Connection: close` if it starts while the request's body is still owed.
