@@ -422,6 +422,9 @@ def test_the_uvicorn_internals_the_new_bounds_rely_on_are_still_there(parser: st
 
     module = httptools_impl if parser == "httptools" else h11_impl
     protocol = module.HttpToolsProtocol if parser == "httptools" else module.H11Protocol
-    for name in ("on_response_complete", "send_400_response", "data_received"):
+    names = ["on_response_complete", "send_400_response", "data_received", "pause_writing", "resume_writing"]
+    names += ["on_url", "on_header", "on_body"] if parser == "httptools" else ["handle_events"]
+    for name in names:
         assert callable(getattr(protocol, name, None)), f"uvicorn's {parser} protocol no longer has {name!r}"
+    assert "write_paused" in vars(module.FlowControl(None)), "uvicorn's FlowControl no longer has 'write_paused'"  # type: ignore[arg-type]
     assert callable(getattr(module.RequestResponseCycle, "send", None)), "uvicorn's cycle no longer has 'send'"
