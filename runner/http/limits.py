@@ -25,6 +25,12 @@ only when chosen, so `--http h11` never loads httptools.
   complete head with `Content-Length: 100000` and then nothing were, and locked
   every other client out. Half-sent requests therefore cannot lock a legitimate
   client out, whoever opened them.
+- A connection whose client does not read its answers waits on the client too:
+  while the transport has paused writing (its buffer over the high-water mark),
+  and while it serves a pipelined request (sent before the answer to the one
+  before was read). 30 sockets that pipelined `GET /healthz` and never read held
+  every place: each answer waited in uvicorn's `send` for ever, counted as
+  serving. A connection whose writing stays paused for `body_timeout` is reset.
 - A response that starts while its request's body is still owed (a 401 before
   the body, `/healthz` ignoring one) says `Connection: close`, and the
   connection is closed once it is sent: reading on would keep it for a body
