@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import re
 import resource
@@ -89,6 +90,15 @@ def closed_by_server(sock: socket.socket, deadline: float) -> bool:
         return False
     except ConnectionResetError:
         return True
+
+
+def reset_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Wait, without reading, until the server resets `sock` (a pending ECONNRESET); False if not by `deadline`."""
+    while time.monotonic() < deadline:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def owed_body_head(port: int, index: int, token: str | None = None) -> bytes:

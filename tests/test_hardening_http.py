@@ -26,6 +26,7 @@ from bench.attacks import (
     open_listen,
     owed_body_head,
     push_until_stuck,
+    reset_by_server,
     response_head,
     status_of,
     statuses,
@@ -94,7 +95,8 @@ NARROW = 10  # max_connections of `narrow`: few sockets fill it
 def narrow(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
 ) -> Iterator[Served]:
-    served = serve(tmp_path_factory.mktemp(f"narrow-{request.param}"), request.param, jwks, {"max_connections": NARROW})
+    limits = {"max_connections": NARROW, "body_timeout": 2}
+    served = serve(tmp_path_factory.mktemp(f"narrow-{request.param}"), request.param, jwks, limits)
     yield served
     served.runner.stop()
 
@@ -153,6 +155,20 @@ async def test_clients_that_never_read_their_answers_do_not_lock_others_out(narr
         await narrow.served_legitimately()
     finally:
         close_all(socks)
+
+
+def test_a_client_that_never_reads_is_reset_after_body_timeout(narrow: Served) -> None:
+    """20,000 pipelined `GET /healthz` (8 MB of answers) and never a read: once the server cannot send them,
+    the client has `server.body_timeout` (2 s here) to read again, then the connection is reset (its place,
+    its file descriptor and the kernel's buffers freed). The answer used to wait in uvicorn's `send` for ever."""
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1") * 20000)
+        assert reset_by_server(sock, time.monotonic() + 60)
+    finally:
+        sock.close()
 
 
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------

@@ -45,6 +45,8 @@ import asyncio
 import dataclasses
 import logging
 import resource
+import socket
+import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -123,7 +125,7 @@ class _Connections:
                 self._report("refused a connection")
                 return False
             self._report("closed the oldest idle or unfinished connection")
-            victim.drop()
+            victim.evict()
         self.open[newcomer] = None
         return True
 
@@ -200,7 +202,7 @@ class Bounded:
         if self._waiting_to_write() and not self.transport.is_closing():
             logger.debug("closing a connection whose client stopped reading its response: %s", self.client)
             self.pool.open.pop(self, None)
-            self.transport.abort()  # close() would wait for the buffer to drain, which is what never happens
+            self._reset()  # close() would wait for the buffer to drain, which is what never happens
 
     def _reading(self) -> Any:
         """The phase of the request being read now (compared with the one a deadline was armed for)."""
@@ -270,15 +272,36 @@ class Bounded:
         raise NotImplementedError
 
     def drop(self) -> None:
-        """Close this connection now: to make room (it is not serving a request), or because its
-        response is complete while its request body is still owed."""
-        stalled = self._waiting_to_write()
+        """Close this connection once what it was sent is sent: its response is complete while its request
+        body is still owed."""
         self.pool.open.pop(self, None)
         self._stop()
-        if stalled:
-            self.transport.abort()  # its client does not read: close() would wait for the buffer to drain
+        self.transport.close()
+
+    def evict(self) -> None:
+        """Close this connection now to make room: it waits on its client (or idles)."""
+        self.pool.open.pop(self, None)
+        self._stop()
+        self._close_now()
+
+    def _close_now(self) -> None:
+        """Close, and give the file descriptor back now: with answers still unsent (a client that does not
+        read), `close()` would wait for them to drain, which may never happen."""
+        if self.transport.get_write_buffer_size():
+            self._reset()
         else:
             self.transport.close()
+
+    def _reset(self) -> None:
+        """Close with a reset: the kernel drops what is unsent at once, instead of keeping it (megabytes, for a
+        client that does not read) on an orphaned socket for minutes, trying to deliver it."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.transport.abort()
 
     def _arm(self, phase: Any, timeout: float) -> None:
         """`phase` must be read within `timeout` seconds from now."""
@@ -319,7 +342,7 @@ class Bounded:
         if self._reading() == phase and not self.transport.is_closing():
             logger.debug("closing a connection that did not send its request in time: %s", self.client)
             self.pool.open.pop(self, None)
-            self.transport.close()
+            self._close_now()
 
 
 def protocol_class(limits: Limits, parser: Parser) -> type[asyncio.Protocol]:
