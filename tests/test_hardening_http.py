@@ -171,6 +171,31 @@ def test_a_client_that_never_reads_is_reset_after_body_timeout(narrow: Served) -
         sock.close()
 
 
+def rss_mib(served: Served) -> int:
+    assert served.runner.proc is not None
+    status = Path(f"/proc/{served.runner.proc.pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) // 1024
+
+
+def test_pipelined_requests_are_read_as_they_are_answered(narrow: Served) -> None:
+    """httptools read on after every answer and queued every request of each read: 100,000 pipelined
+    `GET /healthz` (4.5 MB) on one connection took the server from 79 to 363 MiB. The peak while they are
+    served and the connection is reset (`body_timeout`) stays within 64 MiB of where it started."""
+    before = peak = rss_mib(narrow)
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1") * 100_000)
+        deadline = time.monotonic() + 60
+        while not reset_by_server(sock, min(deadline, time.monotonic() + 0.5)) and time.monotonic() < deadline:
+            peak = max(peak, rss_mib(narrow))
+        peak = max(peak, rss_mib(narrow))
+        assert peak - before < 64, (before, peak)
+    finally:
+        sock.close()
+
+
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------
 
 

@@ -136,6 +136,10 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
         queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()
         self._pipelined = queued
+        if self.pipeline and not self.transport.is_closing():
+            # uvicorn reads on after every answer, and each read of pipelined requests queues thousands of
+            # cycles: 4.5 MB of `GET /healthz` took one connection to 363 MiB. Read on once they are served.
+            self.flow.pause_reading()
         if self._refusing and not self._answering() and not self.transport.is_closing():
             self._refuse_head()  # the answers owed before the oversized head are sent
             return
