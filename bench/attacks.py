@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import re
 import resource
 import socket
 import sys
@@ -90,6 +92,15 @@ def closed_by_server(sock: socket.socket, deadline: float) -> bool:
         return True
 
 
+def reset_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Wait, without reading, until the server resets `sock` (a pending ECONNRESET); False if not by `deadline`."""
+    while time.monotonic() < deadline:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def owed_body_head(port: int, index: int, token: str | None = None) -> bytes:
     """A complete head announcing a 100,000-byte body that never comes: `POST /mcp`, or `GET /healthz`."""
     length = "Content-Length: 100000"
@@ -124,10 +135,29 @@ def open_listen(port: int, token: str) -> tuple[socket.socket, int]:
 
 def big_head(port: int, size: int, piece: int = 65536) -> tuple[bytes, int]:
     """Push a request head with one `size`-byte header; (what the server answered, bytes it took before closing)."""
+    return endless(port, f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nX-Big: ".encode(), size, piece)
+
+
+def endless_trailer(port: int, token: str, size: int, piece: int = 65536) -> tuple[bytes, int]:
+    """An authenticated chunked `POST /mcp` whose body ends (`0`) and whose trailer line never does."""
+    prefix = head(
+        port,
+        "POST /mcp HTTP/1.1",
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/json",
+        "Accept: application/json, text/event-stream",
+        "Transfer-Encoding: chunked",
+    )
+    return endless(port, prefix + b"2\r\n{}\r\n0\r\nX-Trailer: ", size, piece)
+
+
+def endless(port: int, prefix: bytes, size: int, piece: int = 65536) -> tuple[bytes, int]:
+    """Send `prefix`, then up to `size` bytes of `a`, then a blank line; (what the server answered, bytes of
+    `a` it took before closing)."""
     sock = connect(port)
     sent = 0
     try:
-        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nX-Big: ".encode())
+        sock.sendall(prefix)
         try:
             filler = b"a" * piece
             while sent < size:
@@ -148,6 +178,54 @@ def big_head(port: int, size: int, piece: int = 65536) -> tuple[bytes, int]:
         return answer, sent
     finally:
         sock.close()
+
+
+def statuses(sock: socket.socket, deadline: float) -> list[int]:
+    """The status codes of every response on `sock` until the server closes it (or `deadline`)."""
+    data = b""
+    try:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+
+
+def never_reading(port: int) -> socket.socket:
+    """A non-blocking socket with a 4 KiB receive buffer, for a client that sends and never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: it sets the window
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.connect((LOOPBACK, port))
+    sock.setblocking(False)
+    return sock
+
+
+def push_until_stuck(socks: list[socket.socket], data: bytes, deadline: float, still: float = 1.0) -> list[int]:
+    """Send `data` on every socket again and again, never reading, until none has taken a byte for `still`
+    seconds (the server stopped reading them: its answers fill the buffers) or `deadline`; bytes sent each.
+    A partial send is completed before `data` starts again, so each socket carries whole requests."""
+    sent = [0] * len(socks)
+    last = [time.monotonic()] * len(socks)
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for i, sock in enumerate(socks):
+            try:
+                offset = sent[i] % len(data)
+                sent[i] += sock.send(data[offset:])
+                last[i] = now
+            except BlockingIOError:
+                pass
+            except OSError:  # closed by the server: nothing more to push
+                last[i] = float("-inf")
+        if all(now - at >= still for at in last):
+            break
+        time.sleep(0.005)
+    return sent
 
 
 # -- the full-size runs ------------------------------------------------------------------------------------

@@ -20,11 +20,16 @@ from bench.attacks import (
     big_head,
     closed_by_server,
     connect,
+    endless_trailer,
     head,
+    never_reading,
     open_listen,
     owed_body_head,
+    push_until_stuck,
+    reset_by_server,
     response_head,
     status_of,
+    statuses,
 )
 from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
 from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
@@ -62,21 +67,38 @@ class Served:
             assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
-) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp(f"hardening-{request.param}")
+def serve(folder: Path, parser: str, jwks: JWKSServer, limits: dict[str, int]) -> Served:
     (folder / "hard_tools.py").write_text(TOOLS)
-    runner = RunnerProcess(folder / "hard.yaml", extra=("--http", request.param, "--no-reload"))
-    settings = "".join(f"  {key}: {value}\n" for key, value in LIMITS.items())
+    runner = RunnerProcess(folder / "hard.yaml", extra=("--http", parser, "--no-reload"))
+    settings = "".join(f"  {key}: {value}\n" for key, value in limits.items())
     (folder / "hard.yaml").write_text(
         f"name: hard\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
         f"server:\n{settings}tools:\n  - function: hard_tools:add\n"
     )
     runner.start()
-    yield Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), request.param)
-    runner.stop()
+    return Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), parser)
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
+) -> Iterator[Served]:
+    served = serve(tmp_path_factory.mktemp(f"hardening-{request.param}"), request.param, jwks, LIMITS)
+    yield served
+    served.runner.stop()
+
+
+NARROW = 10  # max_connections of `narrow`: few sockets fill it
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def narrow(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer
+) -> Iterator[Served]:
+    limits = {"max_connections": NARROW, "body_timeout": 2}
+    served = serve(tmp_path_factory.mktemp(f"narrow-{request.param}"), request.param, jwks, limits)
+    yield served
+    served.runner.stop()
 
 
 # -- raw sockets (the attacker's primitives are bench/attacks.py's) ----------------------------------
@@ -117,6 +139,69 @@ async def test_sockets_owing_a_body_neither_lock_clients_out_nor_stay_open_once_
         close_all(answered + waiting)
 
 
+# -- a client that never reads its answers ----------------------------------------------------------
+
+
+async def test_clients_that_never_read_their_answers_do_not_lock_others_out(narrow: Served) -> None:
+    """Every connection slot taken by a socket (4 KiB receive buffer) that pipelines `GET /healthz` and never
+    reads: the answers fill the buffers, uvicorn's cycle waits in `send` for ever, and the connection used to
+    rank as serving, never evicted: every newcomer got 503. It waits on its client: it makes room now."""
+    socks = [never_reading(narrow.port) for _ in range(NARROW)]
+    try:
+        pipelined = head(narrow.port, "GET /healthz HTTP/1.1") * 64
+        sent = push_until_stuck(socks, pipelined, deadline=time.monotonic() + 120)
+        assert min(sent) > 0
+        await narrow.served_legitimately()
+        await narrow.served_legitimately()
+    finally:
+        close_all(socks)
+
+
+def test_a_client_that_never_reads_is_reset_after_body_timeout(narrow: Served) -> None:
+    """20,000 pipelined `GET /healthz` (8 MB of answers) and never a read: once the server cannot send them,
+    the client has `server.body_timeout` (2 s here) to read again, then the connection is reset (its place,
+    its file descriptor and the kernel's buffers freed). The answer used to wait in uvicorn's `send` for ever."""
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        try:
+            sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1") * 20000)
+        except ConnectionResetError:  # reset before it took them all
+            return
+        assert reset_by_server(sock, time.monotonic() + 60)
+    finally:
+        sock.close()
+
+
+def rss_mib(served: Served) -> int:
+    assert served.runner.proc is not None
+    status = Path(f"/proc/{served.runner.proc.pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) // 1024
+
+
+def test_pipelined_requests_are_read_as_they_are_answered(narrow: Served) -> None:
+    """httptools read on after every answer and queued every request of each read: 100,000 pipelined
+    `GET /healthz` (4.5 MB) on one connection took the server from 79 to 363 MiB. The peak while they are
+    served and the connection is reset (`body_timeout`) stays within 64 MiB of where it started."""
+    before = peak = rss_mib(narrow)
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        try:
+            sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1") * 100_000)
+        except ConnectionResetError:  # reset (past `body_timeout`) before it took them all: bounded too
+            pass
+        deadline = time.monotonic() + 60
+        while not reset_by_server(sock, min(deadline, time.monotonic() + 0.5)) and time.monotonic() < deadline:
+            peak = max(peak, rss_mib(narrow))
+        peak = max(peak, rss_mib(narrow))
+        assert peak - before < 64, (before, peak)
+    finally:
+        sock.close()
+
+
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------
 
 
@@ -128,6 +213,54 @@ def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(ser
     # A head under the bound is served as ever.
     big = "x" * 8000
     assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
+
+
+def many_headers(port: int, count: int) -> bytes:
+    """A complete `GET /healthz` head of `count` small headers (10 bytes each), sent whole."""
+    return head(port, "GET /healthz HTTP/1.1", *(f"X{i:05d}:y" for i in range(count)))
+
+
+@pytest.mark.parametrize("shape", ["headers", "url"])
+def test_a_whole_head_past_the_bound_in_one_write_gets_431(served: Served, shape: str) -> None:
+    """Counting only heads still incomplete let 2,000 small headers (17 KiB), or a 17 KB URL, sent whole, get 200."""
+    port = served.port
+    if shape == "headers":
+        oversized = many_headers(port, 2000)
+    else:
+        oversized = head(port, f"GET /healthz?{'a' * 17000} HTTP/1.1")
+    assert len(oversized) > 16384
+    sock = connect(port)
+    try:
+        sock.sendall(oversized)
+        assert statuses(sock, time.monotonic() + 30) == [431]
+    finally:
+        sock.close()
+    # Just under the bound, whole: served.
+    sock = connect(port)
+    try:
+        sock.sendall(many_headers(port, 1400))
+        assert status_of(sock) == 200
+    finally:
+        sock.close()
+
+
+def test_a_complete_request_before_an_oversized_head_gets_its_answer_first(served: Served) -> None:
+    """In one write: a complete `GET /healthz`, then a 52 KiB head. The first used to lose its 200 (httptools)."""
+    port = served.port
+    sock = connect(port)
+    try:
+        sock.sendall(head(port, "GET /healthz HTTP/1.1") + many_headers(port, 6000))
+        assert statuses(sock, time.monotonic() + 30) == [200, 431]
+    finally:
+        sock.close()
+
+
+def test_an_endless_chunked_trailer_gets_431(served: Served) -> None:
+    """httptools buffered a trailer section without bound (152 MiB from one connection in 25 s, RSS 79 -> 299
+    MiB); h11 answered 431. Both: 431 after about max_head_size, and the connection is closed."""
+    answer, sent = endless_trailer(served.port, served.token(sub="mallory"), 16 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < 16 * 1024 * 1024
 
 
 # -- 2. standing streams, per client, per subject and in all ------------------------------------------------
@@ -336,6 +469,9 @@ def test_the_uvicorn_internals_the_new_bounds_rely_on_are_still_there(parser: st
 
     module = httptools_impl if parser == "httptools" else h11_impl
     protocol = module.HttpToolsProtocol if parser == "httptools" else module.H11Protocol
-    for name in ("on_response_complete", "send_400_response", "data_received"):
+    names = ["on_response_complete", "send_400_response", "data_received", "pause_writing", "resume_writing"]
+    names += ["on_url", "on_header", "on_body"] if parser == "httptools" else ["handle_events"]
+    for name in names:
         assert callable(getattr(protocol, name, None)), f"uvicorn's {parser} protocol no longer has {name!r}"
+    assert "write_paused" in vars(module.FlowControl(None)), "uvicorn's FlowControl no longer has 'write_paused'"  # type: ignore[arg-type]
     assert callable(getattr(module.RequestResponseCycle, "send", None)), "uvicorn's cycle no longer has 'send'"

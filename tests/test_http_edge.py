@@ -251,7 +251,7 @@ def test_the_uvicorn_internals_the_limits_rely_on_are_still_there(parser: str) -
     if parser == "h11":
         assert isinstance(protocol.conn, h11.Connection) and protocol.conn.their_state is h11.IDLE  # type: ignore[attr-defined]
     else:  # the parser's callbacks the deadlines follow
-        for name in ("on_message_begin", "on_headers_complete", "on_message_complete", "parser"):
+        for name in ("on_message_begin", "on_headers_complete", "on_message_complete", "parser", "pipeline"):
             assert hasattr(protocol, name), f"uvicorn's HttpToolsProtocol no longer has {name!r}"
     for name in ("cycle", "transport", "loop", "client", "connections"):
         assert hasattr(protocol, name), f"uvicorn's {parser} protocol no longer has {name!r}"

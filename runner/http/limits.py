@@ -25,6 +25,12 @@ only when chosen, so `--http h11` never loads httptools.
   complete head with `Content-Length: 100000` and then nothing were, and locked
   every other client out. Half-sent requests therefore cannot lock a legitimate
   client out, whoever opened them.
+- A connection whose client does not read its answers waits on the client too:
+  while the transport has paused writing (its buffer over the high-water mark),
+  and while it serves a pipelined request (sent before the answer to the one
+  before was read). 30 sockets that pipelined `GET /healthz` and never read held
+  every place: each answer waited in uvicorn's `send` for ever, counted as
+  serving. A connection whose writing stays paused for `body_timeout` is reset.
 - A response that starts while its request's body is still owed (a 401 before
   the body, `/healthz` ignoring one) says `Connection: close`, and the
   connection is closed once it is sent: reading on would keep it for a body
@@ -39,6 +45,8 @@ import asyncio
 import dataclasses
 import logging
 import resource
+import socket
+import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -59,6 +67,8 @@ _REFUSAL = (
 )
 
 _CLOSE = (b"connection", b"close")
+LINGER_BYTES = 64 * 1024  # read on after a 431, so that the client gets it (see `Bounded._linger`)
+LINGER_SECONDS = 2.0
 _HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 25\r\nconnection: close\r\n\r\nRequest head is too large"
@@ -115,7 +125,7 @@ class _Connections:
                 self._report("refused a connection")
                 return False
             self._report("closed the oldest idle or unfinished connection")
-            victim.drop()
+            victim.evict()
         self.open[newcomer] = None
         return True
 
@@ -158,11 +168,41 @@ class Bounded:
     _deadline: asyncio.TimerHandle | None = None
     _due: float | None = None  # when what is owed now must have arrived; None: nothing is owed
     _phase: Any = None  # the phase `_due` is for
+    flow: Any  # uvicorn's FlowControl: `write_paused` while the transport's buffer is over its high-water mark
+    _write_stall: asyncio.TimerHandle | None = None  # closes a connection whose client stopped reading
+    _lingering: int | None = None  # after a 431: bytes still read (and thrown away) before the connection closes
 
     def rank(self) -> int:
         """0: waiting on the client for a request head or body (evict first); 1: idle keep-alive;
         2: serving, the app is at work on a complete request (never evicted)."""
         raise NotImplementedError
+
+    def _waiting_to_write(self) -> bool:
+        """The transport paused writing: the client does not read what it was sent, so the response waits on it."""
+        return self.flow is not None and self.flow.write_paused
+
+    def _writing_paused(self) -> None:
+        """Called from `pause_writing`: the client has `body_timeout` to read again, or the connection is closed.
+
+        A client that pipelines requests and never reads its answers fills the buffers until uvicorn's cycle
+        waits in `send` for ever: the request is complete and its answer unfinished, so it used to rank as
+        serving, and 30 such sockets held every place of a server (`max_connections: 30`).
+        """
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.pool.limits.body_timeout, self._stalled)
+
+    def _writing_resumed(self) -> None:
+        """Called from `resume_writing`."""
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _stalled(self) -> None:
+        self._write_stall = None
+        if self._waiting_to_write() and not self.transport.is_closing():
+            logger.debug("closing a connection whose client stopped reading its response: %s", self.client)
+            self.pool.open.pop(self, None)
+            self._reset()  # close() would wait for the buffer to drain, which is what never happens
 
     def _reading(self) -> Any:
         """The phase of the request being read now (compared with the one a deadline was armed for)."""
@@ -189,7 +229,28 @@ class Bounded:
         self._stop()
         if not self.transport.is_closing():
             self.transport.write(_HEAD_TOO_LARGE)
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after the 431, reading on for a moment (at most `LINGER_BYTES`, `LINGER_SECONDS`).
+
+        Closed at once, a socket with unread bytes (the rest of the refused head) sends a reset, and the
+        client's kernel throws away what it had not read yet: the 431, and the answers before it.
+        """
+        self._lingering = LINGER_BYTES
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the 431 is the last thing sent
+        self.transport.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+
+    def _discarded(self, data: bytes) -> bool:
+        """Called first in `data_received`: True if `data` is the rest of a refused request, to be thrown away."""
+        if self._lingering is None:
+            return False
+        self._lingering -= len(data)
+        if self._lingering <= 0:
+            self.transport.abort()
+        return True
 
     def _guard(self, cycle: Any) -> None:
         """Make `cycle`'s response say `Connection: close` if it starts while the request's body is still owed.
@@ -211,11 +272,36 @@ class Bounded:
         raise NotImplementedError
 
     def drop(self) -> None:
-        """Close this connection now: to make room (it is not serving a request), or because its
-        response is complete while its request body is still owed."""
+        """Close this connection once what it was sent is sent: its response is complete while its request
+        body is still owed."""
         self.pool.open.pop(self, None)
         self._stop()
         self.transport.close()
+
+    def evict(self) -> None:
+        """Close this connection now to make room: it waits on its client (or idles)."""
+        self.pool.open.pop(self, None)
+        self._stop()
+        self._close_now()
+
+    def _close_now(self) -> None:
+        """Close, and give the file descriptor back now: with answers still unsent (a client that does not
+        read), `close()` would wait for them to drain, which may never happen."""
+        if self.transport.get_write_buffer_size():
+            self._reset()
+        else:
+            self.transport.close()
+
+    def _reset(self) -> None:
+        """Close with a reset: the kernel drops what is unsent at once, instead of keeping it (megabytes, for a
+        client that does not read) on an orphaned socket for minutes, trying to deliver it."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.transport.abort()
 
     def _arm(self, phase: Any, timeout: float) -> None:
         """`phase` must be read within `timeout` seconds from now."""
@@ -238,6 +324,7 @@ class Bounded:
 
     def _stop(self) -> None:
         self._disarm()
+        self._writing_resumed()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -255,7 +342,7 @@ class Bounded:
         if self._reading() == phase and not self.transport.is_closing():
             logger.debug("closing a connection that did not send its request in time: %s", self.client)
             self.pool.open.pop(self, None)
-            self.transport.close()
+            self._close_now()
 
 
 def protocol_class(limits: Limits, parser: Parser) -> type[asyncio.Protocol]:

@@ -4,6 +4,10 @@ h11 has no parser callbacks, so the phase is read from the connection's state
 after every chunk of data: IDLE while a request head is awaited, SEND_BODY
 while its body is. h11 bounds a request head itself (`max_incomplete_event_size`,
 set from `max_head_size`); its refusal is answered 431 here, not uvicorn's 400.
+That bound holds only while a head is incomplete: a whole head arriving in one
+read is measured here once h11 has parsed it (its target and header fields), and
+refused with a 431 before its app can answer. h11 takes one request at a time,
+so the answers to the complete requests before it on the connection are sent first.
 """
 
 from __future__ import annotations
@@ -28,19 +32,39 @@ class LimitedH11Protocol(Bounded, H11Protocol):
     _guarded: Any = None  # the last cycle `_guard` wrapped
 
     def data_received(self, data: bytes) -> None:
+        if self._discarded(data):
+            return
         super().data_received(data)
         if not self.transport.is_closing():
             self._track()
-        if self.cycle is not None and self.cycle is not self._guarded:  # a request's app was just started
-            self._guarded = self.cycle
-            self._guard(self.cycle)
+
+    def handle_events(self) -> None:
+        """uvicorn's, then: a request's app was just started (from new data, or from data already buffered)."""
+        super().handle_events()
+        cycle = self.cycle
+        if cycle is None or cycle is self._guarded:
+            return
+        self._guarded = cycle
+        scope = cycle.scope
+        size = len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 12
+        size += sum(len(name) + len(value) + 3 for name, value in scope["headers"])
+        if size > self.pool.limits.max_head_size:
+            cycle.disconnected = True  # its app, started already, sends nothing and reads no body
+            self._refuse_head()
+            return
+        self._guard(cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._leave()
         super().connection_lost(exc)
 
+    _pipelined: Any = None  # a cycle started from buffered data: its request came before the last answer was read
+
     def on_response_complete(self) -> None:
+        before = self.cycle
         super().on_response_complete()
+        if self.cycle is not before:
+            self._pipelined = self.cycle
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self.drop()  # answered before its body came (`_guard` missed it): nobody wants the rest
 
@@ -50,14 +74,27 @@ class LimitedH11Protocol(Bounded, H11Protocol):
             return
         super().send_400_response(msg)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writing_resumed()
+
     def rank(self) -> int:
-        if self.conn.their_state is h11.SEND_BODY:  # waiting on the client, whatever the app does meanwhile
+        if self.conn.their_state is h11.SEND_BODY or self._waiting_to_write() or self._ahead():  # on the client
             return 0
         if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
             return 2
         if self.cycle is None or self._phase is h11.IDLE:
             return 0
         return 1
+
+    def _ahead(self) -> bool:
+        """The request being served was sent before the client read the answer to the one before."""
+        running = self._pipelined
+        return running is not None and running is self.cycle and not running.response_complete
 
     def _reading(self) -> Any:
         return self.conn.their_state
