@@ -88,7 +88,6 @@ def held_origins(module: types.ModuleType, loaded: dict[str, Path]) -> set[str]:
     return found
 
 
-
 def _origin(obj: Any) -> str | None:
     """The name of the module that defined `obj` (for a plain value: its class's module)."""
     if isinstance(obj, types.ModuleType):
