@@ -20,7 +20,9 @@ from mcp_types import ToolAnnotations
 from runner.auth.claims import BindError, bind_claims
 from runner.auth.defaults import DEFAULT_BASE_URL, jwks_url
 from runner.auth.policy import Policy
+from runner.build.asking import asking
 from runner.build.failures import ResolveFailures
+from runner.build.needs import inferred
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
@@ -139,6 +141,14 @@ def build(
         problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {reason}"))
 
     tools: list[Tool] = []
+    needs: dict[tuple[str, str], frozenset[str]] = {}
+
+    def note_needs(kind: str, key: str, entry: Any, fn: Callable[..., Any]) -> None:
+        """What the entry needs from the client: its `requires_client:` and what its resolvers show."""
+        wanted = frozenset(entry.requires_client) | inferred(fn)
+        if wanted:
+            needs[(kind, key)] = wanted
+
     for i, tool_entry in enumerate(manifest.tools):
         tick()
         fn = resolved("tools", i, tool_entry.function)
@@ -159,6 +169,7 @@ def build(
             failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
         tools.append(used[key].tool)
+        note_needs("tool", entry_name(tool_entry), tool_entry, fn)
 
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
@@ -190,7 +201,8 @@ def build(
                 icons=mcp_icons(res.icons),
                 meta=res.meta,
             )
-            register(pool.offload(fn))
+            register(asking(pool.offload(fn)))  # asking: resolvers, as the SDK has them for tools
+            note_needs("resource", res.uri, res, fn)
         except Exception as exc:
             failed("resources", i, "uri", res.function, fn, exc)
             continue
@@ -207,7 +219,7 @@ def build(
                 previous[key]
                 if key in previous
                 else MetaPrompt.from_function(
-                    pool.offload(fn),
+                    asking(pool.offload(fn)),  # resolvers, as the SDK has them for tools
                     name=entry_name(prompt_entry),
                     title=prompt_entry.title,
                     description=prompt_entry.description,
@@ -218,10 +230,12 @@ def build(
             failed("prompts", i, "function", prompt_entry.function, fn, exc)
             continue
         server.add_prompt(used[key])
+        note_needs("prompt", entry_name(prompt_entry), prompt_entry, fn)
         if prompt_entry.completions:
             arguments = [a.name for a in used[key].arguments or []]
             completions.prompts[entry_name(prompt_entry)] = completers("prompts", i, arguments)
     server.completions = completions
+    server.needs = needs
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
@@ -109,6 +109,11 @@ class _Entry(_Strict):
     )
     icons: list[Icon] | None = Field(default=None, description="icons a client may show for this entry")
     meta: Meta | None = None
+    requires_client: list[Literal["sampling", "elicitation", "roots"]] = Field(
+        default_factory=list,
+        description="client capabilities this entry needs (added to what its resolvers show); a client that "
+        "did not declare one is refused with -32021 before the function runs",
+    )
 
 
 class ToolEntry(_Entry):
