@@ -11,7 +11,6 @@ code did not change, and fails it clearly when it did.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +23,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import RunnerProcess, edit_and_wait
+from tests.helpers import ROOT, RunnerProcess, edit_and_wait
 
 pytestmark = pytest.mark.anyio
 
@@ -222,3 +221,32 @@ async def test_a_reload_between_rounds(server: RunnerProcess, change: str) -> No
             again = await mcp.call_tool("greet", {})  # called again: the new code asks, and answers
             assert again.content[0].text == "Hello, dear Ann!", again
     assert [r["last_reload"]["result"] for r in reloads] == ["ok"] * len(reloads) and reloads, reloads
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_example_server(mode: str) -> None:
+    """servers/asking.yaml, as docs/asking.md shows it."""
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        if params.message.startswith("Book a table"):
+            return types.ElicitResult(action="accept", content={"guests": 2, "confirm": True})
+        return types.ElicitResult(action="accept", content={"audience": "new staff"})
+
+    runner = RunnerProcess(ROOT / "servers" / "asking.yaml", extra=("--no-reload",)).start()
+    try:
+        callbacks = dict(
+            elicitation_callback=answer, sampling_callback=answer_sampling, list_roots_callback=answer_roots
+        )
+        async with client(runner.url, mode, **callbacks) as mcp:
+            booked = await mcp.call_tool("book_table", {"restaurant": "Chez Ann"})
+            assert booked.content[0].text == "Booked a table for 2 at Chez Ann.", booked
+            described = await mcp.call_tool("describe_project", {"project": "notes"})
+            assert described.content[0].text == "notes: Hi (in file:///work)", described
+            prompt = await mcp.get_prompt("summary", {"topic": "the roadmap"})
+            assert prompt.messages[0].content.text == "Summarize the roadmap for new staff.", prompt
+            with pytest.raises(MCPError) as connect:
+                await mcp.call_tool("calendar_events", {"day": "Monday"})
+            assert connect.value.error.code == types.URL_ELICITATION_REQUIRED, connect.value.error
+            assert connect.value.error.data["elicitations"][0]["url"] == "https://calendar.example.com/connect"
+    finally:
+        runner.stop()
