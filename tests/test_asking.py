@@ -23,7 +23,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import ROOT, RunnerProcess, edit_and_wait
+from tests.helpers import ROOT, RunnerProcess, edit_and_wait, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -248,5 +248,30 @@ async def test_the_example_server(mode: str) -> None:
                 await mcp.call_tool("calendar_events", {"day": "Monday"})
             assert connect.value.error.code == types.URL_ELICITATION_REQUIRED, connect.value.error
             assert connect.value.error.data["elicitations"][0]["url"] == "https://calendar.example.com/connect"
+    finally:
+        runner.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_tool_with_bind_still_asks(tmp_path: Path, mode: str) -> None:
+    """`bind:` rewrites the signature: the `Resolve(...)` in the annotation must survive it."""
+    (tmp_path / "asking.py").write_text(
+        MODULE + "\n\ndef sign(user: str, name: Annotated[Name, Resolve(ask_name)]) -> str:\n"
+        '    """Signs with the caller\'s token subject and the name the user gives"""\n'
+        '    return f"{name.name} ({user})"\n'
+    )
+    manifest = tmp_path / "asking.yaml"
+    manifest.write_text(
+        "name: bound\nsignin: {app_id: local}\ntools:\n  - function: asking:sign\n    bind: {user: sub}\n"
+    )
+    runner = RunnerProcess(manifest, extra=("--no-reload",)).start()
+    try:
+        token = run_cli("token", str(manifest), "--port", str(runner.port), "--subject", "user-7", cwd=tmp_path)
+        assert token.returncode == 0, token.stderr
+        async with mcp_client(runner.url, token.stdout.strip(), mode, elicitation_callback=answer_name) as mcp:
+            [tool] = (await mcp.list_tools()).tools
+            assert tool.input_schema.get("properties", {}) == {}, tool.input_schema  # neither `user` nor `name`
+            signed = await mcp.call_tool("sign", {})
+            assert not signed.is_error and signed.content[0].text == "Ann (user-7)", signed
     finally:
         runner.stop()
