@@ -1,4 +1,4 @@
-"""The conformance suite's fixtures (@modelcontextprotocol/conformance 0.1.16, server scenarios) as plain functions.
+"""The conformance suite's server fixtures (@modelcontextprotocol/conformance 0.2.0-alpha.12) as plain functions.
 
 Ported from the suite's own `examples/servers/typescript/everything-server.ts`:
 the names, arguments and contents are what its scenarios ask for. Served by
