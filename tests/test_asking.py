@@ -11,6 +11,9 @@ code did not change, and fails it clearly when it did.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -198,7 +201,10 @@ async def test_a_reload_between_rounds(server: RunnerProcess, change: str) -> No
     """The callback runs between round 1 and round 2: there the module is changed, and reloaded."""
     folder = server.manifest.parent
     edited = (
-        MODULE.replace('return "v1"', 'return "v2"')
+        # another function changed, and one added above the tool: the tool's lines move, its code does not
+        MODULE.replace('return "v1"', 'return "v2"').replace(
+            "def ran(", "def added() -> int:\n    return 1\n\n\ndef ran("
+        )
         if change == "another function"
         else MODULE.replace('return f"{greeting}, {name.name}!"', 'return f"{greeting}, dear {name.name}!"')
     )
@@ -275,3 +281,26 @@ async def test_a_tool_with_bind_still_asks(tmp_path: Path, mode: str) -> None:
             assert not signed.is_error and signed.content[0].text == "Ann (user-7)", signed
     finally:
         runner.stop()
+
+
+def test_the_code_fingerprint_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Replicas compare it: a round may land on another process, whose string hashing differs."""
+    (tmp_path / "mod.py").write_text(MODULE + '\n\ndef pick(x: str) -> bool:\n    return x in {"a", "b", "c", "d"}\n')
+    code = (
+        "import mod; from runner.build.rounds import fingerprint\n"
+        "print(fingerprint(mod.pick), fingerprint(mod.greet), repr(mod.pick.__code__.co_consts), sep='|')"
+    )
+    printed = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split("|")
+        for seed in ("1", "2", "3")
+    ]
+    assert len({p[2] for p in printed}) > 1, printed  # the set constant's order does differ between them
+    assert len({(p[0], p[1]) for p in printed}) == 1, printed

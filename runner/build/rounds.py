@@ -8,19 +8,20 @@ accepted; if the function and its resolvers are unchanged, the call simply goes 
 
 If they changed, the answers were given to questions of the old code: going on would
 hand them to code that never asked them. So each round's `requestState` carries a
-fingerprint of the function and its resolvers (their source, or their bytecode when
-there is no source), and a round whose fingerprint is not the served one's fails
-with a clear error (-32602) asking the client to call again. The fingerprint is put
+fingerprint of the function and its resolvers (their bytecode, names and constants,
+the same in every process), and a round whose fingerprint is not the served one's
+fails with a clear error (-32602) asking the client to call again. The fingerprint is put
 in and taken out inside the SDK's seal, so the client never sees it unsealed and
 the function never sees it at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import inspect
 import json
-import marshal
+import types
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -34,7 +35,13 @@ TARGETS = {"tools/call": ("tool", "name"), "prompts/get": ("prompt", "name"), "r
 
 
 def fingerprint(fn: Callable[..., Any]) -> str:
-    """A digest of `fn`'s code and of every resolver it depends on (transitively)."""
+    """A digest of `fn`'s code and of every resolver it depends on (transitively); kept per function object."""
+    try:
+        known = _fingerprints.get(fn)
+    except TypeError:  # not weakly referenceable: computed each time
+        known = None
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     seen: set[int] = set()
 
@@ -51,15 +58,49 @@ def fingerprint(fn: Callable[..., Any]) -> str:
             add(marker.fn)
 
     add(fn)
-    return digest.hexdigest()[:16]
+    pin = digest.hexdigest()[:16]
+    with contextlib.suppress(TypeError):
+        _fingerprints[fn] = pin
+    return pin
+
+
+# Weak keys: a reload that replaces a function must not keep the old one (and its module) alive here.
+_fingerprints: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 
 
 def _code(function: Callable[..., Any]) -> bytes:
-    try:
-        return inspect.getsource(function).encode()
-    except (OSError, TypeError):
-        code = getattr(function, "__code__", None) or getattr(type(function).__call__, "__code__", None)
-        return marshal.dumps(code) if code is not None else repr(function).encode()
+    """The function's bytecode, names and constants: what it does, not where its lines are.
+
+    Not its source: the file may already hold the next version when this is first asked, and
+    not `marshal` of the code object, whose line numbers move with any edit above the function.
+    The same on every replica (no hash-ordered or address-bearing parts), so a round may land on any.
+    """
+    call = getattr(type(function), "__call__", None)  # noqa: B004 - a callable object's code is its __call__'s
+    code = getattr(function, "__code__", None) or getattr(call, "__code__", None)
+    if code is None:
+        return f"{type(function).__module__}.{type(function).__qualname__}".encode()
+    defaults = (getattr(function, "__defaults__", None), getattr(function, "__kwdefaults__", None))
+    return _code_bytes(code) + stable(defaults).encode()
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    parts = [code.co_code, repr((code.co_names, code.co_varnames, code.co_freevars)).encode()]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else stable(const).encode())
+    return b"\0".join(parts)
+
+
+def stable(value: Any) -> str:
+    """`repr`, with sets sorted (their order follows string hashing, which differs per process)."""
+    if isinstance(value, frozenset | set):
+        return "{" + ",".join(sorted(stable(item) for item in value)) + "}"
+    if isinstance(value, tuple | list):
+        return "(" + ",".join(stable(item) for item in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ",".join(sorted(f"{stable(k)}:{stable(v)}" for k, v in value.items())) + "}"
+    if value is None or isinstance(value, str | bytes | int | float | complex | bool):
+        return repr(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"  # an object default: its type only
 
 
 class RoundPins:
@@ -76,12 +117,12 @@ class RoundPins:
             return await call_next(ctx)
         kind, key = TARGETS[ctx.method]
         target = str(ctx.params.get(key))
-        pin = self.current(kind, target)
         state = ctx.params.get("requestState")
         if isinstance(state, str):
+            pin = self.current(kind, target)
             ctx = replace(ctx, params={**ctx.params, "requestState": self._unpin(state, pin, kind, target)})
         result = await call_next(ctx)
-        return self._pin(result, pin)
+        return self._pin(result, lambda: self.current(kind, target))  # computed only for a round that asks
 
     @staticmethod
     def _unpin(state: str, pin: str | None, kind: str, target: str) -> str:
@@ -99,15 +140,19 @@ class RoundPins:
         return str(inner)
 
     @staticmethod
-    def _pin(result: Any, pin: str | None) -> Any:
-        if pin is None:
-            return result
+    def _pin(result: Any, current: Callable[[], str | None]) -> Any:
         if isinstance(result, Mapping):
             state = result.get("requestState")
             if result.get("resultType") == "input_required" and isinstance(state, str):
-                return {**result, "requestState": json.dumps({"runner_pin": pin, "state": state})}
+                pin = current()
+                return result if pin is None else {**result, "requestState": _pinned(pin, state)}
             return result
         state = getattr(result, "request_state", None)
         if getattr(result, "result_type", None) == "input_required" and isinstance(state, str):
-            return result.model_copy(update={"request_state": json.dumps({"runner_pin": pin, "state": state})})
+            pin = current()
+            return result if pin is None else result.model_copy(update={"request_state": _pinned(pin, state)})
         return result
+
+
+def _pinned(pin: str, state: str) -> str:
+    return json.dumps({"runner_pin": pin, "state": state})

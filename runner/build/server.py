@@ -26,7 +26,6 @@ from runner.build.needs import inferred
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
-from runner.build.rounds import fingerprint
 from runner.build.signature import registration_error
 from runner.build.wrapper import FastMCPSignInWrapper
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
@@ -143,15 +142,15 @@ def build(
 
     tools: list[Tool] = []
     needs: dict[tuple[str, str], frozenset[str]] = {}
-    pins: dict[tuple[str, str], str] = {}
+    functions: dict[tuple[str, str], Callable[..., Any]] = {}
 
     def note_needs(kind: str, key: str, entry: Any, fn: Callable[..., Any]) -> None:
         """What the entry needs from the client (its `requires_client:` and what its resolvers show), and
-        the fingerprint of its code, which a multi-round call checks between rounds (runner/build/rounds.py)."""
+        its function, whose code a multi-round call checks between rounds (runner/build/rounds.py)."""
         wanted = frozenset(entry.requires_client) | inferred(fn)
         if wanted:
             needs[(kind, key)] = wanted
-        pins[(kind, key)] = fingerprint(fn)
+        functions[(kind, key)] = fn
 
     for i, tool_entry in enumerate(manifest.tools):
         tick()
@@ -239,7 +238,7 @@ def build(
             arguments = [a.name for a in used[key].arguments or []]
             completions.prompts[entry_name(prompt_entry)] = completers("prompts", i, arguments)
     server.completions = completions
-    server.needs, server.pins = needs, pins
+    server.needs, server.functions = needs, functions
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

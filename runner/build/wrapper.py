@@ -53,7 +53,7 @@ from runner.build.arguments import check_prompt_arguments, check_template_argume
 from runner.build.needs import refuse_undeclared
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
-from runner.build.rounds import RoundPins
+from runner.build.rounds import RoundPins, fingerprint
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
@@ -77,7 +77,7 @@ class _Catalog:
         self.completions = Completions()
         # ("tool" | "prompt" | "resource", name or URI/template) -> client capabilities it needs (build/needs.py)
         self.needs: dict[tuple[str, str], frozenset[str]] = {}
-        self.pins: dict[tuple[str, str], str] = {}  # the same keys -> fingerprint of its code (build/rounds.py)
+        self.functions: dict[tuple[str, str], Any] = {}  # the same keys -> the user's function (build/rounds.py)
 
 
 def _in_catalog(name: str) -> Any:
@@ -190,7 +190,7 @@ class FastMCPSignInWrapper(MCPServer):
     _prompt_manager = _in_catalog("prompts")
     completions = _in_catalog("completions")
     needs = _in_catalog("needs")  # what each entry needs from the client (runner/build/needs.py)
-    pins = _in_catalog("pins")  # the fingerprint of each entry's code, for multi-round calls (runner/build/rounds.py)
+    functions = _in_catalog("functions")  # each entry's function, whose code multi-round calls pin (build/rounds.py)
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
@@ -368,16 +368,17 @@ class FastMCPSignInWrapper(MCPServer):
 
     def _pin_of(self, kind: str, target: str) -> str | None:
         """The served fingerprint of the tool or prompt named `target`, or of the resource at URI `target`."""
-        pins = self._catalog.pins
-        if kind != "resource" or (kind, target) in pins:
-            return pins.get((kind, target))
-        for template in self._resource_manager.list_templates():
-            try:
-                if template.matches(target) is not None:
-                    return pins.get((kind, str(template.uri_template)))
-            except ResourceSecurityError:
-                return None
-        return None
+        functions = self._catalog.functions
+        fn = functions.get((kind, target))
+        if fn is None and kind == "resource":
+            for template in self._resource_manager.list_templates():
+                try:
+                    if template.matches(target) is not None:
+                        fn = functions.get((kind, str(template.uri_template)))
+                        break
+                except ResourceSecurityError:
+                    return None
+        return None if fn is None else fingerprint(fn)
 
     def _refuse_undeclared(self, kind: str, key: str, name: str, context: Any) -> None:
         """-32021 before the function runs when the client did not declare what the entry needs."""
