@@ -16,8 +16,10 @@ refuses before any resolver runs.
 
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +31,42 @@ CAPABILITIES = ("sampling", "elicitation", "roots")
 
 
 def inferred(fn: Callable[..., Any]) -> frozenset[str]:
-    """The capabilities `fn`'s resolvers (and theirs, transitively) always ask for."""
+    """The capabilities `fn`'s resolvers (and theirs, transitively) always ask for.
+
+    Every build asks this of every entry: a function whose parameter annotations are evaluated and
+    plain is answered without resolving its type hints (26 us a function otherwise), and an answer
+    is kept per function object, which a reload that did not re-import its module hands back.
+    """
+    if not _may_resolve(fn):
+        return frozenset()
+    try:
+        return _inferred[fn]
+    except (KeyError, TypeError):  # not known yet, or not weakly referenceable
+        pass
+    needs = _walk(fn)
+    with contextlib.suppress(TypeError):
+        _inferred[fn] = needs
+    return needs
+
+
+_inferred: weakref.WeakKeyDictionary[Callable[..., Any], frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _may_resolve(fn: Callable[..., Any]) -> bool:
+    """False when every parameter annotation of `fn` is evaluated and none is `Annotated[...]`.
+
+    Text annotations (`from __future__ import annotations`) may name an alias of one: resolved.
+    """
+    target = fn if hasattr(fn, "__code__") else type(fn).__call__
+    annotations = getattr(target, "__annotations__", None) or {}
+    return any(
+        isinstance(a, str) or typing.get_origin(a) is typing.Annotated
+        for name, a in annotations.items()
+        if name != "return"
+    )
+
+
+def _walk(fn: Callable[..., Any]) -> frozenset[str]:
     needs: set[str] = set()
     seen: set[int] = set()
 
