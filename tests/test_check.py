@@ -327,6 +327,19 @@ def test_unschemable_parameter_type_is_one_line_naming_it(tmp_path: Path) -> Non
     assert "errors.pydantic.dev" not in err
 
 
+def test_an_asked_parameter_is_not_blamed_for_having_no_schema(tmp_path: Path) -> None:
+    """A parameter a resolver fills (docs/asking.md) needs no JSON Schema: the one that does is named."""
+    module = (
+        "import socket\nfrom typing import Annotated\n\nfrom mcp.server.mcpserver.resolve import Resolve\n\n\n"
+        "def opened() -> socket.socket:\n    return socket.socket()\n\n\n"
+        "def connect(sock: Annotated[socket.socket, Resolve(opened)], conn: socket.socket) -> str:\n    return ''\n"
+    )
+    code, _, err = check(tmp_path, "name: x\ntools:\n  - function: sock:connect\n", {"sock.py": module})
+    assert code == 2
+    [line] = problem_lines(err)
+    assert "cannot register 'sock:connect': parameter 'conn' of connect() has type socket.socket" in line, line
+
+
 def test_problems_caused_by_flags_name_the_flag(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("name: x\n")
     served = run_cli("serve", "m.yaml", "--host", "0.0.0.0", cwd=tmp_path)
