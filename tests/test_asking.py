@@ -193,7 +193,16 @@ async def test_an_undeclared_capability_is_refused_before_the_function_runs(serv
             if mode == "2026-07-28":
                 assert statuses == [400], statuses
         assert not (await mcp.call_tool("greet", {})).is_error  # what it declared still works
-    assert ran(server) == ["greet"]  # neither refused function ran
+    statuses.clear()
+    async with client(server.url, mode, statuses, sampling_callback=answer_sampling) as mcp:  # no elicitation
+        for refused_call in (lambda: mcp.get_prompt("welcome", {}), lambda: mcp.read_resource("profile://7")):
+            with pytest.raises(MCPError) as refused:
+                await refused_call()
+            assert refused.value.error.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY, refused.value.error
+            assert refused.value.error.data == {"requiredCapabilities": {"elicitation": {}}}, refused.value.error
+        if mode == "2026-07-28":
+            assert statuses == [400, 400], statuses
+    assert ran(server) == ["greet"]  # no refused function ran
 
 
 @pytest.mark.parametrize("change", ["another function", "the tool"])
@@ -304,3 +313,18 @@ def test_the_code_fingerprint_is_the_same_in_every_process(tmp_path: Path) -> No
     ]
     assert len({p[2] for p in printed}) > 1, printed  # the set constant's order does differ between them
     assert len({(p[0], p[1]) for p in printed}) == 1, printed
+
+
+async def test_a_reload_between_rounds_of_a_prompt(server: RunnerProcess) -> None:
+    """Prompts (and templates) are pinned as tools are: the changed prompt fails its next round."""
+    edited = MODULE.replace('f"Write a {tone} welcome', 'f"Write a {tone} greeting')
+
+    async def reload_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        health = await edit_and_wait(server.manifest.parent, server.health_url, "asking.py", edited)
+        assert health["last_reload"]["result"] == "ok", health
+        return await answer_name(context, params)
+
+    async with client(server.url, "2026-07-28", elicitation_callback=reload_then_answer) as mcp:
+        with pytest.raises(MCPError, match="prompt 'welcome' changed .* call it again from the start"):
+            await mcp.get_prompt("welcome", {})
+    assert ran(server) == []
