@@ -340,6 +340,22 @@ def test_an_asked_parameter_is_not_blamed_for_having_no_schema(tmp_path: Path) -
     assert "cannot register 'sock:connect': parameter 'conn' of connect() has type socket.socket" in line, line
 
 
+def test_a_static_resource_that_asks_is_one_line_saying_why(tmp_path: Path) -> None:
+    module = (
+        "from typing import Annotated\n\nfrom mcp.server.mcpserver.resolve import Elicit, Resolve\n"
+        "from pydantic import BaseModel\n\n\nclass Name(BaseModel):\n    name: str\n\n\n"
+        "def ask() -> Elicit[Name]:\n    return Elicit('Name?', Name)\n\n\n"
+        "def today(who: Annotated[Name, Resolve(ask)]) -> str:\n    return who.name\n"
+    )
+    manifest = "name: x\nresources:\n  - uri: note://today\n    function: notes:today\n"
+    code, _, err = check(tmp_path, manifest, {"notes.py": module})
+    assert code == 2
+    assert problem_lines(err) == [
+        "m.yaml:3:10: cannot register 'notes:today': a static resource cannot ask (Resolve(...) in 'who'): "
+        "give its URI a {parameter} to make it a template, or ask in a tool"
+    ]
+
+
 def test_problems_caused_by_flags_name_the_flag(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("name: x\n")
     served = run_cli("serve", "m.yaml", "--host", "0.0.0.0", cwd=tmp_path)

@@ -29,11 +29,20 @@ from mcp_types import InputRequiredResult
 CONTEXT = "mcp_runner_context"  # the added parameter's name, when the function takes no Context of its own
 
 
-def asking(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn`, or a wrapper that resolves its `Resolve(...)` parameters first (see the module docstring)."""
+def asking(fn: Callable[..., Any], *, static: bool = False) -> Callable[..., Any]:
+    """`fn`, or a wrapper that resolves its `Resolve(...)` parameters first (see the module docstring).
+
+    `static`: `fn` serves a static resource, which the SDK cannot let ask (a ValueError saying so).
+    """
     resolved = find_resolved_parameters(fn)
     if not resolved:
         return fn
+    if static:
+        names = ", ".join(repr(name) for name in resolved)
+        raise ValueError(
+            f"a static resource cannot ask (Resolve(...) in {names}): give its URI a {{parameter}} to make it "
+            "a template, or ask in a tool"
+        )
     signature = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)
     own_context = find_context_parameter(fn)

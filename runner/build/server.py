@@ -34,6 +34,7 @@ from runner.manifest.config import Binding
 from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
+from runner.manifest.uris import template_variables
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
@@ -204,7 +205,8 @@ def build(
                 icons=mcp_icons(res.icons),
                 meta=res.meta,
             )
-            register(asking(pool.offload(fn)))  # asking: resolvers, as the SDK has them for tools
+            static = not template_variables(res.uri)
+            register(asking(pool.offload(fn), static=static))  # asking: resolvers, as the SDK has them for tools
             note_needs("resource", res.uri, res, fn)
         except Exception as exc:
             failed("resources", i, "uri", res.function, fn, exc)

@@ -384,7 +384,11 @@ class FastMCPSignInWrapper(MCPServer):
         """-32021 before the function runs when the client did not declare what the entry needs."""
         needs = self._catalog.needs.get((kind, key))
         if needs and answering(context, kind, name):  # the client's own request, not a nested in-process call
-            refuse_undeclared(needs, context.client_capabilities, f"{kind} {name!r}")
+            try:
+                refuse_undeclared(needs, context.client_capabilities, f"{kind} {name!r}")
+            except MCPError:
+                refused()  # for metrics and the audit line: the function never ran
+                raise
 
     async def _complete(
         self,
