@@ -24,6 +24,7 @@ from runner.build.failures import ResolveFailures
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
+from runner.build.sealing import sealing
 from runner.build.signature import registration_error
 from runner.build.wrapper import FastMCPSignInWrapper
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
@@ -295,7 +296,9 @@ def _server(
     manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem], tools: list[Tool]
 ) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
     signin = manifest.signin
+    security, sealed = sealing(manifest.server)  # replicas with the same keys and name continue each other's calls
     common: dict[str, Any] = {
+        "request_state_security": security,
         "instructions": manifest.instructions,
         "version": server_version(manifest.version, source.digest),
         "title": manifest.title,
@@ -316,6 +319,7 @@ def _server(
         return None, None, None
     if signin is None:
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
+        server.sealing = sealed
         return server, None, None
     # Here, not at the top: a server without auth never loads PyJWT (issue 12: start-up cost).
     from runner.auth.jwks import waiting_bound
@@ -356,4 +360,5 @@ def _server(
         advertise_authorization_server=issuer is None,
         **common,
     )
+    server.sealing = sealed
     return server, issuer, issuer_url

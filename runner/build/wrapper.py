@@ -52,6 +52,7 @@ from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
+from runner.build.sealing import Sealing, swap_boundary
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
@@ -161,6 +162,8 @@ class FastMCPSignInWrapper(MCPServer):
                 validate_token_resource=False,  # the verifier checks the audience itself
             )
             kwargs.update(auth=auth, token_verifier=verifier)
+        # What seals multi-round `requestState` (runner/build/sealing.py); set by the manifest's build, else None.
+        self.sealing: Sealing | None = None
         self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
         kwargs.setdefault("subscriptions", self.events)
         super().__init__(name, *args, **kwargs)
@@ -189,6 +192,9 @@ class FastMCPSignInWrapper(MCPServer):
         Sessions, the session manager and the subscription bus stay this server's:
         clients stay connected. Requests already running keep the objects they hold.
         """
+        if other.sealing != self.sealing or other.name != self.name:  # keys, TTL or audience changed
+            swap_boundary(self._lowlevel_server, other._lowlevel_server)
+            self.sealing = other.sealing
         self._catalog = other._catalog
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on

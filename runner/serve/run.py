@@ -21,7 +21,7 @@ from runner.build.resolve import ctrl_c_aborts
 from runner.build.server import Built, build, exposure_problems
 from runner.deploy.drain import DrainingServer, StreamCloser
 from runner.deploy.identity import session_prefix
-from runner.deploy.replica import Replica
+from runner.deploy.replica import Replica, state_warnings
 from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
@@ -110,6 +110,7 @@ def banner(
     manifest: Manifest | None = None,
     replica: Replica | None = None,
     engine: str = "",
+    warnings: list[str] | None = None,
 ) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
@@ -160,7 +161,10 @@ def banner(
         lines.extend(unwatched_lines(manifest_folder(manifest_file)))
     if replica is not None:
         sessions = "stateless (no sessions)" if replica.stateless else f"session ids {session_prefix(replica.id)}<id>"
-        lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM")
+        sealing = server.sealing
+        keys = f", requestState keys: {sealing.keys}" if sealing is not None and sealing.shared else ""
+        lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM{keys}")
+    lines.extend(f"  warning:   {warning}" for warning in warnings or ())
     if engine:
         lines.append(f"  engine:    {engine}")
     return "\n".join(lines)
@@ -286,7 +290,13 @@ def serve(
             config.load()  # so that the start-up block names the parser uvicorn really got
             running = f"{running_loop()} + {parser_of(config.http_protocol_class)}"
             observed.announce(
-                banner(built, where, str(manifest_path), transport, reload, replica=replica, engine=running), out
+                banner(
+                    *(built, where, str(manifest_path), transport, reload),
+                    replica=replica,
+                    engine=running,
+                    warnings=state_warnings(manifest, overrides),
+                ),
+                out,
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
             await DrainingServer(config, replica, streams).serve(sockets=[sock])
