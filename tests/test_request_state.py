@@ -42,17 +42,18 @@ TTL = 300
 
 
 def manifest(keys: str | None, name: str = "ask across replicas") -> str:
-    """The fixture's manifest; `keys` is the YAML list of `server.request_state_keys`, or None for none."""
-    lines = f"  request_state_keys: {keys}\n" if keys is not None else ""
+    """The fixture's manifest; `keys` is the YAML list of `server.request_state_keys`, or None for none.
+
+    Without keys it is a manifest main could serve too: the no-keys tests run unchanged on it.
+    """
+    server = f"server:\n  request_state_keys: {keys}\n  request_state_ttl: {TTL}\n" if keys is not None else ""
     return f"""\
 name: {name}
 signin:
   app_id: ${{MCP_APP_ID}}
   base_url: ${{JWKS_BASE}}
   resource: ${{MCP_APP_RESOURCE}}
-server:
-{lines}  request_state_ttl: {TTL}
-tools:
+{server}tools:
   - function: ask_user:greet
 """
 
