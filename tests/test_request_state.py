@@ -365,6 +365,7 @@ def test_a_replica_without_keys_warns_and_keys_are_never_shown(tmp_path: Path) -
         "replica id": RunnerProcess(tmp_path / "none.yaml", extra=("--no-reload", "--replica-id", "r7")),
         "bus": RunnerProcess(tmp_path / "none.yaml", extra=("--no-reload", "--bus", redis.url)),
         "alone": RunnerProcess(tmp_path / "none.yaml", extra=("--no-reload",)),
+        "stateless": RunnerProcess(tmp_path / "none.yaml", extra=("--no-reload", "--stateless")),
         "keys": RunnerProcess(tmp_path / "keys.yaml", extra=("--no-reload", "--replica-id", "r8"), env=keys),
     }
     try:
@@ -377,7 +378,7 @@ def test_a_replica_without_keys_warns_and_keys_are_never_shown(tmp_path: Path) -
             if server.proc is not None and server.proc.poll() is None:
                 server.stop()
         redis.stop()
-    assert WARNING in logs["replica id"] and WARNING in logs["bus"], logs
+    assert WARNING in logs["replica id"] and WARNING in logs["bus"] and WARNING in logs["stateless"], logs
     assert WARNING not in logs["alone"] and WARNING not in logs["keys"], logs
     assert "r8, session ids r8.<id>, drain 10 s on SIGTERM, requestState keys: 2" in logs["keys"]
     checked = run_main("check", str(tmp_path / "keys.yaml"), env=keys)

@@ -35,9 +35,16 @@ UNSHARED_STATE = (
 
 
 def state_warnings(manifest: Manifest, overrides: Overrides) -> list[str]:
-    """The start-up warning of a replica (a `--replica-id`, or a bus) whose `requestState` only it can unseal.
+    """The start-up warning of a replica (a replica id, a bus, or stateless) whose `requestState` only it can unseal.
 
     Without `server.request_state_keys` each process seals with a key of its own (runner/build/sealing.py).
     """
-    replicated = overrides.replica_id or manifest.server.replica_id or bus_url(manifest, overrides)
+    settings = manifest.server
+    replicated = (
+        overrides.replica_id
+        or settings.replica_id
+        or bus_url(manifest, overrides)
+        or overrides.stateless
+        or settings.stateless
+    )
     return [UNSHARED_STATE] if replicated and not manifest.server.request_state_keys else []
