@@ -132,6 +132,16 @@ async def test_every_retry_on_the_other_replica_succeeds_with_shared_keys(shared
     assert_every_retry_crossed(shared.nginx, calls)
 
 
+@pytest.mark.parametrize("shared", ["generated"], indirect=True)  # a plain round-robin nginx has no sticky sessions
+async def test_a_handshake_era_client_is_asked_on_its_sticky_session(shared: Cluster) -> None:
+    """The same tool for a handshake-era client: real elicitation requests on its session, no requestState."""
+    call = next(CALLS)
+    async with mcp_client(shared.url, shared.issuer().token(), mode="legacy", elicitation_callback=answer) as legacy:
+        result = await legacy.call_tool("greet", {"call": call})
+    assert not result.is_error, result
+    assert str((result.structured_content or {})["result"]).startswith(f"hello Ann #{call} from r")
+
+
 async def test_without_keys_every_retry_on_the_other_replica_is_refused(unshared: Cluster) -> None:
     """What main did: each replica seals with a key of its own, so all 10 calls fail."""
     calls = [next(CALLS) for _ in range(10)]
@@ -196,6 +206,7 @@ async def test_tampered_state_and_state_for_other_arguments_are_refused(shared: 
         await assert_accepted(connected, call, responses, state)  # and the state itself, on whichever replica
 
 
+@pytest.mark.parametrize("shared", ["generated"], indirect=True)  # it starts two more servers: once is enough
 async def test_another_deployments_state_is_refused(shared: Cluster) -> None:
     """State sealed by a server with other keys (same name), or with the same keys and another name."""
     others = {
