@@ -14,9 +14,10 @@ process-local key survives reloads and calls between rounds are not broken by an
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.lowlevel.server import Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from runner.manifest.settings import ServerSettings
@@ -26,7 +27,7 @@ from runner.manifest.settings import ServerSettings
 class Sealing:
     """What decides whether two builds seal alike; holds a digest of the keys, never a key."""
 
-    keys_sha256: str | None  # None: a key of this process only
+    keys_sha256: str | None = field(repr=False)  # None: a key of this process only
     ttl: float
     keys: int = 0  # how many keys unseal
 
@@ -45,7 +46,7 @@ def sealing(settings: ServerSettings) -> tuple[RequestStateSecurity, Sealing]:
     return RequestStateSecurity(keys=secrets, ttl=ttl), Sealing(digest, ttl, len(secrets))
 
 
-def swap_boundary(live: Any, new: Any) -> None:
+def swap_boundary(live: Server[Any], new: Server[Any]) -> None:
     """Put `new`'s request-state boundary in place of `live`'s (both lowlevel `Server`s).
 
     `Server.middleware` is the SDK's public list; it is read on every request, so replacing one

@@ -291,7 +291,11 @@ def serve(
             running = f"{running_loop()} + {parser_of(config.http_protocol_class)}"
             observed.announce(
                 banner(
-                    *(built, where, str(manifest_path), transport, reload),
+                    built,
+                    where,
+                    str(manifest_path),
+                    transport,
+                    reload,
                     replica=replica,
                     engine=running,
                     warnings=state_warnings(manifest, overrides),
