@@ -63,6 +63,7 @@ from runner.speed.lists import ListCache
 from runner.surface import stamp
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
+from runner.tasks import TasksExtension
 
 
 class _Catalog:
@@ -163,7 +164,10 @@ class FastMCPSignInWrapper(MCPServer):
             kwargs.update(auth=auth, token_verifier=verifier)
         self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
         kwargs.setdefault("subscriptions", self.events)
+        self.tasks = TasksExtension()  # tools with `task:` run as tasks (runner/tasks)
+        kwargs["extensions"] = [*kwargs.get("extensions", ()), self.tasks]
         super().__init__(name, *args, **kwargs)
+        self.tasks.server = self
         # Always served, so always advertised: a reload can add completions to a session
         # that initialized before them (docs/manifest.md, "Completions").
         self.completion()(self._complete)
@@ -373,6 +377,7 @@ class FastMCPSignInWrapper(MCPServer):
         """Over stdio too, events reach the client (list changes, resource updates)."""
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.events.run)
+            tasks.start_soon(self.tasks.run)  # the tasks' own task group (runner/tasks)
             await super().run_stdio_async()
             tasks.cancel_scope.cancel()
 
