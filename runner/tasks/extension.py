@@ -164,6 +164,7 @@ class TasksExtension(Extension):
             await self.store.create(task)  # durable before the CreateTaskResult goes out
         except TaskLimit as exc:
             raise MCPError(INVALID_REQUEST, str(exc)) from None
+        created = task.created_result()  # the seed state: the body may be further along by the time it is sent
         running = Running(task, Asked(lambda pending: self._asked(task, pending)))
         start, done = Start(), anyio.Event()
         outcome: list[tuple[str, Any]] = []
@@ -199,7 +200,7 @@ class TasksExtension(Extension):
             first.start_soon(until, done)
         if start.begun.is_set():
             logger.info("task %s: %s started", task.task_id, params.name)
-            return task.created_result()
+            return created
         # Over before the body ran: a resolver's question (a multi-round call), bad arguments, a refusal.
         await self.store.delete(task.task_id)
         kind, value = outcome[0]
