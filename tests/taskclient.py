@@ -23,6 +23,8 @@ JOBS = textwrap.dedent(
     from pathlib import Path
 
     import anyio
+    from mcp.server.mcpserver import Context
+    from pydantic import BaseModel
 
     VERSION = "v1"
     GATES = Path(__file__).parent / "gates"
@@ -36,6 +38,16 @@ JOBS = textwrap.dedent(
             await anyio.sleep(0.02)
         (GATES / f"{name}.finished").touch()
         return f"{VERSION}:{name}"
+
+
+    class Answer(BaseModel):
+        word: str
+
+
+    async def ask(question: str, ctx: Context) -> str:
+        """Asks the user while it runs as a task."""
+        answer = await ctx.elicit(question, Answer)
+        return f"{VERSION}:{answer.data.word}" if answer.action == "accept" else "declined"
     '''
 )
 
@@ -53,6 +65,8 @@ def manifest(folder: Path, jwks_url: str, server: str = "") -> Path:
         tools:
           - function: jobs:gated
             task: optional
+          - function: jobs:ask
+            task: required
         """
     )
     path = folder / "tasks.yaml"

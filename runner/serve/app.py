@@ -134,6 +134,7 @@ def build_app(
             for task in background:
                 tasks.start_soon(task)
             yield
+            await server.tasks.finish()  # running tasks get the drain's time, then are settled (runner/tasks)
             tasks.cancel_scope.cancel()
 
     return Starlette(

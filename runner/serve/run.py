@@ -212,7 +212,7 @@ def serve(
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
         attach_bus(built.server, manifest, overrides)
-        attach_tasks(built.server, manifest)
+        attach_tasks(built.server, manifest, overrides)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         engine.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
@@ -236,12 +236,12 @@ def serve(
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
         attach_bus(built.server, manifest, overrides)  # fixed for the process's lifetime (runner/events/bus.py)
-        attach_tasks(built.server, manifest)  # the same (runner/tasks/attach.py)
         observed.attach(built.server, str(manifest_path), source.digest)
         # `mcp-runner token`, `list` and `call` find this server, whatever port it took.
         record = announce(manifest_folder(manifest_path) / STATE_DIR, manifest_path, where)
 
         replica = Replica.of(manifest, overrides, where.port)
+        attach_tasks(built.server, manifest, overrides, replica)  # fixed too (runner/tasks/attach.py)
         streams = StreamCloser()
 
         async def main() -> None:

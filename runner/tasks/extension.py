@@ -50,10 +50,12 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from runner.attach import LiveServer
+    from runner.deploy.replica import Replica
 
 logger = logging.getLogger("runner.tasks")
 TASKS = "io.modelcontextprotocol/tasks"
 MODERN = "2026-07-28"  # the first revision with per-request capabilities, and so with this extension
+UPDATE_SETTLE = 2.0  # seconds tasks/update waits for the answered questions to leave the record
 
 
 class TaskParams(RequestParams):
@@ -101,8 +103,8 @@ class TasksExtension(Extension):
         self.server: LiveServer | None = None
         self.store: TaskStore = MemoryStore(Bounds(total=1000, per_client=32, ttl=3600.0))
         self.store.on_signal(self._signalled)
-        self.replica: str | None = None  # this replica's id, in the records it runs (with a bus)
-        self.accepting = True  # False once draining (SIGTERM): no new task starts here
+        self.replica: Replica | None = None  # its drain (SIGTERM) stops new tasks here and bounds the running ones
+        self.accepting = True  # False once finishing: no new task starts here
         self.running: dict[str, Running] = {}
         self._group: TaskGroup | None = None
 
@@ -124,9 +126,17 @@ class TasksExtension(Extension):
                 self._group = None
                 group.cancel_scope.cancel()
 
-    async def finish(self, timeout: float) -> None:
-        """Drain: take no new task, give the running ones `timeout` seconds, then settle the rest as failed."""
+    @property
+    def stopping(self) -> bool:
+        return not self.accepting or (self.replica is not None and self.replica.draining)
+
+    async def finish(self) -> None:
+        """At shutdown: take no new task; after a drain (SIGTERM), give the running ones `server.drain_timeout`
+        to finish; then cancel the rest, which settle as `failed` (runner/tasks/extension.py `_settle`)."""
         self.accepting = False
+        timeout = self.replica.drain_timeout if self.replica is not None and self.replica.draining else 0
+        if self.running:
+            logger.info("%d task(s) running: up to %g s to finish", len(self.running), timeout)
         with anyio.move_on_after(timeout):
             while self.running:
                 await anyio.sleep(0.05)
@@ -149,7 +159,7 @@ class TasksExtension(Extension):
             if mode == "required":
                 raise _missing()
             return await call_next(ctx)
-        if not self.accepting or self._group is None:
+        if self.stopping or self._group is None:
             if mode == "required":
                 raise MCPError(INTERNAL_ERROR, "This server is shutting down and starts no new task; retry")
             return await call_next(ctx)
@@ -159,7 +169,7 @@ class TasksExtension(Extension):
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         ttl_ms = int(self.store.bounds.ttl * 1000)
-        task = Task(task_id=new_id(), owner=owner_of(ctx), tool=params.name, ttl_ms=ttl_ms, replica=self.replica)
+        task = Task(task_id=new_id(), owner=owner_of(ctx), tool=params.name, ttl_ms=ttl_ms)
         try:
             await self.store.create(task)  # durable before the CreateTaskResult goes out
         except TaskLimit as exc:
@@ -263,8 +273,14 @@ class TasksExtension(Extension):
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateParams) -> HandlerResult:
         task = await self._find(ctx, params)
-        if not task.terminal and params.input_responses:
+        answered = set(params.input_responses) & set(task.input_requests)
+        if not task.terminal and answered:
             await self.store.signal(task.task_id, {"taskId": task.task_id, "inputResponses": params.input_responses})
+            # The ack may come before the record shows it (the extension allows that); waiting a little for the
+            # replica that runs the body lets the client's next tasks/get read its own answer.
+            with anyio.move_on_after(UPDATE_SETTLE):
+                while (now := await self.store.get(task.task_id)) and answered & set(now.input_requests):
+                    await anyio.sleep(0.01)
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
