@@ -99,7 +99,7 @@ class TaskClient:
         }
         body = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": {**params, "_meta": meta}}
         headers = {
-            "Authorization": f"Bearer {self.token}",
+            **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
             "Accept": "application/json, text/event-stream",
             "Mcp-Protocol-Version": MODERN,
             "Mcp-Method": method,
