@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,54 @@ class TaskClient:
             time.sleep(0.05)
         return task
 
+    def listen(self, task_ids: list[str], frames: list[dict[str, Any]]) -> threading.Thread:
+        """Open a `subscriptions/listen` stream for `task_ids` on a thread that appends every frame to `frames`.
+
+        The stream ends when this client is closed (or the server ends it)."""
+        self._ids += 1
+        capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if self.tasks else {}
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": capabilities,
+        }
+        params = {"notifications": {"taskIds": task_ids}, "_meta": meta}
+        body = {"jsonrpc": "2.0", "id": self._ids, "method": "subscriptions/listen", "params": params}
+        headers = {
+            **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
+            "Accept": "application/json, text/event-stream",
+            "Mcp-Protocol-Version": MODERN,
+            "Mcp-Method": "subscriptions/listen",
+        }
+
+        def read() -> None:
+            try:
+                with self.http.stream("POST", self.url, json=body, headers=headers) as response:
+                    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        frames.append(json.loads(response.read()))
+                        return
+                    for line in response.iter_lines():
+                        if line.startswith("data:"):
+                            frames.append(json.loads(line[5:]))
+            except httpx2.HTTPError:
+                pass  # closed by the test
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
         self.http.close()
+
+
+def frame(frames: list[dict[str, Any]], matches: Any, timeout: float = 30) -> dict[str, Any]:
+    """The first frame for which `matches(frame)` holds, waiting (bounded) for it to arrive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for found in list(frames):
+            if matches(found):
+                return found
+        assert time.monotonic() < deadline, f"no such frame within {timeout:g} s: {frames}"
+        time.sleep(0.02)
 
 
 def _answer(response: httpx2.Response) -> dict[str, Any]:

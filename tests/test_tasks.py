@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait
-from taskclient import JOBS, RPCError, TaskClient, manifest, wait_for
+from taskclient import JOBS, RPCError, TaskClient, frame, manifest, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +151,35 @@ def test_tasks_are_bounded_per_client_and_in_all_and_expire(tmp_path: Path, jwks
         assert third.call("gated", {"name": "c2"})["resultType"] == "task"
     finally:
         runner.stop()
+
+
+def test_a_listen_stream_hears_the_status_of_the_callers_own_tasks(served: tuple[RunnerProcess, Issuer, Path]) -> None:
+    runner, issuer, folder = served
+    owner = client(runner, issuer, client_id="listener")
+    mine = started(folder, owner, "heard")
+    other = client(runner, issuer, client_id="not-the-listener")
+    theirs = started(folder, other, "unheard")
+    frames: list[dict[str, Any]] = []
+    listener = client(runner, issuer, client_id="listener")
+    listener.listen([mine, theirs, "no-such-task"], frames)
+    try:
+        ack = frame(frames, lambda f: f.get("method") == "notifications/subscriptions/acknowledged")
+        assert ack["params"]["notifications"]["taskIds"] == [mine], ack  # never another principal's task
+        for name in ("heard", "unheard"):
+            (folder / "gates" / f"{name}.release").touch()
+        done = frame(
+            frames, lambda f: f.get("method") == "notifications/tasks" and f["params"]["status"] == "completed"
+        )
+        assert done["params"]["taskId"] == mine and done["params"]["result"]["content"][0]["text"] == "v1:heard"
+        assert (
+            done["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"]
+            == ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"]
+        )
+        other.until(theirs, {"completed"})
+        assert not [f for f in frames if f.get("params", {}).get("taskId") == theirs]
+    finally:
+        listener.close()
+    refused: list[dict[str, Any]] = []
+    plain = TaskClient(runner.url, issuer.token(client_id="listener"), tasks=False)
+    plain.listen([mine], refused).join(timeout=30)
+    assert refused and refused[0]["error"]["code"] == -32021, refused

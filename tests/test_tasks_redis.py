@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Issuer, JWKSServer, RunnerProcess
 from realredis import RedisServer
-from taskclient import RPCError, TaskClient, manifest, wait_for
+from taskclient import RPCError, TaskClient, frame, manifest, wait_for
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -105,3 +106,19 @@ def test_a_task_outlives_its_replicas_crash_as_a_failed_record(replicas: Replica
     replicas.a.start()  # the same replica id: it settles what it ran before
     failed = on_b.until(task_id, TERMINAL)
     assert failed["status"] == "failed" and "restarted" in failed["error"]["message"], failed
+
+
+def test_a_listener_on_one_replica_hears_a_task_that_runs_on_the_other(replicas: Replicas) -> None:
+    on_a, on_b = replicas.client(replicas.a), replicas.client(replicas.b)
+    task_id = started(replicas, on_a, "heard-across")
+    frames: list[dict[str, Any]] = []
+    on_b.listen([task_id], frames)
+    try:
+        ack = frame(frames, lambda f: f.get("method") == "notifications/subscriptions/acknowledged")
+        assert ack["params"]["notifications"]["taskIds"] == [task_id]
+        (replicas.folder / "gates" / "heard-across.release").touch()
+        done = frame(frames, lambda f: f.get("method") == "notifications/tasks" and f["params"]["status"] != "working")
+        assert done["params"]["status"] == "completed", done
+        assert done["params"]["result"]["content"][0]["text"] == "v1:heard-across"
+    finally:
+        on_b.close()

@@ -64,6 +64,7 @@ from runner.surface import stamp
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 from runner.tasks import TasksExtension
+from runner.tasks.notify import install as serve_task_notifications
 
 
 class _Catalog:
@@ -177,6 +178,7 @@ class FastMCPSignInWrapper(MCPServer):
         self.lists = ListCache(self.middleware)  # innermost middleware: see `add_middleware`
         self.middleware.append(self.lists)
         serve_subscriptions(self)
+        serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 

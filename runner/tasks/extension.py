@@ -41,6 +41,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from runner.tasks.mark import Start, mode_of, starting
+from runner.tasks.notify import Watchers
 from runner.tasks.owner import owner_of
 from runner.tasks.records import Task, new_id
 from runner.tasks.session import Asked, TaskSession
@@ -106,6 +107,7 @@ class TasksExtension(Extension):
         self.replica: Replica | None = None  # its drain (SIGTERM) stops new tasks here and bounds the running ones
         self.accepting = True  # False once finishing: no new task starts here
         self.running: dict[str, Running] = {}
+        self.watchers = Watchers()  # notifications/tasks listeners on this replica
         self._group: TaskGroup | None = None
 
     def use(self, store: TaskStore) -> None:
@@ -225,6 +227,7 @@ class TasksExtension(Extension):
         task.status = "input_required" if pending else "working"
         task.updated = time.time()
         await self.store.put(task)
+        await self.store.changed(task)
 
     async def _settle(self, running: Running, outcome: tuple[str, Any]) -> None:
         task, (kind, value) = running.task, outcome
@@ -244,6 +247,7 @@ class TasksExtension(Extension):
             task.status, task.error = "failed", {"code": INTERNAL_ERROR, "message": "Internal error"}
         task.updated = time.time()
         await self.store.put(task)
+        await self.store.changed(task)
         logger.info("task %s: %s %s", task.task_id, task.tool, task.status)
 
     # -- tasks/get, tasks/update, tasks/cancel ---------------------------------------------------
@@ -291,7 +295,12 @@ class TasksExtension(Extension):
 
     async def _signalled(self, signal: Signal) -> None:
         """A `tasks/cancel` or `tasks/update` for a task; acted on where its body runs (this process, or not)."""
-        running = self.running.get(str(signal.get("taskId")))
+        task_id = str(signal.get("taskId"))
+        if signal.get("changed"):
+            if self.watchers.watched(task_id) and (task := await self.store.get(task_id)) is not None:
+                self.watchers.changed(task)
+            return
+        running = self.running.get(task_id)
         if running is None:
             return
         if signal.get("cancel"):

@@ -13,7 +13,8 @@ way to reach the body:
   `replica_id`) settles every task still listed there as `failed`: after a crash, a record says so
   instead of reading `working` until it expires;
 - `<prefix>:signals`: a pub/sub channel; `tasks/cancel` and `tasks/update` are published there and
-  the replica that runs the task acts on them.
+  the replica that runs the task acts on them; every change of a record is announced there too, for
+  `notifications/tasks` listeners on any replica (runner/tasks/notify.py).
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class RedisStore:
 
     async def signal(self, task_id: str, signal: Signal) -> None:
         await self.redis.publish(f"{self.prefix}:signals", json.dumps(signal))
+
+    async def changed(self, task: Task) -> None:
+        await self.signal(task.task_id, {"taskId": task.task_id, "changed": True})
 
     def on_signal(self, handler: SignalHandler) -> None:
         self._handler = handler

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from runner.tasks.records import Task
 
-Signal = dict[str, Any]  # {"taskId": ..., "cancel": true} or {"taskId": ..., "inputResponses": {...}}
+# {"taskId": ..., "cancel": true}, {"taskId": ..., "inputResponses": {...}} or {"taskId": ..., "changed": true}
+Signal = dict[str, Any]
 SignalHandler = Callable[[Signal], Awaitable[None]]
 
 
@@ -54,6 +55,8 @@ class TaskStore(Protocol):
     async def delete(self, task_id: str) -> None: ...
 
     async def signal(self, task_id: str, signal: Signal) -> None: ...
+
+    async def changed(self, task: Task) -> None: ...  # tell listeners on every replica (runner/tasks/notify.py)
 
     def on_signal(self, handler: SignalHandler) -> None: ...
 
@@ -96,6 +99,9 @@ class MemoryStore:
     async def signal(self, task_id: str, signal: Signal) -> None:
         if self._handler is not None:
             await self._handler(signal)
+
+    async def changed(self, task: Task) -> None:
+        await self.signal(task.task_id, {"taskId": task.task_id, "changed": True})
 
     def on_signal(self, handler: SignalHandler) -> None:
         self._handler = handler
