@@ -123,6 +123,10 @@ def test_without_the_extension_an_optional_task_tool_is_a_plain_call(
     with pytest.raises(RPCError) as refused:
         plain.get("any")
     assert refused.value.code == -32021 and refused.value.status == 400
+    with pytest.raises(RPCError) as required:  # `task: required`: refused before the function runs
+        plain.call("ask", {"question": "?"})
+    assert required.value.code == -32021 and required.value.status == 400
+    assert required.value.data == {"requiredCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
 
 
 def test_tasks_are_bounded_per_client_and_in_all_and_expire(tmp_path: Path, jwks: JWKSServer) -> None:
