@@ -37,6 +37,7 @@ from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
 from runner.surface.tool import declare
+from runner.tasks import as_task
 from runner.version import server_version
 
 if TYPE_CHECKING:
@@ -240,7 +241,8 @@ def _tool(
     )
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return offload(bind_claims(fn, entry.bind) if entry.bind else fn)  # sync code runs on the tool pool
+        # Sync code runs on the tool pool; `task:` marks the function and tells when its body starts (runner/tasks).
+        return as_task(offload(bind_claims(fn, entry.bind) if entry.bind else fn), entry.task)
 
     def make(called: Callable[..., Any]) -> Tool:
         return declare(

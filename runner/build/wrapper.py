@@ -64,6 +64,8 @@ from runner.speed.lists import ListCache
 from runner.surface import stamp
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
+from runner.tasks import TasksExtension
+from runner.tasks.notify import install as serve_task_notifications
 
 
 class _Catalog:
@@ -166,7 +168,10 @@ class FastMCPSignInWrapper(MCPServer):
         self.sealing: Sealing | None = None
         self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
         kwargs.setdefault("subscriptions", self.events)
+        self.tasks = TasksExtension()  # tools with `task:` run as tasks (runner/tasks)
+        kwargs["extensions"] = [*kwargs.get("extensions", ()), self.tasks]
         super().__init__(name, *args, **kwargs)
+        self.tasks.server = self
         # Always served, so always advertised: a reload can add completions to a session
         # that initialized before them (docs/manifest.md, "Completions").
         self.completion()(self._complete)
@@ -176,6 +181,7 @@ class FastMCPSignInWrapper(MCPServer):
         self.lists = ListCache(self.middleware)  # innermost middleware: see `add_middleware`
         self.middleware.append(self.lists)
         serve_subscriptions(self)
+        serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
@@ -379,6 +385,7 @@ class FastMCPSignInWrapper(MCPServer):
         """Over stdio too, events reach the client (list changes, resource updates)."""
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.events.run)
+            tasks.start_soon(self.tasks.run)  # the tasks' own task group (runner/tasks)
             await super().run_stdio_async()
             tasks.cancel_scope.cancel()
 

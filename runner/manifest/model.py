@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
@@ -133,6 +133,12 @@ class ToolEntry(_Entry):
         default_factory=dict,
         description="parameter -> token claim: the value comes from the verified token, "
         "is hidden from the input schema and can never be supplied by the model",
+    )
+    task: Literal["never", "optional", "required"] = Field(
+        default="never",
+        description="run as a task (the io.modelcontextprotocol/tasks extension): optional = a task for a client "
+        "that declares the extension, a plain call otherwise; required = a task, and a client that does not "
+        "declare the extension gets -32021; never (default) = always a plain call",
     )
 
 

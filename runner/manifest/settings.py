@@ -33,6 +33,11 @@ class MetricsSettings(Strict):
 # What a client sees of an unexpected exception in a tool, resource or prompt (runner/build/raised.py).
 ErrorDetails = Literal["safe", "full", "none"]
 
+# Defaults of server.max_tasks, server.max_tasks_per_client, server.task_ttl (runner/tasks).
+MAX_TASKS = 1000
+MAX_TASKS_PER_CLIENT = 32
+TASK_TTL = 3600.0
+
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
 MIN_STATE_KEY_BYTES = 32  # the SDK's floor for a request-state key (mcp/server/request_state.py)
 
@@ -197,6 +202,21 @@ class ServerSettings(Strict):
                 raise ValueError(f"key {i} repeats an earlier key")  # by position: never the key
         return keys
 
+    # Tasks (docs/tasks.md); they take effect at start-up.
+    max_tasks: Int = Field(
+        default=MAX_TASKS, ge=1, description="tasks kept at most (running or finished, not yet expired), all clients"
+    )
+    max_tasks_per_client: Int = Field(
+        default=MAX_TASKS_PER_CLIENT,
+        ge=1,
+        description="tasks kept at most per token (issuer, subject, client id), or per client address without auth",
+    )
+    task_ttl: Number = Field(
+        default=TASK_TTL,
+        gt=0,
+        le=604800,
+        description="seconds a task and its result are kept after it was created; then it is forgotten",
+    )
     # Observability (docs/observability.md); they take effect at start-up.
     metrics: MetricsSettings | None = Field(
         default=None, description="serve Prometheus metrics on this separate address (default: off)"
@@ -234,4 +254,7 @@ STARTUP_LIMITS = (
     "stateless",
     "replica_id",
     "drain_timeout",
+    "max_tasks",
+    "max_tasks_per_client",
+    "task_ttl",
 )

@@ -38,6 +38,7 @@ from runner.reload.unwatched import unwatched_lines
 from runner.serve.live import Record, announce, holder
 from runner.serve.progress import Progress
 from runner.speed.engine import Engine, parser_of, running_loop
+from runner.tasks.attach import attach_tasks
 
 logger = logging.getLogger("runner")
 
@@ -215,6 +216,7 @@ def serve(
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
         attach_bus(built.server, manifest, overrides)
+        attach_tasks(built.server, manifest, overrides)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         engine.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
@@ -243,6 +245,7 @@ def serve(
         record = announce(manifest_folder(manifest_path) / STATE_DIR, manifest_path, where)
 
         replica = Replica.of(manifest, overrides, where.port)
+        attach_tasks(built.server, manifest, overrides, replica)  # fixed too (runner/tasks/attach.py)
         streams = StreamCloser()
 
         async def main() -> None:
