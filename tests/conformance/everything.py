@@ -166,9 +166,16 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
 
 
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
-    given = {k: v for k, v in (("name", name), ("address", address)) if v is not None}
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, str] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 (the suite's property name)
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
+    values = (("name", name), ("address", address), ("contactMethod", contactMethod), ("phone", phone), ("email", email))
+    given = {k: v for k, v in values if v is not None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
