@@ -19,7 +19,7 @@ from pydantic import BeforeValidator, Field, StringConstraints, ValidationError,
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.manifest.errors import ManifestError, Problem
 from runner.manifest.located import located, unknown_hint
-from runner.manifest.scalars import Bool, Claim, Identifier, Int, Number, Scope
+from runner.manifest.scalars import Bool, Claim, HeaderName, Identifier, Int, Number, Scope
 from runner.manifest.settings import ServerSettings
 from runner.manifest.settings import Strict as _Strict
 from runner.manifest.source import Path, Source, parse
@@ -133,6 +133,11 @@ class ToolEntry(_Entry):
         default_factory=dict,
         description="parameter -> token claim: the value comes from the verified token, "
         "is hidden from the input schema and can never be supplied by the model",
+    )
+    headers: dict[Identifier, HeaderName] = Field(
+        default_factory=dict,
+        description="parameter -> routing header name (SEP-2243): 2026-07-28 clients also send the argument as "
+        "the HTTP header Mcp-Param-<name>, checked against the body; a string, integer or boolean parameter",
     )
 
 

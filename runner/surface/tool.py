@@ -36,6 +36,7 @@ from mcp.shared.inbound import find_invalid_x_mcp_header
 from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import Field
 
+from runner.surface.headers import with_headers
 from runner.surface.schemas import SchemaProblem, compile_schema, property_names, required_names, violation
 
 logger = logging.getLogger("runner")
@@ -91,11 +92,19 @@ def declare(
     input_schema: dict[str, Any] | None,
     output_schema: dict[str, Any] | None,
     bound: frozenset[str] = frozenset(),
+    headers: dict[str, str] | None = None,
     **options: Any,
 ) -> Tool:
-    """`make(called, **options)`, with the declared schemas in place; SchemaProblem when they do not fit `called`."""
+    """`make(called, **options)`, with the declared schemas and routing headers in place.
+
+    SchemaProblem when a declared schema does not fit `called`; HeaderProblem when a `headers:` entry does not.
+    """
     if input_schema is None and output_schema is None:
-        return make(called, **options)
+        tool = make(called, **options)
+        if not headers:
+            return tool
+        function = getattr(tool.fn, "__name__", tool.name)
+        return tool.model_copy(update={"parameters": with_headers(tool.parameters, headers, function)})
     if output_schema is not None:
         options["structured_output"] = False  # the declared schema is the output contract, not the annotation
     tool = make(called, **options)
@@ -105,6 +114,10 @@ def declare(
         if (reason := find_invalid_x_mcp_header(schema)) is not None:
             raise SchemaProblem((), f"input_schema has an invalid x-mcp-header annotation: {reason}")
         update.update(declared_input=compile_schema(schema), parameters=schema, passed=_fit(tool, schema, bound))
+        if headers:
+            update["parameters"] = with_headers(schema, headers, getattr(tool.fn, "__name__", tool.name))
+    elif headers:
+        update["parameters"] = with_headers(tool.parameters, headers, getattr(tool.fn, "__name__", tool.name))
     if output_schema is not None:
         schema = _plain(output_schema)
         update.update(

@@ -174,8 +174,8 @@ def json_schema_2020_12_tool(
     email: str | None = None,
 ) -> str:
     """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
-    values = (("name", name), ("address", address), ("contactMethod", contactMethod), ("phone", phone), ("email", email))
-    given = {k: v for k, v in values if v is not None}
+    values = {"name": name, "address": address, "contactMethod": contactMethod, "phone": phone, "email": email}
+    given = {k: v for k, v in values.items() if v is not None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
@@ -238,3 +238,11 @@ def test_prompt_with_image() -> list[Message]:
         UserMessage(content=ImageContent(type="image", data=PNG, mime_type="image/png")),
         UserMessage(content="Please analyze the image above."),
     ]
+
+
+# --- Routing headers (SEP-2243): a parameter mirrored into an Mcp-Param-* header (everything.yaml: headers:) ---
+
+
+def test_routing_header(region: str, note: str = "") -> str:
+    """Echoes the region a load balancer could route on, from the Mcp-Param-Region header"""
+    return f"routed to {region}" + (f" ({note})" if note else "")
