@@ -37,7 +37,7 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import Field
 
 from runner.surface.headers import with_headers
-from runner.surface.schemas import SchemaProblem, compile_schema, property_names, required_names, violation
+from runner.surface.schemas import SchemaProblem, compile_schema, declared, violation
 
 logger = logging.getLogger("runner")
 
@@ -131,26 +131,28 @@ def _fit(tool: Tool, schema: dict[str, Any], bound: frozenset[str]) -> frozenset
     """The declared properties, checked against the function's parameters (the rules in the module docstring)."""
     fields = tool.fn_metadata.arg_model.model_fields
     parameters = {field.alias or name: field for name, field in fields.items()}
-    declared, required = property_names(schema), set(required_names(schema))
+    found = declared(schema)
+    required = found.required
     function = getattr(tool.fn, "__name__", tool.name)
     hidden = bound | ({tool.context_kwarg} if tool.context_kwarg else set())
-    for name in declared:
+    for name, path in found.properties.items():
         if name in hidden:
             source = "bind:" if name in bound else "the SDK (its Context)"
             message = f"input_schema declares {name!r}, which {source} fills: a client can never supply it"
-            raise SchemaProblem(("properties", name), message)
+            raise SchemaProblem(path, message)
         if name not in parameters:
             takes = ", ".join(repr(p) for p in parameters) or "no parameters"
             message = f"input_schema declares {name!r}, but {function}() has no such parameter (it takes {takes})"
-            raise SchemaProblem(("properties", name), message)
+            raise SchemaProblem(path, message)
     for name, field in parameters.items():
         if field.is_required() and name not in required:
-            where = "add it to required" if name in declared else "declare it under properties and list it in required"
+            known = name in found.properties
+            where = "add it to required" if known else "declare it under properties and list it in required"
             raise SchemaProblem(
-                ("properties", name) if name in declared else ("required",) if "required" in schema else (),
+                found.properties[name] if known else ("required",) if "required" in schema else (),
                 f"input_schema leaves out {name!r}, which {function}() needs (it has no default): {where}",
             )
-    return frozenset(declared)
+    return frozenset(found.properties)
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
