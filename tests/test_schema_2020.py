@@ -19,7 +19,7 @@ from runner.build.server import build
 from runner.manifest.config import Binding
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import load
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +172,20 @@ def test_build_locates_composed_properties_that_do_not_fit_the_function(tmp_path
         "'method', 'phone', 'email')",
         "m.yaml:15:31: input_schema leaves out 'name', which contact() needs (it has no default): add it to required",
     ]
+
+
+def test_a_property_yaml_reads_as_a_boolean_is_pointed_at_with_the_fix(tmp_path: Path) -> None:
+    """`on:` is the boolean true in YAML 1.1: a schema property of that name must be quoted, and `check` says so."""
+    (tmp_path / "s2020_yaml.py").write_text("def switch(on: str = '') -> str:\n    return on\n")
+    schema = "    input_schema:\n      type: object\n      properties:\n        {key}: {{type: string}}\n"
+    manifest = "name: x\ntools:\n  - function: s2020_yaml:switch\n" + schema
+    (tmp_path / "m.yaml").write_text(manifest.format(key="on"))
+    result = run_main("check", "m.yaml", cwd=tmp_path)
+    assert result.stderr.splitlines() == [
+        'm.yaml:7:9: keys must be strings, got True: quote it, "on", for the text',
+        "mcp-runner: 1 problem in m.yaml",
+    ]
+    (tmp_path / "m.yaml").write_text(manifest.format(key='"on"'))
+    assert run_main("check", "m.yaml", cwd=tmp_path).returncode == 0
+    manifest_model, _ = load(tmp_path / "m.yaml")
+    assert manifest_model.tools[0].input_schema == {"type": "object", "properties": {"on": {"type": "string"}}}
