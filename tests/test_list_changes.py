@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +21,8 @@ from mcp import Client
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
 from mcp_types import PromptListChangedNotification, ResourceListChangedNotification, ToolListChangedNotification
 
-from tests.helpers import RunnerProcess, edit_and_wait, mcp_client
+from tests.helpers import RunnerProcess, edit_and_wait, healthz, mcp_client
+from tests.realredis import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -230,3 +232,28 @@ async def test_a_reload_that_drops_a_tool_added_at_run_time_tells_clients(served
         await clients.both_hear("tools")
         assert "ephemeral" not in await names(clients.legacy, "tools")
         assert "ephemeral" not in await names(clients.modern, "tools")
+
+
+async def test_with_server_bus_a_listener_on_another_replica_hears_it(tmp_path: Path) -> None:
+    """A 2026-07-28 client's calls and its listen stream may land on different replicas: the news travels."""
+    redis = RedisServer().start()
+    (tmp_path / "lc_tools.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "lists.yaml").write_text(MANIFEST + "server:\n  bus: ${LISTS_BUS}\n")
+    a = RunnerProcess(tmp_path / "lists.yaml", env={"LISTS_BUS": redis.url})
+    b = RunnerProcess(tmp_path / "lists.yaml", env={"LISTS_BUS": redis.url})
+    try:
+        a.start()
+        b.start()
+        with anyio.fail_after(30):
+            while any(healthz(r.health_url)["bus"]["state"] != "connected" for r in (a, b)):
+                await anyio.sleep(0.05)
+        async with mcp_client(b.url) as on_b, on_b.listen(tools_list_changed=True) as subscription:
+            async with mcp_client(a.url) as on_a:
+                assert not (await on_a.call_tool("grow", {"name": "shout"})).is_error
+            with anyio.fail_after(20):
+                assert isinstance(await subscription.__anext__(), ToolsListChanged)
+    finally:
+        for runner in (a, b):
+            if runner.proc is not None:
+                runner.stop()
+        redis.stop()
