@@ -21,6 +21,7 @@ from runner.build.server import build
 from runner.manifest.config import Binding
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import load
+from runner.manifest.schema import json_schema
 from tests.helpers import RunnerProcess, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
@@ -226,6 +227,16 @@ def test_a_header_name_must_be_an_http_token(tmp_path: Path) -> None:
         "!#$%&'*+-.^_`|~ only, no spaces (it follows Mcp-Param-)",
         "mcp-runner: 1 problem in m.yaml",
     ]
+
+
+def test_editors_schema_holds_header_names_as_check_does() -> None:
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for name, accepted in (("Region", True), ("Tenant-Id", True), ("Bad Name", False), ("a:b", False)):
+        text = f'name: x\ntools:\n  - function: m:f\n    headers: {{region: "{name}"}}\n'
+        assert (not list(validator.iter_errors(yaml.safe_load(text)))) is accepted, name
 
 
 FROM_SIGNATURES = """

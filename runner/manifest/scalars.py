@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from runner.manifest.envsubst import Substituted
 
@@ -31,7 +31,7 @@ def _header_name(value: Any) -> Any:
     return value
 
 
-HeaderName = Annotated[str, BeforeValidator(_header_name)]
+HeaderName = Annotated[str, BeforeValidator(_header_name), Field(json_schema_extra={"pattern": _TOKEN.pattern})]
 
 
 def _typed(kind: str) -> BeforeValidator:
