@@ -33,6 +33,7 @@ from runner.manifest.config import Binding
 from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
+from runner.surface.headers import HeaderProblem
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
@@ -157,6 +158,9 @@ def build(
         except SchemaProblem as exc:
             problems.append(Problem(source.locate(("tools", i, "input_schema", *exc.path)), str(exc)))
             continue
+        except HeaderProblem as exc:
+            problems.append(Problem(source.locate(("tools", i, "headers", exc.name)), str(exc)))
+            continue
         except Exception as exc:
             failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
@@ -251,6 +255,7 @@ def _tool(
             input_schema=entry.input_schema,
             output_schema=entry.output_schema,
             bound=frozenset(entry.bind),
+            headers=entry.headers,
             name=entry_name(entry),
             title=entry.title,
             description=entry.description,

@@ -86,16 +86,25 @@ def _in_catalog(name: str) -> Any:
     )
 
 
-def _clearing_lists(method: Callable[..., Any]) -> Any:
-    """`method` of MCPServer, then the kept list answers forgotten: it changed a list."""
+def _changing(kind: str) -> Callable[[Callable[..., Any]], Any]:
+    """`method` of MCPServer, which changes the `kind` list, then that change made known.
 
-    @functools.wraps(method)
-    def changing(self: FastMCPSignInWrapper, *args: Any, **kwargs: Any) -> Any:
-        result = method(self, *args, **kwargs)
-        self.lists.clear()
-        return result
+    The kept list answers are forgotten, and every client listening hears it: 2026-07-28
+    `subscriptions/listen` streams and handshake-era sessions alike, on every replica with
+    `server.bus`, as for `ctx.notify_tools_changed()`. Before the server serves (a build),
+    there is nobody to tell and nothing is sent.
+    """
 
-    return changing
+    def wrap(method: Callable[..., Any]) -> Any:
+        @functools.wraps(method)
+        def changing(self: FastMCPSignInWrapper, *args: Any, **kwargs: Any) -> Any:
+            result = method(self, *args, **kwargs)
+            self.list_changed(kind)
+            return result
+
+        return changing
+
+    return wrap
 
 
 class FastMCPSignInWrapper(MCPServer):
@@ -167,6 +176,7 @@ class FastMCPSignInWrapper(MCPServer):
         # What seals multi-round `requestState` (runner/build/sealing.py); set by the manifest's build, else None.
         self.sealing: Sealing | None = None
         self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
+        self.changed_lists = 0  # list changes made through the methods below, for a reload's "before" (runner/reload)
         kwargs.setdefault("subscriptions", self.events)
         self.tasks = TasksExtension()  # tools with `task:` run as tasks (runner/tasks)
         kwargs["extensions"] = [*kwargs.get("extensions", ()), self.tasks]
@@ -183,6 +193,7 @@ class FastMCPSignInWrapper(MCPServer):
         serve_subscriptions(self)
         serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)
+        self.advertise_list_changed()  # a reload, or a tool's `ctx.mcp_server.add_tool`, tells clients
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
@@ -235,21 +246,31 @@ class FastMCPSignInWrapper(MCPServer):
 
     # -- what changes a list forgets the kept list answers (runner/speed/lists.py) -------------
 
-    add_tool = _clearing_lists(MCPServer.add_tool)
-    remove_tool = _clearing_lists(MCPServer.remove_tool)
-    add_resource = _clearing_lists(MCPServer.add_resource)
-    add_prompt = _clearing_lists(MCPServer.add_prompt)
-    remove_prompt = _clearing_lists(MCPServer.remove_prompt)
+    # -- and tells listening clients: a tool that adds a tool through `ctx.mcp_server` (docs/reload.md) --
+
+    add_tool = _changing("tools")(MCPServer.add_tool)
+    remove_tool = _changing("tools")(MCPServer.remove_tool)
+    add_resource = _changing("resources")(MCPServer.add_resource)
+    add_prompt = _changing("prompts")(MCPServer.add_prompt)
+    remove_prompt = _changing("prompts")(MCPServer.remove_prompt)
 
     def resource(self, *args: Any, **kwargs: Any) -> Any:  # a template is added without add_resource
         register = super().resource(*args, **kwargs)
 
         def decorator(fn: Any) -> Any:
+            before = self.changed_lists
             registered = register(fn)
-            self.lists.clear()
+            if self.changed_lists == before:  # a static resource went through add_resource, which said so
+                self.list_changed("resources")
             return registered
 
         return decorator
+
+    def list_changed(self, kind: str) -> None:
+        """The `kind` list ("tools", "resources" or "prompts") changed: forget kept answers, tell listeners."""
+        self.lists.clear()
+        self.changed_lists += 1
+        self.events.list_changed(kind)
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.

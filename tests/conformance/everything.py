@@ -169,9 +169,16 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
 
 
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
-    given = {k: v for k, v in (("name", name), ("address", address)) if v is not None}
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, str] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 (the suite's property name)
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
+    values = {"name": name, "address": address, "contactMethod": contactMethod, "phone": phone, "email": email}
+    given = {k: v for k, v in values.items() if v is not None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
@@ -305,3 +312,11 @@ async def test_tool_with_task(user: Annotated[UserName, Resolve(ask_user_name)])
     """Asks for a name first (a multi-round call), then runs as a task"""
     await anyio.sleep(0.5)
     return f"Hello, {user.name}, from a task!"
+
+
+# --- Routing headers (SEP-2243): a parameter mirrored into an Mcp-Param-* header (everything.yaml: headers:) ---
+
+
+def test_routing_header(region: str, note: str = "") -> str:
+    """Echoes the region a load balancer could route on, from the Mcp-Param-Region header"""
+    return f"routed to {region}" + (f" ({note})" if note else "")
