@@ -11,11 +11,13 @@ import json
 from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
+from mcp.server.mcpserver.resolve import ListRoots, Sample
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     AudioContent,
     CreateMessageResult,
     ElicitRequest,
@@ -174,9 +176,16 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
 
 
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
-    given = {k: v for k, v in (("name", name), ("address", address)) if v is not None}
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, str] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 (the suite's property name)
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
+    values = {"name": name, "address": address, "contactMethod": contactMethod, "phone": phone, "email": email}
+    given = {k: v for k, v in values.items() if v is not None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
@@ -241,17 +250,92 @@ def test_prompt_with_image() -> list[Message]:
     ]
 
 
-# -- tools and prompts that ask the user (issue 20 items 2 and 4; docs/asking.md) ----------------
-# 0.2.0-alpha.12's input-required-result-* scenarios and server-stateless's test_missing_capability.
-# Written with the SDK's resolver API, as docs/asking.md teaches: the same functions send real
-# server-to-client requests to handshake-era clients and answer `input_required` to 2026-07-28 ones.
+# -- tasks (the io.modelcontextprotocol/tasks extension; `task:` in everything.yaml, docs/tasks.md) ---------
+
+
+class Confirmation(BaseModel):
+    confirm: bool
+
+
+class Detail(BaseModel):
+    name: str = ""
+    confirm: bool = False
 
 
 class UserName(BaseModel):
     name: str
 
 
-class Confirmation(BaseModel):
+def greet(name: str) -> str:
+    """Greets someone (never a task)"""
+    return f"Hello, {name}!"
+
+
+async def slow_compute(seconds: float, label: str = "") -> str:
+    """Works for `seconds` seconds, then answers (a task for clients that declare the extension)"""
+    await anyio.sleep(seconds)
+    return f"{label or 'compute'}: done after {seconds:g} s"
+
+
+async def failing_job() -> str:
+    """Works for a second, then fails as a tool error (always a task)"""
+    await anyio.sleep(1)
+    raise ToolError("the job failed")
+
+
+async def protocol_error_job() -> str:
+    """Fails with a JSON-RPC error: the task ends failed"""
+    await anyio.sleep(0.2)
+    raise MCPError(code=INTERNAL_ERROR, message="the job broke")
+
+
+async def confirm_delete(filename: str, ctx: Context) -> str:
+    """Asks for confirmation while it runs as a task, then deletes (pretends to)"""
+    answer = await ctx.elicit(f"Delete {filename}?", Confirmation)
+    if answer.action == "accept" and answer.data.confirm:
+        return f"deleted {filename}"
+    return f"kept {filename}"
+
+
+async def multi_input(ctx: Context) -> str:
+    """Asks two questions at once while it runs as a task"""
+    names: list[str] = []
+
+    async def ask(question: str) -> None:
+        answer = await ctx.elicit(question, Detail)
+        names.append(answer.data.name if answer.action == "accept" else "-")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ask, "First name?")
+        group.start_soon(ask, "Second name?")
+    return "got " + ", ".join(sorted(names))
+
+
+def ask_user_name() -> Elicit[UserName]:
+    return Elicit("What is your name?", UserName)
+
+
+async def test_tool_with_task(user: Annotated[UserName, Resolve(ask_user_name)]) -> str:
+    """Asks for a name first (a multi-round call), then runs as a task"""
+    await anyio.sleep(0.5)
+    return f"Hello, {user.name}, from a task!"
+
+
+# --- Routing headers (SEP-2243): a parameter mirrored into an Mcp-Param-* header (everything.yaml: headers:) ---
+
+
+def test_routing_header(region: str, note: str = "") -> str:
+    """Echoes the region a load balancer could route on, from the Mcp-Param-Region header"""
+    return f"routed to {region}" + (f" ({note})" if note else "")
+
+
+# -- tools and prompts that ask the user (issue 20 items 2 and 4; docs/asking.md) ----------------
+# 0.2.0-alpha.12's input-required-result-* scenarios and server-stateless's test_missing_capability.
+# Written with the SDK's resolver API, as docs/asking.md teaches: the same functions send real
+# server-to-client requests to handshake-era clients and answer `input_required` to 2026-07-28 ones.
+
+
+class Approval(BaseModel):
     ok: bool
 
 
@@ -304,11 +388,11 @@ def test_input_required_result_list_roots(roots: Annotated[ListRootsResult, Reso
     return "Roots: " + ", ".join(str(root.uri) for root in roots.roots)
 
 
-def ask_confirmation() -> Elicit[Confirmation]:
-    return Elicit("Please confirm", Confirmation)
+def ask_confirmation() -> Elicit[Approval]:
+    return Elicit("Please confirm", Approval)
 
 
-def test_input_required_result_request_state(confirmed: Annotated[Confirmation, Resolve(ask_confirmation)]) -> str:
+def test_input_required_result_request_state(confirmed: Annotated[Approval, Resolve(ask_confirmation)]) -> str:
     """Asks for a confirmation; the answer comes back with the sealed requestState"""
     return f"state-ok: confirmed={confirmed.ok}"
 
@@ -342,7 +426,7 @@ def test_input_required_result_multi_round(
     return f"{user.name} likes {color.color}"
 
 
-def test_input_required_result_tampered_state(confirmed: Annotated[Confirmation, Resolve(ask_confirmation)]) -> str:
+def test_input_required_result_tampered_state(confirmed: Annotated[Approval, Resolve(ask_confirmation)]) -> str:
     """Asks for a confirmation; a tampered requestState is refused by the SDK"""
     return f"confirmed={confirmed.ok}"
 
