@@ -7,6 +7,7 @@ user is a real MCP client with a real token. bench/attacks.py runs the same atta
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import httpx2
 import pytest
 
 from bench.attacks import (
+    MODERN,
     big_head,
     closed_by_server,
     connect,
@@ -36,7 +38,7 @@ from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_po
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
+TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n\n\ndef big(size: int) -> str:\n    return 'x' * size\n"
 CONNECTIONS = 50
 LIMITS = {
     "max_connections": CONNECTIONS,
@@ -73,7 +75,7 @@ def serve(folder: Path, parser: str, jwks: JWKSServer, limits: dict[str, int]) -
     settings = "".join(f"  {key}: {value}\n" for key, value in limits.items())
     (folder / "hard.yaml").write_text(
         f"name: hard\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
-        f"server:\n{settings}tools:\n  - function: hard_tools:add\n"
+        f"server:\n{settings}tools:\n  - function: hard_tools:add\n  - function: hard_tools:big\n"
     )
     runner.start()
     return Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), parser)
@@ -169,6 +171,36 @@ def test_a_client_that_never_reads_is_reset_after_body_timeout(narrow: Served) -
             sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1") * 20000)
         except ConnectionResetError:  # reset before it took them all
             return
+        assert reset_by_server(sock, time.monotonic() + 60)
+    finally:
+        sock.close()
+
+
+def test_a_connection_closed_with_answers_its_client_never_reads_is_reset_after_body_timeout(narrow: Served) -> None:
+    """A request that says `Connection: close` and asks for an 8 MB answer, from a client that never reads: uvicorn
+    writes the answer and closes the transport, and a close waits for the buffer to drain. The connection kept its
+    place and its file descriptor for ever (with h11, past the high-water mark or below it, it even ranked as
+    serving: never evicted). The client has `server.body_timeout` (2 s here) to read, then it is reset."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {"name": "big", "arguments": {"size": 8_000_000}, "_meta": meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    request = head(
+        narrow.port,
+        "POST /mcp HTTP/1.1",
+        f"Authorization: Bearer {narrow.token(sub='mallory')}",
+        "Content-Type: application/json",
+        "Accept: application/json, text/event-stream",
+        f"MCP-Protocol-Version: {MODERN}",
+        "Mcp-Method: tools/call",
+        "Mcp-Name: big",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    )
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(request + body)
         assert reset_by_server(sock, time.monotonic() + 60)
     finally:
         sock.close()

@@ -63,6 +63,7 @@ class LimitedH11Protocol(Bounded, H11Protocol):
     def on_response_complete(self) -> None:
         before = self.cycle
         super().on_response_complete()
+        self._closed_unsent()
         if self.cycle is not before:
             self._pipelined = self.cycle
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():

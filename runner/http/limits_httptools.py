@@ -135,6 +135,7 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
     def on_response_complete(self) -> None:
         queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()
+        self._closed_unsent()
         self._pipelined = queued
         if self.pipeline and not self.transport.is_closing():
             # uvicorn reads on after every answer, and each read of pipelined requests queues thousands of
