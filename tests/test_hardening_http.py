@@ -24,6 +24,7 @@ from bench.attacks import (
     connect,
     endless_trailer,
     head,
+    many_headers,
     never_reading,
     open_listen,
     owed_body_head,
@@ -245,11 +246,6 @@ def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(ser
     # A head under the bound is served as ever.
     big = "x" * 8000
     assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
-
-
-def many_headers(port: int, count: int) -> bytes:
-    """A complete `GET /healthz` head of `count` small headers (10 bytes each), sent whole."""
-    return head(port, "GET /healthz HTTP/1.1", *(f"X{i:05d}:y" for i in range(count)))
 
 
 @pytest.mark.parametrize("shape", ["headers", "url"])
