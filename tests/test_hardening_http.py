@@ -235,6 +235,24 @@ def test_pipelined_requests_are_read_as_they_are_answered(narrow: Served) -> Non
         sock.close()
 
 
+def test_line_ends_after_an_answer_do_not_keep_a_connection_open(narrow: Served) -> None:
+    """httptools skips line ends between requests, and they cancelled uvicorn's keep-alive timer with no head
+    deadline armed instead: a connection sending `\r\n` every 2 s after an answer stayed open for ever. A head is
+    owed from the first of them: the connection is closed within `header_timeout` (10 s)."""
+    with connect(narrow.port) as sock:
+        sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1"))
+        assert status_of(sock) == 200
+        deadline = time.monotonic() + 60
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:  # reset by the server
+                break
+            closed = closed_by_server(sock, time.monotonic() + 0.5)
+        assert closed or time.monotonic() < deadline
+
+
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------
 
 
