@@ -266,6 +266,18 @@ def made_up_kids(port: int, stop: threading.Event, heads: list[bytes], sent: lis
         return
 
 
+def served_within(g: Guarded, attempts: int) -> int:
+    """The status of a call with a known kid, retried on the connection limiter's 503 up to `attempts` times."""
+    status = 0
+    for _ in range(attempts):
+        response = g.post(g.token())
+        status = response.status_code
+        if not (status == 503 and response.text == "Too many connections"):
+            break
+        time.sleep(0.5)
+    return status
+
+
 def test_made_up_kids_on_keep_alive_sockets_cannot_lock_a_known_kid_out(tmp_path: Path) -> None:
     jwks = JWKSServer(app_id="slots-app", keys=[Key.new("known-kid")]).start()
     g = Guarded(tmp_path, jwks)
@@ -292,7 +304,10 @@ def test_made_up_kids_on_keep_alive_sockets_cannot_lock_a_known_kid_out(tmp_path
         assert jwks.hits > before and min(sent) > 0, (before, jwks.hits, sent)
         # A client with a known kid, meanwhile: each attempt on a new connection. Before, every slot was held
         # by a request waiting on the hanging fetch, and each attempt got "503 Too many connections".
-        statuses = [g.post(g.token()).status_code for _ in range(5)]
+        # Each call may be retried twice on "Too many connections", as a client does with a 503: thirty sockets
+        # sending back to back keep most slots busy for a moment on a loaded machine, which is the connection
+        # limiter's business; what must not happen is every slot held for the length of the issuer's hang.
+        statuses = [served_within(g, attempts=3) for _ in range(5)]
     finally:
         stop.set()
         for attacker in attackers:
