@@ -119,7 +119,7 @@ def lone(tmp_path: Path, jwks: JWKSServer) -> Iterator[Lone]:
         stop_process(served.runner.proc)
 
 
-def post(lone: Lone, token: str, method: str, params: dict[str, object]) -> httpx2.Response:
+def post(url: str, token: str, method: str, params: dict[str, object]) -> httpx2.Response:
     """A 2026-07-28 request on a connection of its own, as a client that arrives now would send it."""
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta}}
@@ -130,15 +130,15 @@ def post(lone: Lone, token: str, method: str, params: dict[str, object]) -> http
         "Mcp-Method": method,
         **({"Mcp-Name": str(params["name"])} if "name" in params else {}),
     }
-    return httpx2.post(lone.runner.url, json=body, headers=headers, timeout=30)
+    return httpx2.post(url, json=body, headers=headers, timeout=30)
 
 
-def refusing(lone: Lone, token: str) -> bool:
-    """Whether the server now refuses new work: a new call is not taken (503, or a refused connection)."""
+def refusing(url: str, token: str, call: str = "touch", arguments: dict[str, object] | None = None) -> bool:
+    """Whether the server at `url` now refuses new work: a new call is not taken (503, or a refused
+    connection). The call runs if it is taken: one that does no harm."""
+    params = {"name": call, "arguments": {"uri": "note://probe"} if arguments is None else arguments}
     try:
-        return (
-            post(lone, token, "tools/call", {"name": "touch", "arguments": {"uri": "note://probe"}}).status_code == 503
-        )
+        return post(url, token, "tools/call", params).status_code == 503
     except httpx2.ConnectError:
         return True
 
@@ -179,7 +179,9 @@ async def test_a_call_in_flight_at_the_signal_returns_its_result(lone: Lone, mod
             await anyio.to_thread.run_sync(wait_until, (lone.hold / "signal.started").exists, "the call to start")
             proc.send_signal(sig)
             token = lone.token()  # the server has done what it does at the signal: it takes no new call
-            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone, token), "new work to be refused")
+            await anyio.to_thread.run_sync(
+                wait_until, lambda: refusing(lone.runner.url, token), "new work to be refused"
+            )
             (lone.hold / "signal.release").touch()
     assert results == ["signal done"]
     assert ends == ([] if mode == "legacy" else ["graceful"])
@@ -199,13 +201,13 @@ async def test_new_work_is_refused_while_follow_ups_are_answered(lone: Lone) -> 
         tasks.start_soon(client.call_tool, "hold", {"name": "busy"})
         await anyio.to_thread.run_sync(wait_until, (lone.hold / "busy.started").exists, "the call to start")
         proc.send_signal(signal.SIGTERM)
-        await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone, token), "new work to be refused")
+        await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work to be refused")
         refused = await anyio.to_thread.run_sync(
-            post, lone, token, "tools/call", {"name": "touch", "arguments": {"uri": "note://a"}}
+            post, lone.runner.url, token, "tools/call", {"name": "touch", "arguments": {"uri": "note://a"}}
         )
         assert refused.status_code == 503, refused.text
         assert refused.headers["connection"] == "close" and refused.headers["retry-after"] == "1"
-        listed = await anyio.to_thread.run_sync(post, lone, token, "tools/list", {})
+        listed = await anyio.to_thread.run_sync(post, lone.runner.url, token, "tools/list", {})
         assert listed.status_code == 200 and '"hold"' in listed.text, listed.text
         (lone.hold / "busy.release").touch()
     assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
