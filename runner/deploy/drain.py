@@ -178,7 +178,7 @@ class StreamCloser:
         """
         deadline = time.monotonic() + timeout
         self.closing = True
-        busy = bool(self._calls or self._open)
+        busy = bool(self._calls or any(s.kind == "call" for s in self._open))  # else no one is to follow up
         while self._calls or any(s.kind == "call" for s in self._open):
             if time.monotonic() >= deadline:
                 break
