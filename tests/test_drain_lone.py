@@ -19,10 +19,11 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import httpx2
+import mcp_types as types
 import pytest
 from mcp.shared.subscriptions import ResourceUpdated
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, stop_process
+from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, mcp_client, stop_process
 from tests.realredis import RedisServer
 from tests.scale import wait_until
 
@@ -37,6 +38,7 @@ signin:
 tools:
   - function: lone_tools:hold
   - function: lone_tools:touch
+  - function: lone_tools:ask_later
 resources:
   - uri: note://{name}
     function: lone_tools:note
@@ -51,6 +53,7 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import Context
+from pydantic import BaseModel
 
 
 async def hold(name: str) -> str:
@@ -61,6 +64,21 @@ async def hold(name: str) -> str:
         while not (folder / f"{name}.release").exists():
             await anyio.sleep(0.02)
     return f"{name} done"
+
+
+class Name(BaseModel):
+    name: str
+
+
+async def ask_later(ctx: Context) -> str:
+    """Wait for ask.release, then ask the client for a name (elicitation)."""
+    folder = Path(os.environ["HOLD_DIR"])
+    (folder / "ask.started").touch()
+    with anyio.move_on_after(60):
+        while not (folder / "ask.release").exists():
+            await anyio.sleep(0.02)
+    answer = await ctx.elicit("Your name?", Name)
+    return f"{answer.action}: {answer.data.name if answer.data else '-'}"
 
 
 async def touch(uri: str, ctx: Context) -> str:
@@ -190,6 +208,32 @@ async def test_a_call_in_flight_at_the_signal_returns_its_result(lone: Lone, mod
         assert "ended 1 standing stream(s) gracefully" in lone.runner.logged()
 
 
+async def test_a_call_that_asks_the_user_during_the_drain_gets_the_answer(lone: Lone) -> None:
+    """A handshake-era call in flight at SIGTERM that then asks the user: the client's answer (a POST,
+    on a new connection if need be) is a follow-up the draining server takes, and the call completes."""
+    proc = lone.runner.proc
+    assert proc is not None
+    token = lone.token()
+
+    async def answer_ann(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ann"})
+
+    async with mcp_client(lone.runner.url, token, mode="legacy", elicitation_callback=answer_ann) as client:
+        async with anyio.create_task_group() as tasks:
+            results: list[object] = []
+
+            async def call() -> None:
+                results.append((await client.call_tool("ask_later", {})).structured_content)
+
+            tasks.start_soon(call)
+            await anyio.to_thread.run_sync(wait_until, (lone.hold / "ask.started").exists, "the call to start")
+            proc.send_signal(signal.SIGTERM)
+            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
+            (lone.hold / "ask.release").touch()
+    assert results == [{"result": "accept: Ann"}]
+    assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
+
+
 async def test_new_work_is_refused_while_follow_ups_are_answered(lone: Lone) -> None:
     """During the drain, a call that was not in flight is refused with 503 and `Connection: close` (a
     balancer sends it to another replica), on a new connection too: the socket is still open for the
@@ -197,6 +241,9 @@ async def test_new_work_is_refused_while_follow_ups_are_answered(lone: Lone) -> 
     proc = lone.runner.proc
     assert proc is not None
     token = lone.token()
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    opened = httpx2.post(lone.runner.url, json=INITIALIZE, headers=auth, timeout=30)  # a handshake-era session
+    session = {**auth, "Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
     async with mcp_client(lone.runner.url, token, mode="2026-07-28") as client, anyio.create_task_group() as tasks:
         tasks.start_soon(client.call_tool, "hold", {"name": "busy"})
         await anyio.to_thread.run_sync(wait_until, (lone.hold / "busy.started").exists, "the call to start")
@@ -209,6 +256,15 @@ async def test_new_work_is_refused_while_follow_ups_are_answered(lone: Lone) -> 
         assert refused.headers["connection"] == "close" and refused.headers["retry-after"] == "1"
         listed = await anyio.to_thread.run_sync(post, lone.runner.url, token, "tools/list", {})
         assert listed.status_code == 200 and '"hold"' in listed.text, listed.text
+        # Within a session, which ends with this server: the spec's 404, so that the client starts a new one.
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "touch", "arguments": {"uri": "x"}},
+        }
+        gone = await anyio.to_thread.run_sync(lambda: httpx2.post(lone.runner.url, json=call, headers=session))
+        assert gone.status_code == 404 and gone.json()["error"]["message"] == "Session not found", gone.text
         (lone.hold / "busy.release").touch()
     assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
 
