@@ -256,6 +256,12 @@ async def test_new_work_is_refused_while_follow_ups_are_answered(lone: Lone) -> 
         assert refused.headers["connection"] == "close" and refused.headers["retry-after"] == "1"
         listed = await anyio.to_thread.run_sync(post, lone.runner.url, token, "tools/list", {})
         assert listed.status_code == 200 and '"hold"' in listed.text, listed.text
+        # The next round of a multi-round call (it carries requestState) belongs to a call begun before the
+        # drain: taken, so the SDK judges it (this state is made up, and refused as such), not the drain.
+        arguments = {"uri": "note://a"}
+        next_round = {"name": "touch", "arguments": arguments, "requestState": "made-up", "inputResponses": {}}
+        taken = await anyio.to_thread.run_sync(post, lone.runner.url, token, "tools/call", next_round)
+        assert taken.status_code != 503 and "Invalid or expired requestState" in taken.text, taken.text
         # Within a session, which ends with this server: the spec's 404, so that the client starts a new one.
         call = {
             "jsonrpc": "2.0",

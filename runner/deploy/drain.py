@@ -170,11 +170,11 @@ class StreamCloser:
         gracefully, and return once no follow-up has been served for `QUIET` s (within `timeout`).
 
         The streams end after the calls, not before: a client's stream and its calls are one
-        conversation. The SDK's client gives up a handshake-era session, calls in flight included,
-        when its GET stream cannot reconnect, and a 2026-07-28 client reads a listen stream that ends
-        without its result as `SubscriptionLost`. Until the calls are answered the streams carry events
-        as usual (with `server.bus`, other replicas' events too). Then a listen stream gets the SDK's
-        graceful close and a GET stream's SSE response completes; their clients listen again elsewhere.
+        conversation. The SDK's 2026-07-28 client reads a listen stream that ends without its result as
+        `SubscriptionLost`, which cancels the calls in the same task group; and until the calls are
+        answered the streams carry events as usual (with `server.bus`, other replicas' events too).
+        Then a listen stream gets the SDK's graceful close and a GET stream's SSE response completes;
+        their clients listen again where a server is.
         """
         deadline = time.monotonic() + timeout
         self.closing = True
