@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver.tools import ToolManager
 
     from runner.events.hub import EventHub
+    from runner.tasks.extension import TasksExtension
 
 
 class LiveServer(Protocol):
@@ -31,6 +32,7 @@ class LiveServer(Protocol):
     def middleware(self) -> list[Any]: ...  # the SDK's server middleware, outermost first
 
     events: EventHub  # resource updates and list changes, for both protocol generations
+    tasks: TasksExtension  # tools that run as tasks (runner/tasks)
     _tool_manager: ToolManager
     _prompt_manager: PromptManager
     _resource_manager: ResourceManager

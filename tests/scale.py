@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -68,22 +70,99 @@ def nginx_binary() -> str:
     return debian_binary("nginx", "/usr/sbin/nginx", "nginx")
 
 
+# An access log that says where each request went: the replica that answered (the last upstream
+# address) and the JSON-RPC body, one JSON object per line (`Nginx.routed`).
+ROUTED_LOG = """log_format routed escape=json '{"upstream":"$upstream_addr","status":"$status","body":"$request_body"}';
+    access_log PREFIX/access.log routed;"""
+
+# What a plain round-robin reverse proxy looks like, for the tests that want no session routing at all.
+PLAIN = """worker_processes 1;
+{user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+daemon off;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    {log}
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    upstream replicas {{
+{servers}
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://replicas;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
 @dataclass
 class Nginx:
-    """nginx on a free loopback port, everything it writes in `folder`, stopped by PID."""
+    """nginx on a free loopback port, everything it writes in `folder`, stopped by PID.
+
+    The configuration is what `mcp-runner nginx` writes, or with `plain` a bare round-robin proxy;
+    `routed` logs which replica answered each request, with its body.
+    """
 
     folder: Path
     upstreams: list[Upstream]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
+    plain: bool = False
+    routed: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
+    def _write(self, user: str | None) -> Path:
+        listen = f"127.0.0.1:{self.port}"
+        if not self.plain:
+            conf = write(self.folder, self.upstreams, listen=listen, workers="1", user=user)
+            if self.routed:
+                logged = f"access_log {self.folder}/access.log;"
+                conf.write_text(conf.read_text().replace(logged, ROUTED_LOG.replace("PREFIX", str(self.folder))))
+            return conf
+        (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = self.folder / "nginx.conf"
+        log = ROUTED_LOG if self.routed else "access_log PREFIX/access.log;"
+        servers = "\n".join(f"        server {u.address};" for u in self.upstreams)
+        text = PLAIN.format(
+            user=f"user {user};" if user else "",
+            prefix=self.folder,
+            log=log.replace("PREFIX", str(self.folder)),
+            servers=servers,
+            listen=listen,
+        )
+        conf.write_text(text)
+        return conf
+
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """With `routed`: (replica, JSON-RPC body) of every logged request that had a JSON body, in order."""
+        replicas = {u.address: u.replica_id for u in self.upstreams}
+        logged = []
+        for line in (self.folder / "access.log").read_text().splitlines():
+            entry = json.loads(line)
+            try:
+                body = json.loads(entry["body"])
+            except ValueError:
+                continue
+            # "a, b": nginx tried a, then b answered
+            logged.append((replicas[entry["upstream"].split(", ")[-1]], body))
+        return logged
+
     def start(self) -> Nginx:
         user = "root" if os.geteuid() == 0 else None  # workers must read the test's private tmp folder
-        conf = write(self.folder, self.upstreams, listen=f"127.0.0.1:{self.port}", workers="1", user=user)
+        conf = self._write(user)
         self.proc = subprocess.Popen(
             [nginx_binary(), "-p", str(self.folder), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
@@ -111,7 +190,12 @@ class Nginx:
 
 @dataclass
 class Cluster:
-    """Replicas `r1`, `r2`, ... of one manifest behind one nginx, with real RS256 tokens from `jwks`."""
+    """Replicas `r1`, `r2`, ... of one manifest behind one nginx, with real RS256 tokens from `jwks`.
+
+    `manifest` and `files` (file name -> text) are what the replicas serve, `env` is added to theirs.
+    With `own_manifests` each replica serves its own copy, `<replica>.yaml`, and reloads when it
+    changes: an edit reaches one replica at a time. `plain` and `routed` are nginx's (`Nginx`).
+    """
 
     folder: Path
     jwks: JWKSServer
@@ -119,13 +203,25 @@ class Cluster:
     extra: tuple[str, ...] = ()
     replicas: dict[str, RunnerProcess] = field(default_factory=dict)
     nginx: Nginx | None = None
+    manifest: str = MANIFEST
+    files: dict[str, str] = field(default_factory=lambda: {"tools.py": TOOLS})
+    env: dict[str, str] = field(default_factory=dict)
+    own_manifests: bool = False
+    plain: bool = False
+    routed: bool = False
+
+    def manifest_of(self, replica: str) -> Path:
+        return self.folder / (f"{replica}.yaml" if self.own_manifests else "scale.yaml")
 
     def start(self) -> Cluster:
-        (self.folder / "tools.py").write_text(TOOLS)
-        (self.folder / "scale.yaml").write_text(MANIFEST)
+        for name, text in self.files.items():
+            (self.folder / name).write_text(text)
         (self.folder / "hold").mkdir(exist_ok=True)
         ports = {f"r{i + 1}": free_port() for i in range(self.count)}
-        self.nginx = Nginx(self.folder / "nginx", [Upstream(r, f"127.0.0.1:{p}") for r, p in ports.items()])
+        for replica in ports:
+            self.manifest_of(replica).write_text(self.manifest)
+        upstreams = [Upstream(r, f"127.0.0.1:{p}") for r, p in ports.items()]
+        self.nginx = Nginx(self.folder / "nginx", upstreams, plain=self.plain, routed=self.routed)
         for replica, port in ports.items():
             self.replicas[replica] = self._replica(replica, port)
         try:
@@ -144,10 +240,11 @@ class Cluster:
             "MCP_APP_RESOURCE": self.url,  # one audience: the URL clients use, nginx's
             "REPLICA": replica,
             "HOLD_DIR": str(self.folder / "hold"),
+            **self.env,
         }
-        extra = ("--no-reload", "--replica-id", replica, *self.extra)
+        extra = (*(() if self.own_manifests else ("--no-reload",)), "--replica-id", replica, *self.extra)
         return RunnerProcess(
-            self.folder / "scale.yaml", port=port, extra=extra, env=env, log=self.folder / f"{replica}.log"
+            self.manifest_of(replica), port=port, extra=extra, env=env, log=self.folder / f"{replica}.log"
         )
 
     @property

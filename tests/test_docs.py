@@ -175,6 +175,8 @@ ENV = {  # what ${VAR} in the docs' manifests is set to
     "POD_NAME": "mcp-0",
     "PORT": "8124",
     "MCP_BUS": "redis://127.0.0.1:6379/0",
+    "MCP_STATE_KEY": "0f" * 32,  # server.request_state_keys (docs/deployment.md)
+    "MCP_STATE_KEY_NEW": "1e" * 32,
 }
 
 

@@ -24,6 +24,7 @@ from runner.build.failures import ResolveFailures
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
+from runner.build.sealing import sealing
 from runner.build.signature import registration_error
 from runner.build.wrapper import FastMCPSignInWrapper
 from runner.completions import Completer, Completions, FunctionCompleter, StaticCompleter, completer_problem
@@ -32,10 +33,12 @@ from runner.manifest.config import Binding
 from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
+from runner.surface.headers import HeaderProblem
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
 from runner.surface.tool import declare
+from runner.tasks import as_task
 from runner.version import server_version
 
 if TYPE_CHECKING:
@@ -155,6 +158,9 @@ def build(
         except SchemaProblem as exc:
             problems.append(Problem(source.locate(("tools", i, "input_schema", *exc.path)), str(exc)))
             continue
+        except HeaderProblem as exc:
+            problems.append(Problem(source.locate(("tools", i, "headers", exc.name)), str(exc)))
+            continue
         except Exception as exc:
             failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
@@ -239,7 +245,8 @@ def _tool(
     )
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return offload(bind_claims(fn, entry.bind) if entry.bind else fn)  # sync code runs on the tool pool
+        # Sync code runs on the tool pool; `task:` marks the function and tells when its body starts (runner/tasks).
+        return as_task(offload(bind_claims(fn, entry.bind) if entry.bind else fn), entry.task)
 
     def make(called: Callable[..., Any]) -> Tool:
         return declare(
@@ -248,6 +255,7 @@ def _tool(
             input_schema=entry.input_schema,
             output_schema=entry.output_schema,
             bound=frozenset(entry.bind),
+            headers=entry.headers,
             name=entry_name(entry),
             title=entry.title,
             description=entry.description,
@@ -295,7 +303,9 @@ def _server(
     manifest: Manifest, source: Source, binding: Binding, root: Path, problems: list[Problem], tools: list[Tool]
 ) -> tuple[FastMCPSignInWrapper | None, LocalIssuer | None, str | None]:
     signin = manifest.signin
+    security, sealed = sealing(manifest.server)  # replicas with the same keys and name continue each other's calls
     common: dict[str, Any] = {
+        "request_state_security": security,
         "instructions": manifest.instructions,
         "version": server_version(manifest.version, source.digest),
         "title": manifest.title,
@@ -316,6 +326,7 @@ def _server(
         return None, None, None
     if signin is None:
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
+        server.sealing = sealed
         return server, None, None
     # Here, not at the top: a server without auth never loads PyJWT (issue 12: start-up cost).
     from runner.auth.jwks import waiting_bound
@@ -356,4 +367,5 @@ def _server(
         advertise_authorization_server=issuer is None,
         **common,
     )
+    server.sealing = sealed
     return server, issuer, issuer_url

@@ -52,6 +52,7 @@ from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
+from runner.build.sealing import Sealing, swap_boundary
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
@@ -63,6 +64,8 @@ from runner.speed.lists import ListCache
 from runner.surface import stamp
 from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
+from runner.tasks import TasksExtension
+from runner.tasks.notify import install as serve_task_notifications
 
 
 class _Catalog:
@@ -83,16 +86,25 @@ def _in_catalog(name: str) -> Any:
     )
 
 
-def _clearing_lists(method: Callable[..., Any]) -> Any:
-    """`method` of MCPServer, then the kept list answers forgotten: it changed a list."""
+def _changing(kind: str) -> Callable[[Callable[..., Any]], Any]:
+    """`method` of MCPServer, which changes the `kind` list, then that change made known.
 
-    @functools.wraps(method)
-    def changing(self: FastMCPSignInWrapper, *args: Any, **kwargs: Any) -> Any:
-        result = method(self, *args, **kwargs)
-        self.lists.clear()
-        return result
+    The kept list answers are forgotten, and every client listening hears it: 2026-07-28
+    `subscriptions/listen` streams and handshake-era sessions alike, on every replica with
+    `server.bus`, as for `ctx.notify_tools_changed()`. Before the server serves (a build),
+    there is nobody to tell and nothing is sent.
+    """
 
-    return changing
+    def wrap(method: Callable[..., Any]) -> Any:
+        @functools.wraps(method)
+        def changing(self: FastMCPSignInWrapper, *args: Any, **kwargs: Any) -> Any:
+            result = method(self, *args, **kwargs)
+            self.list_changed(kind)
+            return result
+
+        return changing
+
+    return wrap
 
 
 class FastMCPSignInWrapper(MCPServer):
@@ -161,9 +173,15 @@ class FastMCPSignInWrapper(MCPServer):
                 validate_token_resource=False,  # the verifier checks the audience itself
             )
             kwargs.update(auth=auth, token_verifier=verifier)
+        # What seals multi-round `requestState` (runner/build/sealing.py); set by the manifest's build, else None.
+        self.sealing: Sealing | None = None
         self.events = EventHub()  # `ctx.notify_*` publish here; it feeds both protocol generations (runner/events)
+        self.changed_lists = 0  # list changes made through the methods below, for a reload's "before" (runner/reload)
         kwargs.setdefault("subscriptions", self.events)
+        self.tasks = TasksExtension()  # tools with `task:` run as tasks (runner/tasks)
+        kwargs["extensions"] = [*kwargs.get("extensions", ()), self.tasks]
         super().__init__(name, *args, **kwargs)
+        self.tasks.server = self
         # Always served, so always advertised: a reload can add completions to a session
         # that initialized before them (docs/manifest.md, "Completions").
         self.completion()(self._complete)
@@ -173,7 +191,9 @@ class FastMCPSignInWrapper(MCPServer):
         self.lists = ListCache(self.middleware)  # innermost middleware: see `add_middleware`
         self.middleware.append(self.lists)
         serve_subscriptions(self)
+        serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)
+        self.advertise_list_changed()  # a reload, or a tool's `ctx.mcp_server.add_tool`, tells clients
         self.run_defaults = {"host": host, "port": port, "streamable_http_path": streamable_http_path}
 
     # MCPServer reads these on every request; routing them through `_catalog` makes a
@@ -189,6 +209,9 @@ class FastMCPSignInWrapper(MCPServer):
         Sessions, the session manager and the subscription bus stay this server's:
         clients stay connected. Requests already running keep the objects they hold.
         """
+        if other.sealing != self.sealing or other.name != self.name:  # keys, TTL or audience changed
+            swap_boundary(self._lowlevel_server, other._lowlevel_server)
+            self.sealing = other.sealing
         self._catalog = other._catalog
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
@@ -223,21 +246,31 @@ class FastMCPSignInWrapper(MCPServer):
 
     # -- what changes a list forgets the kept list answers (runner/speed/lists.py) -------------
 
-    add_tool = _clearing_lists(MCPServer.add_tool)
-    remove_tool = _clearing_lists(MCPServer.remove_tool)
-    add_resource = _clearing_lists(MCPServer.add_resource)
-    add_prompt = _clearing_lists(MCPServer.add_prompt)
-    remove_prompt = _clearing_lists(MCPServer.remove_prompt)
+    # -- and tells listening clients: a tool that adds a tool through `ctx.mcp_server` (docs/reload.md) --
+
+    add_tool = _changing("tools")(MCPServer.add_tool)
+    remove_tool = _changing("tools")(MCPServer.remove_tool)
+    add_resource = _changing("resources")(MCPServer.add_resource)
+    add_prompt = _changing("prompts")(MCPServer.add_prompt)
+    remove_prompt = _changing("prompts")(MCPServer.remove_prompt)
 
     def resource(self, *args: Any, **kwargs: Any) -> Any:  # a template is added without add_resource
         register = super().resource(*args, **kwargs)
 
         def decorator(fn: Any) -> Any:
+            before = self.changed_lists
             registered = register(fn)
-            self.lists.clear()
+            if self.changed_lists == before:  # a static resource went through add_resource, which said so
+                self.list_changed("resources")
             return registered
 
         return decorator
+
+    def list_changed(self, kind: str) -> None:
+        """The `kind` list ("tools", "resources" or "prompts") changed: forget kept answers, tell listeners."""
+        self.lists.clear()
+        self.changed_lists += 1
+        self.events.list_changed(kind)
 
     def advertise_list_changed(self) -> None:
         """Tell handshake-era clients (`initialize`) that tool/resource/prompt lists may change.
@@ -373,6 +406,7 @@ class FastMCPSignInWrapper(MCPServer):
         """Over stdio too, events reach the client (list changes, resource updates)."""
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.events.run)
+            tasks.start_soon(self.tasks.run)  # the tasks' own task group (runner/tasks)
             await super().run_stdio_async()
             tasks.cancel_scope.cancel()
 

@@ -36,6 +36,11 @@ from runner.events.legacy import LegacySessions
 logger = logging.getLogger("runner.events")
 
 Listener = Callable[[ServerEvent], None]
+LIST_EVENTS: dict[str, ServerEvent] = {
+    "tools": ToolsListChanged(),
+    "resources": ResourcesListChanged(),
+    "prompts": PromptsListChanged(),
+}
 
 
 class Backend(Protocol):
@@ -101,6 +106,10 @@ class EventHub:
         except RuntimeError:  # the loop closed in between
             return False
         return True
+
+    def list_changed(self, kind: str) -> bool:
+        """A list of this server changed at run time (its `add_tool`...): tell every listener, from any thread."""
+        return self.emit_threadsafe(LIST_EVENTS[kind])
 
     async def run(self) -> None:
         """While the server serves: hand events to handshake-era sessions, and run the backend if any."""

@@ -12,14 +12,14 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.manifest.errors import ManifestError, Problem
 from runner.manifest.located import located, unknown_hint
-from runner.manifest.scalars import Bool, Claim, Identifier, Int, Number, Scope
+from runner.manifest.scalars import Bool, Claim, HeaderName, Identifier, Int, Number, Scope
 from runner.manifest.settings import ServerSettings
 from runner.manifest.settings import Strict as _Strict
 from runner.manifest.source import Path, Source, parse
@@ -133,6 +133,17 @@ class ToolEntry(_Entry):
         default_factory=dict,
         description="parameter -> token claim: the value comes from the verified token, "
         "is hidden from the input schema and can never be supplied by the model",
+    )
+    task: Literal["never", "optional", "required"] = Field(
+        default="never",
+        description="run as a task (the io.modelcontextprotocol/tasks extension): optional = a task for a client "
+        "that declares the extension, a plain call otherwise; required = a task, and a client that does not "
+        "declare the extension gets -32021; never (default) = always a plain call",
+    )
+    headers: dict[Identifier, HeaderName] = Field(
+        default_factory=dict,
+        description="parameter -> routing header name (SEP-2243): 2026-07-28 clients also send the argument as "
+        "the HTTP header Mcp-Param-<name>, checked against the body; a string, integer or boolean parameter",
     )
 
 

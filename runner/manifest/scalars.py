@@ -7,9 +7,10 @@ A number or boolean is written as YAML writes it (`port: 8124`) or comes from a
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from runner.manifest.envsubst import Substituted
 
@@ -17,6 +18,20 @@ from runner.manifest.envsubst import Substituted
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Claim = Annotated[str, StringConstraints(min_length=1)]
+# RFC 9110 §5.6.2 token: what may follow `Mcp-Param-` in a routing header's name (SEP-2243).
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _header_name(value: Any) -> Any:
+    if isinstance(value, str) and not _TOKEN.match(value):
+        raise ValueError(
+            f"{value!r} is not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only, no spaces "
+            "(it follows Mcp-Param-)"
+        )
+    return value
+
+
+HeaderName = Annotated[str, BeforeValidator(_header_name), Field(json_schema_extra={"pattern": _TOKEN.pattern})]
 
 
 def _typed(kind: str) -> BeforeValidator:

@@ -7,9 +7,9 @@ Command-line flags override these (runner/manifest/config.py).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from runner.deploy.identity import REPLICA_ID
 from runner.http.limits import Limits
@@ -33,7 +33,27 @@ class MetricsSettings(Strict):
 # What a client sees of an unexpected exception in a tool, resource or prompt (runner/build/raised.py).
 ErrorDetails = Literal["safe", "full", "none"]
 
+# Defaults of server.max_tasks, server.max_tasks_per_client, server.task_ttl (runner/tasks).
+MAX_TASKS = 1000
+MAX_TASKS_PER_CLIENT = 32
+TASK_TTL = 3600.0
+
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
+MIN_STATE_KEY_BYTES = 32  # the SDK's floor for a request-state key (mcp/server/request_state.py)
+
+
+def _state_key(key: SecretStr) -> SecretStr:
+    """A `server.request_state_keys` item: long enough for the SDK; the message never echoes it."""
+    size = len(key.get_secret_value().encode())
+    if size < MIN_STATE_KEY_BYTES:
+        raise ValueError(
+            f"a key of {size} bytes: each key needs at least {MIN_STATE_KEY_BYTES} bytes of secret randomness "
+            '(python -c "import secrets; print(secrets.token_hex(32))")'
+        )
+    return key
+
+
+StateKey = Annotated[SecretStr, AfterValidator(_state_key)]
 
 
 class ServerSettings(Strict):
@@ -158,6 +178,45 @@ class ServerSettings(Strict):
             raise ValueError(f"must be a Redis URL starting with {', '.join(BUS_SCHEMES)}")
         return value
 
+    # Multi-round calls across replicas (docs/deployment.md); a reload applies them.
+    request_state_keys: list[StateKey] | None = Field(
+        default=None,
+        min_length=1,
+        description="secrets (each at least 32 bytes, e.g. ${MCP_STATE_KEY}) that seal the requestState of "
+        "multi-round calls (tools that ask the user), so that any replica with the same keys and name can "
+        "continue a call another began; the first seals, all unseal (rotate: [old, new], [new, old], [new]); "
+        "default: a key of this process only",
+    )
+    request_state_ttl: Number = Field(
+        default=600,
+        gt=0,
+        le=86400,
+        description="seconds a multi-round call's requestState stays valid between its rounds",
+    )
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _distinct_state_keys(cls, keys: list[SecretStr] | None) -> list[SecretStr] | None:
+        for i, key in enumerate(keys or ()):
+            if key in (keys or [])[:i]:
+                raise ValueError(f"key {i} repeats an earlier key")  # by position: never the key
+        return keys
+
+    # Tasks (docs/tasks.md); they take effect at start-up.
+    max_tasks: Int = Field(
+        default=MAX_TASKS, ge=1, description="tasks kept at most (running or finished, not yet expired), all clients"
+    )
+    max_tasks_per_client: Int = Field(
+        default=MAX_TASKS_PER_CLIENT,
+        ge=1,
+        description="tasks kept at most per token (issuer, subject, client id), or per client address without auth",
+    )
+    task_ttl: Number = Field(
+        default=TASK_TTL,
+        gt=0,
+        le=604800,
+        description="seconds a task and its result are kept after it was created; then it is forgotten",
+    )
     # Observability (docs/observability.md); they take effect at start-up.
     metrics: MetricsSettings | None = Field(
         default=None, description="serve Prometheus metrics on this separate address (default: off)"
@@ -195,4 +254,7 @@ STARTUP_LIMITS = (
     "stateless",
     "replica_id",
     "drain_timeout",
+    "max_tasks",
+    "max_tasks_per_client",
+    "task_ttl",
 )

@@ -177,7 +177,9 @@ def _build(
                 continue
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
-                problems.append(Problem(where, f"keys must be strings, got {key!r}"))
+                # YAML reads `on`, `no`, `1` as a boolean or number: a schema's property named so needs quotes.
+                hint = f': quote it, "{key_node.value}", for the text' if key_node.value else ""
+                problems.append(Problem(where, f"keys must be strings, got {key!r}{hint}"))
                 continue
             if key in result:
                 problems.append(Problem(where, f"duplicate key {key!r}"))

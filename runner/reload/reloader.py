@@ -75,6 +75,7 @@ class Reloader:
     manifest: Manifest
     manifest_hash: str
     view: Snapshot = field(default_factory=dict)
+    view_changes: int = 0  # the live server's `changed_lists` when `view` was taken (runtime changes since: re-read)
     last: ReloadResult | None = None
     reloads: int = 0
     settler: Settler = field(default_factory=Settler)
@@ -106,8 +107,7 @@ class Reloader:
         pool: ToolPool | None = None,
     ) -> Reloader:
         reloader = cls(manifest_path, where, overrides, built.server, built, manifest, digest, pool=pool or ToolPool())
-        reloader.view = await snapshot(built.server)
-        built.server.advertise_list_changed()
+        reloader.view, reloader.view_changes = await snapshot(built.server), built.server.changed_lists
         freeze_first()  # the first definition is live: out of the collector's way from now on
         return reloader
 
@@ -184,6 +184,8 @@ class Reloader:
         live = self.live
         built.server.guard = _carry_over(live.guard, built.server.guard)
         view = await snapshot(built.server)
+        if live.changed_lists != self.view_changes:  # changed at run time (`add_tool`...): what clients see now
+            self.view = await snapshot(live)
         functions = events.functions(live)
         live.adopt(built.server)  # the atomic step
         self.settler.replaced()
@@ -194,7 +196,7 @@ class Reloader:
         self.pool.resize(runtime(manifest, self.overrides).tool_threads)
         self._dirty.clear()
         diff = Diff.between(self.view, view)
-        self.view = view
+        self.view, self.view_changes = view, live.changed_lists
         # Every replica applies its own reloads: their news goes to this process's clients only.
         for event in list_events(diff.touched()):
             live.events.deliver(event)

@@ -130,9 +130,11 @@ def build_app(
         async with manager.run(), anyio.create_task_group() as tasks:
             tasks.start_soon(_keep_keys_fresh, server)
             tasks.start_soon(server.events.run)  # event delivery to sessions (runner/events)
+            tasks.start_soon(server.tasks.run)  # the task group tools run in as tasks (runner/tasks)
             for task in background:
                 tasks.start_soon(task)
             yield
+            await server.tasks.finish()  # running tasks get the drain's time, then are settled (runner/tasks)
             tasks.cancel_scope.cancel()
 
     return Starlette(

@@ -21,7 +21,7 @@ from runner.build.resolve import ctrl_c_aborts
 from runner.build.server import Built, build, exposure_problems
 from runner.deploy.drain import DrainingServer, StreamCloser
 from runner.deploy.identity import session_prefix
-from runner.deploy.replica import Replica
+from runner.deploy.replica import Replica, state_warnings
 from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
@@ -38,6 +38,7 @@ from runner.reload.unwatched import unwatched_lines
 from runner.serve.live import Record, announce, holder
 from runner.serve.progress import Progress
 from runner.speed.engine import Engine, parser_of, running_loop
+from runner.tasks.attach import attach_tasks
 
 logger = logging.getLogger("runner")
 
@@ -110,6 +111,7 @@ def banner(
     manifest: Manifest | None = None,
     replica: Replica | None = None,
     engine: str = "",
+    warnings: list[str] | None = None,
 ) -> str:
     server = built.server
     tools = [t.name for t in server._tool_manager.list_tools()]
@@ -160,7 +162,10 @@ def banner(
         lines.extend(unwatched_lines(manifest_folder(manifest_file)))
     if replica is not None:
         sessions = "stateless (no sessions)" if replica.stateless else f"session ids {session_prefix(replica.id)}<id>"
-        lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM")
+        sealing = server.sealing
+        keys = f", requestState keys: {sealing.keys}" if sealing is not None and sealing.shared else ""
+        lines.append(f"  replica:   {replica.id}, {sessions}, drain {replica.drain_timeout:g} s on SIGTERM{keys}")
+    lines.extend(f"  warning:   {warning}" for warning in warnings or ())
     if engine:
         lines.append(f"  engine:    {engine}")
     return "\n".join(lines)
@@ -211,6 +216,7 @@ def serve(
         with ctrl_c_aborts(), Progress("starting") as progress:
             built = build(manifest, source, where, pool=pool, progress=progress)
         attach_bus(built.server, manifest, overrides)
+        attach_tasks(built.server, manifest, overrides)
         observed.attach(built.server, str(manifest_path), source.digest)
         observed.announce(banner(built, where, str(manifest_path), transport, reload, manifest), sys.stderr)
         engine.run(_serve_stdio, manifest_path, where, overrides, built, manifest, source.digest, reload, pool)
@@ -239,6 +245,7 @@ def serve(
         record = announce(manifest_folder(manifest_path) / STATE_DIR, manifest_path, where)
 
         replica = Replica.of(manifest, overrides, where.port)
+        attach_tasks(built.server, manifest, overrides, replica)  # fixed too (runner/tasks/attach.py)
         streams = StreamCloser()
 
         async def main() -> None:
@@ -286,7 +293,17 @@ def serve(
             config.load()  # so that the start-up block names the parser uvicorn really got
             running = f"{running_loop()} + {parser_of(config.http_protocol_class)}"
             observed.announce(
-                banner(built, where, str(manifest_path), transport, reload, replica=replica, engine=running), out
+                banner(
+                    built,
+                    where,
+                    str(manifest_path),
+                    transport,
+                    reload,
+                    replica=replica,
+                    engine=running,
+                    warnings=state_warnings(manifest, overrides),
+                ),
+                out,
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
             await DrainingServer(config, replica, streams).serve(sockets=[sock])

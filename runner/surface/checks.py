@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.manifest.errors import Problem
 from runner.manifest.source import Path, Source
+from runner.surface.headers import header_problems
 from runner.surface.models import META_KEY
 from runner.surface.schemas import SchemaProblem, compile_schema
 
@@ -40,7 +41,7 @@ def surface_problems(source: Source, manifest: Any) -> list[Problem]:
                 schema = getattr(entry, key, None)
                 if schema is not None:
                     problems += _schema_problems(source, (section, i, key), schema)
-    return problems
+    return problems + header_problems(source, manifest)
 
 
 def _meta_problems(source: Source, path: Path, meta: dict[str, Any]) -> list[Problem]:

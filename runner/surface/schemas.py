@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -150,14 +151,102 @@ def describe(error: Any) -> str:
     return f"{at}: fails {keyword!r} {_short(expected)}"
 
 
-def property_names(schema: dict[str, Any]) -> list[str]:
-    properties = schema.get("properties")
-    return list(properties) if isinstance(properties, dict) else []
+# Where an object's properties may be declared besides its own `properties`, in 2020-12: the instance is held
+# to every `allOf` member and `$ref` target (so their `required` binds too), and maybe to the others.
+_ALWAYS = ("allOf",)
+_MAYBE = ("anyOf", "oneOf")
+_MAYBE_ONE = ("if", "then", "else")
 
 
-def required_names(schema: dict[str, Any]) -> list[str]:
-    required = schema.get("required")
-    return [name for name in required if isinstance(name, str)] if isinstance(required, list) else []
+@dataclass
+class Declared:
+    """The top-level properties a schema declares, wherever it declares them, and those it always requires."""
+
+    properties: dict[str, SchemaPath] = field(default_factory=dict)  # name -> where it is first declared
+    required: set[str] = field(default_factory=set)
+
+
+def declared(schema: dict[str, Any]) -> Declared:
+    """The argument names `schema` lets through and requires, looking into composition as a validator does.
+
+    A property declared under `allOf`, `anyOf`, `oneOf`, `if`/`then`/`else`, `dependentSchemas` or a
+    local `$ref` (`#/$defs/...`, an anchor) is as much an argument as one under the root's `properties`
+    (a schema that composes its root, `allOf: [{$ref: "#/$defs/Base"}]`, declares Base's properties).
+    Required means required in every valid call: the root's `required`, and that of `allOf` members
+    and `$ref` targets; a `required` inside `anyOf` or `then` binds only some calls. `not` declares nothing.
+    """
+    found = Declared()
+    resolver = _resolver(schema)
+    seen: set[tuple[int, bool]] = set()  # a `$ref` cycle ends; a subschema reached both ways is walked both ways
+
+    def walk(node: Any, path: SchemaPath, always: bool, resolver: Any) -> None:
+        if not isinstance(node, dict) or (id(node), always) in seen:
+            return
+        seen.add((id(node), always))
+        if isinstance(node.get("$id"), str) and path and resolver is not None:
+            from referencing import Resource
+
+            resolver = resolver.in_subresource(Resource.from_contents(node, default_specification=_specification()))
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            for name in properties:
+                found.properties.setdefault(name, (*path, "properties", name))
+        required = node.get("required")
+        if always and isinstance(required, list):
+            found.required.update(name for name in required if isinstance(name, str))
+        for keyword in (*_ALWAYS, *_MAYBE):
+            members = node.get(keyword)
+            if isinstance(members, list):
+                for i, member in enumerate(members):
+                    walk(member, (*path, keyword, i), always and keyword in _ALWAYS, resolver)
+        for keyword in _MAYBE_ONE:
+            walk(node.get(keyword), (*path, keyword), False, resolver)
+        dependent = node.get("dependentSchemas")
+        if isinstance(dependent, dict):
+            for key, member in dependent.items():
+                walk(member, (*path, "dependentSchemas", key), False, resolver)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and resolver is not None:
+            target = _lookup(resolver, ref)
+            if target is not None:
+                walk(target.contents, _pointer(ref) or (*path, "$ref"), always, target.resolver)
+
+    walk(schema, (), True, resolver)
+    return found
+
+
+def _specification() -> Any:
+    from referencing.jsonschema import DRAFT202012
+
+    return DRAFT202012
+
+
+def _resolver(schema: dict[str, Any]) -> Any:
+    """A resolver of the schema's own `$ref`s (nothing fetched; compile_schema proved they all resolve)."""
+    from referencing import Registry, Resource
+
+    try:
+        root = Resource.from_contents(schema, default_specification=_specification())
+        registry: Registry[Any] = Registry().with_resource(root.id() or "", root)
+        return registry.resolver_with_root(root)
+    except Exception:
+        return None
+
+
+def _lookup(resolver: Any, ref: str) -> Any:
+    from referencing.exceptions import Unresolvable
+
+    try:
+        return resolver.lookup(ref)
+    except Unresolvable:
+        return None
+
+
+def _pointer(ref: str) -> SchemaPath | None:
+    """`#/$defs/Base` as a path in the document, for locating what it declares; None for an anchor or a URI."""
+    if not ref.startswith("#/"):
+        return None
+    return tuple(part.replace("~1", "/").replace("~0", "~") for part in ref[2:].split("/"))
 
 
 def _short(value: Any) -> str:

@@ -36,7 +36,8 @@ from mcp.shared.inbound import find_invalid_x_mcp_header
 from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import Field
 
-from runner.surface.schemas import SchemaProblem, compile_schema, property_names, required_names, violation
+from runner.surface.headers import with_headers
+from runner.surface.schemas import SchemaProblem, compile_schema, declared, violation
 
 logger = logging.getLogger("runner")
 
@@ -91,11 +92,19 @@ def declare(
     input_schema: dict[str, Any] | None,
     output_schema: dict[str, Any] | None,
     bound: frozenset[str] = frozenset(),
+    headers: dict[str, str] | None = None,
     **options: Any,
 ) -> Tool:
-    """`make(called, **options)`, with the declared schemas in place; SchemaProblem when they do not fit `called`."""
+    """`make(called, **options)`, with the declared schemas and routing headers in place.
+
+    SchemaProblem when a declared schema does not fit `called`; HeaderProblem when a `headers:` entry does not.
+    """
     if input_schema is None and output_schema is None:
-        return make(called, **options)
+        tool = make(called, **options)
+        if not headers:
+            return tool
+        function = getattr(tool.fn, "__name__", tool.name)
+        return tool.model_copy(update={"parameters": with_headers(tool.parameters, headers, function)})
     if output_schema is not None:
         options["structured_output"] = False  # the declared schema is the output contract, not the annotation
     tool = make(called, **options)
@@ -105,6 +114,10 @@ def declare(
         if (reason := find_invalid_x_mcp_header(schema)) is not None:
             raise SchemaProblem((), f"input_schema has an invalid x-mcp-header annotation: {reason}")
         update.update(declared_input=compile_schema(schema), parameters=schema, passed=_fit(tool, schema, bound))
+        if headers:
+            update["parameters"] = with_headers(schema, headers, getattr(tool.fn, "__name__", tool.name))
+    elif headers:
+        update["parameters"] = with_headers(tool.parameters, headers, getattr(tool.fn, "__name__", tool.name))
     if output_schema is not None:
         schema = _plain(output_schema)
         update.update(
@@ -118,26 +131,28 @@ def _fit(tool: Tool, schema: dict[str, Any], bound: frozenset[str]) -> frozenset
     """The declared properties, checked against the function's parameters (the rules in the module docstring)."""
     fields = tool.fn_metadata.arg_model.model_fields
     parameters = {field.alias or name: field for name, field in fields.items()}
-    declared, required = property_names(schema), set(required_names(schema))
+    found = declared(schema)
+    required = found.required
     function = getattr(tool.fn, "__name__", tool.name)
     hidden = bound | ({tool.context_kwarg} if tool.context_kwarg else set())
-    for name in declared:
+    for name, path in found.properties.items():
         if name in hidden:
             source = "bind:" if name in bound else "the SDK (its Context)"
             message = f"input_schema declares {name!r}, which {source} fills: a client can never supply it"
-            raise SchemaProblem(("properties", name), message)
+            raise SchemaProblem(path, message)
         if name not in parameters:
             takes = ", ".join(repr(p) for p in parameters) or "no parameters"
             message = f"input_schema declares {name!r}, but {function}() has no such parameter (it takes {takes})"
-            raise SchemaProblem(("properties", name), message)
+            raise SchemaProblem(path, message)
     for name, field in parameters.items():
         if field.is_required() and name not in required:
-            where = "add it to required" if name in declared else "declare it under properties and list it in required"
+            known = name in found.properties
+            where = "add it to required" if known else "declare it under properties and list it in required"
             raise SchemaProblem(
-                ("properties", name) if name in declared else ("required",) if "required" in schema else (),
+                found.properties[name] if known else ("required",) if "required" in schema else (),
                 f"input_schema leaves out {name!r}, which {function}() needs (it has no default): {where}",
             )
-    return frozenset(declared)
+    return frozenset(found.properties)
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:

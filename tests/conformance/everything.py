@@ -8,13 +8,15 @@ the names, arguments and contents are what its scenarios ask for. Served by
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     AudioContent,
     EmbeddedResource,
     ImageContent,
@@ -22,6 +24,7 @@ from mcp_types import (
     TextContent,
     TextResourceContents,
 )
+from pydantic import BaseModel
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
@@ -166,9 +169,16 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return await _elicit(ctx, message, {"type": "object", "properties": properties, "required": []})
 
 
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, str] | None = None) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
-    given = {k: v for k, v in (("name", name), ("address", address)) if v is not None}
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, str] | None = None,
+    contactMethod: str | None = None,  # noqa: N803 (the suite's property name)
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
+    values = {"name": name, "address": address, "contactMethod": contactMethod, "phone": phone, "email": email}
+    given = {k: v for k, v in values.items() if v is not None}
     return f"JSON Schema 2020-12 tool called with: {json.dumps(given)}"
 
 
@@ -231,3 +241,82 @@ def test_prompt_with_image() -> list[Message]:
         UserMessage(content=ImageContent(type="image", data=PNG, mime_type="image/png")),
         UserMessage(content="Please analyze the image above."),
     ]
+
+
+# -- tasks (the io.modelcontextprotocol/tasks extension; `task:` in everything.yaml, docs/tasks.md) ---------
+
+
+class Confirmation(BaseModel):
+    confirm: bool
+
+
+class Detail(BaseModel):
+    name: str = ""
+    confirm: bool = False
+
+
+class UserName(BaseModel):
+    name: str
+
+
+def greet(name: str) -> str:
+    """Greets someone (never a task)"""
+    return f"Hello, {name}!"
+
+
+async def slow_compute(seconds: float, label: str = "") -> str:
+    """Works for `seconds` seconds, then answers (a task for clients that declare the extension)"""
+    await anyio.sleep(seconds)
+    return f"{label or 'compute'}: done after {seconds:g} s"
+
+
+async def failing_job() -> str:
+    """Works for a second, then fails as a tool error (always a task)"""
+    await anyio.sleep(1)
+    raise ToolError("the job failed")
+
+
+async def protocol_error_job() -> str:
+    """Fails with a JSON-RPC error: the task ends failed"""
+    await anyio.sleep(0.2)
+    raise MCPError(code=INTERNAL_ERROR, message="the job broke")
+
+
+async def confirm_delete(filename: str, ctx: Context) -> str:
+    """Asks for confirmation while it runs as a task, then deletes (pretends to)"""
+    answer = await ctx.elicit(f"Delete {filename}?", Confirmation)
+    if answer.action == "accept" and answer.data.confirm:
+        return f"deleted {filename}"
+    return f"kept {filename}"
+
+
+async def multi_input(ctx: Context) -> str:
+    """Asks two questions at once while it runs as a task"""
+    names: list[str] = []
+
+    async def ask(question: str) -> None:
+        answer = await ctx.elicit(question, Detail)
+        names.append(answer.data.name if answer.action == "accept" else "-")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ask, "First name?")
+        group.start_soon(ask, "Second name?")
+    return "got " + ", ".join(sorted(names))
+
+
+def ask_user_name() -> Elicit[UserName]:
+    return Elicit("What is your name?", UserName)
+
+
+async def test_tool_with_task(user: Annotated[UserName, Resolve(ask_user_name)]) -> str:
+    """Asks for a name first (a multi-round call), then runs as a task"""
+    await anyio.sleep(0.5)
+    return f"Hello, {user.name}, from a task!"
+
+
+# --- Routing headers (SEP-2243): a parameter mirrored into an Mcp-Param-* header (everything.yaml: headers:) ---
+
+
+def test_routing_header(region: str, note: str = "") -> str:
+    """Echoes the region a load balancer could route on, from the Mcp-Param-Region header"""
+    return f"routed to {region}" + (f" ({note})" if note else "")
