@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 LISTEN = "subscriptions/listen"
 # Requests a draining server still answers, besides notifications and answers to its own requests:
-# what a client sends right after a call, never work that would keep the replica from leaving.
-FOLLOW_UPS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "ping"})
+# what a client sends right after a call, or about a task begun before the drain (runner/tasks), never
+# work that would keep the replica from leaving.
+FOLLOW_UPS = frozenset(
+    {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "ping"}
+    | {"tasks/get", "tasks/update", "tasks/cancel"}
+)
 GONE = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
 
 
@@ -67,7 +71,8 @@ def close_listen_streams(lowlevel: Server[Any]) -> bool:
     `ListenHandler.close` makes each stream's own handler flush what it buffered and send the listen
     result as its final frame: the spec's graceful close, which the SDK client reads as the end of
     its subscription (no `SubscriptionLost`). The handler is found with the public `get_request_handler`,
-    under the runner's wrapper (runner/events/handlers.py marks it with `__wrapped__`).
+    under the runner's wrappers (runner/events/handlers.py, runner/tasks/notify.py), which name what they
+    wrap in `__wrapped__`: a wrapper that does not leaves the streams to end without the graceful close.
     """
     from mcp.server.subscriptions import ListenHandler
 
