@@ -13,8 +13,19 @@ got:
 - head: six connections each push a 64 MiB request header; the server's RSS before and after;
 - metrics: 1,000 idle sockets on the metrics port; the server's thread count, and a scrape.
 
-    python bench/attacks.py [--attack owed-body listen subject head metrics] [--http httptools h11]
-                            [--sockets 1000] [--seconds 30]
+The attacks a later pass found, at the attacker's own size (`--sockets` does not apply):
+
+- never-read: 30 sockets (4 KiB receive buffer) pipeline `GET /healthz` and never read, re-opened when the
+  server closes one, against `max_connections: 30`;
+- trailer: four connections each send a chunked `POST /mcp` (valid token) whose trailer line never ends;
+  the server's RSS, and `/healthz` latency meanwhile;
+- wide-head: six connections send, again and again, a whole head of 12,000 small headers (105 KiB) in one
+  write, and one sends a complete request followed by an oversized head in the same write;
+- madeup-kid: keys known, then the issuer hangs (60 s); 30 keep-alive sockets loop `POST /mcp` with tokens
+  naming made-up kids (no valid signature), re-opened when closed, against `max_connections: 30`.
+
+    python bench/attacks.py [--attack owed-body listen subject head metrics never-read trailer wide-head
+                             madeup-kid] [--http httptools h11] [--sockets 1000] [--seconds 30]
 
 Bounded: loopback only, at most 5,000 sockets and 120 s per attack (plus start-up), every server and
 socket it opened closed at the end. The suite runs the same attacks at a small size with the limits
@@ -33,6 +44,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,7 +54,16 @@ import anyio
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, Key, RunnerProcess, free_port, mcp_client  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    INITIALIZE,
+    Issuer,
+    JWKSServer,
+    Key,
+    RunnerProcess,
+    free_port,
+    mcp_client,
+    unsigned_token,
+)
 
 LOOPBACK = "127.0.0.1"
 MODERN = "2026-07-28"
@@ -195,6 +216,18 @@ def statuses(sock: socket.socket, deadline: float) -> list[int]:
     return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
 
 
+def many_headers(port: int, count: int) -> bytes:
+    """A complete `GET /healthz` head of `count` small headers (10 bytes each), sent whole."""
+    return head(port, "GET /healthz HTTP/1.1", *(f"X{i:05d}:y" for i in range(count)))
+
+
+def made_up_kid_request(port: int) -> bytes:
+    """`POST /mcp` with a token naming a made-up kid and carrying no valid signature (anyone can make one)."""
+    token = unsigned_token({"alg": "RS256", "typ": "JWT", "kid": uuid.uuid4().hex}, {"sub": "x"}) + "AAAA"
+    headers = (f"Authorization: Bearer {token}", "Content-Type: application/json", "Content-Length: 2")
+    return head(port, "POST /mcp HTTP/1.1", *headers) + b"{}"
+
+
 def never_reading(port: int) -> socket.socket:
     """A non-blocking socket with a 4 KiB receive buffer, for a client that sends and never reads."""
     sock = socket.socket()
@@ -239,6 +272,7 @@ class Target:
     runner: RunnerProcess
     issuer: Issuer
     metrics_port: int
+    jwks: JWKSServer
 
     @property
     def port(self) -> int:
@@ -297,16 +331,18 @@ def _kind(exc: BaseException) -> str:
     return "503 Too many connections" if "503" in text else type(exc).__name__
 
 
-def start(folder: Path, jwks: JWKSServer, parser: str) -> Target:
+def start(folder: Path, jwks: JWKSServer, parser: str, settings: str = "") -> Target:
+    """A fresh server with the default limits, or with `settings` (lines of the `server:` block) added."""
     (folder / "attack_tools.py").write_text(TOOLS)
     metrics_port = free_port()
     runner = RunnerProcess(folder / "attack.yaml", extra=("--http", parser, "--no-reload"))
     (folder / "attack.yaml").write_text(
         f"name: attack\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
-        f"server:\n  metrics: {{port: {metrics_port}}}\ntools:\n  - function: attack_tools:add\n"
+        f"server:\n  metrics: {{port: {metrics_port}}}\n{settings}tools:\n  - function: attack_tools:add\n"
     )
     runner.start()
-    return Target(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), metrics_port)
+    issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+    return Target(runner, issuer, metrics_port, jwks)
 
 
 async def owed_body(target: Target, sockets: int, seconds: float) -> None:
@@ -443,13 +479,222 @@ async def metrics(target: Target, sockets: int, seconds: float) -> None:
             sock.close()
 
 
+# -- the attacks a later pass found, at the attacker's size ------------------------------------------------
+
+SLOTS = 30  # never-read and madeup-kid: as many sockets as `max_connections`, as the attacker ran them
+SETTINGS = {"never-read": f"  max_connections: {SLOTS}\n", "madeup-kid": f"  max_connections: {SLOTS}\n"}
+
+
+def flood_never_reading(port: int, sockets: int, data: bytes, end: float) -> Counter[str]:
+    """`sockets` sockets that send `data` again and again and never read, each re-opened when the server closes
+    it, until `end`; what happened to them."""
+    stats = Counter[str]()
+    socks: list[socket.socket | None] = [None] * sockets
+    offsets = [0] * sockets
+    try:
+        while time.monotonic() < end:
+            for i, sock in enumerate(socks):
+                if sock is None:
+                    try:
+                        socks[i], offsets[i] = never_reading(port), 0
+                        stats["opened"] += 1
+                    except OSError:
+                        stats["refused at connect"] += 1
+                    continue
+                try:
+                    sent = sock.send(data[offsets[i] :])
+                    stats["bytes sent"] += sent
+                    offsets[i] = (offsets[i] + sent) % len(data)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    stats["closed by the server"] += 1
+                    sock.close()
+                    socks[i] = None
+            time.sleep(0.005)
+    finally:
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+    return stats
+
+
+async def never_read(target: Target, sockets: int, seconds: float) -> None:
+    del sockets
+    end = time.monotonic() + seconds
+    pipelined = head(target.port, "GET /healthz HTTP/1.1") * 64
+    flooded: list[Counter[str]] = []
+    legit = Legitimate(target)
+
+    async def flood() -> None:
+        flooded.append(await anyio.to_thread.run_sync(flood_never_reading, target.port, SLOTS, pipelined, end))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(flood)
+        await anyio.sleep(min(5.0, seconds / 3))  # the buffers full and every slot held before the first call
+        await legit.run(max(1.0, end - time.monotonic() - 1))
+    stats = flooded[0]
+    print(
+        f"  attacker: {SLOTS} never-reading sockets (max_connections: {SLOTS}), {stats['bytes sent'] / 1e6:,.1f} MB"
+        f" of pipelined GET /healthz sent, {stats['opened']} connections opened, {stats['closed by the server']}"
+        " closed by the server"
+    )
+    print(f"  {legit.line()}")
+
+
+class Sampled:
+    """The server's RSS at most, and `GET /healthz` latencies, sampled while an attack runs."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.before = self.peak = target.status("VmRSS")
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def run(self, end: float) -> None:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            while time.monotonic() < end:
+                self.peak = max(self.peak, self.target.status("VmRSS"))
+                started = time.monotonic()
+                try:
+                    (await http.get(self.target.runner.health_url)).raise_for_status()
+                    self.latencies.append(time.monotonic() - started)
+                except httpx2.HTTPError:
+                    self.errors += 1
+                await anyio.sleep(0.25)
+
+    def lines(self) -> list[str]:
+        before, peak, after = self.before / 1024, self.peak / 1024, self.target.status("VmRSS") / 1024
+        took = sorted(self.latencies) or [float("nan")]
+        return [
+            f"server RSS: {before:,.0f} MiB before, {peak:,.0f} MiB at most, {after:,.0f} MiB after",
+            f"GET /healthz meanwhile: {len(self.latencies)} answered ({self.errors} failed), "
+            f"{took[len(took) // 2]:.2f} s median, {took[-1]:.2f} s at most",
+        ]
+
+
+def answered(answer: bytes) -> str:
+    return answer.split(b"\r\n", 1)[0].decode("latin-1")[9:] or "closed without an answer"
+
+
+async def trailer(target: Target, sockets: int, seconds: float) -> None:
+    del sockets
+    end = time.monotonic() + seconds
+    token = target.issuer.token(sub="mallory")
+    outcomes = Counter[str]()
+    taken: list[int] = []
+
+    def push() -> None:  # one connection after another, each an endless trailer (64 MiB at most), until `end`
+        while time.monotonic() < end:
+            answer, sent = endless_trailer(target.port, token, 64 * 1024 * 1024)
+            outcomes[answered(answer)] += 1
+            taken.append(sent)
+
+    sampled, legit = Sampled(target), Legitimate(target)
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(anyio.to_thread.run_sync, push)
+        tasks.start_soon(sampled.run, end)
+        await legit.run(seconds)
+    print(
+        f"  attacker: 4 connections at a time, {sum(outcomes.values())} endless trailers sent: {dict(outcomes)};"
+        f" at most {max(taken) / 1024:,.0f} KiB sent on one before the server's close reached it (socket buffers)"
+    )
+    for line in [*sampled.lines(), legit.line()]:
+        print(f"  {line}")
+
+
+def wide_heads(port: int, end: float, outcomes: Counter[str]) -> None:
+    """One connection after another, each sending a whole 105 KiB head (12,000 headers) in one write, until `end`."""
+    wide = many_headers(port, 12000)
+    while time.monotonic() < end:
+        try:
+            with connect(port) as sock:
+                sock.sendall(wide)
+                outcomes[str(status_of(sock, 10))] += 1
+        except (OSError, AssertionError):  # reset before the answer came (the server closed first), or closed
+            outcomes["closed without an answer"] += 1
+
+
+async def wide_head(target: Target, sockets: int, seconds: float) -> None:
+    del sockets
+    end = time.monotonic() + seconds
+    with connect(target.port) as sock:  # a complete request, then an oversized head, in the same write
+        sock.sendall(head(target.port, "GET /healthz HTTP/1.1") + many_headers(target.port, 2000))
+        pipelined = statuses(sock, time.monotonic() + 10)
+    outcomes = Counter[str]()
+    sampled, legit = Sampled(target), Legitimate(target)
+    async with anyio.create_task_group() as tasks:
+        for _ in range(6):
+            tasks.start_soon(anyio.to_thread.run_sync, wide_heads, target.port, end, outcomes)
+        tasks.start_soon(sampled.run, end)
+        await legit.run(seconds)
+    print(f"  a complete request and a 17 KiB head in one write: answered {pipelined}")
+    sent = sum(outcomes.values())
+    print(f"  attacker: 6 connections at a time, {sent} heads of 105 KiB, each in one write: {dict(outcomes)}")
+    for line in [*sampled.lines(), legit.line()]:
+        print(f"  {line}")
+
+
+async def madeup_kid(target: Target, sockets: int, seconds: float) -> None:
+    del sockets
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {target.issuer.token()}"}
+    async with httpx2.AsyncClient(timeout=30) as http:  # the keys are known
+        warm = await http.post(target.runner.url, json=INITIALIZE, headers=headers)
+    await anyio.sleep(2.1)  # past the refetch rate limit: a made-up kid really asks the issuer
+    target.jwks.delay = 60.0  # the issuer hangs from now on
+    end = time.monotonic() + seconds
+    outcomes = Counter[str]()
+
+    async def loop() -> None:  # a keep-alive socket looping made-up kids, re-opened when the server closes it
+        while time.monotonic() < end:
+            try:
+                reader, writer = await asyncio.open_connection(LOOPBACK, target.port)
+            except OSError:
+                outcomes["refused at connect"] += 1
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                with anyio.move_on_after(max(0.0, end - time.monotonic())):
+                    while True:
+                        writer.write(made_up_kid_request(target.port))
+                        answer = await reader.readuntil(b"\r\n\r\n")
+                        outcomes[answered(answer)] += 1
+                        length = re.search(rb"(?i)content-length: *(\d+)", answer)
+                        await reader.readexactly(int(length.group(1)) if length else 0)
+                        if b"connection: close" in answer.lower():
+                            break
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                outcomes["closed without an answer"] += 1
+            finally:
+                writer.close()
+
+    legit = Legitimate(target)
+    try:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(SLOTS):
+                tasks.start_soon(loop)
+            await anyio.sleep(2)  # every slot taken before the first legitimate call
+            await legit.run(max(1.0, end - time.monotonic()))
+    finally:
+        target.jwks.delay = 0.0
+    print(f"  keys known ({warm.status_code}), then the issuer hangs; {SLOTS} sockets (max_connections: {SLOTS})")
+    print(f"  attacker: {sum(outcomes.values())} made-up kids answered: {dict(outcomes.most_common(4))}")
+    print(f"  {legit.line()} (a known kid)")
+
+
 ATTACKS: dict[str, Callable[[Target, int, float], Awaitable[None]]] = {
     "owed-body": owed_body,
     "listen": listen,
     "subject": subject,
     "head": heads,
     "metrics": metrics,
+    "never-read": never_read,
+    "trailer": trailer,
+    "wide-head": wide_head,
+    "madeup-kid": madeup_kid,
 }
+BOTH_PARSERS = ("owed-body", "head", "never-read", "trailer", "wide-head", "madeup-kid")
 
 
 def main() -> None:
@@ -464,19 +709,20 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # the attacker needs a descriptor per socket too
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    jwks = JWKSServer(keys=[Key.new()]).start()
-    try:
-        for name in args.attack:
-            for http in args.http if name in ("owed-body", "head") else args.http[:1]:
-                print(f"{name} ({http}, {sockets} sockets, {seconds:g} s):", flush=True)
+    for name in args.attack:
+        for http in args.http if name in BOTH_PARSERS else args.http[:1]:
+            size = f"{sockets} sockets, " if name in ("owed-body", "listen", "metrics") else ""
+            print(f"{name} ({http}, {size}{seconds:g} s):", flush=True)
+            jwks = JWKSServer(keys=[Key.new()]).start()  # one per run: madeup-kid leaves it hanging
+            try:
                 with tempfile.TemporaryDirectory(prefix="attacks-") as folder:
-                    target = start(Path(folder), jwks, http)
+                    target = start(Path(folder), jwks, http, SETTINGS.get(name, ""))
                     try:
                         anyio.run(ATTACKS[name], target, sockets, seconds)
                     finally:
                         target.runner.stop()
-    finally:
-        jwks.stop()
+            finally:
+                jwks.stop()
 
 
 if __name__ == "__main__":

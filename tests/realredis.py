@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 from tests.helpers import debian_binary, free_port, stop_process, wait_for_port
@@ -18,14 +19,20 @@ def redis_binary() -> str:
 class RedisServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
+    config: str = ""  # redis.conf lines (users, limits), written to a file the server is started with
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        conf: list[str] = []
+        if self.config:
+            with tempfile.NamedTemporaryFile("w", prefix="redis-", suffix=".conf", delete=False) as file:
+                file.write(self.config)
+            conf = [file.name]
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_binary(), *conf, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--daemonize", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

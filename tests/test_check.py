@@ -327,6 +327,35 @@ def test_unschemable_parameter_type_is_one_line_naming_it(tmp_path: Path) -> Non
     assert "errors.pydantic.dev" not in err
 
 
+def test_an_asked_parameter_is_not_blamed_for_having_no_schema(tmp_path: Path) -> None:
+    """A parameter a resolver fills (docs/asking.md) needs no JSON Schema: the one that does is named."""
+    module = (
+        "import socket\nfrom typing import Annotated\n\nfrom mcp.server.mcpserver.resolve import Resolve\n\n\n"
+        "def opened() -> socket.socket:\n    return socket.socket()\n\n\n"
+        "def connect(sock: Annotated[socket.socket, Resolve(opened)], conn: socket.socket) -> str:\n    return ''\n"
+    )
+    code, _, err = check(tmp_path, "name: x\ntools:\n  - function: sock:connect\n", {"sock.py": module})
+    assert code == 2
+    [line] = problem_lines(err)
+    assert "cannot register 'sock:connect': parameter 'conn' of connect() has type socket.socket" in line, line
+
+
+def test_a_static_resource_that_asks_is_one_line_saying_why(tmp_path: Path) -> None:
+    module = (
+        "from typing import Annotated\n\nfrom mcp.server.mcpserver.resolve import Elicit, Resolve\n"
+        "from pydantic import BaseModel\n\n\nclass Name(BaseModel):\n    name: str\n\n\n"
+        "def ask() -> Elicit[Name]:\n    return Elicit('Name?', Name)\n\n\n"
+        "def today(who: Annotated[Name, Resolve(ask)]) -> str:\n    return who.name\n"
+    )
+    manifest = "name: x\nresources:\n  - uri: note://today\n    function: notes:today\n"
+    code, _, err = check(tmp_path, manifest, {"notes.py": module})
+    assert code == 2
+    assert problem_lines(err) == [
+        "m.yaml:3:10: cannot register 'notes:today': a static resource cannot ask (Resolve(...) in 'who'): "
+        "give its URI a {parameter} to make it a template, or ask in a tool"
+    ]
+
+
 def test_problems_caused_by_flags_name_the_flag(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("name: x\n")
     served = run_cli("serve", "m.yaml", "--host", "0.0.0.0", cwd=tmp_path)

@@ -76,3 +76,56 @@ async def test_malformed_bus_messages_are_dropped_not_an_outage(replica: Replica
     log = replica.a.runner.logged()
     assert "unreachable" not in log and "RecursionError" not in log
     assert log.count("malformed message") == 1  # logged once, not once per message
+
+
+# The Security page's answer to a message too large for Redis (a later attacker finding): one 40 MB publish a
+# second closed every subscriber (Redis's pub/sub output buffer limit) and kept a replica off the bus. The runner
+# cannot drop a message Redis never delivers; the page gives these lines instead, tested here as it gives them.
+ACL = """\
+user default off
+user mcp-replica on >change-me resetkeys resetchannels &mcp-runner:events:* -@all +subscribe +unsubscribe +publish +ping
+user app on >app-secret ~app:* resetchannels +@all -@pubsub
+proto-max-bulk-len 1mb
+"""
+HUGE = b"x" * (40 * 1024 * 1024)
+
+
+async def test_the_documented_redis_acl_keeps_a_40_mb_publish_from_knocking_a_replica_off(
+    tmp_path: Path, jwks: JWKSServer
+) -> None:
+    security = " ".join((Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text().split())
+    for line in ACL.splitlines()[:3]:
+        assert line in security, line  # the lines the page gives
+    assert "proto-max-bulk-len 1mb" in security
+    server = RedisServer(config=ACL).start()
+    (tmp_path / "ev_greet.py").write_text(GREET)
+    (tmp_path / "ev_helper.py").write_text(HELPER)
+    (tmp_path / "ev_tools.py").write_text(TOOLS)
+    url = f"redis://mcp-replica:change-me@127.0.0.1:{server.port}/0"
+    runner = RunnerProcess(tmp_path / "events.yaml", env={"EVENTS_BUS": url})
+    manifest = MANIFEST.format(app_id=jwks.app_id, base_url=jwks.base_url, resource=runner.url)
+    (tmp_path / "events.yaml").write_text(textwrap.dedent(manifest) + BUS)
+    served = Served(tmp_path, runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]))
+    replicas = Replicas(tmp_path, server, served, served)
+    app = redis.Redis(port=server.port, username="app", password="app-secret")
+    replica_user = redis.Redis(port=server.port, username="mcp-replica", password="change-me")
+    try:
+        runner.start()
+        await replicas.until_bus(served, "connected")  # with exactly the rights the page gives
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.publish(channel("events"), "{}")  # any other user may not publish on the channel
+        for publisher in (app, replica_user):  # over 1 MB: refused from anyone, the publisher disconnected
+            with pytest.raises(redis.exceptions.ConnectionError):
+                publisher.publish(channel("events"), HUGE)
+        async with modern_watcher(served, ANN) as watcher:
+            good = json.dumps({"origin": "another-replica", "kind": "resource", "uri": ANN})
+            assert replica_user.publish(channel("events"), good) == 1
+            assert await watcher.until(ANN) == [ANN]
+        bus = replicas.health(served)["bus"]
+        assert (bus["state"], bus["outages"]) == ("connected", 0)
+    finally:
+        app.close()
+        replica_user.close()
+        if runner.proc is not None:
+            runner.stop()
+        server.stop()

@@ -7,6 +7,7 @@ user is a real MCP client with a real token. bench/attacks.py runs the same atta
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -17,11 +18,13 @@ import httpx2
 import pytest
 
 from bench.attacks import (
+    MODERN,
     big_head,
     closed_by_server,
     connect,
     endless_trailer,
     head,
+    many_headers,
     never_reading,
     open_listen,
     owed_body_head,
@@ -36,7 +39,7 @@ from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_po
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
+TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n\n\ndef big(size: int) -> str:\n    return 'x' * size\n"
 CONNECTIONS = 50
 LIMITS = {
     "max_connections": CONNECTIONS,
@@ -73,7 +76,7 @@ def serve(folder: Path, parser: str, jwks: JWKSServer, limits: dict[str, int]) -
     settings = "".join(f"  {key}: {value}\n" for key, value in limits.items())
     (folder / "hard.yaml").write_text(
         f"name: hard\nsignin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
-        f"server:\n{settings}tools:\n  - function: hard_tools:add\n"
+        f"server:\n{settings}tools:\n  - function: hard_tools:add\n  - function: hard_tools:big\n"
     )
     runner.start()
     return Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), parser)
@@ -174,6 +177,36 @@ def test_a_client_that_never_reads_is_reset_after_body_timeout(narrow: Served) -
         sock.close()
 
 
+def test_a_connection_closed_with_answers_its_client_never_reads_is_reset_after_body_timeout(narrow: Served) -> None:
+    """A request that says `Connection: close` and asks for an 8 MB answer, from a client that never reads: uvicorn
+    writes the answer and closes the transport, and a close waits for the buffer to drain. The connection kept its
+    place and its file descriptor for ever (with h11, past the high-water mark or below it, it even ranked as
+    serving: never evicted). The client has `server.body_timeout` (2 s here) to read, then it is reset."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {"name": "big", "arguments": {"size": 8_000_000}, "_meta": meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    request = head(
+        narrow.port,
+        "POST /mcp HTTP/1.1",
+        f"Authorization: Bearer {narrow.token(sub='mallory')}",
+        "Content-Type: application/json",
+        "Accept: application/json, text/event-stream",
+        f"MCP-Protocol-Version: {MODERN}",
+        "Mcp-Method: tools/call",
+        "Mcp-Name: big",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    )
+    sock = never_reading(narrow.port)
+    try:
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(request + body)
+        assert reset_by_server(sock, time.monotonic() + 60)
+    finally:
+        sock.close()
+
+
 def rss_mib(served: Served) -> int:
     assert served.runner.proc is not None
     status = Path(f"/proc/{served.runner.proc.pid}/status").read_text()
@@ -202,6 +235,24 @@ def test_pipelined_requests_are_read_as_they_are_answered(narrow: Served) -> Non
         sock.close()
 
 
+def test_line_ends_after_an_answer_do_not_keep_a_connection_open(narrow: Served) -> None:
+    """httptools skips line ends between requests, and they cancelled uvicorn's keep-alive timer with no head
+    deadline armed instead: a connection sending `\r\n` every 2 s after an answer stayed open for ever. A head is
+    owed from the first of them: the connection is closed within `header_timeout` (10 s)."""
+    with connect(narrow.port) as sock:
+        sock.sendall(head(narrow.port, "GET /healthz HTTP/1.1"))
+        assert status_of(sock) == 200
+        deadline = time.monotonic() + 60
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"\r\n")
+            except OSError:  # reset by the server
+                break
+            closed = closed_by_server(sock, time.monotonic() + 0.5)
+        assert closed or time.monotonic() < deadline
+
+
 # -- 3. the request head is bounded, on both parsers ---------------------------------------------------
 
 
@@ -213,11 +264,6 @@ def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(ser
     # A head under the bound is served as ever.
     big = "x" * 8000
     assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
-
-
-def many_headers(port: int, count: int) -> bytes:
-    """A complete `GET /healthz` head of `count` small headers (10 bytes each), sent whole."""
-    return head(port, "GET /healthz HTTP/1.1", *(f"X{i:05d}:y" for i in range(count)))
 
 
 @pytest.mark.parametrize("shape", ["headers", "url"])

@@ -150,3 +150,25 @@ async def test_a_call_time_import_sees_a_reload_that_lands_mid_call(tmp_path: Pa
         (tmp_path / "after.release").touch()
         after = await client.call_tool("versions", {"name": "after"})
         assert after.structured_content == {"result": "v2/v2"}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_docs_say_a_manifest_is_code_and_a_call_time_import_sees_a_reload() -> None:
+    """Items 13 and 14 are changed in the docs, not the code: nothing said a manifest could serve `os:system`
+    (it matters when the people who edit a ConfigMap are not meant to run code), and the docs promised that a
+    running call finishes on the code it started with, which an import at call time breaks (the test above)."""
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    security, reload, manifest_page = (
+        flat((docs / page).read_text()) for page in ("security.md", "reload.md", "manifest.md")
+    )
+    assert "Trusted: whoever edits the manifest and the files in its folder.** A manifest is code." in security
+    assert "- function: os:system" in security and "A manifest is code." in manifest_page
+    assert "## A running call and imports at call time" in reload
+    promise = "finish on the code they started with"
+    for page in (*docs.glob("*.md"), docs.parent / "README.md"):
+        text = flat(page.read_text())
+        assert f"{promise}." not in text, page  # the unqualified promise is gone everywhere
+    assert f"{promise}, except for modules they import at call time" in reload

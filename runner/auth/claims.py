@@ -45,7 +45,7 @@ def bind_claims(fn: Callable[..., Any], bind: Mapping[str, str]) -> Callable[...
         names = ", ".join(repr(p) for p in unknown)
         noun = "parameter" if len(unknown) == 1 else "parameters"
         raise BindError(f"bind names {noun} {names} that {fn.__name__}() does not take")
-    hints = {k: v for k, v in typing.get_type_hints(fn).items() if k not in bind}
+    hints = {k: v for k, v in typing.get_type_hints(fn, include_extras=True).items() if k not in bind}
 
     def claims() -> dict[str, Any]:
         return {param: claim_value(claim) for param, claim in bind.items()}

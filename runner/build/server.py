@@ -20,7 +20,9 @@ from mcp_types import ToolAnnotations
 from runner.auth.claims import BindError, bind_claims
 from runner.auth.defaults import DEFAULT_BASE_URL, jwks_url
 from runner.auth.policy import Policy
+from runner.build.asking import asking
 from runner.build.failures import ResolveFailures
+from runner.build.needs import inferred
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
@@ -33,6 +35,7 @@ from runner.manifest.config import Binding
 from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
+from runner.manifest.uris import template_variables
 from runner.surface.headers import HeaderProblem
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
@@ -142,6 +145,17 @@ def build(
         problems.append(Problem(source.locate((section, index, key)), f"cannot register {ref!r}: {reason}"))
 
     tools: list[Tool] = []
+    needs: dict[tuple[str, str], frozenset[str]] = {}
+    functions: dict[tuple[str, str], Callable[..., Any]] = {}
+
+    def note_needs(kind: str, key: str, entry: Any, fn: Callable[..., Any]) -> None:
+        """What the entry needs from the client (its `requires_client:` and what its resolvers show), and
+        its function, whose code a multi-round call checks between rounds (runner/build/rounds.py)."""
+        wanted = frozenset(entry.requires_client) | inferred(fn)
+        if wanted:
+            needs[(kind, key)] = wanted
+        functions[(kind, key)] = fn
+
     for i, tool_entry in enumerate(manifest.tools):
         tick()
         fn = resolved("tools", i, tool_entry.function)
@@ -165,6 +179,7 @@ def build(
             failed("tools", i, "function", tool_entry.function, fn, exc)
             continue
         tools.append(used[key].tool)
+        note_needs("tool", entry_name(tool_entry), tool_entry, fn)
 
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
@@ -196,7 +211,9 @@ def build(
                 icons=mcp_icons(res.icons),
                 meta=res.meta,
             )
-            register(pool.offload(fn))
+            static = not template_variables(res.uri)
+            register(asking(pool.offload(fn), static=static))  # asking: resolvers, as the SDK has them for tools
+            note_needs("resource", res.uri, res, fn)
         except Exception as exc:
             failed("resources", i, "uri", res.function, fn, exc)
             continue
@@ -213,7 +230,7 @@ def build(
                 previous[key]
                 if key in previous
                 else MetaPrompt.from_function(
-                    pool.offload(fn),
+                    asking(pool.offload(fn)),  # resolvers, as the SDK has them for tools
                     name=entry_name(prompt_entry),
                     title=prompt_entry.title,
                     description=prompt_entry.description,
@@ -224,10 +241,12 @@ def build(
             failed("prompts", i, "function", prompt_entry.function, fn, exc)
             continue
         server.add_prompt(used[key])
+        note_needs("prompt", entry_name(prompt_entry), prompt_entry, fn)
         if prompt_entry.completions:
             arguments = [a.name for a in used[key].arguments or []]
             completions.prompts[entry_name(prompt_entry)] = completers("prompts", i, arguments)
     server.completions = completions
+    server.needs, server.functions = needs, functions
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

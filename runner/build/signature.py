@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import InvalidSignature
+from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from pydantic import ConfigDict, PydanticUserError, create_model
 
@@ -46,9 +47,9 @@ def unschemable_parameter(fn: Callable[..., Any]) -> tuple[str, Any] | None:
         parameters = inspect.signature(fn).parameters
     except Exception:  # annotations that do not evaluate are reported by the caller's other branch
         return None
-    skip = find_context_parameter(fn)
+    skip = {find_context_parameter(fn), *_resolved(fn)}  # filled by the SDK, never part of the schema
     for param in parameters:
-        if param == skip or param not in hints:
+        if param in skip or param not in hints:
             continue
         model = create_model(
             "Parameter", __config__=ConfigDict(arbitrary_types_allowed=True), value=(hints[param], ...)
@@ -58,6 +59,14 @@ def unschemable_parameter(fn: Callable[..., Any]) -> tuple[str, Any] | None:
         except PydanticUserError:
             return param, hints[param]
     return None
+
+
+def _resolved(fn: Callable[..., Any]) -> list[str]:
+    """The parameters filled by resolvers (`Annotated[T, Resolve(...)]`): their types need no JSON Schema."""
+    try:
+        return list(find_resolved_parameters(fn))
+    except Exception:  # a misplaced Resolve: the SDK's own message says so
+        return []
 
 
 def type_name(annotation: Any) -> str:

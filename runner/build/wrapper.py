@@ -50,8 +50,10 @@ from runner.auth.defaults import DEFAULT_BASE_URL
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
+from runner.build.needs import refuse_undeclared
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
+from runner.build.rounds import RoundPins, fingerprint
 from runner.build.sealing import Sealing, swap_boundary
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
@@ -76,6 +78,9 @@ class _Catalog:
         self.resources: Any = None
         self.prompts: Any = None
         self.completions = Completions()
+        # ("tool" | "prompt" | "resource", name or URI/template) -> client capabilities it needs (build/needs.py)
+        self.needs: dict[tuple[str, str], frozenset[str]] = {}
+        self.functions: dict[tuple[str, str], Any] = {}  # the same keys -> the user's function (build/rounds.py)
 
 
 def _in_catalog(name: str) -> Any:
@@ -190,6 +195,8 @@ class FastMCPSignInWrapper(MCPServer):
         self.middleware.append(LevelFilter())
         self.lists = ListCache(self.middleware)  # innermost middleware: see `add_middleware`
         self.middleware.append(self.lists)
+        # A multi-round call that a reload interrupts goes on only if its code did not change (build/rounds.py).
+        self.add_middleware(RoundPins(self._pin_of), edits_results=False)
         serve_subscriptions(self)
         serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)
@@ -202,6 +209,8 @@ class FastMCPSignInWrapper(MCPServer):
     _resource_manager = _in_catalog("resources")
     _prompt_manager = _in_catalog("prompts")
     completions = _in_catalog("completions")
+    needs = _in_catalog("needs")  # what each entry needs from the client (runner/build/needs.py)
+    functions = _in_catalog("functions")  # each entry's function, whose code multi-round calls pin (build/rounds.py)
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
@@ -330,6 +339,7 @@ class FastMCPSignInWrapper(MCPServer):
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
+        self._refuse_undeclared("tool", name, name, context)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -347,6 +357,7 @@ class FastMCPSignInWrapper(MCPServer):
             refused()
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
         check_prompt_arguments(prompt, arguments)
+        self._refuse_undeclared("prompt", name, name, context)
         try:
             return await super().get_prompt(name, arguments, context)
         except ValueError as exc:  # the SDK's wrapper of whatever the prompt raised
@@ -359,7 +370,8 @@ class FastMCPSignInWrapper(MCPServer):
         if not self._allowed(self._policy().for_resource(str(uri))):
             refused()
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
-        self._check_template_arguments(str(uri))
+        template = self._check_template_arguments(str(uri))
+        self._refuse_undeclared("resource", template or str(uri), str(uri), context)
         try:
             return await super().read_resource(uri, context)
         except UnexpectedResourceError as exc:  # a deliberate ResourceError is the SDK's to answer, as before
@@ -369,19 +381,47 @@ class FastMCPSignInWrapper(MCPServer):
             text = self.errors.answer("resource", str(uri), exc)
             raise MCPError(code=INTERNAL_ERROR, message=text, data={"uri": str(uri)}) from exc
 
-    def _check_template_arguments(self, uri: str) -> None:
-        """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts."""
+    def _check_template_arguments(self, uri: str) -> str | None:
+        """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts.
+
+        Returns that template's URI template, or None for a static resource (or no match).
+        """
         manager = self._resource_manager
         if any(str(r.uri) == uri for r in manager.list_resources()):
-            return
+            return None
         for template in manager.list_templates():
             try:
                 params = template.matches(uri)
             except ResourceSecurityError:
-                return  # the SDK answers this one itself, as an unknown resource
+                return None  # the SDK answers this one itself, as an unknown resource
             if params is not None:
                 check_template_arguments(template, params)
-                return
+                return str(template.uri_template)
+        return None
+
+    def _pin_of(self, kind: str, target: str) -> str | None:
+        """The served fingerprint of the tool or prompt named `target`, or of the resource at URI `target`."""
+        functions = self._catalog.functions
+        fn = functions.get((kind, target))
+        if fn is None and kind == "resource":
+            for template in self._resource_manager.list_templates():
+                try:
+                    if template.matches(target) is not None:
+                        fn = functions.get((kind, str(template.uri_template)))
+                        break
+                except ResourceSecurityError:
+                    return None
+        return None if fn is None else fingerprint(fn)
+
+    def _refuse_undeclared(self, kind: str, key: str, name: str, context: Any) -> None:
+        """-32021 before the function runs when the client did not declare what the entry needs."""
+        needs = self._catalog.needs.get((kind, key))
+        if needs and answering(context, kind, name):  # the client's own request, not a nested in-process call
+            try:
+                refuse_undeclared(needs, context.client_capabilities, f"{kind} {name!r}")
+            except MCPError:
+                refused()  # for metrics and the audit line: the function never ran
+                raise
 
     async def _complete(
         self,

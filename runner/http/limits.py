@@ -31,6 +31,9 @@ only when chosen, so `--http h11` never loads httptools.
   before was read). 30 sockets that pipelined `GET /healthz` and never read held
   every place: each answer waited in uvicorn's `send` for ever, counted as
   serving. A connection whose writing stays paused for `body_timeout` is reset.
+  So is one closed after a response (`Connection: close`) whose answers its
+  client has not taken `body_timeout` later: a close waits for them to drain,
+  and the connection kept its place (with h11, ranked as serving) for ever.
 - A response that starts while its request's body is still owed (a 401 before
   the body, `/healthz` ignoring one) says `Connection: close`, and the
   connection is closed once it is sent: reading on would keep it for a body
@@ -178,8 +181,24 @@ class Bounded:
         raise NotImplementedError
 
     def _waiting_to_write(self) -> bool:
-        """The transport paused writing: the client does not read what it was sent, so the response waits on it."""
-        return self.flow is not None and self.flow.write_paused
+        """The client does not read what it was sent, so the connection waits on it: the transport paused writing,
+        or it was closed after a response with answers still unsent (it stays open until they drain)."""
+        if self.flow is not None and self.flow.write_paused:
+            return True
+        return self.transport.is_closing() and self.transport.get_write_buffer_size() > 0
+
+    def _closed_unsent(self) -> None:
+        """Called once a response is complete: if the transport was closed with answers still unsent, the client
+        has `body_timeout` to take them, or the connection is reset.
+
+        uvicorn closes the transport after a response to `Connection: close` (or HTTP/1.0), and a close waits for
+        the buffer to drain. A client that pipelined requests, ended them with `Connection: close` and never read
+        left up to 64 KiB unsent below the high-water mark (writing not paused, so no `_writing_paused`): the
+        connection kept its place and its file descriptor for ever, and with h11 it ranked as serving (2 sockets
+        at `max_connections: 2` and every newcomer got 503).
+        """
+        if self._write_stall is None and self._waiting_to_write():
+            self._write_stall = self.loop.call_later(self.pool.limits.body_timeout, self._stalled)
 
     def _writing_paused(self) -> None:
         """Called from `pause_writing`: the client has `body_timeout` to read again, or the connection is closed.
@@ -192,14 +211,19 @@ class Bounded:
             self._write_stall = self.loop.call_later(self.pool.limits.body_timeout, self._stalled)
 
     def _writing_resumed(self) -> None:
-        """Called from `resume_writing`."""
+        """Called from `resume_writing`: the client reads again (unless the transport is closed with answers still
+        unsent: their deadline stands until they are all taken)."""
+        if not (self.transport.is_closing() and self._waiting_to_write()):
+            self._cancel_stall()
+
+    def _cancel_stall(self) -> None:
         if self._write_stall is not None:
             self._write_stall.cancel()
             self._write_stall = None
 
     def _stalled(self) -> None:
         self._write_stall = None
-        if self._waiting_to_write() and not self.transport.is_closing():
+        if self._waiting_to_write():  # closed already or not: a close waits for the client, a reset does not
             logger.debug("closing a connection whose client stopped reading its response: %s", self.client)
             self.pool.open.pop(self, None)
             self._reset()  # close() would wait for the buffer to drain, which is what never happens
@@ -277,6 +301,7 @@ class Bounded:
         self.pool.open.pop(self, None)
         self._stop()
         self.transport.close()
+        self._closed_unsent()  # out of the set already; the reset still frees the descriptor
 
     def evict(self) -> None:
         """Close this connection now to make room: it waits on its client (or idles)."""
@@ -324,7 +349,7 @@ class Bounded:
 
     def _stop(self) -> None:
         self._disarm()
-        self._writing_resumed()
+        self._cancel_stall()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

@@ -65,6 +65,10 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
         super().data_received(data)
         if self.transport.is_closing() or self._refusing:
             return
+        if self._owed is None and self._between_requests():
+            # Bytes that begin no request (line ends, which httptools skips) cancelled uvicorn's keep-alive timer,
+            # and no head deadline was armed: `\r\n` every 2 s kept a connection open for ever. A head is owed.
+            self._owe("head")
         limit = self.pool.limits.max_head_size
         if owed == "head" and self._owed == "head" and self._heads == heads:  # a read wholly inside one head
             self._head_bytes += len(data)
@@ -108,6 +112,10 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
     def on_chunk_complete(self) -> None:
         self._progress += 1
 
+    def _between_requests(self) -> bool:
+        """Every request read so far is answered, and no next one has begun."""
+        return not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+
     def _answering(self) -> bool:
         """An answer to an earlier complete request on this connection is still due."""
         return bool(self.pipeline) or (
@@ -135,6 +143,7 @@ class LimitedHttpToolsProtocol(Bounded, HttpToolsProtocol):
     def on_response_complete(self) -> None:
         queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()
+        self._closed_unsent()
         self._pipelined = queued
         if self.pipeline and not self.transport.is_closing():
             # uvicorn reads on after every answer, and each read of pipelined requests queues thousands of

@@ -109,6 +109,11 @@ class _Entry(_Strict):
     )
     icons: list[Icon] | None = Field(default=None, description="icons a client may show for this entry")
     meta: Meta | None = None
+    requires_client: list[Literal["sampling", "elicitation", "roots"]] = Field(
+        default_factory=list,
+        description="client capabilities this entry needs (added to what its resolvers show); a client that "
+        "did not declare one is refused with -32021 before the function runs",
+    )
 
 
 class ToolEntry(_Entry):

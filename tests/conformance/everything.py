@@ -1,4 +1,4 @@
-"""The conformance suite's fixtures (@modelcontextprotocol/conformance 0.1.16, server scenarios) as plain functions.
+"""The conformance suite's server fixtures (@modelcontextprotocol/conformance 0.2.0-alpha.12) as plain functions.
 
 Ported from the suite's own `examples/servers/typescript/everything-server.ts`:
 the names, arguments and contents are what its scenarios ask for. Served by
@@ -14,12 +14,19 @@ import anyio
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.server.mcpserver.resolve import ListRoots, Sample
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
     AudioContent,
+    CreateMessageResult,
+    ElicitRequest,
+    ElicitRequestFormParams,
+    ElicitResult,
     EmbeddedResource,
     ImageContent,
+    InputRequiredResult,
+    ListRootsResult,
     SamplingMessage,
     TextContent,
     TextResourceContents,
@@ -320,3 +327,137 @@ async def test_tool_with_task(user: Annotated[UserName, Resolve(ask_user_name)])
 def test_routing_header(region: str, note: str = "") -> str:
     """Echoes the region a load balancer could route on, from the Mcp-Param-Region header"""
     return f"routed to {region}" + (f" ({note})" if note else "")
+
+
+# -- tools and prompts that ask the user (issue 20 items 2 and 4; docs/asking.md) ----------------
+# 0.2.0-alpha.12's input-required-result-* scenarios and server-stateless's test_missing_capability.
+# Written with the SDK's resolver API, as docs/asking.md teaches: the same functions send real
+# server-to-client requests to handshake-era clients and answer `input_required` to 2026-07-28 ones.
+
+
+class Approval(BaseModel):
+    ok: bool
+
+
+class Color(BaseModel):
+    color: str
+
+
+class PromptContext(BaseModel):
+    context: str
+
+
+def ask_name() -> Elicit[UserName]:
+    return Elicit("What is your name?", UserName)
+
+
+def ask_capital() -> Sample:
+    question = SamplingMessage(role="user", content=TextContent(type="text", text="What is the capital of France?"))
+    return Sample([question], max_tokens=100)
+
+
+def client_roots() -> ListRoots:
+    return ListRoots()
+
+
+def sampled_text(result: CreateMessageResult) -> str:
+    return getattr(result.content, "text", "")
+
+
+def test_input_required_result_elicitation(ctx: Context) -> str | InputRequiredResult:
+    """Asks the user's name under the key `user_name` (named by hand: the scenario checks the key)"""
+    answer = (ctx.input_responses or {}).get("user_name")
+    if not isinstance(answer, ElicitResult) or answer.action != "accept" or not answer.content:
+        question = ElicitRequest(
+            params=ElicitRequestFormParams(
+                message="What is your name?",
+                requested_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+            )
+        )
+        return InputRequiredResult(input_requests={"user_name": question})
+    return f"Hello, {answer.content.get('name')}!"
+
+
+def test_input_required_result_sampling(answer: Annotated[CreateMessageResult, Resolve(ask_capital)]) -> str:
+    """Asks the client's LLM a question"""
+    return f"The model said: {sampled_text(answer)}"
+
+
+def test_input_required_result_list_roots(roots: Annotated[ListRootsResult, Resolve(client_roots)]) -> str:
+    """Asks the client for its roots"""
+    return "Roots: " + ", ".join(str(root.uri) for root in roots.roots)
+
+
+def ask_confirmation() -> Elicit[Approval]:
+    return Elicit("Please confirm", Approval)
+
+
+def test_input_required_result_request_state(confirmed: Annotated[Approval, Resolve(ask_confirmation)]) -> str:
+    """Asks for a confirmation; the answer comes back with the sealed requestState"""
+    return f"state-ok: confirmed={confirmed.ok}"
+
+
+def ask_greeting() -> Sample:
+    prompt = SamplingMessage(role="user", content=TextContent(type="text", text="Generate a greeting"))
+    return Sample([prompt], max_tokens=50)
+
+
+def test_input_required_result_multiple_inputs(
+    user: Annotated[UserName, Resolve(ask_name)],
+    greeting: Annotated[CreateMessageResult, Resolve(ask_greeting)],
+    roots: Annotated[ListRootsResult, Resolve(client_roots)],
+) -> str:
+    """Asks three things in one round: a name, a sampled greeting and the roots"""
+    return f"{sampled_text(greeting)} {user.name} ({len(roots.roots)} roots)"
+
+
+def ask_step1() -> Elicit[UserName]:
+    return Elicit("Step 1: What is your name?", UserName)
+
+
+def ask_step2(user: Annotated[UserName, Resolve(ask_step1)]) -> Elicit[Color]:
+    return Elicit(f"Step 2: What is your favorite color, {user.name}?", Color)
+
+
+def test_input_required_result_multi_round(
+    user: Annotated[UserName, Resolve(ask_step1)], color: Annotated[Color, Resolve(ask_step2)]
+) -> str:
+    """Asks two questions, the second after the first is answered"""
+    return f"{user.name} likes {color.color}"
+
+
+def test_input_required_result_tampered_state(confirmed: Annotated[Approval, Resolve(ask_confirmation)]) -> str:
+    """Asks for a confirmation; a tampered requestState is refused by the SDK"""
+    return f"confirmed={confirmed.ok}"
+
+
+def name_if_the_client_can(ctx: Context) -> Elicit[UserName] | UserName:
+    """Asks only a client that declared elicitation; any other gets a default"""
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.elicitation is None:
+        return UserName(name="friend")
+    return Elicit("What is your name?", UserName)
+
+
+def test_input_required_result_capabilities(
+    user: Annotated[UserName, Resolve(name_if_the_client_can)],
+    greeting: Annotated[CreateMessageResult, Resolve(ask_greeting)],
+) -> str:
+    """Asks only for what the client declared it can answer"""
+    return f"{sampled_text(greeting)} {user.name}"
+
+
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs sampling (`requires_client: [sampling]` in the manifest): refused for a client without it"""
+    message = SamplingMessage(role="user", content=TextContent(type="text", text="Say hi"))
+    result = await ctx.session.create_message(messages=[message], max_tokens=10, related_request_id=ctx.request_id)
+    return sampled_text(result)
+
+
+def ask_prompt_context() -> Elicit[PromptContext]:
+    return Elicit("What context should the prompt use?", PromptContext)
+
+
+def test_input_required_result_prompt(given: Annotated[PromptContext, Resolve(ask_prompt_context)]) -> str:
+    """A prompt that asks the user for its context first"""
+    return f"Answer with this context in mind: {given.context}"
