@@ -39,6 +39,7 @@ tools:
   - function: lone_tools:hold
   - function: lone_tools:touch
   - function: lone_tools:ask_later
+  - function: lone_tools:book
 resources:
   - uri: note://{name}
     function: lone_tools:note
@@ -49,10 +50,13 @@ TOOLS = '''\
 """A call the test holds open, and one that says a resource changed."""
 
 import os
+import time
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from pydantic import BaseModel
 
 
@@ -79,6 +83,25 @@ async def ask_later(ctx: Context) -> str:
             await anyio.sleep(0.02)
     answer = await ctx.elicit("Your name?", Name)
     return f"{answer.action}: {answer.data.name if answer.data else '-'}"
+
+
+class Booking(BaseModel):
+    guests: int
+
+
+def ask_booking() -> Elicit[Booking]:
+    """Wait for book.release, then ask how many guests (a resolver: on 2026-07-28, a round of its own)."""
+    folder = Path(os.environ["HOLD_DIR"])
+    (folder / "book.started").touch()
+    deadline = time.monotonic() + 60
+    while not (folder / "book.release").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return Elicit("How many guests?", Booking)
+
+
+def book(booking: Annotated[Booking, Resolve(ask_booking)]) -> str:
+    """Book a table."""
+    return f"booked for {booking.guests}"
 
 
 async def touch(uri: str, ctx: Context) -> str:
@@ -231,6 +254,32 @@ async def test_a_call_that_asks_the_user_during_the_drain_gets_the_answer(lone: 
             await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
             (lone.hold / "ask.release").touch()
     assert results == [{"result": "accept: Ann"}]
+    assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
+
+
+async def test_a_multi_round_call_in_flight_at_the_signal_gets_its_next_round(lone: Lone) -> None:
+    """A 2026-07-28 call whose first round is in flight at SIGTERM answers `input_required`; the client's
+    next round (the same call, with the user's answer and `requestState`) is taken, and the call completes."""
+    proc = lone.runner.proc
+    assert proc is not None
+    token = lone.token()
+
+    async def four_guests(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"guests": 4})
+
+    async with mcp_client(lone.runner.url, token, mode="2026-07-28", elicitation_callback=four_guests) as client:
+        async with anyio.create_task_group() as tasks:
+            results: list[object] = []
+
+            async def call() -> None:
+                results.append((await client.call_tool("book", {})).structured_content)
+
+            tasks.start_soon(call)
+            await anyio.to_thread.run_sync(wait_until, (lone.hold / "book.started").exists, "the first round")
+            proc.send_signal(signal.SIGTERM)
+            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
+            (lone.hold / "book.release").touch()
+    assert results == [{"result": "booked for 4"}]
     assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
 
 
