@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.helpers import INITIALIZE, JWKSServer, mcp_client
 from tests.scale import Cluster, ready, wait_until, whoami
+from tests.test_drain_lone import refusing
 
 pytestmark = pytest.mark.anyio
 
@@ -63,10 +64,9 @@ async def test_sigterm_during_a_long_call(cluster: Cluster) -> None:
             await anyio.to_thread.run_sync(wait_until, (hold_dir / "drain.started").exists, "the call to start")
             assert process.proc is not None
             process.proc.send_signal(signal.SIGTERM)
-            # The listener closes and idle connections (nginx's too) are closed: uvicorn says so.
-            await anyio.to_thread.run_sync(
-                wait_until, lambda: "Waiting for connections to close" in process.logged(), "the drain"
-            )
+            # The replica takes no new work: a call straight to it gets 503 (nginx sends such a call elsewhere).
+            direct = f"http://127.0.0.1:{process.port}/mcp"
+            await anyio.to_thread.run_sync(wait_until, lambda: refusing(direct, token, "whoami", {}), "the drain")
             assert await anyio.to_thread.run_sync(ready, process.port) in (None, 503)
             served = Counter([await whoami(fresh) for _ in range(10)])
             assert served == {other: 10}, served
@@ -158,9 +158,8 @@ async def test_a_standing_stream_outlives_a_2026_call_in_flight(cluster: Cluster
         await anyio.to_thread.run_sync(wait_until, (hold_dir / "modern.started").exists, "the call to start")
         assert process.proc is not None
         process.proc.send_signal(signal.SIGTERM)
-        await anyio.to_thread.run_sync(
-            wait_until, lambda: "Waiting for connections to close" in process.logged(), "the drain"
-        )
+        direct = f"http://127.0.0.1:{process.port}/mcp"
+        await anyio.to_thread.run_sync(wait_until, lambda: refusing(direct, token, "whoami", {}), "the drain")
         with pytest.raises(AssertionError, match="timed out"):  # the stream is not ended while the call runs
             await anyio.to_thread.run_sync(
                 lambda: wait_until(lambda: "standing stream" in process.logged(), "an early end", timeout=1.0)

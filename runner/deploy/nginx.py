@@ -53,12 +53,14 @@ proxy_read_timeout 1h;                  # a standing GET / listen stream, a long
 proxy_send_timeout 1h;
 proxy_connect_timeout 2s;               # a dead replica is skipped quickly
 # A refused or failed connection goes to the next replica, POSTs included (non_idempotent). Why:
-# a draining replica closes its idle keep-alive connections at once, and a request nginx had just
+# a replica that leaves closes its idle keep-alive connections at once, and a request nginx had just
 # written on one of them fails with "upstream prematurely closed" although the replica never read
 # it (seen in CI as a failed call during a rolling restart). The price: a replica that dies in the
 # middle of a call (kill -9, OOM) can see that call re-sent to another; a drain never does that,
-# since it lets calls in flight finish. At most one retry.
-proxy_next_upstream error timeout non_idempotent;
+# since it lets calls in flight finish. A 503 goes to the next replica too: a draining replica
+# answers new work 503 (it still answers follow-ups), and every 503 a replica sends means "not
+# taken" (draining, too many connections or sessions, signing keys unreachable). At most one retry.
+proxy_next_upstream error timeout http_503 non_idempotent;
 proxy_next_upstream_tries 2;
 client_max_body_size 4m;                # the replica's own limit
 """

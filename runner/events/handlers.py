@@ -96,4 +96,6 @@ def install(server: LiveServer) -> None:
         finally:
             hub.listen_ended(honored)
 
+    # The SDK's handler stays reachable (inspect.unwrap): a drain closes its streams (runner/deploy/leaving.py).
+    listen_filtered.__wrapped__ = sdk_listen  # type: ignore[attr-defined]
     lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_filtered)

@@ -114,7 +114,7 @@ def build_app(
     elif replica_id is not None:  # session ids name the replica (runner/deploy/affinity.py)
         endpoint = SessionAffinity(endpoint, replica_id)
     if streams is not None:  # standing streams end cleanly on drain (runner/deploy/drain.py)
-        endpoint = streams.around(endpoint)
+        endpoint = streams.around(endpoint, lowlevel)
     # Standing streams bounded per client and in all (runner/http/streams.py): behind the gate, which names the client.
     endpoint = StreamCap(endpoint, max_streams_per_client, max_streams_per_subject, max_streams)
     routes: list[BaseRoute] = [

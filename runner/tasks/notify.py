@@ -144,4 +144,5 @@ def install(server: LiveServer) -> None:
                 stop()
             send.close()
 
+    listen_with_tasks.__wrapped__ = inner  # type: ignore[attr-defined]  # a drain closes the SDK's streams (deploy/leaving.py)
     lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_with_tasks)
