@@ -97,7 +97,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "--drain-timeout",
         type=_positive,
         metavar="SECONDS",
-        help="on SIGTERM, how long calls in flight may finish (default: server.drain_timeout, else 10)",
+        help="on SIGTERM or Ctrl-C, how long calls in flight may finish (default: server.drain_timeout, else 10)",
     )
     serve.add_argument(
         "--bus", metavar="URL", help="redis://host:port/db: events across replicas (default: the manifest's server.bus)"

@@ -162,7 +162,7 @@ class ServerSettings(Strict):
         default=10,
         gt=0,
         le=3600,
-        description="seconds in-flight calls get to finish after SIGTERM before they are cancelled",
+        description="seconds in-flight calls get to finish after SIGTERM or Ctrl-C before they are cancelled",
     )
     bus: str | None = Field(
         default=None,
