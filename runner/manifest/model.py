@@ -170,6 +170,44 @@ class PromptEntry(_Entry):
     completions: dict[str, CompletionSource] = Field(default_factory=dict, description=COMPLETIONS_HELP)
 
 
+class Override(_Strict):
+    """Per-entry settings for a tool or prompt served from an upstream or an OpenAPI operation, by served name."""
+
+    title: str | None = None
+    description: str | None = None
+    scopes: list[Scope] = Field(
+        default_factory=list, description="scopes needed for this entry, on top of signin.scopes and the mount's"
+    )
+    annotations: Annotations | None = None
+    icons: list[Icon] | None = None
+    meta: Meta | None = None
+
+
+class _Mount(_Strict):
+    """What upstream MCP servers and OpenAPI APIs share: a name, a prefix, filters, scopes, credentials."""
+
+    name: Identifier = Field(description="names the mount in logs, /healthz and errors; the default prefix")
+    prefix: str | None = Field(default=None, description='prepended to served names; default "<name>_", "" for none')
+    include: list[str] | None = Field(default=None, description="serve only these names (as the source names them)")
+    exclude: list[str] = Field(default_factory=list, description="never serve these names (as the source names them)")
+    scopes: list[Scope] = Field(
+        default_factory=list, description="scopes needed for everything from this mount, on top of signin.scopes"
+    )
+    headers: dict[HeaderName, str] = Field(
+        default_factory=dict,
+        description="static HTTP headers sent with every request to the source (credentials from ${VAR}); "
+        "a client's token is never forwarded",
+    )
+    timeout: Number = Field(default=30, gt=0, le=3600, description="seconds a call to the source may take")
+    overrides: dict[str, Override] = Field(
+        default_factory=dict, description="served name -> per-entry settings (title, scopes, annotations, icons)"
+    )
+
+    @property
+    def served_prefix(self) -> str:
+        return f"{self.name}_" if self.prefix is None else self.prefix
+
+
 class Manifest(_Strict):
     """An mcp-runner manifest."""
 
