@@ -351,3 +351,33 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
             assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
     finally:
         runner.stop()
+
+
+async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(tmp_path: Path) -> None:
+    from mcp.shared.subscriptions import ToolsListChanged
+
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        async with mcp_client(runner.url) as listener, mcp_client(runner.url) as caller:
+            async with listener.listen(tools_list_changed=True) as subscription:
+                await caller.call_tool("plain_grow", {"name": "fresh"})
+                with anyio.fail_after(20):
+                    async for event in subscription:
+                        if isinstance(event, ToolsListChanged):
+                            break
+            with anyio.fail_after(20):  # the runner lists the upstream again when told
+                while "plain_fresh" not in {t.name for t in (await caller.list_tools()).tools}:
+                    await anyio.sleep(0.05)
+            grown = await caller.call_tool("plain_fresh", {})
+            assert grown.content[0].text == "grown fresh"  # type: ignore[union-attr]
+            heard: list[tuple[float, float | None, str | None]] = []
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                heard.append((done, total, message))
+
+            result = await caller.call_tool("plain_steps", {"count": 3}, progress_callback=progress)
+            assert result.content[0].text == "done"  # type: ignore[union-attr]
+            assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    finally:
+        runner.stop()

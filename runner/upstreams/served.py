@@ -177,7 +177,10 @@ def collision(target: Target, other: str) -> None:
 
 
 async def call_tool(target: Target, arguments: dict[str, Any], progress: Any = None) -> types.CallToolResult:
-    """The upstream's result as it is; an upstream that cannot answer is a tool error naming it."""
+    """The upstream's result as it is; an upstream that cannot answer is a tool error naming it.
+
+    `progress(progress, total, message)` gets the upstream's progress notifications for this call.
+    """
     try:
         client = target.connection.client_or_raise()
         with anyio.fail_after(target.entry.timeout):

@@ -5,7 +5,7 @@ Run as `python plain_upstream.py`; `PLAIN_MARK` in the environment names it in `
 
 import os
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
@@ -38,6 +38,22 @@ def whoami() -> str:
 def secret() -> str:
     """Excluded by the manifest"""
     return "never served"
+
+
+@server.tool()
+async def grow(name: str, ctx: Context) -> str:
+    """Adds a tool named `name` and says the tool list changed"""
+    server.add_tool(lambda: f"grown {name}", name=name, description="added at run time")
+    await ctx.session.send_tool_list_changed()
+    return f"added {name}"
+
+
+@server.tool()
+async def steps(count: int, ctx: Context) -> str:
+    """Reports progress `count` times"""
+    for i in range(count):
+        await ctx.report_progress(i + 1, count, f"step {i + 1}")
+    return "done"
 
 
 @server.prompt()
