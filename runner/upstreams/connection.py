@@ -136,7 +136,7 @@ class Connection:
             while True:
                 await anyio.sleep(PING_INTERVAL)
                 with anyio.fail_after(entry.timeout):
-                    await client.send_ping()
+                    await client.session.send_ping()  # the session's: a handshake-era connection has ping
 
     async def refresh(self, client: Client, kinds: tuple[str, ...] = ("tools", "prompts", "resources")) -> None:
         """List what the upstream serves (every page), for the kinds it has."""
