@@ -98,7 +98,8 @@ async def test_stdio_upstream_served_with_prefix_filters_scopes_and_overrides(tm
         await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
         async with mcp_client(runner.url, issuer.token(scope="plain.use plain.refuse")) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert sorted(tools) == ["hello", "plain_add", "plain_refuse", "plain_whoami"]  # secret: excluded
+            assert sorted(tools) == ["hello", "plain_add", "plain_grow", "plain_refuse", "plain_steps", "plain_whoami"]
+            # plain_secret: excluded
             assert tools["plain_refuse"].title == "Refuser" and tools["plain_refuse"].annotations is not None
             assert tools["plain_refuse"].annotations.read_only_hint is True
             assert tools["plain_add"].output_schema is not None  # the upstream's, as it is
@@ -262,6 +263,17 @@ async def test_reload_keeps_an_unchanged_upstreams_process_and_applies_the_chang
             assert "third_whoami" in names and "other_whoami" not in names
             mark = await client.call_tool("third_whoami", {})
             assert mark.content[0].text.endswith(" three")  # type: ignore[union-attr]
+        changed = "name: front\nupstreams:\n" + plain_entry(mark="uno") + plain_entry("third", "three")  # env changed
+        health = await edit_and_wait(runner.manifest.parent, runner.health_url, "front.yaml", changed)
+        assert health["last_reload"]["result"] == "ok", health
+        with anyio.fail_after(30):  # the changed upstream is started again, with its new environment
+            while True:
+                async with mcp_client(runner.url) as client:
+                    mark = await client.call_tool("plain_whoami", {})
+                if not mark.is_error and mark.content[0].text.endswith(" uno"):  # type: ignore[union-attr]
+                    break
+                await anyio.sleep(0.05)
+        assert int(mark.content[0].text.split()[0]) != pid  # type: ignore[union-attr]
     finally:
         runner.stop()
 
@@ -323,7 +335,7 @@ def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -
     assert offline.returncode == 0 and "2 upstreams (not reached: --offline)" in offline.stdout, offline
     path.write_text("name: m\nupstreams:\n" + plain_entry(extra="  exclude: [secret]\n"))
     reached = run_main("check", str(path), cwd=tmp_path)
-    assert reached.returncode == 0 and "1 upstream reached (3 tools)" in reached.stdout, reached
+    assert reached.returncode == 0 and "1 upstream reached (5 tools)" in reached.stdout, reached
 
 
 async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:

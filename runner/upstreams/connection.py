@@ -108,7 +108,7 @@ class Connection:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # any failure of the upstream is its state, never the runner's
-                self._mark("down", _reason(exc))
+                self._mark("down", reason(exc))
             finally:
                 self.client = None
             self._forget()
@@ -128,7 +128,7 @@ class Connection:
 
     async def _connected(self) -> None:
         entry = self.entry
-        async with _transport_client(entry, self._on_message) as client:
+        async with transport_client(entry, self._on_message) as client:
             self.client = client
             self.connects += 1
             await self.refresh(client)
@@ -166,7 +166,7 @@ class Connection:
             try:
                 await self.refresh(self.client, (kind,))
             except Exception as exc:  # the next ping decides whether it is down
-                logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, _reason(exc))
+                logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, reason(exc))
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
@@ -183,7 +183,7 @@ async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[An
     return items
 
 
-def _transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT) -> Any:
+def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT) -> Any:
     if entry.command is not None:
         command = guarded(list(entry.command))
         server: Any = StdioServerParameters(
@@ -228,7 +228,7 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
                 await self.http.aclose()
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """A short reason, without a traceback; an exception group says its first leaf."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]

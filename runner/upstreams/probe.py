@@ -13,17 +13,17 @@ import anyio
 from runner.manifest.errors import Problem
 from runner.manifest.model import UpstreamEntry
 from runner.manifest.source import Source
-from runner.upstreams.connection import Connection, _reason, _transport_client
+from runner.upstreams.connection import Connection, reason, transport_client
 
 
 async def _reach(entry: UpstreamEntry) -> tuple[Connection, str | None]:
     connection = Connection(entry, lambda kind: None)
     try:
         with anyio.fail_after(entry.timeout):
-            async with _transport_client(entry, connection._on_message) as client:
+            async with transport_client(entry, connection._on_message) as client:
                 await connection.refresh(client)
     except Exception as exc:
-        return connection, _reason(exc)
+        return connection, reason(exc)
     return connection, None
 
 

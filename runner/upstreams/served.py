@@ -21,7 +21,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.shared.exceptions import MCPError
 
 from runner.manifest.model import Override, UpstreamEntry
-from runner.upstreams.connection import Connection, Unavailable, _reason
+from runner.upstreams.connection import Connection, Unavailable, reason
 from runner.upstreams.pool import Upstreams
 
 logger = logging.getLogger("runner")
@@ -192,7 +192,7 @@ async def call_tool(target: Target, arguments: dict[str, Any], progress: Any = N
     except TimeoutError:
         return _failed(f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s")
     except Exception as exc:
-        return _failed(f"upstream {target.entry.name!r} failed: {_reason(exc)}")
+        return _failed(f"upstream {target.entry.name!r} failed: {reason(exc)}")
     if not isinstance(result, types.CallToolResult):
         return _failed(f"upstream {target.entry.name!r} answered with a result this server cannot pass on")
     return result
@@ -245,7 +245,7 @@ def _error(target: Target, exc: Exception) -> MCPError:
     if isinstance(exc, TimeoutError):
         text = f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s"
     else:
-        text = f"upstream {target.entry.name!r} failed: {_reason(exc)}"
+        text = f"upstream {target.entry.name!r} failed: {reason(exc)}"
     return MCPError(code=types.INTERNAL_ERROR, message=text)
 
 
