@@ -393,3 +393,18 @@ async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches
             assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
     finally:
         runner.stop()
+
+
+async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
+    """`serve --transport stdio`: the runner is itself a stdio server, and still starts and serves its upstreams."""
+    from mcp import Client, StdioServerParameters
+
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nupstreams:\n" + plain_entry())
+    command = [sys.executable, "-m", "runner.cli", "serve", str(path), "--transport", "stdio"]
+    params = StdioServerParameters(command=command[0], args=command[1:], cwd=str(tmp_path), env=dict(os.environ))
+    async with Client(params) as client:
+        with anyio.fail_after(30):  # the upstream connects in the background
+            while "plain_add" not in {t.name for t in (await client.list_tools()).tools}:
+                await anyio.sleep(0.05)
+        assert (await client.call_tool("plain_add", {"a": 4, "b": 5})).structured_content == {"total": 9}
