@@ -408,3 +408,22 @@ async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
             while "plain_add" not in {t.name for t in (await client.list_tools()).tools}:
                 await anyio.sleep(0.05)
         assert (await client.call_tool("plain_add", {"a": 4, "b": 5})).structured_content == {"total": 9}
+
+
+async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_path: Path) -> None:
+    text = (
+        "name: front\nupstreams:\n"
+        + plain_entry("a", "first", "  prefix: ''\n")
+        + plain_entry("b", "second", "  prefix: ''\n")
+    )
+    runner = front(tmp_path, text).start()
+    try:
+        await wait_for_health(runner.health_url, connected("a", "b"), "both upstreams connected")
+        async with mcp_client(runner.url) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            assert names.count("whoami") == 1 and len(names) == len(set(names))
+            mark = await client.call_tool("whoami", {})
+            assert mark.content[0].text.endswith(" first")  # type: ignore[union-attr]  # the first entry's
+        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in runner.logged()
+    finally:
+        runner.stop()

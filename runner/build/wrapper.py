@@ -330,10 +330,8 @@ class FastMCPSignInWrapper(MCPServer):
         if not self._catalog.mounts:
             return None
         mounted = self._mounted()
-        if kind == "tool":
-            return asked if any(t.name == asked for t, _ in mounted.tools()) else None
-        if kind == "prompt":
-            return asked if any(p.name == asked for p, _ in mounted.prompts()) else None
+        if kind in ("tool", "prompt"):
+            return asked if mounted.serves(kind + "s", asked) else None
         return mounted.resource_label(asked)
 
     async def serve_upstreams(self) -> None:

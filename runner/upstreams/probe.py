@@ -50,7 +50,7 @@ async def reach(entries: Sequence[UpstreamEntry], source: Source, taken: set[str
         listed += [t.uri_template for t in connection.listing.templates]
         for uri in listed:
             if uri in seen:
-                message = f"upstream {entries[i].name!r} serves {uri!r}, which {seen[uri]} serve already"
+                message = f"upstream {entries[i].name!r} serves {uri!r}, which is served already by {seen[uri]}"
                 problems.append(Problem(where, message))
             else:
                 seen[uri] = f"upstream {entries[i].name!r}"

@@ -75,24 +75,36 @@ class Mounted:
         return found
 
     def tools(self) -> list[tuple[types.Tool, Target]]:
-        out = []
-        for entry, connection in self._each():
-            for tool in connection.listing.tools:
-                if _kept(entry, tool.name):
-                    served = entry.served_prefix + tool.name
-                    item = _apply(tool, served, entry.overrides.get(served))
-                    out.append((item, Target(entry, connection, tool.name)))
-        return out
+        """The served tools; a served name an earlier upstream has already is left out (and logged)."""
+        return self._served("tools")
 
     def prompts(self) -> list[tuple[types.Prompt, Target]]:
-        out = []
+        return self._served("prompts")
+
+    def _served(self, kind: str) -> list[tuple[Any, Target]]:
+        out: list[tuple[Any, Target]] = []
+        seen: dict[str, str] = {}
         for entry, connection in self._each():
-            for prompt in connection.listing.prompts:
-                if _kept(entry, prompt.name):
-                    served = entry.served_prefix + prompt.name
-                    item = _apply(prompt, served, entry.overrides.get(served))
-                    out.append((item, Target(entry, connection, prompt.name)))
+            for item in getattr(connection.listing, kind):
+                if not _kept(entry, item.name):
+                    continue
+                served = entry.served_prefix + item.name
+                target = Target(entry, connection, item.name)
+                if served in seen:
+                    collision(target, seen[served], served)
+                    continue
+                seen[served] = f"upstream {entry.name!r}"
+                out.append((_apply(item, served, entry.overrides.get(served)), target))
         return out
+
+    def serves(self, kind: str, served: str) -> bool:
+        """Whether a connected upstream serves the tool or prompt named `served` now (cheap: no copies)."""
+        for entry, connection in self._each():
+            prefix = entry.served_prefix
+            if served.startswith(prefix) and _kept(entry, name := served[len(prefix) :]):
+                if any(item.name == name for item in getattr(connection.listing, kind)):
+                    return True
+        return False
 
     def resources(self, taken: set[str] | frozenset[str] = frozenset()) -> list[tuple[types.Resource, Target]]:
         """The upstreams' static resources; a URI in `taken` (the manifest's own) or an earlier upstream's is not."""
@@ -161,17 +173,18 @@ class Mounted:
 _said: set[tuple[str, str, str]] = set()
 
 
-def collision(target: Target, other: str) -> None:
-    """An upstream resource whose URI another entry serves: left out, and said once (where, in the manifest)."""
-    key = (target.entry.name, target.name, other)
+def collision(target: Target, other: str, served: str | None = None) -> None:
+    """A name or URI another entry serves already: left out, and said once (where, in the manifest)."""
+    shown = served or target.name
+    key = (target.entry.name, shown, other)
     if key not in _said:
         _said.add(key)
         where = target.entry.location or f"upstream {target.entry.name!r}"
         logger.error(
-            "%s: upstream %r serves %r, which %s serve already: not served from it",
+            "%s: upstream %r serves %r, which is served already by %s: not served from it",
             where,
             target.entry.name,
-            target.name,
+            shown,
             other,
         )
 
