@@ -26,6 +26,7 @@ from tests.helpers import (
     RunnerProcess,
     edit_and_wait,
     free_port,
+    healthz,
     mcp_client,
     run_main,
     wait_for_health,
@@ -141,6 +142,10 @@ async def test_http_upstream_gets_the_manifest_token_never_the_clients(
             got = (await client.call_tool("authorization", {})).content[0].text  # type: ignore[union-attr]
         assert got == f"Bearer {up_token}"
         assert mine not in got
+        async with mcp_client(runner.url, mine) as client:  # another client, more calls: the same connection
+            for i in range(5):
+                assert (await client.call_tool("mul", {"a": i, "b": 2})).structured_content == {"result": 2 * i}
+        assert healthz(runner.health_url)["upstreams"]["calc"]["connects"] == 1  # opened once, never per call
     finally:
         runner.stop()
 
