@@ -79,7 +79,8 @@ class Connection:
             "transport": "stdio" if self.entry.command else "http",
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
             "connects": self.connects,
-            "error": self.error,
+            # The kind of failure only: /healthz answers without a token, and a message can name internal hosts.
+            "error": self.error.partition(":")[0] if self.error else None,
             "tools": len(self.listing.tools),
             "prompts": len(self.listing.prompts),
             "resources": len(self.listing.resources) + len(self.listing.templates),
