@@ -247,6 +247,7 @@ def build(
             completions.prompts[entry_name(prompt_entry)] = completers("prompts", i, arguments)
     server.completions = completions
     server.needs, server.functions = needs, functions
+    server.mounts = list(manifest.upstreams)  # served once the live server connects to them (runner/upstreams)
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

@@ -68,6 +68,11 @@ from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 from runner.tasks import TasksExtension
 from runner.tasks.notify import install as serve_task_notifications
+from runner.upstreams.pool import Upstreams
+from runner.upstreams.served import Mounted
+from runner.upstreams.served import call_tool as call_upstream_tool
+from runner.upstreams.served import get_prompt as get_upstream_prompt
+from runner.upstreams.served import read_resource as read_upstream_resource
 
 
 class _Catalog:
@@ -81,6 +86,7 @@ class _Catalog:
         # ("tool" | "prompt" | "resource", name or URI/template) -> client capabilities it needs (build/needs.py)
         self.needs: dict[tuple[str, str], frozenset[str]] = {}
         self.functions: dict[tuple[str, str], Any] = {}  # the same keys -> the user's function (build/rounds.py)
+        self.mounts: list[Any] = []  # the manifest's `upstreams:` entries (runner/upstreams)
 
 
 def _in_catalog(name: str) -> Any:
@@ -184,6 +190,8 @@ class FastMCPSignInWrapper(MCPServer):
         self.changed_lists = 0  # list changes made through the methods below, for a reload's "before" (runner/reload)
         kwargs.setdefault("subscriptions", self.events)
         self.tasks = TasksExtension()  # tools with `task:` run as tasks (runner/tasks)
+        # The process's connections to other MCP servers (runner/upstreams): the live server's are kept across reloads.
+        self.upstreams = Upstreams(changed=self.list_changed)
         kwargs["extensions"] = [*kwargs.get("extensions", ()), self.tasks]
         super().__init__(name, *args, **kwargs)
         self.tasks.server = self
@@ -211,6 +219,7 @@ class FastMCPSignInWrapper(MCPServer):
     completions = _in_catalog("completions")
     needs = _in_catalog("needs")  # what each entry needs from the client (runner/build/needs.py)
     functions = _in_catalog("functions")  # each entry's function, whose code multi-round calls pin (build/rounds.py)
+    mounts = _in_catalog("mounts")  # the `upstreams:` entries served (runner/upstreams)
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
@@ -222,6 +231,7 @@ class FastMCPSignInWrapper(MCPServer):
             swap_boundary(self._lowlevel_server, other._lowlevel_server)
             self.sealing = other.sealing
         self._catalog = other._catalog
+        self.upstreams.want(self._catalog.mounts)  # new and changed upstreams connect, removed ones close
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
         self._lowlevel_server.version = other.version
@@ -312,30 +322,72 @@ class FastMCPSignInWrapper(MCPServer):
     def _policy(self) -> Policy:
         return self.guard.policy if self.guard else Policy()
 
+    def _mounted(self) -> Mounted:
+        return Mounted(self.upstreams, self._catalog.mounts)
+
+    def upstream_label(self, kind: str, asked: str) -> str | None:
+        """The metric label of a tool, prompt or resource served from an upstream: its served name or URI, else None."""
+        if not self._catalog.mounts:
+            return None
+        mounted = self._mounted()
+        if kind in ("tool", "prompt"):
+            return asked if mounted.serves(kind + "s", asked) else None
+        return mounted.resource_label(asked)
+
+    async def serve_upstreams(self) -> None:
+        """Connect to the manifest's upstreams and keep them connected (in the served app's lifespan)."""
+        self.upstreams.want(self._catalog.mounts)
+        await self.upstreams.run()
+
     async def list_tools(self) -> list[MCPTool]:
         policy = self._policy()
-        return [t for t in await super().list_tools() if self._allowed(policy.tools.get(t.name, ()))]
+        listed = [t for t in await super().list_tools() if self._allowed(policy.tools.get(t.name, ()))]
+        if self._catalog.mounts:  # an upstream's tools after the manifest's own; a local name wins
+            local = {t.name for t in self._tool_manager.list_tools()}
+            listed += [t for t, to in self._mounted().tools() if t.name not in local and self._allowed(to.scopes)]
+        return listed
 
     async def list_prompts(self) -> list[MCPPrompt]:
         policy = self._policy()
         listed = [p for p in await super().list_prompts() if self._allowed(policy.prompts.get(p.name, ()))]
         # The SDK lists prompts without `_meta`; a MetaPrompt carries one (runner/surface/prompt.py).
-        return [
+        listed = [
             p.model_copy(update={"meta": meta}) if (meta := prompt_meta(self._prompt_manager.get_prompt(p.name))) else p
             for p in listed
         ]
+        if self._catalog.mounts:
+            local = {p.name for p in listed}
+            listed += [p for p, to in self._mounted().prompts() if p.name not in local and self._allowed(to.scopes)]
+        return listed
 
     async def list_resources(self) -> list[MCPResource]:
         policy = self._policy()
-        return [r for r in await super().list_resources() if self._allowed(policy.for_resource(str(r.uri)))]
+        listed = [r for r in await super().list_resources() if self._allowed(policy.for_resource(str(r.uri)))]
+        if self._catalog.mounts:  # URIs as the upstream has them; one another entry serves is left out (logged)
+            taken = {str(r.uri) for r in self._resource_manager.list_resources()}
+            listed += [r for r, to in self._mounted().resources(taken) if self._allowed(to.scopes)]
+        return listed
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
         policy = self._policy()
         scopes = {str(t): s for t, s in policy.templates}
         templates = await super().list_resource_templates()
-        return [t for t in templates if self._allowed(scopes.get(t.uri_template, ()))]
+        listed = [t for t in templates if self._allowed(scopes.get(t.uri_template, ()))]
+        if self._catalog.mounts:
+            taken = {str(t.uri_template) for t in self._resource_manager.list_templates()}
+            listed += [t for t, to in self._mounted().templates(taken) if self._allowed(to.scopes)]
+        return listed
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if self._catalog.mounts and self._tool_manager.get_tool(name) is None:
+            target = self._mounted().tool(name)
+            if target is not None:
+                if not self._allowed(target.scopes):
+                    refused()
+                    raise ToolError(f"Unknown tool: {name}")
+                # The upstream's progress goes to this call's client (when it asked for progress).
+                progress = context.report_progress if context is not None else None
+                return await call_upstream_tool(target, arguments, progress)
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
@@ -353,6 +405,11 @@ class FastMCPSignInWrapper(MCPServer):
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None and self._catalog.mounts and (target := self._mounted().prompt(name)) is not None:
+            if not self._allowed(target.scopes):
+                refused()
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+            return await get_upstream_prompt(target, arguments)
         if prompt is None or not self._allowed(self._policy().prompts.get(name, ())):
             refused()
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
@@ -367,6 +424,13 @@ class FastMCPSignInWrapper(MCPServer):
             raise MCPError(code=INTERNAL_ERROR, message=self.errors.answer("prompt", name, exc)) from exc
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        if self._catalog.mounts and not self._serves_locally(str(uri)):
+            target = self._mounted().resource(str(uri))
+            if target is not None:
+                if not self._allowed(target.scopes):
+                    refused()
+                    raise ResourceNotFoundError(f"Unknown resource: {uri}")
+                return await read_upstream_resource(target, str(uri))
         if not self._allowed(self._policy().for_resource(str(uri))):
             refused()
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
@@ -380,6 +444,19 @@ class FastMCPSignInWrapper(MCPServer):
             refused_if_busy(exc)
             text = self.errors.answer("resource", str(uri), exc)
             raise MCPError(code=INTERNAL_ERROR, message=text, data={"uri": str(uri)}) from exc
+
+    def _serves_locally(self, uri: str) -> bool:
+        """Whether one of the manifest's own resources or templates answers `uri` (it wins over an upstream's)."""
+        manager = self._resource_manager
+        if any(str(r.uri) == uri for r in manager.list_resources()):
+            return True
+        for template in manager.list_templates():
+            try:
+                if template.matches(uri) is not None:
+                    return True
+            except ResourceSecurityError:
+                return True  # the SDK answers it, as an unknown resource
+        return False
 
     def _check_template_arguments(self, uri: str) -> str | None:
         """The template the SDK will pick for `uri` (a static resource wins), checked against the URI's parts.
@@ -447,6 +524,7 @@ class FastMCPSignInWrapper(MCPServer):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.events.run)
             tasks.start_soon(self.tasks.run)  # the tasks' own task group (runner/tasks)
+            tasks.start_soon(self.serve_upstreams)  # other MCP servers' connections (runner/upstreams)
             await super().run_stdio_async()
             tasks.cancel_scope.cancel()
 

@@ -122,6 +122,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
+    check.add_argument("--offline", action="store_true", help="do not reach the manifest's upstreams (MCP servers)")
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
     # Which server the token is for (its audience): by default the running server of this manifest,
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(json_schema(), indent=2))
             return 0
         if args.command == "check":
-            return _check(args.manifest)
+            return _check(args.manifest, offline=args.offline)
         if args.command == "token":
             return _token(args)
         if args.command in more_commands.COMMANDS:
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _check(path: Path) -> int:
+def _check(path: Path, offline: bool = False) -> int:
     try:
         manifest, source = load(path)
     except ManifestError as exc:  # with every reference that does not resolve either: all problems in one run
@@ -307,9 +308,24 @@ def _check(path: Path) -> int:
     else:
         auth = f"MCP SignIn app {manifest.signin.app_id if manifest.signin else ''!r}"
     resources = len(server._resource_manager.list_resources()) + len(server._resource_manager.list_templates())
+    reached = ""
+    if manifest.upstreams and not offline:  # each upstream reached once (runner/upstreams/probe.py)
+        import anyio
+
+        from runner.upstreams.probe import reach
+
+        taken = {str(r.uri) for r in server._resource_manager.list_resources()}
+        taken |= {t.uri_template for t in server._resource_manager.list_templates()}
+        problems, tools = anyio.run(reach, manifest.upstreams, source, taken)
+        if problems:
+            raise ManifestError(problems)
+        reached = f", {plural(len(manifest.upstreams), 'upstream')} reached ({plural(tools, 'tool')})"
+    elif manifest.upstreams:
+        reached = f", {plural(len(manifest.upstreams), 'upstream')} (not reached: --offline)"
     print(
         f'{path}: ok: "{server.name}" at {where.url}: {plural(len(server._tool_manager.list_tools()), "tool")}, '
         f"{plural(resources, 'resource')}, {plural(len(server._prompt_manager.list_prompts()), 'prompt')}, {auth}"
+        f"{reached}"
     )
     return 0
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
 from runner.manifest.errors import ManifestError, Problem
@@ -22,7 +22,7 @@ from runner.manifest.located import located, unknown_hint
 from runner.manifest.scalars import Bool, Claim, HeaderName, Identifier, Int, Number, Scope
 from runner.manifest.settings import ServerSettings
 from runner.manifest.settings import Strict as _Strict
-from runner.manifest.source import Path, Source, parse
+from runner.manifest.source import Path, Source, manifest_folder, parse
 from runner.manifest.uris import check_uri, template_variables
 from runner.surface.checks import surface_problems
 from runner.surface.models import OBJECT_SCHEMA, Icon, Meta
@@ -170,6 +170,77 @@ class PromptEntry(_Entry):
     completions: dict[str, CompletionSource] = Field(default_factory=dict, description=COMPLETIONS_HELP)
 
 
+class Override(_Strict):
+    """Per-entry settings for a tool or prompt served from an upstream or an OpenAPI operation, by served name."""
+
+    title: str | None = None
+    description: str | None = None
+    scopes: list[Scope] = Field(
+        default_factory=list, description="scopes needed for this entry, on top of signin.scopes and the mount's"
+    )
+    annotations: Annotations | None = None
+    icons: list[Icon] | None = None
+    meta: Meta | None = None
+
+
+class _Mount(_Strict):
+    """What upstream MCP servers and OpenAPI APIs share: a name, a prefix, filters, scopes, credentials."""
+
+    name: Identifier = Field(description="names the mount in logs, /healthz and errors; the default prefix")
+    prefix: str | None = Field(default=None, description='prepended to served names; default "<name>_", "" for none')
+    include: list[str] | None = Field(default=None, description="serve only these names (as the source names them)")
+    exclude: list[str] = Field(default_factory=list, description="never serve these names (as the source names them)")
+    scopes: list[Scope] = Field(
+        default_factory=list, description="scopes needed for everything from this mount, on top of signin.scopes"
+    )
+    headers: dict[HeaderName, str] = Field(
+        default_factory=dict,
+        description="static HTTP headers sent with every request to the source (credentials from ${VAR}); "
+        "a client's token is never forwarded",
+    )
+    timeout: Number = Field(default=30, gt=0, le=3600, description="seconds a call to the source may take")
+    overrides: dict[str, Override] = Field(
+        default_factory=dict, description="served name -> per-entry settings (title, scopes, annotations, icons)"
+    )
+
+    @property
+    def served_prefix(self) -> str:
+        return f"{self.name}_" if self.prefix is None else self.prefix
+
+
+class UpstreamEntry(_Mount):
+    """Another MCP server mounted next to the manifest's own entries (runner/upstreams): stdio or streamable HTTP."""
+
+    command: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="stdio: the program and its arguments, started and supervised by the runner "
+        "(restarted with backoff if it dies; never outlives the runner)",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="stdio: environment variables for the command, on top of a minimal one"
+    )
+    url: str | None = Field(default=None, description="streamable HTTP: the upstream's MCP endpoint, an http(s) URL")
+    # Where the entry is in the manifest (file:line:col), for problems found only once it is connected.
+    _location: str | None = PrivateAttr(default=None)
+    _folder: str | None = PrivateAttr(default=None)  # the manifest's folder: where a command starts
+
+    @property
+    def location(self) -> str | None:
+        return self._location
+
+    @property
+    def folder(self) -> str | None:
+        return self._folder
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+
 class Manifest(_Strict):
     """An mcp-runner manifest."""
 
@@ -190,6 +261,9 @@ class Manifest(_Strict):
     tools: list[ToolEntry] = Field(default_factory=list)
     resources: list[ResourceEntry] = Field(default_factory=list)
     prompts: list[PromptEntry] = Field(default_factory=list)
+    upstreams: list[UpstreamEntry] = Field(
+        default_factory=list, description="other MCP servers whose tools, prompts and resources are served here"
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -228,6 +302,7 @@ def validate(source: Source) -> tuple[Manifest, Source]:
         *_signin_rules(source, manifest),
         *_template_completions(source, manifest),
         *surface_problems(source, manifest),
+        *_upstream_rules(source, manifest),
     ]
     if problems:
         raise ManifestError(problems)
@@ -257,6 +332,34 @@ def _duplicates(source: Source, manifest: Manifest) -> list[Problem]:
                 problems.append(Problem(source.locate(path), message))
             else:
                 first[name] = i
+    return problems
+
+
+def _upstream_rules(source: Source, manifest: Manifest) -> list[Problem]:
+    """Each upstream is either a command (stdio) or a url (HTTP), with the keys that go with it; names are unique."""
+    problems: list[Problem] = []
+    names: dict[str, int] = {}
+    for i, up in enumerate(manifest.upstreams):
+        here: Path = ("upstreams", i)
+        up._location, up._folder = str(source.locate(here)), str(manifest_folder(source.file))
+        if (up.command is None) == (up.url is None):
+            said = "both" if up.command is not None else "neither"
+            message = f"upstream {up.name!r} needs exactly one of command (stdio) or url (HTTP), not {said}"
+            problems.append(Problem(source.locate(here), message))
+        elif up.command is not None and up.headers:
+            message = "headers are sent to an HTTP upstream (url); a stdio upstream takes env"
+            problems.append(Problem(source.locate((*here, "headers"), key=True), message))
+        elif up.url is not None and up.env:
+            message = "env is for a stdio upstream (command); an HTTP upstream takes headers"
+            problems.append(Problem(source.locate((*here, "env"), key=True), message))
+        if up.name in names:
+            earlier = source.locate(("upstreams", names[up.name]))
+            message = f"duplicate upstream name {up.name!r} (first at line {earlier.line})"
+            problems.append(Problem(source.locate((*here, "name")), message))
+        names.setdefault(up.name, i)
+        if manifest.signin is None and (up.scopes or any(o.scopes for o in up.overrides.values())):
+            message = "scopes needs a signin block: without auth there is no token to take it from"
+            problems.append(Problem(source.locate((*here, "scopes"), key=True), message))
     return problems
 
 
@@ -307,7 +410,10 @@ def all_scopes(manifest: Manifest) -> list[str]:
     found: dict[str, None] = {}
     for scope in manifest.signin.scopes if manifest.signin else []:
         found[scope] = None
-    for entry in [*manifest.tools, *manifest.resources, *manifest.prompts]:
+    entries: list[_Entry | _Mount | Override] = [*manifest.tools, *manifest.resources, *manifest.prompts]
+    for up in manifest.upstreams:
+        entries += [up, *up.overrides.values()]
+    for entry in entries:
         for scope in entry.scopes:
             found[scope] = None
     return list(found)

@@ -148,10 +148,13 @@ class Observer:
         if not isinstance(asked, str):
             return UNKNOWN
         if kind == "tool":
-            return asked if self.live._tool_manager.get_tool(asked) is not None else UNKNOWN
-        if kind == "prompt":
-            return asked if self.live._prompt_manager.get_prompt(asked) is not None else UNKNOWN
-        return self._resource_label(asked)
+            served = self.live._tool_manager.get_tool(asked) is not None
+        elif kind == "prompt":
+            served = self.live._prompt_manager.get_prompt(asked) is not None
+        else:
+            label = self._resource_label(asked)
+            return label if label != UNKNOWN else self.live.upstream_label(kind, asked) or UNKNOWN
+        return asked if served else self.live.upstream_label(kind, asked) or UNKNOWN
 
     def _resource_label(self, uri: str) -> str:
         """The served resource's URI, or the template that matches `uri` (its parameters are client input)."""

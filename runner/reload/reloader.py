@@ -301,6 +301,7 @@ class Reloader:
                 "auth": "none" if server.guard is None else ("local" if self.current.issuer else "signin"),
                 "reloads": self.reloads,
                 "bus": server.events.state(),
+                "upstreams": server.upstreams.public(),  # each upstream's state (runner/upstreams)
                 "not_reloadable": self.unwatched.public(),  # module -> kind; edits to them need a restart
                 "last_reload": None
                 if last is None

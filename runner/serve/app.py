@@ -131,6 +131,7 @@ def build_app(
             tasks.start_soon(_keep_keys_fresh, server)
             tasks.start_soon(server.events.run)  # event delivery to sessions (runner/events)
             tasks.start_soon(server.tasks.run)  # the task group tools run in as tasks (runner/tasks)
+            tasks.start_soon(server.serve_upstreams)  # connections to other MCP servers (runner/upstreams)
             for task in background:
                 tasks.start_soon(task)
             yield

@@ -142,6 +142,9 @@ def banner(
     lines.append(f"  tools:     {', '.join(tools) or '-'}")
     lines.append(f"  resources: {', '.join(resources) or '-'}")
     lines.append(f"  prompts:   {', '.join(prompts) or '-'}")
+    if server.mounts:  # their entries appear as each connects (runner/upstreams): /healthz shows how each is doing
+        mounted = ", ".join(f"{m.name} ({'stdio' if m.command else 'http'})" for m in server.mounts)
+        lines.append(f"  upstreams: {mounted}: connecting in the background; /healthz shows each one's state")
     if transport == "stdio" and manifest is not None:
         lines.extend(stdio_notes(manifest))
     if built.issuer is not None and transport != "stdio":

@@ -1,0 +1,3 @@
+def hello(name: str = "world") -> str:
+    """Says hello"""
+    return f"Hello, {name}!"

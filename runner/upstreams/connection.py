@@ -1,0 +1,239 @@
+"""One upstream MCP server: a connection opened once and reused, reopened with backoff when it fails.
+
+`Connection.run` keeps a `mcp.client.Client` open for as long as the entry is served: it connects
+(a stdio command is started through runner/upstreams/orphan.py, an HTTP upstream gets only the
+manifest's `headers`: a client's bearer token is never sent upstream), lists the upstream's tools,
+prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
+process or a failed ping marks it down (calls then fail naming it), and it is connected again after
+a backoff that doubles up to `MAX_BACKOFF`; a stdio upstream is started again the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp.client import Client
+from mcp.client.session import IncomingMessage, MessageHandlerFnT
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from runner.manifest.model import UpstreamEntry
+from runner.upstreams.orphan import guarded
+
+logger = logging.getLogger("runner")
+
+PING_INTERVAL = 2.0  # seconds between liveness pings: how soon a dead upstream is noticed
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+# The initialize handshake, which every MCP server speaks (2026-07-28 servers too): it keeps `ping` for liveness,
+# and the upstream's notifications and requests (list changes, progress, elicitation) on the connection.
+MODE = "legacy"
+
+
+def identity(entry: UpstreamEntry) -> str:
+    """What the connection depends on: a reload that changes none of it keeps the connection (and its process)."""
+    return entry.model_dump_json(include={"command", "env", "url", "headers", "timeout"}) + str(entry.folder)
+
+
+@dataclass
+class Listing:
+    """What the upstream serves, as it last said."""
+
+    tools: list[types.Tool] = field(default_factory=list)
+    prompts: list[types.Prompt] = field(default_factory=list)
+    resources: list[types.Resource] = field(default_factory=list)
+    templates: list[types.ResourceTemplate] = field(default_factory=list)
+
+
+class Unavailable(Exception):
+    """The upstream cannot be reached now; the message names it and says why."""
+
+
+class Connection:
+    def __init__(self, entry: UpstreamEntry, changed: Callable[[str], None]) -> None:
+        self.entry = entry
+        self.key = identity(entry)
+        self.state = "connecting"  # connecting | connected | down
+        self.error: str | None = None
+        self.since = time.time()
+        self.connects = 0
+        self.listing = Listing()
+        self.client: Client | None = None
+        self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def public(self) -> dict[str, Any]:
+        """For /healthz: state and counts, never a header or an argument."""
+        return {
+            "state": self.state,
+            "transport": "stdio" if self.entry.command else "http",
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
+            "connects": self.connects,
+            # The kind of failure only: /healthz answers without a token, and a message can name internal hosts.
+            "error": self.error.partition(":")[0] if self.error else None,
+            "tools": len(self.listing.tools),
+            "prompts": len(self.listing.prompts),
+            "resources": len(self.listing.resources) + len(self.listing.templates),
+        }
+
+    def _mark(self, state: str, error: str | None = None) -> None:
+        if state != self.state:
+            self.since = time.time()
+            log = logger.info if state == "connected" else logger.warning
+            log("upstream %r: %s%s", self.name, state, f" ({error})" if error else "")
+        self.state, self.error = state, error
+
+    def client_or_raise(self) -> Client:
+        if self.client is None or self.state != "connected":
+            why = f": {self.error}" if self.error else ""
+            raise Unavailable(f"upstream {self.name!r} is unavailable ({self.state}{why})")
+        return self.client
+
+    async def run(self) -> None:
+        """Until cancelled: connect, serve, and connect again after a failure."""
+        backoff = FIRST_BACKOFF
+        while True:
+            started = time.monotonic()
+            try:
+                await self._connected()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:  # any failure of the upstream is its state, never the runner's
+                self._mark("down", reason(exc))
+            finally:
+                self.client = None
+            self._forget()
+            if time.monotonic() - started > MAX_BACKOFF:
+                backoff = FIRST_BACKOFF  # it served a while: try again soon
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _forget(self) -> None:
+        had = self.listing
+        self.listing = Listing()
+        for kind, count in (("tools", len(had.tools)), ("prompts", len(had.prompts))):
+            if count:
+                self._changed(kind)
+        if had.resources or had.templates:
+            self._changed("resources")
+
+    async def _connected(self) -> None:
+        entry = self.entry
+        async with transport_client(entry, self._on_message) as client:
+            self.client = client
+            self.connects += 1
+            await self.refresh(client)
+            self._mark("connected")
+            while True:
+                await anyio.sleep(PING_INTERVAL)
+                with anyio.fail_after(entry.timeout):
+                    await client.session.send_ping()  # the session's: a handshake-era connection has ping
+
+    async def refresh(self, client: Client, kinds: tuple[str, ...] = ("tools", "prompts", "resources")) -> None:
+        """List what the upstream serves (every page), for the kinds it has."""
+        caps = client.server_capabilities
+        with anyio.fail_after(self.entry.timeout):
+            if "tools" in kinds and caps.tools is not None:
+                self.listing.tools = await _all(client.session.list_tools, "tools")
+                self._changed("tools")
+            if "prompts" in kinds and caps.prompts is not None:
+                self.listing.prompts = await _all(client.session.list_prompts, "prompts")
+                self._changed("prompts")
+            if "resources" in kinds and caps.resources is not None:
+                self.listing.resources = await _all(client.session.list_resources, "resources")
+                self.listing.templates = await _all(client.session.list_resource_templates, "resource_templates")
+                self._changed("resources")
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """An upstream's list change: list that kind again; the served lists change with it."""
+        method = getattr(message, "method", None)
+        kinds = {
+            "notifications/tools/list_changed": "tools",
+            "notifications/prompts/list_changed": "prompts",
+            "notifications/resources/list_changed": "resources",
+        }
+        kind = kinds.get(str(method))
+        if kind is not None and self.client is not None:
+            try:
+                await self.refresh(self.client, (kind,))
+            except Exception as exc:  # the next ping decides whether it is down
+                logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, reason(exc))
+
+
+async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
+    """Every page of a list method."""
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(1000):  # bounded: an upstream that pages forever is cut off
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        result = await method(params=params)
+        items.extend(getattr(result, attribute))
+        cursor = result.next_cursor
+        if not cursor:
+            break
+    return items
+
+
+def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT) -> Any:
+    if entry.command is not None:
+        command = guarded(list(entry.command))
+        server: Any = StdioServerParameters(
+            command=command[0], args=command[1:], env=dict(entry.env) or None, cwd=entry.folder
+        )
+        return Client(server, mode=MODE, read_timeout_seconds=entry.timeout, message_handler=on_message, cache=None)
+    return _http_client(entry, on_message)
+
+
+class _http_client:  # noqa: N801 - an async context manager used like a function
+    """A Client over streamable HTTP with only the manifest's headers, and the httpx client closed after it."""
+
+    def __init__(self, entry: UpstreamEntry, on_message: MessageHandlerFnT) -> None:
+        self.entry, self.on_message = entry, on_message
+        self.http: httpx2.AsyncClient | None = None
+        self.client: Client | None = None
+
+    async def __aenter__(self) -> Client:
+        assert self.entry.url is not None
+        timeout = httpx2.Timeout(self.entry.timeout, read=max(self.entry.timeout, 300.0))
+        self.http = httpx2.AsyncClient(headers=dict(self.entry.headers), timeout=timeout)
+        transport = streamable_http_client(self.entry.url, http_client=self.http)
+        self.client = Client(
+            transport,  # type: ignore[arg-type]
+            mode=MODE,
+            read_timeout_seconds=self.entry.timeout,
+            message_handler=self.on_message,
+            cache=None,
+        )
+        try:
+            return await self.client.__aenter__()
+        except BaseException:
+            await self.http.aclose()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            if self.client is not None:
+                await self.client.__aexit__(*exc)
+        finally:
+            if self.http is not None:
+                await self.http.aclose()
+
+
+def reason(exc: BaseException) -> str:
+    """A short reason, without a traceback; an exception group says its first leaf."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -1,0 +1,266 @@
+"""What the manifest's upstream entries serve: names with the prefix, filters, scopes and overrides applied.
+
+An upstream's tools and prompts are served as `<prefix><name>`, kept or dropped by `include`/`exclude`
+on the upstream's own names; each needs the entry's `scopes` (on top of signin.scopes) and its
+override's. Calls and prompt gets are forwarded on the upstream's connection (never a new one) and
+the upstream's result is handed back as it is: content, structuredContent, isError. Resources and
+templates keep their URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.shared.exceptions import MCPError
+
+from runner.manifest.model import Override, UpstreamEntry
+from runner.upstreams.connection import Connection, Unavailable, reason
+from runner.upstreams.pool import Upstreams
+
+logger = logging.getLogger("runner")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A served name's upstream: its entry, its connection, and the name the upstream knows it by."""
+
+    entry: UpstreamEntry
+    connection: Connection
+    name: str
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        override = self.entry.overrides.get(self.entry.served_prefix + self.name)
+        return (*self.entry.scopes, *(override.scopes if override else ()))
+
+
+def _kept(entry: UpstreamEntry, name: str) -> bool:
+    return (entry.include is None or name in entry.include) and name not in entry.exclude
+
+
+def _apply(item: Any, served: str, override: Override | None) -> Any:
+    update: dict[str, Any] = {"name": served}
+    if override is not None:
+        for key in ("title", "description", "icons"):
+            if getattr(override, key) is not None:
+                update[key] = getattr(override, key)
+        if override.meta is not None:
+            update["meta"] = dict(override.meta)
+        if override.annotations is not None and isinstance(item, types.Tool):
+            given = override.annotations.model_dump(exclude_none=True)
+            base = item.annotations.model_dump(exclude_none=True) if item.annotations else {}
+            update["annotations"] = types.ToolAnnotations.model_validate({**base, **given})
+    return item.model_copy(update=update)
+
+
+class Mounted:
+    """The upstream entries of one build, over the process's connections."""
+
+    def __init__(self, pool: Upstreams, entries: Sequence[UpstreamEntry]) -> None:
+        self.pool, self.entries = pool, list(entries)
+
+    def _each(self) -> list[tuple[UpstreamEntry, Connection]]:
+        found = []
+        for entry in self.entries:
+            connection = self.pool.get(entry.name)
+            if connection is not None:
+                found.append((entry, connection))
+        return found
+
+    def tools(self) -> list[tuple[types.Tool, Target]]:
+        """The served tools; a served name an earlier upstream has already is left out (and logged)."""
+        return self._served("tools")
+
+    def prompts(self) -> list[tuple[types.Prompt, Target]]:
+        return self._served("prompts")
+
+    def _served(self, kind: str) -> list[tuple[Any, Target]]:
+        out: list[tuple[Any, Target]] = []
+        seen: dict[str, str] = {}
+        for entry, connection in self._each():
+            for item in getattr(connection.listing, kind):
+                if not _kept(entry, item.name):
+                    continue
+                served = entry.served_prefix + item.name
+                target = Target(entry, connection, item.name)
+                if served in seen:
+                    collision(target, seen[served], served)
+                    continue
+                seen[served] = f"upstream {entry.name!r}"
+                out.append((_apply(item, served, entry.overrides.get(served)), target))
+        return out
+
+    def serves(self, kind: str, served: str) -> bool:
+        """Whether a connected upstream serves the tool or prompt named `served` now (cheap: no copies)."""
+        for entry, connection in self._each():
+            prefix = entry.served_prefix
+            if served.startswith(prefix) and _kept(entry, name := served[len(prefix) :]):
+                if any(item.name == name for item in getattr(connection.listing, kind)):
+                    return True
+        return False
+
+    def resources(self, taken: set[str] | frozenset[str] = frozenset()) -> list[tuple[types.Resource, Target]]:
+        """The upstreams' static resources; a URI in `taken` (the manifest's own) or an earlier upstream's is not."""
+        return self._unique(
+            [(r, Target(e, c, str(r.uri))) for e, c in self._each() for r in c.listing.resources], taken
+        )
+
+    def templates(self, taken: set[str] | frozenset[str] = frozenset()) -> list[tuple[types.ResourceTemplate, Target]]:
+        found = [(t, Target(e, c, t.uri_template)) for e, c in self._each() for t in c.listing.templates]
+        return self._unique(found, taken)
+
+    def _unique(self, found: list[tuple[Any, Target]], taken: set[str] | frozenset[str]) -> list[tuple[Any, Target]]:
+        kept: list[tuple[Any, Target]] = []
+        seen = {uri: "the manifest's resources" for uri in taken}
+        for item, target in found:
+            other = seen.get(target.name)
+            if other is None:
+                seen[target.name] = f"upstream {target.entry.name!r}"
+                kept.append((item, target))
+            else:
+                collision(target, other)
+        return kept
+
+    def tool(self, served: str) -> Target | None:
+        """The target of a served tool name, also while its upstream is down (the call then fails naming it)."""
+        for entry in self.entries:
+            prefix = entry.served_prefix
+            if served.startswith(prefix) and _kept(entry, name := served[len(prefix) :]):
+                connection = self.pool.get(entry.name)
+                if connection is None:
+                    continue
+                if connection.state == "connected":
+                    if any(t.name == name for t in connection.listing.tools):
+                        return Target(entry, connection, name)
+                elif entry.served_prefix or entry.include is not None:  # down: the call says so, naming it
+                    return Target(entry, connection, name)
+        return None
+
+    def prompt(self, served: str) -> Target | None:
+        for item, target in self.prompts():
+            if item.name == served:
+                return target
+        return None
+
+    def resource_label(self, uri: str) -> str | None:
+        """The upstream resource's URI, or the upstream template that matches `uri`; None when no upstream has it."""
+        target = self.resource(uri)
+        return None if target is None else target.name
+
+    def resource(self, uri: str) -> Target | None:
+        """The upstream that serves `uri`: one of its static resources, else the first template that matches."""
+        for item, target in self.resources():
+            if str(item.uri) == uri:
+                return target
+        from mcp.shared.uri_template import UriTemplate  # noqa: PLC0415 - only upstream templates need it
+
+        for template, target in self.templates():
+            try:
+                if UriTemplate.parse(template.uri_template).match(uri) is not None:
+                    return target
+            except Exception:  # an upstream template the SDK cannot parse serves nothing here
+                continue
+        return None
+
+
+_said: set[tuple[str, str, str]] = set()
+
+
+def collision(target: Target, other: str, served: str | None = None) -> None:
+    """A name or URI another entry serves already: left out, and said once (where, in the manifest)."""
+    shown = served or target.name
+    key = (target.entry.name, shown, other)
+    if key not in _said:
+        _said.add(key)
+        where = target.entry.location or f"upstream {target.entry.name!r}"
+        logger.error(
+            "%s: upstream %r serves %r, which is served already by %s: not served from it",
+            where,
+            target.entry.name,
+            shown,
+            other,
+        )
+
+
+async def call_tool(target: Target, arguments: dict[str, Any], progress: Any = None) -> types.CallToolResult:
+    """The upstream's result as it is; an upstream that cannot answer is a tool error naming it.
+
+    `progress(progress, total, message)` gets the upstream's progress notifications for this call.
+    """
+    try:
+        client = target.connection.client_or_raise()
+        with anyio.fail_after(target.entry.timeout):
+            result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
+    except MCPError:
+        raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
+    except Unavailable as exc:
+        return _failed(str(exc))
+    except TimeoutError:
+        return _failed(f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s")
+    except Exception as exc:
+        return _failed(f"upstream {target.entry.name!r} failed: {reason(exc)}")
+    if not isinstance(result, types.CallToolResult):
+        return _failed(f"upstream {target.entry.name!r} answered with a result this server cannot pass on")
+    return result
+
+
+async def get_prompt(target: Target, arguments: dict[str, str] | None) -> types.GetPromptResult:
+    client = _or_error(target)
+    try:
+        with anyio.fail_after(target.entry.timeout):
+            result = await client.session.get_prompt(target.name, arguments)
+    except MCPError:
+        raise
+    except Exception as exc:
+        raise _error(target, exc) from exc
+    if not isinstance(result, types.GetPromptResult):
+        raise MCPError(code=types.INTERNAL_ERROR, message=f"upstream {target.entry.name!r}: unexpected result")
+    return result
+
+
+async def read_resource(target: Target, uri: str) -> list[ReadResourceContents]:
+    """The upstream's contents, in the shape the SDK's read handler serves (text as text, blobs as bytes)."""
+    client = _or_error(target)
+    try:
+        with anyio.fail_after(target.entry.timeout):
+            result = await client.session.read_resource(uri)
+    except MCPError:
+        raise
+    except Exception as exc:
+        raise _error(target, exc) from exc
+    if not isinstance(result, types.ReadResourceResult):
+        raise MCPError(code=types.INTERNAL_ERROR, message=f"upstream {target.entry.name!r}: unexpected result")
+    return [
+        ReadResourceContents(
+            content=base64.b64decode(item.blob) if isinstance(item, types.BlobResourceContents) else item.text,
+            mime_type=item.mime_type,
+            meta=item.meta,
+        )
+        for item in result.contents
+    ]
+
+
+def _or_error(target: Target) -> Any:
+    try:
+        return target.connection.client_or_raise()
+    except Unavailable as exc:
+        raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from None
+
+
+def _error(target: Target, exc: Exception) -> MCPError:
+    if isinstance(exc, TimeoutError):
+        text = f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s"
+    else:
+        text = f"upstream {target.entry.name!r} failed: {reason(exc)}"
+    return MCPError(code=types.INTERNAL_ERROR, message=text)
+
+
+def _failed(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)

@@ -1,0 +1,434 @@
+"""Other MCP servers mounted next to the manifest's own entries (`upstreams:`, docs/upstreams.md).
+
+Real upstreams: a stdio server written with the plain SDK (tests/apps/plain_upstream.py), started and
+supervised by the runner, and another `mcp-runner serve` over HTTP with its own MCP SignIn auth, reached
+with the token the manifest's `headers` carry. Clients are real MCP clients over real HTTP with real
+RS256 tokens from the loopback JWKS server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.helpers import (
+    ROOT,
+    Issuer,
+    JWKSServer,
+    RunnerProcess,
+    edit_and_wait,
+    free_port,
+    healthz,
+    mcp_client,
+    run_main,
+    wait_for_health,
+)
+
+pytestmark = pytest.mark.anyio
+
+PLAIN = ROOT / "tests" / "apps" / "plain_upstream.py"
+
+UPSTREAM_MODULE = '''
+from mcp.server.mcpserver import Context
+
+
+def authorization(ctx: Context) -> str:
+    """The Authorization header this server got with the call"""
+    return str(ctx.request_context.request.headers.get("authorization", ""))
+
+
+def mul(a: int, b: int) -> int:
+    return a * b
+'''
+
+
+def signin(jwks: JWKSServer, url: str) -> str:
+    return f"signin:\n  app_id: {jwks.app_id}\n  resource: {url}\n  base_url: {jwks.base_url}\n"
+
+
+def plain_entry(name: str = "plain", mark: str = "one", extra: str = "") -> str:
+    return textwrap.indent(
+        f"- name: {name}\n  command: [{sys.executable}, {PLAIN}]\n  env: {{PLAIN_MARK: {mark}}}\n{extra}", "  "
+    )
+
+
+def connected(*names: str) -> Any:
+    return lambda h: all(h.get("upstreams", {}).get(n, {}).get("state") == "connected" for n in names)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, jwks: JWKSServer) -> Iterator[RunnerProcess]:
+    """Another mcp-runner over HTTP, with its own auth: its audience is its own URL."""
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    (folder / "up_tools.py").write_text(UPSTREAM_MODULE)
+    runner = RunnerProcess(folder / "up.yaml")
+    text = f"name: calc\n{signin(jwks, runner.url)}tools:\n  - function: up_tools:authorization\n"
+    runner.manifest.write_text(text + "  - function: up_tools:mul\n")
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+def front(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> RunnerProcess:
+    folder = tmp_path / "front"
+    folder.mkdir(exist_ok=True)
+    (folder / "local_tools.py").write_text("def hello() -> str:\n    return 'hi'\n")
+    runner = RunnerProcess(folder / "front.yaml", env=env or {})
+    runner.manifest.write_text(text.replace("RESOURCE", runner.url))
+    return runner
+
+
+async def test_stdio_upstream_served_with_prefix_filters_scopes_and_overrides(tmp_path: Path, jwks: JWKSServer) -> None:
+    extra = (
+        "  exclude: [secret]\n  scopes: [plain.use]\n"
+        "  overrides:\n    plain_refuse: {title: Refuser, scopes: [plain.refuse], annotations: {readOnlyHint: true}}\n"
+    )
+    text = f"name: front\n{signin(jwks, 'RESOURCE')}tools:\n  - function: local_tools:hello\nupstreams:\n"
+    runner = front(tmp_path, text + plain_entry(extra=extra)).start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        async with mcp_client(runner.url, issuer.token(scope="plain.use plain.refuse")) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert sorted(tools) == ["hello", "plain_add", "plain_grow", "plain_refuse", "plain_steps", "plain_whoami"]
+            # plain_secret: excluded
+            assert tools["plain_refuse"].title == "Refuser" and tools["plain_refuse"].annotations is not None
+            assert tools["plain_refuse"].annotations.read_only_hint is True
+            assert tools["plain_add"].output_schema is not None  # the upstream's, as it is
+            added = await client.call_tool("plain_add", {"a": 2, "b": 3})
+            assert added.structured_content == {"total": 5} and not added.is_error
+            failed = await client.call_tool("plain_refuse", {"reason": "no"})
+            assert failed.is_error and failed.content[0].text == "refused: no"  # type: ignore[union-attr]
+            mark = await client.call_tool("plain_whoami", {})
+            assert mark.content[0].text.endswith(" one")  # type: ignore[union-attr]  # the entry's env
+            prompt = await client.get_prompt("plain_greet", {"name": "Ann"})
+            assert prompt.messages[0].content.text == "Say hello to Ann"  # type: ignore[union-attr]
+            secret = await client.call_tool("plain_secret", {})
+            assert secret.is_error  # excluded: unknown here
+        async with mcp_client(runner.url, issuer.token(scope="plain.use")) as client:  # without plain.refuse
+            names = [t.name for t in (await client.list_tools()).tools]
+            assert "plain_refuse" not in names and "plain_add" in names
+            refused = await client.call_tool("plain_refuse", {"reason": "no"})
+            assert refused.is_error and "Unknown tool" in refused.content[0].text  # type: ignore[union-attr]
+        async with mcp_client(runner.url, issuer.token(scope="read")) as client:  # without the mount's scope
+            assert [t.name for t in (await client.list_tools()).tools] == ["hello"]
+            assert (await client.list_prompts()).prompts == []
+    finally:
+        runner.stop()
+
+
+async def test_http_upstream_gets_the_manifest_token_never_the_clients(
+    tmp_path: Path, jwks: JWKSServer, upstream: RunnerProcess
+) -> None:
+    up_token = Issuer(base_url=jwks.base_url, resource=upstream.url, key=jwks.keys[0]).token(sub="front-service")
+    entry = f'  - name: calc\n    url: {upstream.url}\n    headers: {{Authorization: "Bearer ${{UP_TOKEN}}"}}\n'
+    text = f"name: front\n{signin(jwks, 'RESOURCE')}upstreams:\n{entry}    prefix: ''\n    timeout: 10\n"
+    runner = front(tmp_path, text, env={"UP_TOKEN": up_token}).start()
+    try:
+        await wait_for_health(runner.health_url, connected("calc"), "the HTTP upstream connected")
+        mine = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]).token()
+        async with mcp_client(runner.url, mine) as client:
+            assert sorted(t.name for t in (await client.list_tools()).tools) == ["authorization", "mul"]
+            assert (await client.call_tool("mul", {"a": 6, "b": 7})).structured_content == {"result": 42}
+            got = (await client.call_tool("authorization", {})).content[0].text  # type: ignore[union-attr]
+        assert got == f"Bearer {up_token}"
+        assert mine not in got
+        async with mcp_client(runner.url, mine) as client:  # another client, more calls: the same connection
+            for i in range(5):
+                assert (await client.call_tool("mul", {"a": i, "b": 2})).structured_content == {"result": 2 * i}
+        assert healthz(runner.health_url)["upstreams"]["calc"]["connects"] == 1  # opened once, never per call
+    finally:
+        runner.stop()
+
+
+async def test_an_upstream_that_is_down_fails_its_tools_naming_it_and_the_rest_serves(
+    tmp_path: Path, jwks: JWKSServer
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    text = f"name: front\ntools:\n  - function: local_tools:hello\nupstreams:\n  - name: gone\n    url: {dead}\n"
+    runner = front(tmp_path, text + plain_entry()).start()
+    try:
+        health = await wait_for_health(
+            runner.health_url,
+            lambda h: connected("plain")(h) and h["upstreams"]["gone"]["state"] == "down",
+            "one upstream connected, the other down",
+        )
+        assert health["upstreams"]["gone"]["error"] == "ConnectError"  # the kind only: /healthz needs no token
+        async with mcp_client(runner.url) as client:
+            result = await client.call_tool("gone_anything", {})
+            assert result.is_error
+            assert "upstream 'gone' is unavailable" in result.content[0].text  # type: ignore[union-attr]
+            assert (await client.call_tool("plain_add", {"a": 1, "b": 1})).structured_content == {"total": 2}
+            assert (await client.call_tool("hello", {})).content[0].text == "hi"  # type: ignore[union-attr]
+    finally:
+        runner.stop()
+
+
+async def test_resources_and_templates_from_an_upstream_keep_their_uris(tmp_path: Path) -> None:
+    local = "resources:\n  - uri: plain://readme\n    function: local_tools:hello\n"  # collides with the upstream's
+    runner = front(tmp_path, f"name: front\n{local}upstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        async with mcp_client(runner.url) as client:
+            uris = [str(r.uri) for r in (await client.list_resources()).resources]
+            assert uris == ["plain://readme"]  # once: the manifest's own wins
+            templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+            assert templates == ["plain://items/{item}"]
+            item = await client.read_resource("plain://items/7")
+            assert item.contents[0].text == "item 7"  # type: ignore[union-attr]
+            readme = await client.read_resource("plain://readme")
+            assert readme.contents[0].text == "hi"  # type: ignore[union-attr]
+        logged = runner.logged()
+        assert f"{runner.manifest}:" in logged and "serves 'plain://readme'" in logged  # located, said once
+    finally:
+        runner.stop()
+
+
+async def _pid(url: str) -> int:
+    async with mcp_client(url) as client:
+        result = await client.call_tool("plain_whoami", {})
+        assert not result.is_error, result
+        return int(result.content[0].text.split()[0])  # type: ignore[union-attr]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: it waits only for its (gone) parent's wait.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+async def _gone(pid: int, what: str) -> None:
+    with anyio.move_on_after(30):
+        while _alive(pid):
+            await anyio.sleep(0.05)
+        return
+    raise AssertionError(f"{what}: process {pid} is still alive")
+
+
+async def test_a_stdio_upstream_that_dies_is_started_again(tmp_path: Path) -> None:
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        first = await _pid(runner.url)
+        os.kill(first, signal.SIGKILL)
+        await _gone(first, "the killed upstream")
+        await wait_for_health(
+            runner.health_url,
+            lambda h: h["upstreams"]["plain"]["connects"] >= 2 and connected("plain")(h),
+            "the upstream started again",
+        )
+        assert await _pid(runner.url) != first
+    finally:
+        runner.stop()
+
+
+async def test_a_stdio_upstream_never_outlives_the_runner_even_after_kill_9(tmp_path: Path) -> None:
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        pid = await _pid(runner.url)
+        assert runner.proc is not None
+        os.kill(runner.proc.pid, signal.SIGKILL)
+        runner.proc.wait(timeout=30)
+        await _gone(pid, "the upstream after kill -9 of the runner")
+    finally:
+        runner.stop()
+
+
+async def test_reload_keeps_an_unchanged_upstreams_process_and_applies_the_changed_one(tmp_path: Path) -> None:
+    text = "name: front\nupstreams:\n" + plain_entry() + plain_entry("other", "two")
+    runner = front(tmp_path, text).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain", "other"), "both upstreams connected")
+        pid = await _pid(runner.url)
+        changed = "name: front\nupstreams:\n" + plain_entry() + plain_entry("third", "three")  # other -> third
+        health = await edit_and_wait(runner.manifest.parent, runner.health_url, "front.yaml", changed)
+        assert health["last_reload"]["result"] == "ok", health
+        await wait_for_health(
+            runner.health_url,
+            lambda h: connected("plain", "third")(h) and "other" not in h["upstreams"],
+            "the new upstream connected, the removed one gone",
+        )
+        assert await _pid(runner.url) == pid  # the unchanged upstream kept its process
+        async with mcp_client(runner.url) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "third_whoami" in names and "other_whoami" not in names
+            mark = await client.call_tool("third_whoami", {})
+            assert mark.content[0].text.endswith(" three")  # type: ignore[union-attr]
+        changed = "name: front\nupstreams:\n" + plain_entry(mark="uno") + plain_entry("third", "three")  # env changed
+        health = await edit_and_wait(runner.manifest.parent, runner.health_url, "front.yaml", changed)
+        assert health["last_reload"]["result"] == "ok", health
+        with anyio.fail_after(30):  # the changed upstream is started again, with its new environment
+            while True:
+                async with mcp_client(runner.url) as client:
+                    mark = await client.call_tool("plain_whoami", {})
+                if not mark.is_error and mark.content[0].text.endswith(" uno"):  # type: ignore[union-attr]
+                    break
+                await anyio.sleep(0.05)
+        assert int(mark.content[0].text.split()[0]) != pid  # type: ignore[union-attr]
+    finally:
+        runner.stop()
+
+
+CASES = {
+    "both": (
+        "  - name: x\n    url: http://127.0.0.1:9/mcp\n    command: [a]\n",
+        "m.yaml:3:5: upstream 'x' needs exactly one",
+    ),
+    "neither": (
+        "  - name: x\n    timeout: 5\n",
+        "m.yaml:3:5: upstream 'x' needs exactly one of command (stdio) or url",
+    ),
+    "headers on stdio": (
+        "  - name: x\n    command: [a]\n    headers: {A: b}\n",
+        "m.yaml:5:5: headers are sent to an HTTP",
+    ),
+    "env on http": (
+        "  - name: x\n    url: http://127.0.0.1:9/mcp\n    env: {A: b}\n",
+        "m.yaml:5:5: env is for a stdio",
+    ),
+    "not a url": (
+        "  - name: x\n    url: ftp://x\n",
+        "m.yaml:4:10: upstreams.0.url: must be an http(s) URL",
+    ),
+    "duplicate": ("  - name: x\n    command: [a]\n  - name: x\n    command: [b]\n", "m.yaml:5:11: duplicate upstream"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_broken_upstream_entry_is_located(tmp_path: Path, case: str) -> None:
+    entry, expected = CASES[case]
+    (tmp_path / "m.yaml").write_text("name: m\nupstreams:\n" + entry)
+    result = run_main("check", str(tmp_path / "m.yaml"), "--offline", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert expected in result.stderr.replace(str(tmp_path / "m.yaml"), "m.yaml"), result.stderr
+
+
+def test_upstream_orphan_guard_execs_in_place() -> None:
+    """The guard keeps the command's PID (exec): what `kill -9` of the runner then kills is the upstream itself."""
+    from runner.upstreams.orphan import guarded
+
+    command = guarded(["/bin/sh", "-c", "echo $$"])
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip().isdigit()
+
+
+def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nupstreams:\n" + plain_entry() + f"  - name: gone\n    url: {dead}\n    timeout: 5\n")
+    result = run_main("check", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert f"{path}:6:5: cannot reach upstream 'gone': ConnectError" in result.stderr, result.stderr
+    assert "'plain'" not in result.stderr
+    offline = run_main("check", str(path), "--offline", cwd=tmp_path)
+    assert offline.returncode == 0 and "2 upstreams (not reached: --offline)" in offline.stdout, offline
+    path.write_text("name: m\nupstreams:\n" + plain_entry(extra="  exclude: [secret]\n"))
+    reached = run_main("check", str(path), cwd=tmp_path)
+    assert reached.returncode == 0 and "1 upstream reached (5 tools)" in reached.stdout, reached
+
+
+async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:
+    """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down."""
+    import shutil
+
+    folder = tmp_path / "upstreams"
+    shutil.copytree(ROOT / "docs" / "examples" / "upstreams", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    runner = RunnerProcess(folder / "front.yaml", env={"PATH": path, "CALC_URL": dead}).start()
+    try:
+        await wait_for_health(
+            runner.health_url,
+            lambda h: connected("clock")(h) and h["upstreams"]["calc"]["state"] == "down",
+            "clock connected and calc down",
+        )
+        token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
+        async with mcp_client(runner.url, token) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert sorted(tools) == ["clock_add_days", "hello"]  # now: excluded; calc_mul: needs calc.use
+            assert tools["clock_add_days"].title == "Add days"
+            result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
+            assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
+            assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
+    finally:
+        runner.stop()
+
+
+async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(tmp_path: Path) -> None:
+    from mcp.shared.subscriptions import ToolsListChanged
+
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        async with mcp_client(runner.url) as listener, mcp_client(runner.url) as caller:
+            async with listener.listen(tools_list_changed=True) as subscription:
+                await caller.call_tool("plain_grow", {"name": "fresh"})
+                with anyio.fail_after(20):
+                    async for event in subscription:
+                        if isinstance(event, ToolsListChanged):
+                            break
+            with anyio.fail_after(20):  # the runner lists the upstream again when told
+                while "plain_fresh" not in {t.name for t in (await caller.list_tools()).tools}:
+                    await anyio.sleep(0.05)
+            grown = await caller.call_tool("plain_fresh", {})
+            assert grown.content[0].text == "grown fresh"  # type: ignore[union-attr]
+            heard: list[tuple[float, float | None, str | None]] = []
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                heard.append((done, total, message))
+
+            result = await caller.call_tool("plain_steps", {"count": 3}, progress_callback=progress)
+            assert result.content[0].text == "done"  # type: ignore[union-attr]
+            assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    finally:
+        runner.stop()
+
+
+async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
+    """`serve --transport stdio`: the runner is itself a stdio server, and still starts and serves its upstreams."""
+    from mcp import Client, StdioServerParameters
+
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nupstreams:\n" + plain_entry())
+    command = [sys.executable, "-m", "runner.cli", "serve", str(path), "--transport", "stdio"]
+    params = StdioServerParameters(command=command[0], args=command[1:], cwd=str(tmp_path), env=dict(os.environ))
+    async with Client(params) as client:
+        with anyio.fail_after(30):  # the upstream connects in the background
+            while "plain_add" not in {t.name for t in (await client.list_tools()).tools}:
+                await anyio.sleep(0.05)
+        assert (await client.call_tool("plain_add", {"a": 4, "b": 5})).structured_content == {"total": 9}
+
+
+async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_path: Path) -> None:
+    text = (
+        "name: front\nupstreams:\n"
+        + plain_entry("a", "first", "  prefix: ''\n")
+        + plain_entry("b", "second", "  prefix: ''\n")
+    )
+    runner = front(tmp_path, text).start()
+    try:
+        await wait_for_health(runner.health_url, connected("a", "b"), "both upstreams connected")
+        async with mcp_client(runner.url) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            assert names.count("whoami") == 1 and len(names) == len(set(names))
+            mark = await client.call_tool("whoami", {})
+            assert mark.content[0].text.endswith(" first")  # type: ignore[union-attr]  # the first entry's
+        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in runner.logged()
+    finally:
+        runner.stop()
