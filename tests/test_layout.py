@@ -16,7 +16,9 @@ from helpers import ROOT
 
 PACKAGE = ROOT / "runner"
 STAGES = ["manifest", "build", "serve", "cli"]  # each may import the ones before it, never after
-FEATURES = ["auth", "completions", "deploy", "events", "http", "loglevel", "observe", "speed", "surface", "tasks"]
+FEATURES = [
+    "auth", "completions", "deploy", "events", "http", "loglevel", "observe", "openapi", "speed", "surface", "tasks"
+]
 
 
 def module_name(path: Path) -> str:

@@ -33,6 +33,7 @@ from runner.manifest.source import manifest_folder
 from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
+from runner.openapi.mount import close_all
 from runner.reload.reloader import Reloader
 from runner.reload.unwatched import unwatched_lines
 from runner.serve.live import Record, announce, holder
@@ -306,7 +307,10 @@ def serve(
                 out,
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
-            await DrainingServer(config, replica, streams).serve(sockets=[sock])
+            try:
+                await DrainingServer(config, replica, streams).serve(sockets=[sock])
+            finally:
+                await close_all(reloader.current.cache)  # the `openapi:` APIs' HTTP clients
 
         engine.run(main)
     finally:
