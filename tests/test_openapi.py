@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.apps.openapi.pets_api import PetsAPI
@@ -237,6 +238,9 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
         async with mcp_client(runner.url) as client:
             await client.call_tool("pets_getInventory", {})
             port = api.seen[-1].client_port
+            await client.call_tool("text", {})
+            probe_port = api.seen[-1].client_port
+            assert {port, probe_port} <= api.open_ports()
             # The spec file changes: its new operation is served, no restart.
             spec = (tmp_path / "pets.yaml").read_text()
             renamed = spec.replace("operationId: big", "operationId: huge")
@@ -250,6 +254,12 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
             assert health["last_reload"]["result"] == "ok", health
             await client.call_tool("pets_getInventory", {})
             assert api.seen[-1].client_port == port
+            # ... and the replaced probe entry's client was closed, with its connection.
+            for _ in range(200):  # bounded: the close is done before the reload's result, the server sees it soon
+                if probe_port not in api.open_ports():
+                    break
+                await anyio.sleep(0.05)
+            assert probe_port not in api.open_ports() and port in api.open_ports()
             # The entry goes: its tools go with it.
             without = edited[: edited.index("  - name: probe")]
             health = await edit_and_wait(tmp_path, runner.health_url, "apis.yaml", without)

@@ -135,12 +135,20 @@ class PetsAPI:
         )
 
     def start(self) -> PetsAPI:
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        # Idle connections stay open for ten minutes: one that closes was closed by the runner.
+        config = uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", timeout_keep_alive=600
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         wait_for_port(self.port)
         return self
+
+    def open_ports(self) -> set[int]:
+        """The client ports of the connections open now."""
+        assert self._server is not None
+        return {c.client[1] for c in list(self._server.server_state.connections) if getattr(c, "client", None)}
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
