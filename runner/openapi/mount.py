@@ -25,7 +25,7 @@ from runner.manifest.model import Manifest, OpenAPIEntry
 from runner.manifest.source import Source
 from runner.openapi.call import Api, send
 from runner.openapi.operations import Operation, json_schema, operations
-from runner.openapi.spec import Document, SpecProblem, fetch, is_url, read
+from runner.openapi.spec import Document, Raw, SpecProblem, fetch, is_url, parse_document, read_raw
 from runner.surface.models import mcp_icons
 from runner.surface.schemas import SchemaProblem, compile_schema, violation
 
@@ -102,18 +102,18 @@ def mount_apis(
                     continue
                 fetched_key = ("openapi-fetched", settings)
                 text = used[fetched_key] = previous.get(fetched_key) or fetch(entry.spec, float(entry.timeout))
-            doc = read(entry.spec, root, fetched=text)
+            raw = read_raw(entry.spec, root, fetched=text)
         except SpecProblem as exc:
             problems.append(_spec_problem(source, i, entry, exc, None))
             continue
-        key = ("openapi", settings, doc.digest)
-        if key in previous:
+        key = ("openapi", settings, raw.digest)
+        if key in previous:  # unchanged entry and document: its tools and its client, as they are
             found: Mounted = previous[key]
         else:
             try:
-                found = _mount(entry, doc, source, i, problems)
+                found = _mount(entry, parse_document(raw), source, i, problems)
             except SpecProblem as exc:
-                problems.append(_spec_problem(source, i, entry, exc, doc))
+                problems.append(_spec_problem(source, i, entry, exc, raw))
                 continue
         used[key] = found
         for tool in found.tools:
@@ -198,12 +198,12 @@ def _server_url(data: dict[str, Any]) -> str | None:
     return url
 
 
-def _spec_problem(source: Source, i: int, entry: OpenAPIEntry, exc: SpecProblem, doc: Document | None) -> Problem:
+def _spec_problem(source: Source, i: int, entry: OpenAPIEntry, exc: SpecProblem, raw: Raw | None) -> Problem:
     if isinstance(entry.spec, dict):  # inline: the very line in the manifest
         parts = [p.replace("~1", "/").replace("~0", "~") for p in exc.pointer.split("/")[1:]]
         path: tuple[str | int, ...] = ("openapi", i, "spec", *(int(p) if p.isdigit() else p for p in parts))
         return Problem(source.locate(path), f"openapi {entry.name!r}: {exc}")
-    where = doc.where if doc is not None else str(entry.spec)
+    where = raw.where if raw is not None else str(entry.spec)
     at = f"{where}#{exc.pointer}" if exc.pointer else where
     return Problem(source.locate(("openapi", i, "spec")), f"openapi {entry.name!r}: {at}: {exc}")
 

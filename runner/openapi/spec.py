@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when built: some 10 times faster
 MAX_SPEC_BYTES = 16 * 1024 * 1024  # a spec larger than this is refused, from a file or a URL
 
 
@@ -40,15 +41,25 @@ def is_url(spec: str) -> bool:
     return spec.lower().startswith(("http://", "https://"))
 
 
-def read(spec: str | dict[str, Any], root: Path, *, fetched: str | None = None) -> Document:
-    """The document `spec` names; `fetched` is a URL spec's text already fetched (see `fetch`)."""
+@dataclass(frozen=True)
+class Raw:
+    """A document as read, not yet parsed: its digest decides whether the last build's tools still fit."""
+
+    content: str | dict[str, Any]  # the text, or the inline mapping
+    where: str
+    file: Path | None
+    digest: str
+
+
+def read_raw(spec: str | dict[str, Any], root: Path, *, fetched: str | None = None) -> Raw:
+    """The document `spec` names, unparsed; `fetched` is a URL spec's text already fetched (see `fetch`)."""
     if isinstance(spec, dict):
         data = json.loads(json.dumps(spec))  # plain data (substituted strings are a str subclass)
-        return _checked(data, "inline", None, hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
+        return Raw(data, "inline", None, hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
     if is_url(spec):
         if fetched is None:
             raise SpecProblem("", f"{spec} was not fetched")
-        return _checked(_parse(fetched, spec), spec, None, hashlib.sha256(fetched.encode()).hexdigest())
+        return Raw(fetched, spec, None, hashlib.sha256(fetched.encode()).hexdigest())
     file = (root / spec).resolve()
     try:
         raw = file.read_bytes()
@@ -60,7 +71,17 @@ def read(spec: str | dict[str, Any], root: Path, *, fetched: str | None = None) 
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecProblem("", f"{spec} is not UTF-8 text") from None
-    return _checked(_parse(text, spec), spec, file, hashlib.sha256(raw).hexdigest())
+    return Raw(text, spec, file, hashlib.sha256(raw).hexdigest())
+
+
+def parse_document(raw: Raw) -> Document:
+    data = raw.content if isinstance(raw.content, dict) else _parse(raw.content, raw.where)
+    return _checked(data, raw.where, raw.file, raw.digest)
+
+
+def read(spec: str | dict[str, Any], root: Path, *, fetched: str | None = None) -> Document:
+    """The document `spec` names, parsed and checked."""
+    return parse_document(read_raw(spec, root, fetched=fetched))
 
 
 def fetch(url: str, timeout: float) -> str:
@@ -86,7 +107,7 @@ def fetch(url: str, timeout: float) -> str:
 
 def _parse(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)  # JSON is YAML too
+        return yaml.load(text, Loader=_LOADER)  # JSON is YAML too
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
