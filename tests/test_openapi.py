@@ -220,13 +220,34 @@ def test_check_locates_a_broken_spec_and_unknown_operations(tmp_path: Path) -> N
     assert f"{manifest}:18:11: openapi 'gone': missing.yaml: cannot read missing.yaml" in lines
 
 
-def test_check_offline_skips_a_url_spec(tmp_path: Path) -> None:
+def test_check_fetches_a_url_spec_unless_offline(tmp_path: Path, api: PetsAPI) -> None:
     manifest = tmp_path / "m.yaml"
     manifest.write_text("name: x\nopenapi:\n  - name: far\n    spec: http://127.0.0.1:9/openapi.yaml\n")
     offline = run_cli("check", "--offline", str(manifest))
     assert offline.returncode == 0 and "0 tools" in offline.stdout, offline.stderr
     online = run_cli("check", str(manifest))
     assert online.returncode == 2 and "cannot fetch http://127.0.0.1:9/openapi.yaml" in online.stderr
+    served = (
+        f"name: x\nopenapi:\n  - name: near\n    spec: {api.base_url}/openapi.yaml\n    base_url: {api.base_url}/v1\n"
+    )
+    manifest.write_text(served)
+    fetched = run_cli("check", str(manifest))
+    assert fetched.returncode == 0 and "6 tools" in fetched.stdout, fetched.stderr
+
+
+def test_check_refuses_clashing_names_and_scopes_without_signin(tmp_path: Path) -> None:
+    manifest = folder_with(
+        tmp_path,
+        "name: x\nopenapi:\n"
+        "  - {name: one, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9'}\n"
+        "  - {name: two, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9', scopes: [a]}\n",
+    )
+    out = run_cli("check", str(manifest))
+    assert out.returncode == 2
+    assert (
+        f"{manifest}:4:12: openapi 'two' would serve tools already served ('lookup', 'plant', 'putList', " in out.stderr
+    )
+    assert f"{manifest}:4:78: scopes need a signin block" in out.stderr
 
 
 async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api: PetsAPI, tmp_path: Path) -> None:

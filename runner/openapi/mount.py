@@ -116,11 +116,14 @@ def mount_apis(
                 problems.append(_spec_problem(source, i, entry, exc, raw))
                 continue
         used[key] = found
-        for tool in found.tools:
-            if tool.name in taken:
-                message = f"tool {tool.name!r} from openapi {entry.name!r} is already served: set prefix"
-                problems.append(Problem(source.locate(("openapi", i, "name")), message))
-            taken.add(tool.name)
+        clashes = [tool.name for tool in found.tools if tool.name in taken]
+        if clashes:
+            names = ", ".join(repr(n) for n in clashes[:5]) + (
+                f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+            )
+            message = f"openapi {entry.name!r} would serve tools already served ({names}): set its prefix"
+            problems.append(Problem(source.locate(("openapi", i, "name")), message))
+        taken.update(tool.name for tool in found.tools)
         if manifest.signin is None and found.scopes and any(found.scopes.values()):
             message = "scopes need a signin block: without auth there is no token to take them from"
             problems.append(Problem(source.locate(("openapi", i, "scopes"), key=True), message))

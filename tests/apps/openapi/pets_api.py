@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -117,6 +118,10 @@ class PetsAPI:
             await record(request)
             return Response(b"[" + b"1," * (3 * 1024 * 1024) + b"1]", media_type="application/json")
 
+        async def document(request: Request) -> Response:
+            await record(request)
+            return PlainTextResponse((Path(__file__).parent / "pets.yaml").read_text(), media_type="application/yaml")
+
         async def elsewhere(request: Request) -> Response:
             await record(request)
             return JSONResponse({"outside": True})
@@ -130,6 +135,7 @@ class PetsAPI:
                 Route("/api/v3/store/inventory", inventory, methods=["GET"]),
                 Route("/v1/text", text, methods=["GET"]),
                 Route("/v1/big", big, methods=["GET"]),
+                Route("/openapi.yaml", document, methods=["GET"]),
                 Route("/{rest:path}", elsewhere, methods=["GET", "POST", "DELETE"]),
             ]
         )
