@@ -115,6 +115,9 @@ def mount_apis(
             except SpecProblem as exc:
                 problems.append(_spec_problem(source, i, entry, exc, raw))
                 continue
+            except RecursionError:
+                problems.append(_spec_problem(source, i, entry, SpecProblem("", "nested too deeply"), raw))
+                continue
         used[key] = found
         clashes = [tool.name for tool in found.tools if tool.name in taken]
         if clashes:

@@ -64,15 +64,19 @@ def operations(data: dict[str, Any], drop_headers: frozenset[str], warn: list[st
         at = f"/paths/{escape(path)}"
         if not isinstance(item, dict):
             raise SpecProblem(at, "a path item must be a mapping")
-        item = resolve(data, item, at)
-        shared = item.get("parameters") or []
+        if isinstance(item.get("$ref"), str):  # a path item may be a reference itself
+            item = resolve(data, item, at)
+        # Only what the tools use is resolved: parameters and request bodies (responses can be most of a document).
+        shared = resolve(data, item.get("parameters") or [], f"{at}/parameters")
         for method in METHODS:
             op = item.get(method)
             if op is None:
                 continue
             if not isinstance(op, dict):
                 raise SpecProblem(f"{at}/{method}", "an operation must be a mapping")
-            made = _operation(method, path, op, shared, f"{at}/{method}", drop_headers, warn)
+            where = f"{at}/{method}"
+            used = {k: resolve(data, op[k], f"{where}/{k}") for k in ("parameters", "requestBody") if k in op}
+            made = _operation(method, path, {**op, **used}, shared, where, drop_headers, warn)
             if made is not None:
                 found.append(made)
     return found
@@ -140,6 +144,10 @@ def _operation(
             else:
                 argument = "body" if "body" not in properties else "request_body"
                 add(argument, "body", "", body_schema, body_required, body.get("description"))
+    undeclared = [v for v in re.findall(r"{([^}]*)}", path) if ("path", v) not in params]
+    if undeclared:
+        warn.append(f"{method.upper()} {path} ({name}): skipped: path parameter {undeclared[0]!r} is not declared")
+        return None
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
