@@ -287,6 +287,10 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
             assert health["last_reload"]["result"] == "ok", health
             names = {t.name for t in (await client.list_tools()).tools}
             assert "huge" not in names and "pets_getInventory" in names
+            # ... and comes back when added again.
+            health = await edit_and_wait(tmp_path, runner.health_url, "apis.yaml", edited)
+            assert health["last_reload"]["result"] == "ok", health
+            assert "huge" in {t.name for t in (await client.list_tools()).tools}
             # A broken spec keeps the last good definition.
             health = await edit_and_wait(tmp_path, runner.health_url, "petstore3.yaml", "openapi: [")
             assert health["last_reload"]["result"] == "failed"
