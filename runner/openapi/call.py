@@ -14,7 +14,9 @@ could lead to another host): a 3xx is answered like any other non-2xx status.
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -25,8 +27,17 @@ from mcp_types import CallToolResult, TextContent
 
 from runner.openapi.operations import Operation
 
+KEEPALIVE_S = 60.0  # an idle pooled connection is kept this long (the API may close it sooner)
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a larger answer is a tool error, never read into memory whole
 ERROR_BODY_CHARS = 300  # how much of a non-2xx answer's body the tool error carries
+
+
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """One TLS context for every API's client: making one loads the trust store (some 60 ms), once per process.
+
+    `mount_apis` calls it while building, so no call pays for it."""
+    return httpx2.create_ssl_context()
 
 
 @dataclass
@@ -42,7 +53,12 @@ class Api:
     def client(self) -> httpx2.AsyncClient:
         if self._client is None:  # made on the first call, on the serving loop
             self._client = httpx2.AsyncClient(
-                headers=self.headers, timeout=self.timeout, follow_redirects=False, trust_env=False
+                headers=self.headers,
+                timeout=self.timeout,
+                follow_redirects=False,
+                trust_env=False,  # no proxy or netrc from the environment: the manifest says where requests go
+                verify=tls(),
+                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S),
             )
         return self._client
 

@@ -23,7 +23,7 @@ from runner.manifest.errors import Problem
 from runner.manifest.located import unknown_hint
 from runner.manifest.model import Manifest, OpenAPIEntry
 from runner.manifest.source import Source
-from runner.openapi.call import Api, send
+from runner.openapi.call import Api, send, tls
 from runner.openapi.operations import Operation, json_schema, operations
 from runner.openapi.spec import Document, Raw, SpecProblem, fetch, is_url, parse_document, read_raw
 from runner.surface.models import mcp_icons
@@ -93,6 +93,8 @@ def mount_apis(
 ) -> list[Mounted]:
     """Every entry's tools; located problems go to `problems`. `online=False` skips URL specs (check --offline)."""
     mounted: list[Mounted] = []
+    if manifest.openapi:
+        tls()  # made here, off the serving loop, not on the first call
     for i, entry in enumerate(manifest.openapi):
         settings = entry.model_dump_json()
         try:
