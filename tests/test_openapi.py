@@ -317,3 +317,21 @@ async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
         assert api.seen[-1].headers["x-api-key"] == "dev-key"
     finally:
         runner.stop()
+
+
+def test_openapi_30_schemas_become_json_schema() -> None:
+    """3.0's `nullable` and boolean exclusive bounds, as JSON Schema 2020-12 says them; 3.1's are left alone."""
+    from runner.openapi.operations import json_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "age": {"type": "integer", "minimum": 0, "exclusiveMinimum": True, "maximum": 9, "exclusiveMaximum": False},
+            "tag": {"type": "string", "nullable": True, "enum": ["a", "b"], "example": "a"},
+        },
+    }
+    assert json_schema(schema, "3.0.3")["properties"] == {
+        "age": {"type": "integer", "exclusiveMinimum": 0, "maximum": 9},
+        "tag": {"type": ["string", "null"], "enum": ["a", "b", None], "example": "a"},
+    }
+    assert json_schema(schema, "3.1.0") is schema

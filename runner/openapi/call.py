@@ -163,7 +163,7 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolRe
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
     if not body:
         return CallToolResult(content=[TextContent(type="text", text=f"HTTP {response.status_code}, no content")])
-    if kind.startswith("text/") or "xml" in kind or kind in ("", "application/x-www-form-urlencoded"):
+    if kind.startswith("text/") or "xml" in kind or "json" in kind or kind in ("", "application/x-www-form-urlencoded"):
         return CallToolResult(content=[TextContent(type="text", text=_decoded(body, response))])
     return CallToolResult(content=[TextContent(type="text", text=f"{len(body)} bytes of {kind}")])
 
