@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.apps.openapi.pets_api import PetsAPI
 from tests.helpers import ROOT, RunnerProcess, edit_and_wait, mcp_client, run_cli
@@ -175,8 +176,13 @@ async def test_arguments_never_leave_the_operations_path(served: tuple[RunnerPro
     assert not [s for s in api.seen if not s.raw_path.startswith(("/v1/", "/api/v3/"))]  # nothing outside
 
 
-async def test_a_mounts_scopes_guard_its_tools(served: tuple[RunnerProcess, str]) -> None:
-    runner, _ = served
+async def test_a_mounts_scopes_guard_its_tools(served: tuple[RunnerProcess, str], api: PetsAPI) -> None:
+    runner, token = served
+    before = len(api.seen)
+    async with mcp_client(runner.url, token) as client:  # without probe.read: as if the tool did not exist
+        with pytest.raises(MCPError):  # answered as for a local tool without its scope
+            await client.call_tool("guarded_text", {})
+    assert len(api.seen) == before  # the API never heard of it
     scoped = run_cli("token", str(runner.manifest), "--port", str(runner.port), "--scope", "probe.read", env=runner.env)
     async with mcp_client(runner.url, scoped.stdout.strip()) as client:
         assert "guarded_text" in {t.name for t in (await client.list_tools()).tools}
