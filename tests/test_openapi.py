@@ -210,7 +210,8 @@ def test_check_locates_a_broken_spec_and_unknown_operations(tmp_path: Path) -> N
         "  - name: broken\n    spec: broken.yaml\n    base_url: http://127.0.0.1:9\n"
         "  - name: old\n    spec: swagger.json\n"
         "  - name: inline\n    base_url: http://127.0.0.1:9\n    spec:\n      openapi: 3.1.0\n      paths: []\n"
-        "  - name: gone\n    spec: missing.yaml\n",
+        "  - name: gone\n    spec: missing.yaml\n"
+        "  - name: gone\n    spec: petstore3.yaml\n",
     )
     out = run_cli("check", str(manifest))
     assert out.returncode == 2, out.stdout + out.stderr
@@ -224,6 +225,7 @@ def test_check_locates_a_broken_spec_and_unknown_operations(tmp_path: Path) -> N
     assert f"{manifest}:11:11: openapi 'old': swagger.json#/swagger: Swagger 2.0 is not supported" in lines
     assert f"{manifest}:16:14: openapi 'inline': paths must be a mapping" in lines
     assert f"{manifest}:18:11: openapi 'gone': missing.yaml: cannot read missing.yaml" in lines
+    assert f"{manifest}:19:11: duplicate openapi name 'gone' (first at line 17)" in lines
 
 
 def test_check_fetches_a_url_spec_unless_offline(tmp_path: Path, api: PetsAPI) -> None:
@@ -238,7 +240,7 @@ def test_check_fetches_a_url_spec_unless_offline(tmp_path: Path, api: PetsAPI) -
     )
     manifest.write_text(served)
     fetched = run_cli("check", str(manifest))
-    assert fetched.returncode == 0 and "6 tools" in fetched.stdout, fetched.stderr
+    assert fetched.returncode == 0 and "7 tools" in fetched.stdout, fetched.stderr
 
 
 def test_check_refuses_clashing_names_and_scopes_without_signin(tmp_path: Path) -> None:
@@ -287,6 +289,32 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
                     break
                 await anyio.sleep(0.05)
             assert probe_port not in api.open_ports() and port in api.open_ports()
+            # A call in flight when its entry is replaced finishes on the old client, which closes after it.
+            api.gate.clear()
+            async with anyio.create_task_group() as group:
+                answers: list[Any] = []
+
+                async def call_gate() -> None:
+                    answers.append(await client.call_tool("gate", {}))
+
+                group.start_soon(call_gate)
+                for _ in range(600):  # bounded: until the API has the request
+                    if api.seen and api.seen[-1].raw_path == "/v1/gate":
+                        break
+                    await anyio.sleep(0.05)
+                gate_port = api.seen[-1].client_port
+                replaced = edited.replace("    timeout: 20\n", "    timeout: 25\n")
+                health = await edit_and_wait(tmp_path, runner.health_url, "apis.yaml", replaced)
+                assert health["last_reload"]["result"] == "ok", health
+                assert gate_port in api.open_ports()  # still open: its call is in flight
+                api.gate.set()
+            assert not answers[0].is_error and answers[0].structured_content == {"gate": "open"}, text(answers[0])
+            for _ in range(200):
+                if gate_port not in api.open_ports():
+                    break
+                await anyio.sleep(0.05)
+            assert gate_port not in api.open_ports()  # closed once its last call ended
+            edited = replaced
             # The entry goes: its tools go with it.
             without = edited[: edited.index("  - name: probe")]
             health = await edit_and_wait(tmp_path, runner.health_url, "apis.yaml", without)

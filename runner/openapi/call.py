@@ -49,6 +49,8 @@ class Api:
     headers: dict[str, str]
     timeout: float
     _client: httpx2.AsyncClient | None = field(default=None, repr=False)
+    _inflight: int = 0
+    _retired: bool = False
 
     def client(self) -> httpx2.AsyncClient:
         if self._client is None:  # made on the first call, on the serving loop
@@ -61,6 +63,12 @@ class Api:
                 limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S),
             )
         return self._client
+
+    async def retire(self) -> None:
+        """A reload replaced this API: close now if idle, else when its last call in flight ends."""
+        self._retired = True
+        if self._inflight == 0:
+            await self.aclose()
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -136,6 +144,7 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
 
 async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolResult:
     parts = request_parts(api, op, arguments)
+    api._inflight += 1
     try:
         async with api.client().stream(**parts) as response:
             data = bytearray()
@@ -147,6 +156,10 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolRe
         raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
     except httpx2.HTTPError as exc:
         raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
+    finally:
+        api._inflight -= 1
+        if api._retired and api._inflight == 0:
+            await api.aclose()
     body = bytes(data)
     kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not 200 <= response.status_code < 300:

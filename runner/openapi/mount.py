@@ -95,7 +95,14 @@ def mount_apis(
     mounted: list[Mounted] = []
     if manifest.openapi:
         tls()  # made here, off the serving loop, not on the first call
+    names: dict[str, int] = {}
     for i, entry in enumerate(manifest.openapi):
+        if entry.name in names:
+            earlier = source.locate(("openapi", names[entry.name])).line
+            message = f"duplicate openapi name {entry.name!r} (first at line {earlier})"
+            problems.append(Problem(source.locate(("openapi", i, "name")), message))
+            continue
+        names[entry.name] = i
         settings = entry.model_dump_json()
         try:
             text = None
@@ -113,7 +120,7 @@ def mount_apis(
             found: Mounted = previous[key]
         else:
             try:
-                found = _mount(entry, parse_document(raw), source, i, problems)
+                found = _mount(entry, parse_document(raw), source, i, problems, previous)
             except SpecProblem as exc:
                 problems.append(_spec_problem(source, i, entry, exc, raw))
                 continue
@@ -121,12 +128,13 @@ def mount_apis(
                 problems.append(_spec_problem(source, i, entry, SpecProblem("", "nested too deeply"), raw))
                 continue
         used[key] = found
+        used[_api_key(found.api)] = found.api
         clashes = [tool.name for tool in found.tools if tool.name in taken]
         if clashes:
-            names = ", ".join(repr(n) for n in clashes[:5]) + (
+            shown = ", ".join(repr(n) for n in clashes[:5]) + (
                 f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
             )
-            message = f"openapi {entry.name!r} would serve tools already served ({names}): set its prefix"
+            message = f"openapi {entry.name!r} would serve tools already served ({shown}): set its prefix"
             problems.append(Problem(source.locate(("openapi", i, "name")), message))
         taken.update(tool.name for tool in found.tools)
         if manifest.signin is None and found.scopes and any(found.scopes.values()):
@@ -136,7 +144,14 @@ def mount_apis(
     return mounted
 
 
-def _mount(entry: OpenAPIEntry, doc: Document, source: Source, i: int, problems: list[Problem]) -> Mounted:
+def _api_key(api: Api) -> tuple[Any, ...]:
+    """What an API's client depends on: an edit of anything else (overrides, include...) keeps the client."""
+    return ("openapi-api", api.name, api.base_url, tuple(sorted(api.headers.items())), api.timeout)
+
+
+def _mount(
+    entry: OpenAPIEntry, doc: Document, source: Source, i: int, problems: list[Problem], previous: Cache
+) -> Mounted:
     warned: list[str] = []
     version = str(doc.data["openapi"])
     ops = operations(doc.data, frozenset(h.lower() for h in entry.headers), warned)
@@ -146,6 +161,7 @@ def _mount(entry: OpenAPIEntry, doc: Document, source: Source, i: int, problems:
     if base is None:
         raise SpecProblem("/servers", "no absolute servers URL in the document: set base_url")
     api = Api(entry.name, base, dict(entry.headers), float(entry.timeout))
+    api = previous.get(_api_key(api), api)  # the same client, with its open connections
     names = {op.name: op for op in ops}
     for key in ("include", "exclude"):
         for j, wanted in enumerate(getattr(entry, key) or []):
@@ -217,14 +233,14 @@ def _spec_problem(source: Source, i: int, entry: OpenAPIEntry, exc: SpecProblem,
 
 
 async def close_dropped(old: Cache, new: Cache) -> None:
-    """Close the clients of the entries the new definition no longer uses."""
-    kept = {id(v) for v in new.values()}
+    """Retire the clients the new definition no longer uses: each closes once its calls in flight are done."""
+    kept = {id(v) for v in new.values() if isinstance(v, Api)}
     for value in list(old.values()):
-        if isinstance(value, Mounted) and id(value) not in kept:
-            await value.api.aclose()
+        if isinstance(value, Api) and id(value) not in kept:
+            await value.retire()
 
 
 async def close_all(cache: Cache) -> None:
     for value in list(cache.values()):
-        if isinstance(value, Mounted):
-            await value.api.aclose()
+        if isinstance(value, Api):
+            await value.aclose()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +37,7 @@ class PetsAPI:
     port: int = field(default_factory=free_port)
     seen: list[Seen] = field(default_factory=list)
     pets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    gate: threading.Event = field(default_factory=threading.Event)  # /v1/gate answers once it is set
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
@@ -114,6 +116,14 @@ class PetsAPI:
             await record(request)
             return PlainTextResponse("plain words")
 
+        async def gate(request: Request) -> Response:
+            await record(request)
+            for _ in range(3000):  # bounded: at most some 30 s
+                if self.gate.is_set():
+                    break
+                await anyio.sleep(0.01)
+            return JSONResponse({"gate": "open" if self.gate.is_set() else "timed out"})
+
         async def big(request: Request) -> Response:
             await record(request)
             return Response(b"[" + b"1," * (3 * 1024 * 1024) + b"1]", media_type="application/json")
@@ -135,6 +145,7 @@ class PetsAPI:
                 Route("/api/v3/store/inventory", inventory, methods=["GET"]),
                 Route("/v1/text", text, methods=["GET"]),
                 Route("/v1/big", big, methods=["GET"]),
+                Route("/v1/gate", gate, methods=["GET"]),
                 Route("/openapi.yaml", document, methods=["GET"]),
                 Route("/{rest:path}", elsewhere, methods=["GET", "POST", "DELETE"]),
             ]
