@@ -1,9 +1,10 @@
 """The `openapi:` entries -> tools, with each API's HTTP client kept across reloads.
 
-An entry whose settings and document are unchanged reuses its previous tools and client (the build
-cache, keyed by the entry's settings and the document's digest), so a reload that touches another
-entry keeps its pooled connections. A replaced entry's client is closed once the new definition is
-live (`close_dropped`), and every client when the server stops (`close_all`).
+The build cache holds two things per entry: its tools (keyed by the entry's settings and the
+document's digest: an unchanged entry and document are not parsed again) and its `Api`, whose
+client depends only on `base_url`, `headers` and `timeout` (so editing `overrides` keeps the open
+connections). After a reload's swap, an `Api` the new definition does not use retires: it closes
+once its calls in flight end (`close_dropped`); every client closes when the server stops (`close_all`).
 """
 
 from __future__ import annotations

@@ -184,12 +184,15 @@ async def _serve_stdio(
 ) -> None:
     reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest, pool)
     logger.info("event loop: %s", running_loop())  # the start-up block was printed before the loop ran
-    async with anyio.create_task_group() as tasks:
-        if reload:
-            tasks.start_soon(reloader.watcher().run)
-            tasks.start_soon(reloader.settler.run)
-        await built.server.run_stdio_async()
-        tasks.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tasks:
+            if reload:
+                tasks.start_soon(reloader.watcher().run)
+                tasks.start_soon(reloader.settler.run)
+            await built.server.run_stdio_async()
+            tasks.cancel_scope.cancel()
+    finally:
+        await close_all(reloader.current.cache)  # the `openapi:` APIs' HTTP clients
 
 
 def serve(
