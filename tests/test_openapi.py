@@ -43,8 +43,9 @@ openapi:
   - name: guarded
     spec: pets.yaml
     base_url: ${PETS_URL}/v1
-    include: [text]
+    include: [text, putList]
     scopes: [probe.read]
+    overrides: {guarded_putList: {scopes: [probe.write]}}
 """
 
 
@@ -185,8 +186,18 @@ async def test_a_mounts_scopes_guard_its_tools(served: tuple[RunnerProcess, str]
     assert len(api.seen) == before  # the API never heard of it
     scoped = run_cli("token", str(runner.manifest), "--port", str(runner.port), "--scope", "probe.read", env=runner.env)
     async with mcp_client(runner.url, scoped.stdout.strip()) as client:
-        assert "guarded_text" in {t.name for t in (await client.list_tools()).tools}
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "guarded_text" in names and "guarded_putList" not in names  # the override's scope: on top
         assert text(await client.call_tool("guarded_text", {})) == "plain words"
+    both = run_cli(
+        *("token", str(runner.manifest), "--port", str(runner.port), "--scope", "probe.read", "--scope", "probe.write"),
+        env=runner.env,
+    )
+    async with mcp_client(runner.url, both.stdout.strip()) as client:
+        assert "guarded_putList" in {t.name for t in (await client.list_tools()).tools}
+        listed = await client.call_tool("guarded_putList", {"body": [1, 2]})
+        assert not listed.is_error and listed.structured_content == {"raw_path": "/v1/probe/list", "query": ""}
+    assert api.seen[-1].body == b"[1,2]"  # a JSON body that is not an object: the `body` argument, as it is
 
 
 def test_check_locates_a_broken_spec_and_unknown_operations(tmp_path: Path) -> None:
@@ -260,7 +271,10 @@ def test_check_refuses_clashing_names_and_scopes_without_signin(tmp_path: Path) 
 
 async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api: PetsAPI, tmp_path: Path) -> None:
     manifest = folder_with(
-        tmp_path, MANIFEST.replace("signin: {app_id: local}\n", "").replace("    scopes: [probe.read]\n", "")
+        tmp_path,
+        MANIFEST.replace("signin: {app_id: local}\n", "")
+        .replace("    scopes: [probe.read]\n", "")
+        .replace("    overrides: {guarded_putList: {scopes: [probe.write]}}\n", ""),
     )
     runner = RunnerProcess(manifest, env={"PETS_URL": api.base_url, "PETS_KEY": SECRET}).start()
     try:
