@@ -17,7 +17,7 @@ from helpers import ROOT
 PACKAGE = ROOT / "runner"
 STAGES = ["manifest", "build", "serve", "cli"]  # each may import the ones before it, never after
 FEATURES = [
-    *("auth", "completions", "deploy", "events", "http", "loglevel", "observe", "speed", "surface", "tasks"),
+    *("auth", "completions", "deploy", "events", "http", "loglevel", "observe", "openapi", "speed", "surface", "tasks"),
     "upstreams",
 ]
 

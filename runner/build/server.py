@@ -36,6 +36,7 @@ from runner.manifest.errors import Location, ManifestError, Problem
 from runner.manifest.model import LOCAL_APP_ID, Manifest, ToolEntry, all_scopes, entry_name, unknown_hint
 from runner.manifest.source import Source, manifest_folder
 from runner.manifest.uris import template_variables
+from runner.openapi.mount import mount_apis, mount_scopes
 from runner.surface.headers import HeaderProblem
 from runner.surface.models import mcp_icons
 from runner.surface.prompt import MetaPrompt
@@ -83,6 +84,7 @@ def build(
     cache: Cache | None = None,
     pool: ToolPool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    online: bool = True,
 ) -> Built:
     """Build a server from a validated manifest; raise ManifestError listing every problem.
 
@@ -181,6 +183,9 @@ def build(
         tools.append(used[key].tool)
         note_needs("tool", entry_name(tool_entry), tool_entry, fn)
 
+    taken = {entry_name(t) for t in manifest.tools}  # `openapi:` APIs (runner/openapi); online=False: check --offline
+    apis = mount_apis(manifest, source, root, previous, used, problems, taken, online=online)
+    tools.extend(tool for api in apis for tool in api.tools)
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)
     if server is None:
         raise ManifestError(unresolved.problems() + problems)
@@ -188,11 +193,12 @@ def build(
         server.guard = dataclasses.replace(
             server.guard,
             policy=Policy.build(
-                tools=[(entry_name(t), t.scopes) for t in manifest.tools],
+                tools=[(entry_name(t), t.scopes) for t in manifest.tools]
+                + [(name, scopes) for api in apis for name, scopes in api.scopes.items()],
                 prompts=[(entry_name(p), p.scopes) for p in manifest.prompts],
                 resources=[(r.uri, r.scopes) for r in manifest.resources],
             ),
-            scopes_supported=tuple(all_scopes(manifest)),
+            scopes_supported=tuple(dict.fromkeys([*all_scopes(manifest), *mount_scopes(manifest)])),
         )
 
     completions = Completions()

@@ -122,7 +122,11 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a manifest (imports included) without serving")
     check.add_argument("manifest", type=Path, nargs="?", default=Path(DEFAULT_MANIFEST), help=DEFAULT_HELP)
-    check.add_argument("--offline", action="store_true", help="do not reach the manifest's upstreams (MCP servers)")
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not reach the manifest's upstreams (MCP servers) nor fetch `openapi:` specs given as URLs",
+    )
 
     token = commands.add_parser("token", help="print a token from the local issuer (app_id: local)")
     # Which server the token is for (its audience): by default the running server of this manifest,
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _check(path: Path, offline: bool = False) -> int:
+def _check(path: Path, *, offline: bool = False) -> int:
     try:
         manifest, source = load(path)
     except ManifestError as exc:  # with every reference that does not resolve either: all problems in one run
@@ -299,7 +303,7 @@ def _check(path: Path, offline: bool = False) -> int:
         raise ManifestError(sorted(problems, key=lambda p: (p.location.file != here, p.location.line))) from None
     where = binding(manifest, Overrides())
     with ctrl_c_aborts(), Progress("checking") as progress:
-        built = build(manifest, source, where, progress=progress)
+        built = build(manifest, source, where, progress=progress, online=not offline)
     server = built.server
     if server.guard is None:
         auth = "no auth"

@@ -241,6 +241,27 @@ class UpstreamEntry(_Mount):
         return value
 
 
+class OpenAPIEntry(_Mount):
+    """An HTTP API described by an OpenAPI 3.0 or 3.1 document: one tool per operation (docs/openapi.md)."""
+
+    spec: str | dict[str, Any] = Field(
+        description="the OpenAPI document: a file (YAML or JSON, relative to the manifest folder), an http(s) URL, "
+        "or the document itself as a mapping"
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="where the API is served, e.g. http://127.0.0.1:9000/v1; default: the document's first "
+        "servers URL, when it is absolute",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+
 class Manifest(_Strict):
     """An mcp-runner manifest."""
 
@@ -263,6 +284,9 @@ class Manifest(_Strict):
     prompts: list[PromptEntry] = Field(default_factory=list)
     upstreams: list[UpstreamEntry] = Field(
         default_factory=list, description="other MCP servers whose tools, prompts and resources are served here"
+    )
+    openapi: list[OpenAPIEntry] = Field(
+        default_factory=list, description="HTTP APIs described by OpenAPI 3.x, served as tools (docs/openapi.md)"
     )
 
     @field_validator("version", mode="before")

@@ -39,6 +39,7 @@ from runner.manifest.settings import STARTUP_LIMITS
 from runner.manifest.source import manifest_folder
 from runner.observe import metrics
 from runner.observe.tracing import tracer
+from runner.openapi.mount import close_dropped, spec_files
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
@@ -191,6 +192,7 @@ class Reloader:
         self.settler.replaced()
         # The new build took what it reuses from the old cache; emptied, the old Built (which
         # `serve` still holds for the start-up one) keeps no replaced function alive.
+        await close_dropped(self.current.cache, built.cache)  # replaced `openapi:` entries' HTTP clients
         self.current.cache.clear()
         previous, self.current, self.manifest, self.manifest_hash = self.manifest, built, manifest, digest
         self.pool.resize(runtime(manifest, self.overrides).tool_threads)
@@ -230,7 +232,8 @@ class Reloader:
     # -- watching ---------------------------------------------------------------
 
     def module_files(self) -> list[Path]:
-        return list(user_modules(self.root).values())
+        """The files a reload follows besides the manifest: user modules, and `openapi:` spec files."""
+        return [*user_modules(self.root).values(), *spec_files(self.manifest, self.root)]
 
     def watcher(self) -> Watcher:
         """The file watcher for this server (one per process; `serve` runs its `run` in the background)."""

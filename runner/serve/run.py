@@ -33,6 +33,7 @@ from runner.manifest.source import manifest_folder
 from runner.observe.access import AccessLog
 from runner.observe.setup import Flags
 from runner.observe.setup import start as start_observing
+from runner.openapi.mount import close_all
 from runner.reload.reloader import Reloader
 from runner.reload.unwatched import unwatched_lines
 from runner.serve.live import Record, announce, holder
@@ -186,12 +187,15 @@ async def _serve_stdio(
 ) -> None:
     reloader = await Reloader.start(manifest_path, where, overrides, built, manifest, digest, pool)
     logger.info("event loop: %s", running_loop())  # the start-up block was printed before the loop ran
-    async with anyio.create_task_group() as tasks:
-        if reload:
-            tasks.start_soon(reloader.watcher().run)
-            tasks.start_soon(reloader.settler.run)
-        await built.server.run_stdio_async()
-        tasks.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tasks:
+            if reload:
+                tasks.start_soon(reloader.watcher().run)
+                tasks.start_soon(reloader.settler.run)
+            await built.server.run_stdio_async()
+            tasks.cancel_scope.cancel()
+    finally:
+        await close_all(reloader.current.cache)  # the `openapi:` APIs' HTTP clients
 
 
 def serve(
@@ -309,7 +313,10 @@ def serve(
                 out,
             )
             redact.install()  # after uvicorn configured its logging: no token reaches any handler
-            await DrainingServer(config, replica, streams).serve(sockets=[sock])
+            try:
+                await DrainingServer(config, replica, streams).serve(sockets=[sock])
+            finally:
+                await close_all(reloader.current.cache)  # the `openapi:` APIs' HTTP clients
 
         engine.run(main)
     finally:

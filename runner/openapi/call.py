@@ -1,0 +1,185 @@
+"""Sending one operation's request: the only code that talks to the API.
+
+What an argument can never do (tests/test_openapi_safety.py tries each):
+- change the host: the URL is the manifest's `base_url` plus the operation's path, and the result
+  is checked to have that scheme, host, port and path prefix before anything is sent;
+- escape the operation's path: a path value is percent-encoded as one segment (`/`, `?`, `#`, `%`
+  too), and a value of `.` or `..` is sent as `%2E` / `%2E%2E`, so no client or server folds it;
+- inject a header or a request line: a header value with CR, LF or NUL is refused; query values
+  are encoded by the HTTP client.
+The client's bearer token is never forwarded: the request carries the manifest's `headers:` and
+the operation's header arguments, nothing from the MCP request. Redirects are not followed (one
+could lead to another host): a 3xx is answered like any other non-2xx status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
+
+from runner.openapi.operations import Operation
+
+KEEPALIVE_S = 60.0  # an idle pooled connection is kept this long (the API may close it sooner)
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a larger answer is a tool error, never read into memory whole
+ERROR_BODY_CHARS = 300  # how much of a non-2xx answer's body the tool error carries
+
+
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """One TLS context for every API's client: making one loads the trust store (some 60 ms), once per process.
+
+    `mount_apis` calls it while building, so no call pays for it."""
+    return httpx2.create_ssl_context()
+
+
+@dataclass
+class Api:
+    """One API: its base URL, static headers and the one HTTP client every call shares (connection pooling)."""
+
+    name: str
+    base_url: str
+    headers: dict[str, str]
+    timeout: float
+    _client: httpx2.AsyncClient | None = field(default=None, repr=False)
+    _inflight: int = 0
+    _retired: bool = False
+
+    def client(self) -> httpx2.AsyncClient:
+        if self._client is None:  # made on the first call, on the serving loop
+            self._client = httpx2.AsyncClient(
+                headers=self.headers,
+                timeout=self.timeout,
+                follow_redirects=False,
+                trust_env=False,  # no proxy or netrc from the environment: the manifest says where requests go
+                verify=tls(),
+                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S),
+            )
+        return self._client
+
+    async def retire(self) -> None:
+        """A reload replaced this API: close now if idle, else when its last call in flight ends."""
+        self._retired = True
+        if self._inflight == 0:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def segment(value: Any) -> str:
+    """A path parameter's value, encoded so it stays inside its segment (module docstring)."""
+    if isinstance(value, list):
+        return ",".join(segment(v) for v in value)  # style: simple
+    text = _text(value)
+    if text in ("", ".", ".."):
+        if not text:
+            raise ToolError("a path parameter cannot be empty")
+        return text.replace(".", "%2E")
+    return quote(text, safe="")
+
+
+def _header(name: str, value: Any) -> str:
+    text = ",".join(_text(v) for v in value) if isinstance(value, list) else _text(value)
+    if any(c in text for c in "\r\n\0"):
+        raise ToolError(f"header {name!r} cannot hold a line break or NUL")
+    return text
+
+
+def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The method, checked URL, query, headers and JSON body for a call (ToolError for a value it refuses)."""
+    path = op.path
+    query: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
+    body: Any = None
+    props: dict[str, Any] = {}
+    for arg in op.args:
+        if arg.argument not in arguments:
+            continue
+        value = arguments[arg.argument]
+        if arg.where == "path":
+            path = path.replace("{" + arg.name + "}", segment(value))
+        elif arg.where == "query":
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]  # style: form, explode: true
+            query.extend((arg.name, _text(v)) for v in values)
+        elif arg.where == "header":
+            headers[arg.name] = _header(arg.name, value)
+        elif arg.where == "body":
+            body = value
+        else:
+            props[arg.name] = value
+    if props:
+        body = props
+    base = httpx2.URL(api.base_url)
+    url = httpx2.URL(api.base_url.rstrip("/") + path)
+    prefix = base.raw_path.rstrip(b"/") + b"/"
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port) or not url.raw_path.startswith(prefix):
+        raise ToolError("the arguments would leave the API's base URL")  # unreachable by construction: fail closed
+    parts: dict[str, Any] = {"method": op.method, "url": url, "params": query, "headers": headers}
+    if body is not None or (op.has_body and op.body_required):
+        parts["json"] = body if body is not None else {}
+    return parts
+
+
+async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolResult:
+    parts = request_parts(api, op, arguments)
+    api._inflight += 1
+    try:
+        async with api.client().stream(**parts) as response:
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ToolError(f"{api.name}: the response is larger than {MAX_RESPONSE_BYTES // 1048576} MiB")
+    except httpx2.TimeoutException:
+        raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
+    except httpx2.HTTPError as exc:
+        raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
+    finally:
+        api._inflight -= 1
+        if api._retired and api._inflight == 0:
+            await api.aclose()
+    body = bytes(data)
+    kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not 200 <= response.status_code < 300:
+        text = _decoded(body, response)[:ERROR_BODY_CHARS]
+        raise ToolError(f"{api.name}: HTTP {response.status_code} {response.reason_phrase}: {text}".rstrip(": "))
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = ...
+        if parsed is not ...:
+            structured = parsed if isinstance(parsed, dict) else {"result": parsed}
+            text = json.dumps(parsed, ensure_ascii=False, indent=2)
+            return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+    if not body:
+        return CallToolResult(content=[TextContent(type="text", text=f"HTTP {response.status_code}, no content")])
+    if kind.startswith("text/") or "xml" in kind or "json" in kind or kind in ("", "application/x-www-form-urlencoded"):
+        return CallToolResult(content=[TextContent(type="text", text=_decoded(body, response))])
+    return CallToolResult(content=[TextContent(type="text", text=f"{len(body)} bytes of {kind}")])
+
+
+def _decoded(body: bytes, response: httpx2.Response) -> str:
+    return body.decode(response.charset_encoding or "utf-8", errors="replace")
