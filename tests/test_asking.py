@@ -257,10 +257,10 @@ def book(answer: Annotated[Answer, Resolve(ask)]) -> str:
     return done(ACTION) if answer.confirm else "nothing done"
 '''
 
-PHRASING = '''
+PHRASING = """
 def done(action: str) -> str:
     return f"Done: {action}."
-'''
+"""
 
 NOTES = '''
 def note() -> str:
