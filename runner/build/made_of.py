@@ -39,7 +39,7 @@ from mcp.server.mcpserver.resolve import find_resolved_parameters
 from runner.reload.locations import is_user_path
 from runner.reload.modules import imports_of, module_file
 
-_UNREADABLE = secrets.token_hex(16)  # this process's part for a file it could not read: never equal elsewhere
+UNREADABLE = secrets.token_hex(16)  # this process's part for a file it could not read: never equal elsewhere
 _sources: weakref.WeakKeyDictionary[types.ModuleType, str] = weakref.WeakKeyDictionary()
 
 
@@ -138,8 +138,8 @@ def _source(module: types.ModuleType) -> str:
     if known is None:
         path = module_file(module)
         try:
-            known = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else _UNREADABLE
+            known = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else UNREADABLE
         except OSError:
-            known = _UNREADABLE
+            known = UNREADABLE
         _sources[module] = known
     return known
