@@ -205,16 +205,15 @@ async def test_an_undeclared_capability_is_refused_before_the_function_runs(serv
     assert ran(server) == ["greet"]  # no refused function ran
 
 
-@pytest.mark.parametrize("change", ["another function", "the tool"])
+@pytest.mark.parametrize("change", ["another function in its module", "the tool"])
 async def test_a_reload_between_rounds(server: RunnerProcess, change: str) -> None:
-    """The callback runs between round 1 and round 2: there the module is changed, and reloaded."""
+    """The callback runs between round 1 and round 2: there the module is changed, and reloaded.
+
+    Any edit of the tool's module counts as a change (docs/asking.md): the tool may read what was edited."""
     folder = server.manifest.parent
     edited = (
-        # another function changed, and one added above the tool: the tool's lines move, its code does not
-        MODULE.replace('return "v1"', 'return "v2"').replace(
-            "def ran(", "def added() -> int:\n    return 1\n\n\ndef ran("
-        )
-        if change == "another function"
+        MODULE.replace('return "v1"', 'return "v2"')
+        if change == "another function in its module"
         else MODULE.replace('return f"{greeting}, {name.name}!"', 'return f"{greeting}, dear {name.name}!"')
     )
     reloads: list[dict[str, Any]] = []
@@ -224,18 +223,88 @@ async def test_a_reload_between_rounds(server: RunnerProcess, change: str) -> No
         return await answer_name(context, params)
 
     async with client(server.url, "2026-07-28", elicitation_callback=reload_then_answer) as mcp:
-        if change == "another function":
-            greeted = await mcp.call_tool("greet", {})
-            assert not greeted.is_error and greeted.content[0].text == "Hello, Ann!", greeted
-            assert ran(server) == ["greet"]
-        else:
-            with pytest.raises(MCPError, match="tool 'greet' changed .* call it again from the start") as failed:
-                await mcp.call_tool("greet", {})
-            assert failed.value.error.code == types.INVALID_PARAMS
-            assert ran(server) == []
-            again = await mcp.call_tool("greet", {})  # called again: the new code asks, and answers
-            assert again.content[0].text == "Hello, dear Ann!", again
+        with pytest.raises(MCPError, match="tool 'greet' changed .* call it again from the start") as failed:
+            await mcp.call_tool("greet", {})
+        assert failed.value.error.code == types.INVALID_PARAMS
+        assert ran(server) == []
+        again = await mcp.call_tool("greet", {})  # called again: the new code asks, and answers
+        greeting = "Hello, Ann!" if change == "another function in its module" else "Hello, dear Ann!"
+        assert again.content[0].text == greeting, again
     assert [r["last_reload"]["result"] for r in reloads] == ["ok"] * len(reloads) and reloads, reloads
+
+
+BOOKING = '''
+from typing import Annotated
+
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from pydantic import BaseModel
+
+from phrasing import done
+
+ACTION = "booked a table"
+
+
+class Answer(BaseModel):
+    confirm: bool
+
+
+def ask() -> Elicit[Answer]:
+    return Elicit("Book a table for tonight?", Answer)
+
+
+def book(answer: Annotated[Answer, Resolve(ask)]) -> str:
+    """Books a table when the user confirms"""
+    return done(ACTION) if answer.confirm else "nothing done"
+'''
+
+PHRASING = """
+def done(action: str) -> str:
+    return f"Done: {action}."
+"""
+
+NOTES = '''
+def note() -> str:
+    """A tool the booking does not use"""
+    return "v1"
+'''
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["a module it does not use", "a module constant it reads", "a helper module it calls"],
+)
+async def test_a_reload_between_rounds_sees_what_the_tool_is_made_of(tmp_path: Path, change: str) -> None:
+    """The tool's behaviour lives in a module constant and a helper in another module, not in its own code:
+    an edit of either fails the next round (the user said yes to the old behaviour); an edit of a module
+    the tool does not import lets it go on."""
+    files = {"booking.py": BOOKING, "phrasing.py": PHRASING, "notes.py": NOTES}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "m.yaml").write_text("name: made-of\ntools:\n  - function: booking:book\n  - function: notes:note\n")
+    file, edited = {
+        "a module it does not use": ("notes.py", NOTES.replace('"v1"', '"v2"')),
+        "a module constant it reads": ("booking.py", BOOKING.replace('"booked a table"', '"DELETED ALL BOOKINGS"')),
+        "a helper module it calls": ("phrasing.py", PHRASING.replace("Done:", "Deleted every booking instead of")),
+    }[change]
+    runner = RunnerProcess(tmp_path / "m.yaml").start()
+    reloads: list[dict[str, Any]] = []
+
+    async def reload_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        reloads.append(await edit_and_wait(tmp_path, runner.health_url, file, edited))
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    try:
+        async with client(runner.url, "2026-07-28", elicitation_callback=reload_then_answer) as mcp:
+            if change == "a module it does not use":
+                booked = await mcp.call_tool("book", {})
+                assert not booked.is_error and booked.content[0].text == "Done: booked a table.", booked
+            else:
+                with pytest.raises(MCPError, match="tool 'book' changed .* call it again from the start") as failed:
+                    await mcp.call_tool("book", {})
+                assert failed.value.error.code == types.INVALID_PARAMS
+    finally:
+        runner.stop()
+    assert [r["last_reload"]["result"] for r in reloads] == ["ok"], reloads
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -4,12 +4,14 @@ A 2026-07-28 client answers a tool's (prompt's, template's) questions by calling
 again with `inputResponses` and the `requestState` the server gave it. A reload may
 land between two rounds. The SDK's seal on `requestState` belongs to the server
 object, which a reload keeps (`FastMCPSignInWrapper.adopt`), so the next round is
-accepted; if the function and its resolvers are unchanged, the call simply goes on.
+accepted; if the tool is unchanged (as defined below), the call simply goes on.
 
 If they changed, the answers were given to questions of the old code: going on would
 hand them to code that never asked them. So each round's `requestState` carries a
-fingerprint of the function and its resolvers (their bytecode, names and constants,
-the same in every process), and a round whose fingerprint is not the served one's
+fingerprint of the function and its resolvers (their bytecode, names and constants)
+and of the source of the user modules they are made of (runner/build/made_of.py: their
+modules, the modules of the types they name, and what those import), the same in every
+process with the same files, and a round whose fingerprint is not the served one's
 fails with a clear error (-32602) asking the client to call again. The fingerprint is put
 in and taken out inside the SDK's seal, so the client never sees it unsealed and
 the function never sees it at all.
@@ -26,16 +28,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+
+from runner.build.made_of import UNREADABLE, functions_of, source_digest
 
 # The methods whose results may ask (`input_required`), and the param that names the target.
 TARGETS = {"tools/call": ("tool", "name"), "prompts/get": ("prompt", "name"), "resources/read": ("resource", "uri")}
 
 
 def fingerprint(fn: Callable[..., Any]) -> str:
-    """A digest of `fn`'s code and of every resolver it depends on (transitively); kept per function object."""
+    """A digest of `fn`'s code, every resolver's (transitively), and the user modules they are made of
+    (runner/build/made_of.py); kept per function object."""
     try:
         known = _fingerprints.get(fn)
     except TypeError:  # not weakly referenceable: computed each time
@@ -43,21 +47,12 @@ def fingerprint(fn: Callable[..., Any]) -> str:
     if known is not None:
         return known
     digest = hashlib.sha256()
-    seen: set[int] = set()
-
-    def add(function: Callable[..., Any]) -> None:
-        if id(function) in seen:
-            return
-        seen.add(id(function))
+    for function in functions_of(fn):
         digest.update(_code(function))
-        try:
-            resolved = find_resolved_parameters(function)
-        except Exception:  # the SDK reports a bad signature when it registers the function
-            return
-        for marker, _ in resolved.values():
-            add(marker.fn)
-
-    add(fn)
+    try:
+        digest.update(source_digest(fn).encode())
+    except Exception:  # what it is made of cannot be told: a pin that matches no other process or build
+        digest.update(UNREADABLE.encode() + str(id(fn)).encode())
     pin = digest.hexdigest()[:16]
     with contextlib.suppress(TypeError):
         _fingerprints[fn] = pin

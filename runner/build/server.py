@@ -26,6 +26,7 @@ from runner.build.needs import inferred
 from runner.build.pool import ToolPool
 from runner.build.resolve import ResolveError, resolve
 from runner.build.reuse import Reusable, reuse_or_build
+from runner.build.rounds import fingerprint
 from runner.build.sealing import sealing
 from runner.build.signature import registration_error
 from runner.build.wrapper import FastMCPSignInWrapper
@@ -157,6 +158,7 @@ def build(
         if wanted:
             needs[(kind, key)] = wanted
         functions[(kind, key)] = fn
+        fingerprint(fn)  # now, right after the import: the source it reads is the source just imported
 
     for i, tool_entry in enumerate(manifest.tools):
         tick()

@@ -102,6 +102,13 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     serve.add_argument(
         "--bus", metavar="URL", help="redis://host:port/db: events across replicas (default: the manifest's server.bus)"
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        type=_proxies,
+        metavar="LIST",
+        help="comma-separated proxies (addresses, networks, '*') whose X-Forwarded-For is believed "
+        "(default: server.forwarded_allow_ips, else none)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument(
         "--log-format",
@@ -199,6 +206,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _proxies(text: str) -> tuple[str, ...]:
+    """`--forwarded-allow-ips`, checked like the manifest's `server.forwarded_allow_ips`; empty: none."""
+    from runner.http.proxies import trusted_proxy
+
+    try:
+        return tuple(trusted_proxy(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _replica_id(text: str) -> str:
     """`--replica-id`, checked like the manifest's `server.replica_id`."""
     from runner.deploy.identity import valid
@@ -274,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 replica_id=args.replica_id,
                 drain_timeout=args.drain_timeout,
                 bus=args.bus,
+                forwarded_allow_ips=args.forwarded_allow_ips,
             ),
             args.transport,
             args.log_level,

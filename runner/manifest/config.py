@@ -49,6 +49,7 @@ class Overrides:
     replica_id: str | None = None
     drain_timeout: float | None = None
     bus: str | None = None  # --bus: events across replicas (runner/events/bus.py)
+    forwarded_allow_ips: tuple[str, ...] | None = None  # --forwarded-allow-ips (runner/http/proxies.py)
 
 
 @dataclass(frozen=True)

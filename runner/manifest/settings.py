@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from runner.deploy.identity import REPLICA_ID
 from runner.http.limits import Limits
+from runner.http.proxies import trusted_proxy
 from runner.http.security import AllowedHost, AllowedOrigin
 from runner.http.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, MAX_SESSIONS_PER_SUBJECT, SESSION_IDLE_TIMEOUT
 from runner.http.streams import MAX_STREAMS_PER_CLIENT, MAX_STREAMS_PER_SUBJECT
@@ -170,6 +171,13 @@ class ServerSettings(Strict):
         "of every replica that uses the same bus; fixed at start-up",
     )
 
+    forwarded_allow_ips: list[Annotated[str, AfterValidator(trusted_proxy)]] = Field(
+        default_factory=list,
+        description="the proxies (IP addresses, networks such as 10.0.0.0/8, or '*') whose X-Forwarded-For and "
+        "X-Forwarded-Proto the server believes; default: none, every client is its connection's address; "
+        "fixed at start-up",
+    )
+
     @field_validator("bus")
     @classmethod
     def _bus_url(cls, value: str | None) -> str | None:
@@ -257,4 +265,5 @@ STARTUP_LIMITS = (
     "max_tasks",
     "max_tasks_per_client",
     "task_ttl",
+    "forwarded_allow_ips",
 )

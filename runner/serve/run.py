@@ -25,6 +25,7 @@ from runner.deploy.replica import Replica, state_warnings
 from runner.events.bus import attach_bus
 from runner.http import redact
 from runner.http.limits import Limits, effective, protocol_class, raise_open_file_limit
+from runner.http.proxies import trusted_proxies, uvicorn_options
 from runner.http.streams import default_total
 from runner.manifest.config import Binding, Overrides, Transport, binding, runtime
 from runner.manifest.errors import ManifestError
@@ -296,6 +297,7 @@ def serve(
                 access_log=False,  # AccessLog writes it (runner/observe/access.py)
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(replica.drain_timeout)),
+                **uvicorn_options(trusted_proxies(settings.forwarded_allow_ips, overrides.forwarded_allow_ips)),
             )
             config.load()  # so that the start-up block names the parser uvicorn really got
             running = f"{running_loop()} + {parser_of(config.http_protocol_class)}"
