@@ -286,8 +286,9 @@ class Reloader:
         async def healthz(_: Request) -> Response:
             server = self.live
             last = self.last
+            tasks_alive = server.tasks.alive  # the tasks' task group (runner/tasks): if it died, say so
             body: dict[str, Any] = {
-                "status": self.status(),
+                "status": self.status() if tasks_alive else "down",
                 "reload_running_s": round(self.worker.running_for, 1) if self.worker.busy else None,
                 "reload_pending": self.pending(),
                 "watch": self.watch_mode(),
@@ -301,6 +302,7 @@ class Reloader:
                 "auth": "none" if server.guard is None else ("local" if self.current.issuer else "signin"),
                 "reloads": self.reloads,
                 "bus": server.events.state(),
+                "tasks": "ok" if tasks_alive else "down",
                 "not_reloadable": self.unwatched.public(),  # module -> kind; edits to them need a restart
                 "last_reload": None
                 if last is None
@@ -313,7 +315,7 @@ class Reloader:
                     "error": last.error,
                 },
             }
-            return JSONResponse(body)
+            return JSONResponse(body, status_code=200 if tasks_alive else 503)
 
         async def readyz(_: Request) -> Response:
             # The first definition is loaded before the socket serves anything, so being able to
@@ -321,6 +323,8 @@ class Reloader:
             # From SIGTERM on it is 503, so a balancer stops sending new work (runner/deploy/drain.py).
             if self.replica is not None and self.replica.draining:
                 return JSONResponse({"ready": False, "draining": True}, status_code=503)
+            if not self.live.tasks.alive:
+                return JSONResponse({"ready": False, "tasks": "down"}, status_code=503)
             return JSONResponse({"ready": True})
 
         async def local_keys(_: Request) -> Response:
