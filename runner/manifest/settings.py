@@ -37,7 +37,7 @@ ErrorDetails = Literal["safe", "full", "none"]
 MAX_TASKS = 1000
 MAX_TASKS_PER_CLIENT = 32
 MAX_TASKS_PER_SUBJECT = 128
-MAX_TASK_RESULT_BYTES = 4 * 1024 * 1024
+MAX_TASK_RESULT_BYTES = 1024 * 1024
 TASK_TTL = 3600.0
 
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)

@@ -38,7 +38,7 @@ class Bounds:
     per_client: int
     ttl: float  # seconds
     per_subject: int = 128
-    max_result: int = 4 * 1024 * 1024  # bytes of a finished task's result, as JSON (server.max_task_result_bytes)
+    max_result: int = 1024 * 1024  # bytes of a finished task's result, as JSON (server.max_task_result_bytes)
 
     def check(self, owned: int, kept: int, by_subject: int = 0) -> None:
         if owned >= self.per_client:
