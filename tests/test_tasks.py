@@ -266,4 +266,5 @@ def test_a_task_does_not_ask_a_client_that_did_not_declare_elicitation(
     pending = asking.until(asking.call("ask", {"question": "Which word?"})["taskId"], {"input_required"})
     (key,) = pending["inputRequests"]
     asking.update(pending["taskId"], {key: {"action": "accept", "content": {"word": "yes"}}})
-    assert asking.until(pending["taskId"], TERMINAL)["result"]["content"][0]["text"] == "v1:yes"
+    done = asking.until(pending["taskId"], TERMINAL)  # v1 or v2: the module's reload test may have run first
+    assert done["status"] == "completed" and done["result"]["content"][0]["text"].endswith(":yes"), done
