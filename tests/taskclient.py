@@ -21,6 +21,7 @@ TASKS = "io.modelcontextprotocol/tasks"
 # Tools whose bodies wait for a file, so a test decides when a task ends (no clock involved).
 JOBS = textwrap.dedent(
     '''
+    import time
     from pathlib import Path
 
     import anyio
@@ -41,6 +42,16 @@ JOBS = textwrap.dedent(
         except anyio.get_cancelled_exc_class():
             (GATES / f"{name}.cancelled").touch()
             raise
+        (GATES / f"{name}.finished").touch()
+        return f"{VERSION}:{name}"
+
+
+    def held(name: str) -> str:
+        """A sync tool: its thread (which no cancellation stops) waits until gates/<name>.release exists."""
+        GATES.mkdir(exist_ok=True)
+        (GATES / f"{name}.started").touch()
+        while not (GATES / f"{name}.release").exists():
+            time.sleep(0.02)
         (GATES / f"{name}.finished").touch()
         return f"{VERSION}:{name}"
 
@@ -78,6 +89,8 @@ def manifest(folder: Path, jwks_url: str, server: str = "") -> Path:
           - function: jobs:ask
             task: required
           - function: jobs:big
+            task: optional
+          - function: jobs:held
             task: optional
         """
     )

@@ -208,6 +208,37 @@ def test_a_body_is_stopped_when_its_ttl_passes_and_its_slot_is_free_only_then(tm
         runner.stop()
 
 
+def test_a_sync_body_past_its_ttl_keeps_its_place_until_its_thread_returns(tmp_path: Path, jwks: JWKSServer) -> None:
+    """A thread cannot be cancelled: once its record expired, its place was free while the thread ran on."""
+    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_tasks_per_client: 1\ntask_ttl: 1\n"))
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
+    runner.start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        caller = client(runner, issuer, client_id="threads")
+        first = caller.call("held", {"name": "thread-1"})["taskId"]
+        wait_for(tmp_path / "gates" / "thread-1.started")
+        assert gone(caller, first).code == -32602  # the record expired; the thread still runs
+        with pytest.raises(RPCError) as over:
+            caller.call("held", {"name": "thread-2"})
+        assert over.value.code == -32600 and "server.max_tasks_per_client" in str(over.value), over.value
+        assert not (tmp_path / "gates" / "thread-2.started").exists()
+        (tmp_path / "gates" / "thread-1.release").touch()
+        wait_for(tmp_path / "gates" / "thread-1.finished")
+        (tmp_path / "gates" / "thread-2.release").touch()
+        deadline = time.monotonic() + 30
+        while True:  # the place is free once the first body has ended (bounded wait)
+            try:
+                assert caller.call("held", {"name": "thread-2"})["resultType"] == "task"
+                break
+            except RPCError as exc:
+                assert time.monotonic() < deadline and exc.code == -32600, exc
+                time.sleep(0.05)
+        wait_for(tmp_path / "gates" / "thread-2.finished")
+    finally:
+        runner.stop()
+
+
 def test_tasks_are_bounded_per_subject_over_its_client_ids(tmp_path: Path, jwks: JWKSServer) -> None:
     """One user with many client ids filled the server's tasks and locked every other user out."""
     bounds = "max_tasks_per_client: 2\nmax_tasks_per_subject: 3\nmax_tasks: 6\n"
