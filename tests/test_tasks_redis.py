@@ -191,3 +191,31 @@ def test_a_redis_outage_while_a_task_settles_keeps_the_endpoint_and_the_result(r
     finally:
         store.config_set("min-replicas-to-write", 0)
         store.close()
+
+
+def test_the_per_subject_bound_holds_across_replicas(tmp_path: Path, jwks: JWKSServer) -> None:
+    """One user's client ids, spread over two replicas, share one per-subject count in Redis."""
+    redis = RedisServer().start()
+    bounds = "bus: ${TASKS_BUS}\nmax_tasks_per_client: 1\nmax_tasks_per_subject: 2\n"
+    path = manifest(tmp_path, jwks.base_url, server=bounds)
+    a, b = RunnerProcess(path, extra=("--replica-id", "s1")), RunnerProcess(path, extra=("--replica-id", "s2"))
+    for runner in (a, b):
+        runner.env = {"TASKS_BUS": redis.url, "MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": a.url}
+    try:
+        a.start()
+        b.start()
+        replicas = Replicas(tmp_path, a, b, Issuer(base_url=jwks.base_url, resource=a.url, key=jwks.keys[0]))
+        started(replicas, replicas.client(a, client_id="m1"), "subject-1")
+        started(replicas, replicas.client(b, client_id="m2"), "subject-2")
+        with pytest.raises(RPCError) as over:  # a third client id of the same user, on either replica
+            replicas.client(a, client_id="m3").call("gated", {"name": "subject-3"})
+        assert over.value.code == -32600 and "server.max_tasks_per_subject" in str(over.value), over.value
+        other = TaskClient(b.url, replicas.issuer.token(sub="user-2", client_id="m3"))  # another user has room
+        started(replicas, other, "subject-other")
+        for name in ("subject-1", "subject-2", "subject-other"):
+            (tmp_path / "gates" / f"{name}.release").touch()
+    finally:
+        for runner in (a, b):
+            if runner.proc is not None:
+                runner.stop()
+        redis.stop()
