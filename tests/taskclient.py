@@ -21,6 +21,7 @@ TASKS = "io.modelcontextprotocol/tasks"
 # Tools whose bodies wait for a file, so a test decides when a task ends (no clock involved).
 JOBS = textwrap.dedent(
     '''
+    import time
     from pathlib import Path
 
     import anyio
@@ -32,13 +33,32 @@ JOBS = textwrap.dedent(
 
 
     async def gated(name: str) -> str:
-        """Starts, then waits until gates/<name>.release exists."""
+        """Starts, then waits until gates/<name>.release exists (gates/<name>.cancelled if it is stopped)."""
+        GATES.mkdir(exist_ok=True)
+        (GATES / f"{name}.started").touch()
+        try:
+            while not (GATES / f"{name}.release").exists():
+                await anyio.sleep(0.02)
+        except anyio.get_cancelled_exc_class():
+            (GATES / f"{name}.cancelled").touch()
+            raise
+        (GATES / f"{name}.finished").touch()
+        return f"{VERSION}:{name}"
+
+
+    def held(name: str) -> str:
+        """A sync tool: its thread (which no cancellation stops) waits until gates/<name>.release exists."""
         GATES.mkdir(exist_ok=True)
         (GATES / f"{name}.started").touch()
         while not (GATES / f"{name}.release").exists():
-            await anyio.sleep(0.02)
+            time.sleep(0.02)
         (GATES / f"{name}.finished").touch()
         return f"{VERSION}:{name}"
+
+
+    async def big(size: int) -> str:
+        """A result of `size` characters."""
+        return "x" * size
 
 
     class Answer(BaseModel):
@@ -68,6 +88,10 @@ def manifest(folder: Path, jwks_url: str, server: str = "") -> Path:
             task: optional
           - function: jobs:ask
             task: required
+          - function: jobs:big
+            task: optional
+          - function: jobs:held
+            task: optional
         """
     )
     path = folder / "tasks.yaml"
@@ -88,12 +112,17 @@ class TaskClient:
     url: str
     token: str
     tasks: bool = True  # declare the extension on every request
+    elicitation: bool = True  # declare the elicitation capability on every request
     http: httpx2.Client = field(default_factory=lambda: httpx2.Client(timeout=30))
     _ids: int = 0
 
+    def capabilities(self) -> dict[str, Any]:
+        declared: dict[str, Any] = {"extensions": {TASKS: {}}} if self.tasks else {}
+        return {**declared, "elicitation": {}} if self.elicitation else declared
+
     def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self._ids += 1
-        capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if self.tasks else {}
+        capabilities = self.capabilities()
         meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": capabilities,
@@ -139,7 +168,7 @@ class TaskClient:
 
         The stream ends when this client is closed (or the server ends it)."""
         self._ids += 1
-        capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if self.tasks else {}
+        capabilities = self.capabilities()
         meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": capabilities,

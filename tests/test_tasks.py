@@ -16,6 +16,7 @@ from helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait
 from taskclient import JOBS, RPCError, TaskClient, frame, manifest, wait_for
 
 pytestmark = pytest.mark.anyio
+TERMINAL = {"completed", "failed", "cancelled"}
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +186,116 @@ def test_a_listen_stream_hears_the_status_of_the_callers_own_tasks(served: tuple
     plain = TaskClient(runner.url, issuer.token(client_id="listener"), tasks=False)
     plain.listen([mine], refused).join(timeout=30)
     assert refused and refused[0]["error"]["code"] == -32021, refused
+
+
+def test_a_body_is_stopped_when_its_ttl_passes_and_its_slot_is_free_only_then(tmp_path: Path, jwks: JWKSServer) -> None:
+    """A body that outlived its TTL kept running while its record (and its place in the bounds) was gone."""
+    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_tasks_per_client: 1\ntask_ttl: 1\n"))
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
+    runner.start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        caller = client(runner, issuer, client_id="outlived")
+        first = started(tmp_path, caller, "outlived-1")
+        wait_for(tmp_path / "gates" / "outlived-1.cancelled")  # the TTL stopped the body (bounded wait)
+        assert gone(caller, first).code == -32602
+        second = started(tmp_path, caller, "outlived-2")  # the one place is free again: the first body is gone
+        wait_for(tmp_path / "gates" / "outlived-2.cancelled")
+        assert gone(caller, second).code == -32602
+        assert not (tmp_path / "gates" / "outlived-1.finished").exists()
+        assert runner.logged().count("outlived server.task_ttl") == 2, runner.logged()
+    finally:
+        runner.stop()
+
+
+def test_a_sync_body_past_its_ttl_keeps_its_place_until_its_thread_returns(tmp_path: Path, jwks: JWKSServer) -> None:
+    """A thread cannot be cancelled: once its record expired, its place was free while the thread ran on."""
+    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_tasks_per_client: 1\ntask_ttl: 1\n"))
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
+    runner.start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        caller = client(runner, issuer, client_id="threads")
+        first = caller.call("held", {"name": "thread-1"})["taskId"]
+        wait_for(tmp_path / "gates" / "thread-1.started")
+        assert gone(caller, first).code == -32602  # the record expired; the thread still runs
+        with pytest.raises(RPCError) as over:
+            caller.call("held", {"name": "thread-2"})
+        assert over.value.code == -32600 and "server.max_tasks_per_client" in str(over.value), over.value
+        assert not (tmp_path / "gates" / "thread-2.started").exists()
+        (tmp_path / "gates" / "thread-1.release").touch()
+        wait_for(tmp_path / "gates" / "thread-1.finished")
+        (tmp_path / "gates" / "thread-2.release").touch()
+        deadline = time.monotonic() + 30
+        while True:  # the place is free once the first body has ended (bounded wait)
+            try:
+                assert caller.call("held", {"name": "thread-2"})["resultType"] == "task"
+                break
+            except RPCError as exc:
+                assert time.monotonic() < deadline and exc.code == -32600, exc
+                time.sleep(0.05)
+        wait_for(tmp_path / "gates" / "thread-2.finished")
+    finally:
+        runner.stop()
+
+
+def test_tasks_are_bounded_per_subject_over_its_client_ids(tmp_path: Path, jwks: JWKSServer) -> None:
+    """One user with many client ids filled the server's tasks and locked every other user out."""
+    bounds = "max_tasks_per_client: 2\nmax_tasks_per_subject: 3\nmax_tasks: 6\n"
+    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server=bounds))
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
+    runner.start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        apps = [client(runner, issuer, sub="mallory", client_id=f"m{i}") for i in range(3)]
+        names = ["m0-a", "m0-b", "m1-a"]
+        for caller, name in zip((apps[0], apps[0], apps[1]), names, strict=True):
+            started(tmp_path, caller, name)
+        for caller in apps[1:]:  # either client id has room of its own; the subject has none
+            with pytest.raises(RPCError) as over:
+                caller.call("gated", {"name": "m-over"})
+            assert over.value.code == -32600 and "server.max_tasks_per_subject" in str(over.value), over.value
+        assert not (tmp_path / "gates" / "m-over.started").exists()
+        alice = client(runner, issuer, sub="alice", client_id="m0")  # another user, even with the same client id
+        started(tmp_path, alice, "alice")
+        for name in [*names, "alice"]:
+            (tmp_path / "gates" / f"{name}.release").touch()
+    finally:
+        runner.stop()
+
+
+def test_an_oversized_result_settles_the_task_failed(tmp_path: Path, jwks: JWKSServer) -> None:
+    """A finished task's result was kept whatever its size, for the whole TTL."""
+    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_task_result_bytes: 2000\n"))
+    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
+    runner.start()
+    try:
+        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+        caller = client(runner, issuer, client_id="big")
+        small = caller.until(caller.call("big", {"size": 100})["taskId"], {"completed", "failed"})
+        assert small["status"] == "completed" and small["result"]["content"][0]["text"] == "x" * 100, small
+        large = caller.until(caller.call("big", {"size": 5000})["taskId"], {"completed", "failed"})
+        assert large["status"] == "failed" and "result" not in large, large
+        assert "server.max_task_result_bytes" in large["error"]["message"], large
+        plain = TaskClient(runner.url, issuer.token(client_id="big"), tasks=False)  # a plain call is not bounded
+        assert len(plain.call("big", {"size": 5000})["content"][0]["text"]) == 5000
+    finally:
+        runner.stop()
+
+
+def test_a_task_does_not_ask_a_client_that_did_not_declare_elicitation(
+    served: tuple[RunnerProcess, Issuer, Path],
+) -> None:
+    """The task turned input_required with an elicitation/create for a client that could not answer it."""
+    runner, issuer, _ = served
+    mute = TaskClient(runner.url, issuer.token(client_id="no-elicitation"), elicitation=False)
+    task = mute.until(mute.call("ask", {"question": "Which word?"})["taskId"], TERMINAL | {"input_required"})
+    assert task["status"] == "failed" and "inputRequests" not in task, task
+    assert task["error"]["code"] == -32021, task
+    assert task["error"]["data"] == {"requiredCapabilities": {"elicitation": {}}}, task
+    asking = client(runner, issuer, client_id="with-elicitation")  # the same tool asks a client that can answer
+    pending = asking.until(asking.call("ask", {"question": "Which word?"})["taskId"], {"input_required"})
+    (key,) = pending["inputRequests"]
+    asking.update(pending["taskId"], {key: {"action": "accept", "content": {"word": "yes"}}})
+    done = asking.until(pending["taskId"], TERMINAL)  # v1 or v2: the module's reload test may have run first
+    assert done["status"] == "completed" and done["result"]["content"][0]["text"].endswith(":yes"), done

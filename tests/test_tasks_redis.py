@@ -6,6 +6,7 @@ A task taken by one replica is read, answered and cancelled through the other; a
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -13,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
-from helpers import Issuer, JWKSServer, RunnerProcess
+import redis as redis_client
+from helpers import Issuer, JWKSServer, RunnerProcess, healthz
 from realredis import RedisServer
 from taskclient import RPCError, TaskClient, frame, manifest, wait_for
 
 TERMINAL = {"completed", "failed", "cancelled"}
+PREFIX = "mcp-runner:tasks:tasks-test"  # the manifest's name (tests/taskclient.py)
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Replicas:
     a: RunnerProcess
     b: RunnerProcess
     issuer: Issuer
+    bus: str = ""  # the Redis URL both replicas share
 
     def client(self, replica: RunnerProcess, client_id: str = "client-1") -> TaskClient:
         return TaskClient(replica.url, self.issuer.token(client_id=client_id))
@@ -43,7 +48,7 @@ def replicas(tmp_path: Path, jwks: JWKSServer) -> Iterator[Replicas]:
     try:
         a.start()
         b.start()
-        yield Replicas(tmp_path, a, b, Issuer(base_url=jwks.base_url, resource=a.url, key=jwks.keys[0]))
+        yield Replicas(tmp_path, a, b, Issuer(base_url=jwks.base_url, resource=a.url, key=jwks.keys[0]), redis.url)
     finally:
         for runner in (a, b):
             if runner.proc is not None:
@@ -122,3 +127,95 @@ def test_a_listener_on_one_replica_hears_a_task_that_runs_on_the_other(replicas:
         assert done["params"]["result"]["content"][0]["text"] == "v1:heard-across"
     finally:
         on_b.close()
+
+
+def logged(replica: RunnerProcess, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in replica.logged():
+        assert time.monotonic() < deadline, replica.logged()
+        time.sleep(0.02)
+
+
+def test_a_forged_record_or_signal_is_dropped_and_the_endpoint_stays_up(replicas: Replicas) -> None:
+    """A record with a field this version did not know (a rolling upgrade), or a garbled signal, escaped the
+    tasks task group: every POST /mcp answered 500 from then on while /healthz said 200."""
+    on_a = replicas.client(replicas.a)
+    task_id = started(replicas, on_a, "forged")
+    frames: list[dict[str, Any]] = []
+    listener = replicas.client(replicas.a)
+    listener.listen([task_id], frames)
+    store = redis_client.Redis.from_url(replicas.bus)
+    try:
+        frame(frames, lambda f: f.get("method") == "notifications/subscriptions/acknowledged")
+        key, channel = f"{PREFIX}:task:{task_id}", f"{PREFIX}:signals"
+        record = json.loads(store.get(key))  # type: ignore[arg-type]
+        store.set(key, json.dumps({**record, "from_a_newer_runner": 1}), keepttl=True)
+        store.publish(channel, json.dumps({"taskId": task_id, "changed": True}))
+        heard = frame(frames, lambda f: f.get("method") == "notifications/tasks")  # read despite the new field
+        assert heard["params"]["taskId"] == task_id and heard["params"]["status"] == "working", heard
+        assert on_a.get(task_id)["status"] == "working"
+        for garbled in (b"not json", b"[1, 2]", b'{"taskId": 5}', json.dumps({"taskId": task_id, "cancel": "x"})):
+            store.publish(channel, garbled)
+        store.set(key, json.dumps({"taskId": 1, "status": "evil"}), keepttl=True)
+        store.publish(channel, json.dumps({"taskId": task_id, "changed": True}))
+        logged(replicas.a, "is unreadable")
+        with pytest.raises(RPCError) as unreadable:  # an unreadable record is no task
+            on_a.get(task_id)
+        assert unreadable.value.code == -32602
+        health = httpx2.get(replicas.a.health_url, timeout=10)
+        assert health.status_code == 200 and health.json()["tasks"] == "ok", health.text
+        after = started(replicas, on_a, "after-forgery")  # the endpoint and the tasks machinery are still up
+        (replicas.folder / "gates" / "after-forgery.release").touch()
+        assert on_a.until(after, TERMINAL)["status"] == "completed"
+        assert "dropped a signal" in replicas.a.logged()
+        (replicas.folder / "gates" / "forged.release").touch()
+    finally:
+        listener.close()
+        store.close()
+
+
+def test_a_redis_outage_while_a_task_settles_keeps_the_endpoint_and_the_result(replicas: Replicas) -> None:
+    """The settled record's write failed, the error escaped the tasks task group, and the replica's /mcp died."""
+    on_a, on_b = replicas.client(replicas.a), replicas.client(replicas.b)
+    task_id = started(replicas, on_a, "outage")
+    store = redis_client.Redis.from_url(replicas.bus)
+    try:
+        store.config_set("min-replicas-to-write", 1)  # Redis refuses every write (NOREPLICAS) until reset
+        (replicas.folder / "gates" / "outage.release").touch()
+        logged(replicas.a, "the task store is unavailable")
+        assert on_a.get(task_id)["status"] == "working"  # reads still work; the endpoint is up
+        assert healthz(replicas.a.health_url)["tasks"] == "ok"
+        store.config_set("min-replicas-to-write", 0)  # Redis is back: the result kept on A is written
+        done = on_b.until(task_id, TERMINAL)
+        assert done["status"] == "completed" and done["result"]["content"][0]["text"] == "v1:outage", done
+    finally:
+        store.config_set("min-replicas-to-write", 0)
+        store.close()
+
+
+def test_the_per_subject_bound_holds_across_replicas(tmp_path: Path, jwks: JWKSServer) -> None:
+    """One user's client ids, spread over two replicas, share one per-subject count in Redis."""
+    redis = RedisServer().start()
+    bounds = "bus: ${TASKS_BUS}\nmax_tasks_per_client: 1\nmax_tasks_per_subject: 2\n"
+    path = manifest(tmp_path, jwks.base_url, server=bounds)
+    a, b = RunnerProcess(path, extra=("--replica-id", "s1")), RunnerProcess(path, extra=("--replica-id", "s2"))
+    for runner in (a, b):
+        runner.env = {"TASKS_BUS": redis.url, "MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": a.url}
+    try:
+        a.start()
+        b.start()
+        replicas = Replicas(tmp_path, a, b, Issuer(base_url=jwks.base_url, resource=a.url, key=jwks.keys[0]))
+        started(replicas, replicas.client(a, client_id="m1"), "subject-1")
+        started(replicas, replicas.client(b, client_id="m2"), "subject-2")
+        with pytest.raises(RPCError) as over:  # a third client id of the same user, on either replica
+            replicas.client(a, client_id="m3").call("gated", {"name": "subject-3"})
+        assert over.value.code == -32600 and "server.max_tasks_per_subject" in str(over.value), over.value
+        other = TaskClient(b.url, replicas.issuer.token(sub="user-2", client_id="m3"))  # another user has room
+        started(replicas, other, "subject-other")
+        for name in ("subject-1", "subject-2", "subject-other"):
+            (tmp_path / "gates" / f"{name}.release").touch()
+    finally:
+        for runner in (a, b):
+            if runner.proc is not None:
+                runner.stop()
+        redis.stop()

@@ -37,6 +37,8 @@ ErrorDetails = Literal["safe", "full", "none"]
 # Defaults of server.max_tasks, server.max_tasks_per_client, server.task_ttl (runner/tasks).
 MAX_TASKS = 1000
 MAX_TASKS_PER_CLIENT = 32
+MAX_TASKS_PER_SUBJECT = 128
+MAX_TASK_RESULT_BYTES = 1024 * 1024
 TASK_TTL = 3600.0
 
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
@@ -219,6 +221,17 @@ class ServerSettings(Strict):
         ge=1,
         description="tasks kept at most per token (issuer, subject, client id), or per client address without auth",
     )
+    max_tasks_per_subject: Int = Field(
+        default=MAX_TASKS_PER_SUBJECT,
+        ge=1,
+        description="tasks kept at most per token subject (issuer, subject), over all its client ids",
+    )
+    max_task_result_bytes: Int = Field(
+        default=MAX_TASK_RESULT_BYTES,
+        ge=1,
+        description="bytes a finished task's result may take (as JSON) to be kept; a larger one settles the task "
+        "failed",
+    )
     task_ttl: Number = Field(
         default=TASK_TTL,
         gt=0,
@@ -264,6 +277,8 @@ STARTUP_LIMITS = (
     "drain_timeout",
     "max_tasks",
     "max_tasks_per_client",
+    "max_tasks_per_subject",
+    "max_task_result_bytes",
     "task_ttl",
     "forwarded_allow_ips",
 )

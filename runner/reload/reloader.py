@@ -289,8 +289,9 @@ class Reloader:
         async def healthz(_: Request) -> Response:
             server = self.live
             last = self.last
+            tasks_alive = server.tasks.alive  # the tasks' task group (runner/tasks): if it died, say so
             body: dict[str, Any] = {
-                "status": self.status(),
+                "status": self.status() if tasks_alive else "down",
                 "reload_running_s": round(self.worker.running_for, 1) if self.worker.busy else None,
                 "reload_pending": self.pending(),
                 "watch": self.watch_mode(),
@@ -305,6 +306,7 @@ class Reloader:
                 "reloads": self.reloads,
                 "bus": server.events.state(),
                 "upstreams": server.upstreams.public(),  # each upstream's state (runner/upstreams)
+                "tasks": "ok" if tasks_alive else "down",
                 "not_reloadable": self.unwatched.public(),  # module -> kind; edits to them need a restart
                 "last_reload": None
                 if last is None
@@ -317,7 +319,7 @@ class Reloader:
                     "error": last.error,
                 },
             }
-            return JSONResponse(body)
+            return JSONResponse(body, status_code=200 if tasks_alive else 503)
 
         async def readyz(_: Request) -> Response:
             # The first definition is loaded before the socket serves anything, so being able to
@@ -325,6 +327,8 @@ class Reloader:
             # From SIGTERM on it is 503, so a balancer stops sending new work (runner/deploy/drain.py).
             if self.replica is not None and self.replica.draining:
                 return JSONResponse({"ready": False, "draining": True}, status_code=503)
+            if not self.live.tasks.alive:
+                return JSONResponse({"ready": False, "tasks": "down"}, status_code=503)
             return JSONResponse({"ready": True})
 
         async def local_keys(_: Request) -> Response:

@@ -3,8 +3,9 @@
 Like the event bus (runner/events/bus.py), it is kept for the process's lifetime: running tasks
 and the records clients poll hang off it. With `server.bus` (or `--bus`) the records live in that
 Redis (runner/tasks/redis_store.py), under the manifest's `name`, so every replica of a deployment
-sees the same tasks; else in this process. `server.max_tasks`, `server.max_tasks_per_client` and
-`server.task_ttl` are start-up settings too: a reload that changes them says it needs a restart.
+sees the same tasks; else in this process. `server.max_tasks`, `server.max_tasks_per_client`,
+`server.max_tasks_per_subject`, `server.max_task_result_bytes` and `server.task_ttl` are start-up
+settings too: a reload that changes them says it needs a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
 
 def bounds(manifest: Manifest) -> Bounds:
     settings = manifest.server
-    return Bounds(total=settings.max_tasks, per_client=settings.max_tasks_per_client, ttl=settings.task_ttl)
+    return Bounds(
+        total=settings.max_tasks,
+        per_client=settings.max_tasks_per_client,
+        ttl=settings.task_ttl,
+        per_subject=settings.max_tasks_per_subject,
+        max_result=settings.max_task_result_bytes,
+    )
 
 
 def attach_tasks(server: LiveServer, manifest: Manifest, overrides: Overrides, replica: Replica | None = None) -> None:

@@ -8,6 +8,14 @@ finishes on the function object it started with). `tasks/get`, `tasks/update` an
 answer only the principal that created the task (runner/tasks/owner.py); anyone else is told the
 task does not exist.
 
+A body is bounded by its task's TTL (`server.task_ttl`): when the record expires, the body is
+cancelled, so a body cannot outlive the slot the bounds counted it in; the bodies still running in
+this process (a sync tool's thread runs to its end) are counted against the bounds too.
+
+Nothing a store raises leaves `run`: settling retries while the store is unreachable (the result is
+kept here until it returns, or until the task expires), and if the task group itself ends with an
+error, `alive` turns False and `/healthz` says so.
+
 Without the extension declared, `task: optional` is a plain call and `task: required` is refused
 with -32021 before anything runs. Only 2026-07-28 requests carry per-request capabilities, so
 handshake-era clients always get plain calls.
@@ -16,6 +24,7 @@ handshake-era clients always get plain calls.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -42,7 +51,7 @@ from pydantic import BaseModel, Field
 
 from runner.tasks.mark import Start, mode_of, starting
 from runner.tasks.notify import Watchers
-from runner.tasks.owner import owner_of
+from runner.tasks.owner import owner_of, subject_of_owner
 from runner.tasks.records import Task, new_id
 from runner.tasks.session import Asked, TaskSession
 from runner.tasks.store import Bounds, MemoryStore, Signal, TaskLimit, TaskStore
@@ -57,6 +66,9 @@ logger = logging.getLogger("runner.tasks")
 TASKS = "io.modelcontextprotocol/tasks"
 MODERN = "2026-07-28"  # the first revision with per-request capabilities, and so with this extension
 UPDATE_SETTLE = 2.0  # seconds tasks/update waits for the answered questions to leave the record
+SAVE_BACKOFF_FIRST, SAVE_BACKOFF_MAX = 0.1, 5.0  # retrying a settled task's record while the store is down
+SAVE_WHILE_STOPPING = 2.0  # seconds a settled task's record is retried once the server is stopping
+STORE_RESTART = 1.0  # seconds before the store's loop (the Redis signal subscription) is started again
 
 
 class TaskParams(RequestParams):
@@ -109,6 +121,7 @@ class TasksExtension(Extension):
         self.running: dict[str, Running] = {}
         self.watchers = Watchers()  # notifications/tasks listeners on this replica
         self._group: TaskGroup | None = None
+        self.alive = True  # False once the task group ended with an error: /healthz says so
 
     def use(self, store: TaskStore) -> None:
         """The store for the server's lifetime: fixed at start-up, like the bus (runner/tasks/attach.py)."""
@@ -118,15 +131,31 @@ class TasksExtension(Extension):
     # -- the server's lifetime -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Hold the task group task bodies run in: the server's, so no request's end cancels them."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.store.run)
-            self._group = group
+        """Hold the task group task bodies run in: the server's, so no request's end cancels them.
+
+        An error out of it must not end the app's lifespan (every `/mcp` request would fail while the
+        process looks up): it is logged, no new task starts here, and `alive` tells `/healthz`."""
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._keep_store_running)
+                self._group = group
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    self._group = None
+                    group.cancel_scope.cancel()
+        except Exception:
+            self.alive = False
+            logger.exception("the tasks machinery stopped: no task starts on this replica any more")
+
+    async def _keep_store_running(self) -> None:
+        while True:
             try:
-                await anyio.sleep_forever()
-            finally:
-                self._group = None
-                group.cancel_scope.cancel()
+                await self.store.run()
+                return
+            except Exception:
+                logger.exception("task store loop failed; restarting it")
+                await anyio.sleep(STORE_RESTART)
 
     @property
     def stopping(self) -> bool:
@@ -173,6 +202,7 @@ class TasksExtension(Extension):
         ttl_ms = int(self.store.bounds.ttl * 1000)
         task = Task(task_id=new_id(), owner=owner_of(ctx), tool=params.name, ttl_ms=ttl_ms)
         try:
+            self._check_running(task.owner)
             await self.store.create(task)  # durable before the CreateTaskResult goes out
         except TaskLimit as exc:
             raise MCPError(INVALID_REQUEST, str(exc)) from None
@@ -184,6 +214,7 @@ class TasksExtension(Extension):
         async def work() -> None:
             starting.set(start)  # this task's own context: the tool's wrapper reads it
             self.running[task.task_id] = running
+            running.scope.deadline = anyio.current_time() + (task.expires - time.time())  # the TTL bounds the body
             try:
                 with running.scope:
                     try:
@@ -191,7 +222,8 @@ class TasksExtension(Extension):
                     except Exception as exc:  # the tool's protocol error, or the runner's: the task failed
                         outcome.append(("error", exc))
                 if not outcome:
-                    outcome.append(("cancelled", None))
+                    expired = not running.cancelled and anyio.current_time() >= running.scope.deadline
+                    outcome.append(("expired" if expired else "cancelled", None))
             finally:
                 done.set()
                 self.running.pop(task.task_id, None)
@@ -220,6 +252,14 @@ class TasksExtension(Extension):
             raise value
         return value  # type: ignore[no-any-return]
 
+    def _check_running(self, owner: str) -> None:
+        """Bodies still running here count against the bounds even once their records expired: a sync
+        tool's thread cannot be cancelled, and a body outliving its slot would not be bounded at all."""
+        bodies = [r.task.owner for r in self.running.values()]
+        subject = subject_of_owner(owner)
+        by_subject = 0 if subject is None else sum(1 for o in bodies if subject_of_owner(o) == subject)
+        self.store.bounds.check(bodies.count(owner), len(bodies), by_subject)
+
     async def _asked(self, task: Task, pending: dict[str, Any]) -> None:
         if task.terminal:
             return
@@ -234,11 +274,22 @@ class TasksExtension(Extension):
         task.input_requests = {}
         if running.cancelled:
             task.status, task.status_message = "cancelled", "Cancelled by tasks/cancel"
+        elif kind == "expired":  # its TTL passed: the record is forgotten, so the body is stopped with it
+            task.status, task.status_message = "failed", "The task outlived server.task_ttl and was stopped"
+            task.error = {"code": INTERNAL_ERROR, "message": task.status_message}
+            logger.warning("task %s: %s outlived server.task_ttl: cancelled", task.task_id, task.tool)
         elif kind == "cancelled":  # not asked for: the server stopped under it (drain timeout, shutdown)
             task.status, task.status_message = "failed", "The server stopped before the task finished"
             task.error = {"code": INTERNAL_ERROR, "message": task.status_message}
+        elif kind == "ok" and (size := len(json.dumps(result := _wire(value)))) > self.store.bounds.max_result:
+            task.status = "failed"
+            task.status_message = (
+                f"The task's result is {size} bytes, over server.max_task_result_bytes "
+                f"({self.store.bounds.max_result}): it was not kept"
+            )
+            task.error = {"code": INTERNAL_ERROR, "message": task.status_message}
         elif kind == "ok":
-            task.status, task.result = "completed", _wire(value)
+            task.status, task.result = "completed", result
         elif isinstance(value, MCPError):
             task.status, task.error = "failed", value.error.model_dump(by_alias=True, mode="json", exclude_none=True)
             task.status_message = value.error.message
@@ -246,9 +297,35 @@ class TasksExtension(Extension):
             logger.error("task %s: %s failed", task.task_id, task.tool, exc_info=value)
             task.status, task.error = "failed", {"code": INTERNAL_ERROR, "message": "Internal error"}
         task.updated = time.time()
-        await self.store.put(task)
-        await self.store.changed(task)
+        await self._save(task)
         logger.info("task %s: %s %s", task.task_id, task.tool, task.status)
+
+    async def _save(self, task: Task) -> None:
+        """Write a settled task, retrying while the store is unreachable (a Redis outage): the record is kept
+        here until it is written, until the task expires, or for `SAVE_WHILE_STOPPING` once the server stops."""
+        backoff, stop_by = SAVE_BACKOFF_FIRST, None
+        while True:
+            try:
+                await self.store.put(task)
+                await self.store.changed(task)
+                return
+            except Exception as exc:  # noqa: BLE001 - the store's error (redis's), never the app's end
+                now = time.time()
+                if self.stopping and stop_by is None:
+                    stop_by = now + SAVE_WHILE_STOPPING
+                if now >= task.expires or (stop_by is not None and now >= stop_by):
+                    logger.error(
+                        "task %s: its %s record could not be written (%s)",
+                        task.task_id,
+                        task.status,
+                        type(exc).__name__,
+                    )
+                    return
+                logger.warning(
+                    "task %s: the task store is unavailable (%s); retrying", task.task_id, type(exc).__name__
+                )
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, SAVE_BACKOFF_MAX)
 
     # -- tasks/get, tasks/update, tasks/cancel ---------------------------------------------------
 
@@ -303,7 +380,7 @@ class TasksExtension(Extension):
         running = self.running.get(task_id)
         if running is None:
             return
-        if signal.get("cancel"):
+        if signal.get("cancel") is True:
             running.cancelled = True
             running.scope.cancel()
         elif isinstance(responses := signal.get("inputResponses"), dict):

@@ -20,3 +20,16 @@ def owner_of(ctx: ServerRequestContext[Any, Any]) -> str:
     if not isinstance(scope, dict):
         return '["stdio"]'
     return json.dumps(list(principal(scope)), separators=(",", ":"))
+
+
+def subject_of_owner(owner: str) -> str | None:
+    """The token subject (issuer, subject) an owner belongs to, whatever its client id, as a string;
+    None for an owner known by its address (no auth) or stdio. Tasks are bounded per subject too
+    (`server.max_tasks_per_subject`), as sessions and streams are (runner/http/sessions.py)."""
+    try:
+        who = json.loads(owner)
+    except ValueError:
+        return None
+    if not isinstance(who, list) or len(who) != 4 or who[0] != "token":
+        return None
+    return json.dumps(["subject", who[1], who[2]], separators=(",", ":"))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+STATUSES: frozenset[str] = TERMINAL | {"working", "input_required"}
 POLL_INTERVAL_MS = 500  # what a client is told to wait between two tasks/get
 
 
@@ -87,4 +88,29 @@ class Task:
 
     @classmethod
     def loads(cls, text: str | bytes) -> Task:
-        return cls(**json.loads(text))
+        """A record as a store keeps it. Fields this version does not know are ignored (a newer runner may
+        write more during a rolling upgrade); a record that is not one raises `UnreadableTask`."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise UnreadableTask("not a JSON object")
+            known = {f.name for f in fields(cls)}
+            task = cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError) as exc:  # not JSON, a field missing
+            raise UnreadableTask(type(exc).__name__) from None
+        shapes = (
+            (task.task_id, str),
+            (task.owner, str),
+            (task.tool, str),
+            (task.ttl_ms, int),
+            (task.created, (int, float)),
+            (task.updated, (int, float)),
+            (task.input_requests, dict),
+        )
+        if not all(isinstance(value, kind) for value, kind in shapes) or task.status not in STATUSES:
+            raise UnreadableTask("a field of the wrong type")
+        return task
+
+
+class UnreadableTask(ValueError):
+    """A stored record this version cannot read (forged, or corrupt): the store treats it as absent."""

@@ -7,14 +7,19 @@ way to reach the body:
 
 - `<prefix>:task:<id>`: the record (runner/tasks/records.py) as JSON, expiring with the task's TTL;
   written when the task is created, before the `CreateTaskResult` goes out, and on every change;
-- `<prefix>:all` and `<prefix>:owner:<owner>`: sorted sets of task ids by expiry, for the bounds,
-  checked and added to in one Lua script, so two replicas cannot both take the last place;
+- `<prefix>:all`, `<prefix>:owner:<owner>` and `<prefix>:subject:<subject>`: sorted sets of task ids
+  by expiry, for the bounds, checked and added to in one Lua script, so two replicas cannot both take
+  the last place;
 - `<prefix>:replica:<id>`: the ids of the tasks a replica runs. A replica that restarts (same
   `replica_id`) settles every task still listed there as `failed`: after a crash, a record says so
   instead of reading `working` until it expires;
 - `<prefix>:signals`: a pub/sub channel; `tasks/cancel` and `tasks/update` are published there and
   the replica that runs the task acts on them; every change of a record is announced there too, for
   `notifications/tasks` listeners on any replica (runner/tasks/notify.py).
+
+Nothing read from Redis is trusted to be well formed: a record this version cannot read is treated
+as absent, and a signal it cannot act on is dropped (runner/tasks/records.py `Task.loads`); either is
+logged, without its content.
 """
 
 from __future__ import annotations
@@ -28,22 +33,31 @@ import anyio
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from runner.tasks.records import Task
+from runner.tasks.owner import subject_of_owner
+from runner.tasks.records import Task, UnreadableTask
 from runner.tasks.store import Bounds, Signal, SignalHandler, TaskLimit
 
 logger = logging.getLogger("runner.tasks")
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
-# KEYS: all, owner set, record; ARGV: now, expires, per_client, total, record, ttl_ms, id
+# KEYS: all, owner set, record, subject set; ARGV: now, expires, per_client, total, record, ttl_ms, id,
+# per_subject (0: the owner has no token subject, so no subject count)
 _CREATE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])
+local per_subject = tonumber(ARGV[8])
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 1 end
+if per_subject > 0 and redis.call('ZCARD', KEYS[4]) >= per_subject then return 3 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 2 end
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if per_subject > 0 then
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+end
 return 0
 """
 
@@ -67,6 +81,10 @@ class RedisStore:
     def _owner_key(self, owner: str) -> str:
         return f"{self.prefix}:owner:{hashlib.sha256(owner.encode()).hexdigest()[:32]}"
 
+    def _subject_key(self, owner: str) -> str:
+        subject = subject_of_owner(owner) or owner  # without a subject the set stays empty (per_subject 0)
+        return f"{self.prefix}:subject:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
     @property
     def _running_key(self) -> str:
         return f"{self.prefix}:replica:{self.replica}"
@@ -74,8 +92,10 @@ class RedisStore:
     async def create(self, task: Task) -> None:
         task.replica = self.replica
         keys = [f"{self.prefix}:all", self._owner_key(task.owner), self._key(task.task_id)]
+        keys.append(self._subject_key(task.owner))
+        per_subject = self.bounds.per_subject if subject_of_owner(task.owner) is not None else 0
         args: list[str | int | float] = [time.time(), task.expires, self.bounds.per_client, self.bounds.total]
-        args += [task.dumps(), task.ttl_ms, task.task_id]
+        args += [task.dumps(), task.ttl_ms, task.task_id, per_subject]
         try:
             refused = await self._create(keys=keys, args=args)
             if not refused:
@@ -85,12 +105,20 @@ class RedisStore:
             raise TaskStoreUnavailable("The task store (server.bus) is unavailable; retry later") from None
         if refused == 1:
             self.bounds.check(self.bounds.per_client, 0)
+        elif refused == 3:
+            self.bounds.check(0, 0, self.bounds.per_subject)
         elif refused:
             self.bounds.check(0, self.bounds.total)
 
     async def get(self, task_id: str) -> Task | None:
         text = await self.redis.get(self._key(task_id))
-        return Task.loads(text) if text else None
+        if not text:
+            return None
+        try:
+            return Task.loads(text)
+        except UnreadableTask as exc:
+            logger.warning("task record %r is unreadable (%s): treated as absent", task_id[:64], exc)
+            return None
 
     async def put(self, task: Task) -> None:
         await self.redis.set(self._key(task.task_id), task.dumps(), xx=True, keepttl=True)
@@ -104,6 +132,7 @@ class RedisStore:
         if task is not None:
             await self.redis.zrem(f"{self.prefix}:all", task_id)
             await self.redis.zrem(self._owner_key(task.owner), task_id)
+            await self.redis.zrem(self._subject_key(task.owner), task_id)
 
     async def signal(self, task_id: str, signal: Signal) -> None:
         await self.redis.publish(f"{self.prefix}:signals", json.dumps(signal))
@@ -150,9 +179,15 @@ class RedisStore:
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _deliver(self, data: bytes) -> None:
+        """One signal; whatever is wrong with it (or with the record it names) is logged and dropped, never
+        raised: the subscription, and the task group it runs in, outlive any message on the channel."""
         try:
             signal = json.loads(data)
-        except ValueError:
-            return
-        if isinstance(signal, dict) and self._handler is not None:
-            await self._handler(signal)
+            if not isinstance(signal, dict) or not isinstance(signal.get("taskId"), str):
+                raise ValueError("not a task signal")
+            if self._handler is not None:
+                await self._handler(signal)
+        except RedisError:
+            raise  # the connection: the subscription loop reconnects
+        except Exception as exc:  # noqa: BLE001 - a forged or garbled signal must not stop the others
+            logger.warning("task signals: dropped a signal of %d bytes (%s)", len(data), type(exc).__name__)

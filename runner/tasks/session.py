@@ -7,6 +7,12 @@ parked in the task's `inputRequests` under a key never used twice, the task read
 and the call waits for the client's `tasks/update` with that key (SEP-2663). Notifications (progress,
 log messages) are not carried for tasks (the extension says so) and are dropped.
 
+A task asks only for what the client declared on the `tools/call` that started it (SEP-2575): an
+`elicitation/create` without `elicitation` (or URL mode without `elicitation.url`), a
+`sampling/createMessage` without `sampling`, a `roots/list` without `roots` raises -32021
+(MissingRequiredClientCapability, `data.requiredCapabilities` naming it) in the body, as a plain call
+whose resolver needs it is refused; unless the tool handles it, the task settles `failed` with it.
+
 Only public members of the request's own session are read (capabilities, protocol version).
 """
 
@@ -18,8 +24,34 @@ from typing import Any
 
 import anyio
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import ClientCapabilities, InitializeRequestParams, ServerNotification, ServerRequest
+from mcp_types import (
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    ClientCapabilities,
+    InitializeRequestParams,
+    ServerNotification,
+    ServerRequest,
+)
+
+NEEDS = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+
+
+def refuse_undeclared(wire: dict[str, Any], declared: ClientCapabilities | None) -> None:
+    """Raise -32021 when the client did not declare what this server-to-client request needs."""
+    capability = NEEDS.get(str(wire.get("method")))
+    if capability is None:
+        return
+    granted = getattr(declared, capability, None)
+    required: dict[str, Any] = {capability: {}}
+    if granted is not None and capability == "elicitation" and (wire.get("params") or {}).get("mode") == "url":
+        if getattr(granted, "url", None) is not None:
+            return
+        granted, required = None, {"elicitation": {"url": {}}}
+    if granted is not None:
+        return
+    message = f"This task asks the client for {capability}, which the client did not declare"
+    raise MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, message, {"requiredCapabilities": required})
 
 
 class Asked:
@@ -85,7 +117,9 @@ class TaskSession(ServerSession):
         metadata: ServerMessageMetadata | None = None,
         progress_callback: Any = None,
     ) -> Any:
-        answer = await self._asked.ask(request.model_dump(by_alias=True, mode="json", exclude_none=True))
+        wire = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        refuse_undeclared(wire, self.client_capabilities)
+        answer = await self._asked.ask(wire)
         return result_type.model_validate(answer, by_name=False)
 
     async def send_notification(self, notification: ServerNotification, related_request_id: Any = None) -> None:
