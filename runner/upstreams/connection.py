@@ -25,6 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
+from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.orphan import guarded
 
 logger = logging.getLogger("runner")
@@ -205,7 +206,8 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
     async def __aenter__(self) -> Client:
         assert self.entry.url is not None
         timeout = httpx2.Timeout(self.entry.timeout, read=max(self.entry.timeout, 300.0))
-        self.http = httpx2.AsyncClient(headers=dict(self.entry.headers), timeout=timeout)
+        # One long-lived client whose connections stay open across calls (runner/upstreams/keepalive.py).
+        self.http = httpx2.AsyncClient(headers=dict(self.entry.headers), timeout=timeout, transport=KeepAlive())
         transport = streamable_http_client(self.entry.url, http_client=self.http)
         self.client = Client(
             transport,  # type: ignore[arg-type]
