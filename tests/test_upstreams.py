@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.helpers import (
     ROOT,
@@ -463,5 +464,73 @@ async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(tmp_path: Path
         assert before is not None and after is not None
         # The requests (calls, pings) come on the connections already open: none new for 20 calls.
         assert after["result"] == before["result"], (before, after)
+    finally:
+        runner.stop()
+
+
+async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_calls_client_only(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """Two clients call at once; each hears its own call's log line, question and sampling request, not the other's."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        heard: dict[str, list[str]] = {"ann": [], "bob": []}
+        asked = {"ann": anyio.Event(), "bob": anyio.Event()}
+
+        def callbacks(me: str) -> dict[str, Any]:
+            import mcp_types as types
+
+            async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+                heard[me].append(f"log {params.data}")
+
+            async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+                heard[me].append(f"asked {params.message}")
+                asked[me].set()
+                with anyio.fail_after(30):  # both calls are in flight, each waiting on its own client
+                    await asked["bob" if me == "ann" else "ann"].wait()
+                return types.ElicitResult(action="accept", content={"answer": f"{me}'s answer"})
+
+            async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+                heard[me].append(f"sampled {params.messages[0].content.text}")  # type: ignore[union-attr]
+                return types.CreateMessageResult(
+                    role="assistant", content=types.TextContent(type="text", text=f"{me}-word"), model="m"
+                )
+
+            return {"logging_callback": on_log, "elicitation_callback": on_elicit, "sampling_callback": on_sample}
+
+        results: dict[str, str] = {}
+
+        async def call(me: str) -> None:
+            async with mcp_client(runner.url, mode="legacy", **callbacks(me)) as client:
+                result = await client.call_tool("plain_chatty", {"topic": me})
+                assert not result.is_error, result
+                results[me] = result.content[0].text  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call, "ann")
+            tasks.start_soon(call, "bob")
+        for me in ("ann", "bob"):
+            assert results[me] == f"accept {me}'s answer {me}-word"
+            assert heard[me] == [f"log thinking about {me}", f"asked what about {me}?", f"sampled a word for {me}"]
+    finally:
+        runner.stop()
+
+
+async def test_a_stdio_upstreams_questions_are_refused_not_asked(tmp_path: Path) -> None:
+    """Over stdio nothing says which call a question belongs to: no client is asked, the upstream gets an error."""
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        asked: list[str] = []
+
+        async def on_elicit(context: Any, params: Any) -> Any:
+            asked.append(params.message)
+            raise AssertionError("asked")
+
+        async with mcp_client(runner.url, mode="legacy", elicitation_callback=on_elicit) as client:
+            with pytest.raises(MCPError, match="Elicitation not supported"):  # the upstream's answer, passed on
+                await client.call_tool("plain_chatty", {"topic": "x"})
+        assert asked == []
     finally:
         runner.stop()

@@ -25,6 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
+from runner.upstreams import forward
 from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.orphan import guarded
 
@@ -215,6 +216,10 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
             read_timeout_seconds=self.entry.timeout,
             message_handler=self.on_message,
             cache=None,
+            # Over HTTP each call's messages come on its own response stream: they reach its client (forward.py).
+            logging_callback=forward.log,
+            elicitation_callback=forward.elicit,
+            sampling_callback=forward.sample,
         )
         try:
             return await self.client.__aenter__()
