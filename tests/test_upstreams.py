@@ -534,3 +534,24 @@ async def test_a_stdio_upstreams_questions_are_refused_not_asked(tmp_path: Path)
         assert asked == []
     finally:
         runner.stop()
+
+
+async def test_a_2026_client_is_not_asked_an_upstreams_question_it_gets_the_error(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """On 2026-07-28 a server asks through its call's own input_required round trip: no back-channel to forward on."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        asked: list[str] = []
+
+        async def on_elicit(context: Any, params: Any) -> Any:
+            asked.append(params.message)
+            raise AssertionError("asked")
+
+        async with mcp_client(runner.url, elicitation_callback=on_elicit) as client:  # negotiates 2026-07-28
+            with pytest.raises(MCPError, match="no back-channel"):
+                await client.call_tool("plain_chatty", {"topic": "x"})
+        assert asked == []
+    finally:
+        runner.stop()
