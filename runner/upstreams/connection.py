@@ -207,8 +207,11 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
     async def __aenter__(self) -> Client:
         assert self.entry.url is not None
         timeout = httpx2.Timeout(self.entry.timeout, read=max(self.entry.timeout, 300.0))
-        # One long-lived client whose connections stay open across calls (runner/upstreams/keepalive.py).
-        self.http = httpx2.AsyncClient(headers=dict(self.entry.headers), timeout=timeout, transport=KeepAlive())
+        # One long-lived client whose connections stay open across calls (runner/upstreams/keepalive.py); a mount,
+        # not `transport=`, so that proxies from the environment (HTTPS_PROXY...) still apply, as httpx2 does them.
+        self.http = httpx2.AsyncClient(
+            headers=dict(self.entry.headers), timeout=timeout, mounts={"all://": KeepAlive()}
+        )
         transport = streamable_http_client(self.entry.url, http_client=self.http)
         self.client = Client(
             transport,  # type: ignore[arg-type]
