@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.helpers import (
     ROOT,
@@ -29,7 +31,9 @@ from tests.helpers import (
     healthz,
     mcp_client,
     run_main,
+    stop_process,
     wait_for_health,
+    wait_for_port,
 )
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +103,8 @@ async def test_stdio_upstream_served_with_prefix_filters_scopes_and_overrides(tm
         await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
         async with mcp_client(runner.url, issuer.token(scope="plain.use plain.refuse")) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert sorted(tools) == ["hello", "plain_add", "plain_grow", "plain_refuse", "plain_steps", "plain_whoami"]
+            served = ["plain_add", "plain_chatty", "plain_grow", "plain_ports", "plain_refuse", "plain_steps"]
+            assert sorted(tools) == ["hello", *served, "plain_whoami"]
             # plain_secret: excluded
             assert tools["plain_refuse"].title == "Refuser" and tools["plain_refuse"].annotations is not None
             assert tools["plain_refuse"].annotations.read_only_hint is True
@@ -340,7 +345,7 @@ def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -
     assert offline.returncode == 0 and "2 upstreams (not reached: --offline)" in offline.stdout, offline
     path.write_text("name: m\nupstreams:\n" + plain_entry(extra="  exclude: [secret]\n"))
     reached = run_main("check", str(path), cwd=tmp_path)
-    assert reached.returncode == 0 and "1 upstream reached (5 tools)" in reached.stdout, reached
+    assert reached.returncode == 0 and "1 upstream reached (7 tools)" in reached.stdout, reached
 
 
 async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:
@@ -430,5 +435,123 @@ async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_p
             mark = await client.call_tool("whoami", {})
             assert mark.content[0].text.endswith(" first")  # type: ignore[union-attr]  # the first entry's
         assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in runner.logged()
+    finally:
+        runner.stop()
+
+
+@pytest.fixture
+def plain_http() -> Iterator[str]:
+    """The plain-SDK upstream over streamable HTTP (it answers calls with SSE, as the SDK's servers do)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(PLAIN), "--http", str(port)], env={**os.environ, "PLAIN_MARK": "http"})
+    try:
+        wait_for_port(port, proc=proc)  # type: ignore[arg-type]
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(proc)
+
+
+async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(tmp_path: Path, plain_http: str) -> None:
+    """Each call used to open a new TCP connection (the SSE response was closed before its end): ~2 ms a call."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        async with mcp_client(runner.url) as client:
+            before = (await client.call_tool("plain_ports", {})).structured_content
+            for i in range(20):
+                assert (await client.call_tool("plain_add", {"a": i, "b": 1})).structured_content == {"total": i + 1}
+            after = (await client.call_tool("plain_ports", {})).structured_content
+        assert before is not None and after is not None
+        # The requests (calls, pings) come on the connections already open: none new for 20 calls.
+        assert after["result"] == before["result"], (before, after)
+    finally:
+        runner.stop()
+
+
+async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_calls_client_only(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """Two clients call at once; each hears its own call's log line, question and sampling request, not the other's."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        heard: dict[str, list[str]] = {"ann": [], "bob": []}
+        asked = {"ann": anyio.Event(), "bob": anyio.Event()}
+
+        def callbacks(me: str) -> dict[str, Any]:
+            import mcp_types as types
+
+            async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+                heard[me].append(f"log {params.data}")
+
+            async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+                heard[me].append(f"asked {params.message}")
+                asked[me].set()
+                with anyio.fail_after(30):  # both calls are in flight, each waiting on its own client
+                    await asked["bob" if me == "ann" else "ann"].wait()
+                return types.ElicitResult(action="accept", content={"answer": f"{me}'s answer"})
+
+            async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+                heard[me].append(f"sampled {params.messages[0].content.text}")  # type: ignore[union-attr]
+                return types.CreateMessageResult(
+                    role="assistant", content=types.TextContent(type="text", text=f"{me}-word"), model="m"
+                )
+
+            return {"logging_callback": on_log, "elicitation_callback": on_elicit, "sampling_callback": on_sample}
+
+        results: dict[str, str] = {}
+
+        async def call(me: str) -> None:
+            async with mcp_client(runner.url, mode="legacy", **callbacks(me)) as client:
+                result = await client.call_tool("plain_chatty", {"topic": me})
+                assert not result.is_error, result
+                results[me] = result.content[0].text  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call, "ann")
+            tasks.start_soon(call, "bob")
+        for me in ("ann", "bob"):
+            assert results[me] == f"accept {me}'s answer {me}-word"
+            assert heard[me] == [f"log thinking about {me}", f"asked what about {me}?", f"sampled a word for {me}"]
+    finally:
+        runner.stop()
+
+
+async def test_a_stdio_upstreams_questions_are_refused_not_asked(tmp_path: Path) -> None:
+    """Over stdio nothing says which call a question belongs to: no client is asked, the upstream gets an error."""
+    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+        asked: list[str] = []
+
+        async def on_elicit(context: Any, params: Any) -> Any:
+            asked.append(params.message)
+            raise AssertionError("asked")
+
+        async with mcp_client(runner.url, mode="legacy", elicitation_callback=on_elicit) as client:
+            with pytest.raises(MCPError, match="Elicitation not supported"):  # the upstream's answer, passed on
+                await client.call_tool("plain_chatty", {"topic": "x"})
+        assert asked == []
+    finally:
+        runner.stop()
+
+
+async def test_a_2026_client_is_not_asked_an_upstreams_question_it_gets_the_error(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """On 2026-07-28 a server asks through its call's own input_required round trip: no back-channel to forward on."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        asked: list[str] = []
+
+        async def on_elicit(context: Any, params: Any) -> Any:
+            asked.append(params.message)
+            raise AssertionError("asked")
+
+        async with mcp_client(runner.url, elicitation_callback=on_elicit) as client:  # negotiates 2026-07-28
+            with pytest.raises(MCPError, match="no back-channel"):
+                await client.call_tool("plain_chatty", {"topic": "x"})
+        assert asked == []
     finally:
         runner.stop()

@@ -385,9 +385,9 @@ class FastMCPSignInWrapper(MCPServer):
                 if not self._allowed(target.scopes):
                     refused()
                     raise ToolError(f"Unknown tool: {name}")
-                # The upstream's progress goes to this call's client (when it asked for progress).
+                # The upstream's progress goes to this call's client (when it asked for progress), and
                 progress = context.report_progress if context is not None else None
-                return await call_upstream_tool(target, arguments, progress)
+                return await call_upstream_tool(target, arguments, progress, context)  # its logs, questions too
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist

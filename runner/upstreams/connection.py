@@ -25,6 +25,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
+from runner.upstreams import forward
+from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.orphan import guarded
 
 logger = logging.getLogger("runner")
@@ -205,7 +207,11 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
     async def __aenter__(self) -> Client:
         assert self.entry.url is not None
         timeout = httpx2.Timeout(self.entry.timeout, read=max(self.entry.timeout, 300.0))
-        self.http = httpx2.AsyncClient(headers=dict(self.entry.headers), timeout=timeout)
+        # One long-lived client whose connections stay open across calls (runner/upstreams/keepalive.py); a mount,
+        # not `transport=`, so that proxies from the environment (HTTPS_PROXY...) still apply, as httpx2 does them.
+        self.http = httpx2.AsyncClient(
+            headers=dict(self.entry.headers), timeout=timeout, mounts={"all://": KeepAlive()}
+        )
         transport = streamable_http_client(self.entry.url, http_client=self.http)
         self.client = Client(
             transport,  # type: ignore[arg-type]
@@ -213,6 +219,10 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
             read_timeout_seconds=self.entry.timeout,
             message_handler=self.on_message,
             cache=None,
+            # Over HTTP each call's messages come on its own response stream: they reach its client (forward.py).
+            logging_callback=forward.log,
+            elicitation_callback=forward.elicit,
+            sampling_callback=forward.sample,
         )
         try:
             return await self.client.__aenter__()

@@ -21,6 +21,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.shared.exceptions import MCPError
 
 from runner.manifest.model import Override, UpstreamEntry
+from runner.upstreams import forward
 from runner.upstreams.connection import Connection, Unavailable, reason
 from runner.upstreams.pool import Upstreams
 
@@ -189,11 +190,22 @@ def collision(target: Target, other: str, served: str | None = None) -> None:
         )
 
 
-async def call_tool(target: Target, arguments: dict[str, Any], progress: Any = None) -> types.CallToolResult:
+async def call_tool(
+    target: Target, arguments: dict[str, Any], progress: Any = None, caller: Any = None
+) -> types.CallToolResult:
     """The upstream's result as it is; an upstream that cannot answer is a tool error naming it.
 
-    `progress(progress, total, message)` gets the upstream's progress notifications for this call.
+    `progress(progress, total, message)` gets the upstream's progress notifications for this call;
+    `caller`, the runner's Context of the call, gets its log messages and questions (forward.py).
     """
+    token = forward.CALLER.set(caller)
+    try:
+        return await _call_tool(target, arguments, progress)
+    finally:
+        forward.CALLER.reset(token)
+
+
+async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -> types.CallToolResult:
     try:
         client = target.connection.client_or_raise()
         with anyio.fail_after(target.entry.timeout):

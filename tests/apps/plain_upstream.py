@@ -1,12 +1,16 @@
-"""An MCP server written with the plain SDK, served over stdio: the upstream tests/test_upstreams.py mounts.
+"""An MCP server written with the plain SDK: the upstream tests/test_upstreams.py mounts.
 
-Run as `python plain_upstream.py`; `PLAIN_MARK` in the environment names it in `whoami`.
+Run as `python plain_upstream.py` (stdio) or `python plain_upstream.py --http PORT` (streamable HTTP on
+127.0.0.1, where `ports` says which client TCP connections have sent it requests); `PLAIN_MARK` in the
+environment names it in `whoami`.
 """
 
 import os
+import sys
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, SamplingMessage, TextContent
 from pydantic import BaseModel
 
 server = MCPServer("plain")
@@ -72,5 +76,41 @@ def item(item: str) -> str:
     return f"item {item}"
 
 
+@server.tool()
+async def chatty(topic: str, ctx: Context) -> str:
+    """Logs, asks the user (elicitation) and the client's model (sampling) during the call, and says the answers"""
+    await ctx.info(f"thinking about {topic}")
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    asked = await ctx.session.elicit_form(f"what about {topic}?", schema, related_request_id=ctx.request_id)
+    question = SamplingMessage(role="user", content=TextContent(type="text", text=f"a word for {topic}"))
+    sampled = await ctx.session.create_message([question], max_tokens=10, related_request_id=ctx.request_id)
+    word = sampled.content.text if isinstance(sampled.content, TextContent) else "?"
+    return f"{asked.action} {(asked.content or {}).get('answer')} {word}"
+
+
+PORTS: set[tuple[str, int]] = set()  # the client (host, port) of every HTTP request: one per TCP connection
+
+
+@server.tool()
+def ports() -> int:
+    """How many client TCP connections have sent this server requests (over HTTP)"""
+    return len(PORTS)
+
+
+def counting(app: Any) -> Any:
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("client"):
+            PORTS.add(tuple(scope["client"]))
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 if __name__ == "__main__":
-    server.run()
+    if sys.argv[1:2] == ["--http"]:
+        import uvicorn
+
+        app = counting(server.streamable_http_app())
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    else:
+        server.run()
