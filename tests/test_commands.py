@@ -279,3 +279,23 @@ def test_commands_with_a_handshake_era_server(
     assert prompted.returncode == 0 and "x" in prompted.stdout, prompted.stderr
     assert {"initialize", "tools/call", "resources/read", "prompts/get"} <= set(proxy.methods)
     assert ("server/discover" in proxy.methods) == (mode == "auto")  # auto probed, was refused, fell back
+
+
+def test_arg_null_is_null_where_the_schema_allows_null() -> None:
+    """`--arg status=null` on a nullable enum sent the string "null", which the enum refused (a newcomer's pass)."""
+    from runner.cli.commands.arguments import coerce
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "status": {"anyOf": [{"enum": ["available", "sold"], "type": "string"}, {"type": "null"}]},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "code": {"type": "string"},
+        },
+    }
+    assert coerce("t", schema, {"status": "null", "note": "null", "code": "null"}) == {
+        "status": None,
+        "note": None,
+        "code": "null",  # a string-only parameter takes the text as written
+    }
+    assert coerce("t", schema, {"status": "sold", "code": "007"}) == {"status": "sold", "code": "007"}

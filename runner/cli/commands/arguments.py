@@ -3,7 +3,8 @@
 A value is coerced with the tool's own inputSchema (from tools/list): a parameter whose
 schema allows only strings gets the text as is (`--arg id=007` stays "007"); any other
 parameter gets the text parsed as JSON (`--arg a=2` is 2, `--arg tags='["x"]'` a list),
-and if it does not parse while the schema does not allow a string, that is a usage error
+`null` is null wherever the schema allows null (an optional string too), and if it does
+not parse while the schema does not allow a string, that is a usage error
 naming the parameter. A name the tool does not take is refused with the names it does take.
 Prompt arguments are strings by the protocol, so they are passed as text.
 """
@@ -54,6 +55,9 @@ def coerce(tool: str, schema: dict[str, Any], pairs: dict[str, str]) -> dict[str
             takes = ", ".join(properties) or "no arguments"
             raise CommandError(f"mcp-runner: tool {tool!r} has no parameter {name!r} (it takes: {takes})", EXIT_USAGE)
         types = _types(properties.get(name, {}), schema)
+        if text == "null" and "null" in types:  # the one way to send null with --arg; the word itself: --args
+            result[name] = None
+            continue
         if types and types <= {"string", "null"}:  # Optional[str] too: the text is the value
             result[name] = text
             continue
