@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -26,6 +26,7 @@ from runner.upstreams.connection import Connection, Unavailable, reason
 from runner.upstreams.pool import Upstreams
 
 logger = logging.getLogger("runner")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -214,41 +215,20 @@ async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -
         raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
     except Unavailable as exc:
         return _failed(str(exc))
-    except TimeoutError:
-        return _failed(f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s")
     except Exception as exc:
-        return _failed(f"upstream {target.entry.name!r} failed: {reason(exc)}")
+        return _failed(_why(target, exc))
     if not isinstance(result, types.CallToolResult):
         return _failed(f"upstream {target.entry.name!r} answered with a result this server cannot pass on")
     return result
 
 
 async def get_prompt(target: Target, arguments: dict[str, str] | None) -> types.GetPromptResult:
-    client = _or_error(target)
-    try:
-        with anyio.fail_after(target.entry.timeout):
-            result = await client.session.get_prompt(target.name, arguments)
-    except MCPError:
-        raise
-    except Exception as exc:
-        raise _error(target, exc) from exc
-    if not isinstance(result, types.GetPromptResult):
-        raise MCPError(code=types.INTERNAL_ERROR, message=f"upstream {target.entry.name!r}: unexpected result")
-    return result
+    return await _ask(target, lambda session: session.get_prompt(target.name, arguments), types.GetPromptResult)
 
 
 async def read_resource(target: Target, uri: str) -> list[ReadResourceContents]:
     """The upstream's contents, in the shape the SDK's read handler serves (text as text, blobs as bytes)."""
-    client = _or_error(target)
-    try:
-        with anyio.fail_after(target.entry.timeout):
-            result = await client.session.read_resource(uri)
-    except MCPError:
-        raise
-    except Exception as exc:
-        raise _error(target, exc) from exc
-    if not isinstance(result, types.ReadResourceResult):
-        raise MCPError(code=types.INTERNAL_ERROR, message=f"upstream {target.entry.name!r}: unexpected result")
+    result = await _ask(target, lambda session: session.read_resource(uri), types.ReadResourceResult)
     return [
         ReadResourceContents(
             content=base64.b64decode(item.blob) if isinstance(item, types.BlobResourceContents) else item.text,
@@ -259,19 +239,29 @@ async def read_resource(target: Target, uri: str) -> list[ReadResourceContents]:
     ]
 
 
-def _or_error(target: Target) -> Any:
+async def _ask(target: Target, request: Callable[[Any], Awaitable[Any]], expected: type[T]) -> T:
+    """One request on the upstream's connection, bounded by its timeout; a failure is a JSON-RPC error naming it."""
     try:
-        return target.connection.client_or_raise()
+        client = target.connection.client_or_raise()
     except Unavailable as exc:
         raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from None
+    try:
+        with anyio.fail_after(target.entry.timeout):
+            result = await request(client.session)
+    except MCPError:
+        raise  # the upstream's own protocol error, passed on
+    except Exception as exc:
+        raise MCPError(code=types.INTERNAL_ERROR, message=_why(target, exc)) from exc
+    if not isinstance(result, expected):
+        raise MCPError(code=types.INTERNAL_ERROR, message=f"upstream {target.entry.name!r}: unexpected result")
+    return result
 
 
-def _error(target: Target, exc: Exception) -> MCPError:
+def _why(target: Target, exc: Exception) -> str:
+    """What went wrong with a request to the upstream, naming it."""
     if isinstance(exc, TimeoutError):
-        text = f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s"
-    else:
-        text = f"upstream {target.entry.name!r} failed: {reason(exc)}"
-    return MCPError(code=types.INTERNAL_ERROR, message=text)
+        return f"upstream {target.entry.name!r} did not answer within {target.entry.timeout:g} s"
+    return f"upstream {target.entry.name!r} failed: {reason(exc)}"
 
 
 def _failed(text: str) -> types.CallToolResult:
