@@ -104,14 +104,20 @@ def result_text(answer: dict[str, Any]) -> str:
     return answer["result"]["content"][0]["text"]  # type: ignore[no-any-return]
 
 
+async def open_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    """A handshake-era session (initialize, then initialized): the headers its requests carry."""
+    opened = await http.post(url, json=INITIALIZE)
+    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+    return session
+
+
 async def test_a_duplicate_in_flight_id_in_a_session_is_refused(served: Served) -> None:
     auth = {**ACCEPT, "Authorization": f"Bearer {served.issuer.token()}"}
     url = served.runner.url
     async with httpx2.AsyncClient(headers=auth, timeout=60) as http:
-        opened = await http.post(url, json=INITIALIZE)
-        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
-        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+        session = await open_session(http, url)
         first: list[httpx2.Response] = []
 
         async def held() -> None:
@@ -160,10 +166,7 @@ async def test_a_duplicate_id_spelt_with_json_escapes_is_refused(served: Served)
     auth = {**ACCEPT, "Authorization": f"Bearer {served.issuer.token()}"}
     url = served.runner.url
     async with httpx2.AsyncClient(headers=auth, timeout=60) as http:
-        opened = await http.post(url, json=INITIALIZE)
-        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
-        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+        session = await open_session(http, url)
         first: list[httpx2.Response] = []
 
         async def held() -> None:
