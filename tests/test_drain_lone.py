@@ -15,6 +15,7 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -231,6 +232,26 @@ async def test_a_call_in_flight_at_the_signal_returns_its_result(lone: Lone, mod
         assert "ended 1 standing stream(s) gracefully" in lone.runner.logged()
 
 
+async def answered_across_sigterm(lone: Lone, token: str, mode: str, answer: Any, tool: str, hold: str) -> list[object]:
+    """Call `tool` (it asks, then waits on `hold`), send SIGTERM while it is in flight, let it finish once
+    new work is refused: the structured results the client got."""
+    proc = lone.runner.proc
+    assert proc is not None
+    results: list[object] = []
+    async with mcp_client(lone.runner.url, token, mode=mode, elicitation_callback=answer) as client:
+        async with anyio.create_task_group() as tasks:
+
+            async def call() -> None:
+                results.append((await client.call_tool(tool, {})).structured_content)
+
+            tasks.start_soon(call)
+            await anyio.to_thread.run_sync(wait_until, (lone.hold / f"{hold}.started").exists, f"{tool} to start")
+            proc.send_signal(signal.SIGTERM)
+            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
+            (lone.hold / f"{hold}.release").touch()
+    return results
+
+
 async def test_a_call_that_asks_the_user_during_the_drain_gets_the_answer(lone: Lone) -> None:
     """A handshake-era call in flight at SIGTERM that then asks the user: the client's answer (a POST,
     on a new connection if need be) is a follow-up the draining server takes, and the call completes."""
@@ -241,18 +262,7 @@ async def test_a_call_that_asks_the_user_during_the_drain_gets_the_answer(lone: 
     async def answer_ann(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "Ann"})
 
-    async with mcp_client(lone.runner.url, token, mode="legacy", elicitation_callback=answer_ann) as client:
-        async with anyio.create_task_group() as tasks:
-            results: list[object] = []
-
-            async def call() -> None:
-                results.append((await client.call_tool("ask_later", {})).structured_content)
-
-            tasks.start_soon(call)
-            await anyio.to_thread.run_sync(wait_until, (lone.hold / "ask.started").exists, "the call to start")
-            proc.send_signal(signal.SIGTERM)
-            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
-            (lone.hold / "ask.release").touch()
+    results = await answered_across_sigterm(lone, token, "legacy", answer_ann, "ask_later", "ask")
     assert results == [{"result": "accept: Ann"}]
     assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
 
@@ -267,18 +277,7 @@ async def test_a_multi_round_call_in_flight_at_the_signal_gets_its_next_round(lo
     async def four_guests(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"guests": 4})
 
-    async with mcp_client(lone.runner.url, token, mode="2026-07-28", elicitation_callback=four_guests) as client:
-        async with anyio.create_task_group() as tasks:
-            results: list[object] = []
-
-            async def call() -> None:
-                results.append((await client.call_tool("book", {})).structured_content)
-
-            tasks.start_soon(call)
-            await anyio.to_thread.run_sync(wait_until, (lone.hold / "book.started").exists, "the first round")
-            proc.send_signal(signal.SIGTERM)
-            await anyio.to_thread.run_sync(wait_until, lambda: refusing(lone.runner.url, token), "new work refused")
-            (lone.hold / "book.release").touch()
+    results = await answered_across_sigterm(lone, token, "2026-07-28", four_guests, "book", "book")
     assert results == [{"result": "booked for 4"}]
     assert await anyio.to_thread.run_sync(proc.wait, 30) == 0
 
