@@ -22,11 +22,17 @@ TERMINAL = {"completed", "failed", "cancelled"}
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[tuple[RunnerProcess, Issuer, Path]]:
     folder = tmp_path_factory.mktemp("tasks")
-    runner = RunnerProcess(manifest(folder, jwks.base_url))
+    runner, issuer = start(folder, jwks)
+    yield runner, issuer, folder
+    runner.stop()
+
+
+def start(folder: Path, jwks: JWKSServer, server: str = "") -> tuple[RunnerProcess, Issuer]:
+    """The tasks manifest served from `folder` (with these `server:` lines), and an issuer of its tokens."""
+    runner = RunnerProcess(manifest(folder, jwks.base_url, server=server))
     runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
     runner.start()
-    yield runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), folder
-    runner.stop()
+    return runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
 
 
 def client(runner: RunnerProcess, issuer: Issuer, sub: str = "user-1", client_id: str = "client-1") -> TaskClient:
@@ -132,11 +138,8 @@ def test_without_the_extension_an_optional_task_tool_is_a_plain_call(
 
 def test_tasks_are_bounded_per_client_and_in_all_and_expire(tmp_path: Path, jwks: JWKSServer) -> None:
     bounds = "max_tasks_per_client: 2\nmax_tasks: 3\ntask_ttl: 2\n"
-    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server=bounds))
-    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
-    runner.start()
+    runner, issuer = start(tmp_path, jwks, server=bounds)
     try:
-        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
         first, second, third = (client(runner, issuer, client_id=f"app-{i}") for i in range(3))
         kept = [started(tmp_path, first, "a1"), started(tmp_path, first, "a2")]
         with pytest.raises(RPCError) as over:
@@ -190,11 +193,8 @@ def test_a_listen_stream_hears_the_status_of_the_callers_own_tasks(served: tuple
 
 def test_a_body_is_stopped_when_its_ttl_passes_and_its_slot_is_free_only_then(tmp_path: Path, jwks: JWKSServer) -> None:
     """A body that outlived its TTL kept running while its record (and its place in the bounds) was gone."""
-    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_tasks_per_client: 1\ntask_ttl: 1\n"))
-    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
-    runner.start()
+    runner, issuer = start(tmp_path, jwks, server="max_tasks_per_client: 1\ntask_ttl: 1\n")
     try:
-        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
         caller = client(runner, issuer, client_id="outlived")
         first = started(tmp_path, caller, "outlived-1")
         wait_for(tmp_path / "gates" / "outlived-1.cancelled")  # the TTL stopped the body (bounded wait)
@@ -210,11 +210,8 @@ def test_a_body_is_stopped_when_its_ttl_passes_and_its_slot_is_free_only_then(tm
 
 def test_a_sync_body_past_its_ttl_keeps_its_place_until_its_thread_returns(tmp_path: Path, jwks: JWKSServer) -> None:
     """A thread cannot be cancelled: once its record expired, its place was free while the thread ran on."""
-    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_tasks_per_client: 1\ntask_ttl: 1\n"))
-    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
-    runner.start()
+    runner, issuer = start(tmp_path, jwks, server="max_tasks_per_client: 1\ntask_ttl: 1\n")
     try:
-        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
         caller = client(runner, issuer, client_id="threads")
         first = caller.call("held", {"name": "thread-1"})["taskId"]
         wait_for(tmp_path / "gates" / "thread-1.started")
@@ -242,11 +239,8 @@ def test_a_sync_body_past_its_ttl_keeps_its_place_until_its_thread_returns(tmp_p
 def test_tasks_are_bounded_per_subject_over_its_client_ids(tmp_path: Path, jwks: JWKSServer) -> None:
     """One user with many client ids filled the server's tasks and locked every other user out."""
     bounds = "max_tasks_per_client: 2\nmax_tasks_per_subject: 3\nmax_tasks: 6\n"
-    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server=bounds))
-    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
-    runner.start()
+    runner, issuer = start(tmp_path, jwks, server=bounds)
     try:
-        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
         apps = [client(runner, issuer, sub="mallory", client_id=f"m{i}") for i in range(3)]
         names = ["m0-a", "m0-b", "m1-a"]
         for caller, name in zip((apps[0], apps[0], apps[1]), names, strict=True):
@@ -266,11 +260,8 @@ def test_tasks_are_bounded_per_subject_over_its_client_ids(tmp_path: Path, jwks:
 
 def test_an_oversized_result_settles_the_task_failed(tmp_path: Path, jwks: JWKSServer) -> None:
     """A finished task's result was kept whatever its size, for the whole TTL."""
-    runner = RunnerProcess(manifest(tmp_path, jwks.base_url, server="max_task_result_bytes: 2000\n"))
-    runner.env = {"MCP_APP_ID": jwks.app_id, "MCP_APP_RESOURCE": runner.url}
-    runner.start()
+    runner, issuer = start(tmp_path, jwks, server="max_task_result_bytes: 2000\n")
     try:
-        issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
         caller = client(runner, issuer, client_id="big")
         small = caller.until(caller.call("big", {"size": 100})["taskId"], {"completed", "failed"})
         assert small["status"] == "completed" and small["result"]["content"][0]["text"] == "x" * 100, small
