@@ -517,25 +517,6 @@ async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_cal
         runner.stop()
 
 
-async def test_a_stdio_upstreams_questions_are_refused_not_asked(tmp_path: Path) -> None:
-    """Over stdio nothing says which call a question belongs to: no client is asked, the upstream gets an error."""
-    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
-        asked: list[str] = []
-
-        async def on_elicit(context: Any, params: Any) -> Any:
-            asked.append(params.message)
-            raise AssertionError("asked")
-
-        async with mcp_client(runner.url, mode="legacy", elicitation_callback=on_elicit) as client:
-            with pytest.raises(MCPError, match="Elicitation not supported"):  # the upstream's answer, passed on
-                await client.call_tool("plain_chatty", {"topic": "x"})
-        assert asked == []
-    finally:
-        runner.stop()
-
-
 async def test_a_2026_client_is_not_asked_an_upstreams_question_it_gets_the_error(
     tmp_path: Path, plain_http: str
 ) -> None:

@@ -21,11 +21,12 @@ import httpx2
 import mcp_types as types
 from mcp.client import Client
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
 from runner.upstreams import forward
+from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.orphan import guarded
 
@@ -68,6 +69,7 @@ class Connection:
         self.connects = 0
         self.listing = Listing()
         self.client: Client | None = None
+        self.flights = Flights(entry.timeout)  # stdio: which call a message belongs to (inflight.py)
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
 
     @property
@@ -131,7 +133,7 @@ class Connection:
 
     async def _connected(self) -> None:
         entry = self.entry
-        async with transport_client(entry, self._on_message) as client:
+        async with transport_client(entry, self._on_message, self.flights) as client:
             self.client = client
             self.connects += 1
             await self.refresh(client)
@@ -144,7 +146,7 @@ class Connection:
     async def refresh(self, client: Client, kinds: tuple[str, ...] = ("tools", "prompts", "resources")) -> None:
         """List what the upstream serves (every page), for the kinds it has."""
         caps = client.server_capabilities
-        with anyio.fail_after(self.entry.timeout):
+        with self.flights.hold(None), anyio.fail_after(self.entry.timeout):  # messages meanwhile go to no caller
             if "tools" in kinds and caps.tools is not None:
                 self.listing.tools = await _all(client.session.list_tools, "tools")
                 self._changed("tools")
@@ -186,13 +188,23 @@ async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[An
     return items
 
 
-def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT) -> Any:
+def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT, flights: Flights | None = None) -> Any:
     if entry.command is not None:
         command = guarded(list(entry.command))
         server: Any = StdioServerParameters(
             command=command[0], args=command[1:], env=dict(entry.env) or None, cwd=entry.folder
         )
-        return Client(server, mode=MODE, read_timeout_seconds=entry.timeout, message_handler=on_message, cache=None)
+        return Client(
+            attributed(stdio_client(server), flights or Flights(entry.timeout), entry.name),
+            mode=MODE,
+            read_timeout_seconds=entry.timeout,
+            message_handler=on_message,
+            cache=None,
+            # Over stdio a message reaches a call's client when that call was the only one in flight (inflight.py).
+            logging_callback=forward.log,
+            elicitation_callback=forward.elicit,
+            sampling_callback=forward.sample,
+        )
     return _http_client(entry, on_message)
 
 

@@ -1,13 +1,18 @@
 """An upstream's log messages, elicitation and sampling requests during a call, passed to the client that made it.
 
-They all arrive on the one connection the runner keeps to the upstream, and nothing in them names the call
-they belong to. Over streamable HTTP the upstream sends them on that call's own POST response stream, and
-the SDK's client reads that stream in a task started in the caller's context (the context streams carry
-each sender's `contextvars`) and runs the callbacks below in it. So `CALLER`, set around the forwarded
-call (served.call_tool), is the runner's `Context` of that call, and only of that call: two callers'
-messages never mix. A message without it (a stdio upstream, whose single reader task carries no call, or
-an HTTP upstream's standalone GET stream) belongs to no known call: a log message is dropped, a question
-is refused with an error to the upstream; nothing is ever asked of a client that did not make the call.
+They all arrive on the one connection the runner keeps to the upstream. `CALLER`, when set in the context
+the SDK's client runs the callbacks below in, is the runner's `Context` of the call they belong to, and
+only of that call: two callers' messages never mix.
+- Over streamable HTTP the upstream sends them on that call's own POST response stream, and the SDK's
+  client reads that stream in a task started in the caller's context (the context streams carry each
+  sender's `contextvars`): `CALLER`, set around the forwarded call (served.call_tool), is there.
+- Over stdio one reader task reads everything; runner/upstreams/inflight.py sets `CALLER` for a message
+  read while exactly one call is in flight on that upstream (the pipe is ordered), and leaves it unset
+  otherwise.
+A message without it (several stdio calls in flight, an HTTP upstream's standalone GET stream) belongs to
+no known call: a log message goes to the runner's debug log (naming the upstream, never its data), a
+question is refused with an error to the upstream; nothing is ever asked of a client that did not make
+the call.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mcp.shared.message import ServerMessageMetadata
 logger = logging.getLogger("runner")
 
 CALLER: ContextVar[Any] = ContextVar("runner_upstream_caller", default=None)  # the runner's Context of the call
+UNTIED: ContextVar[str] = ContextVar("runner_upstream_untied", default="an upstream")  # who sent it, for the log
 
 UNKNOWN_CALL = "the runner cannot tell which of its clients' calls this request belongs to, so it asks no one"
 
@@ -31,7 +37,7 @@ async def log(params: types.LoggingMessageNotificationParams) -> None:
     """The upstream's log message, to the calling client on its call's stream; outside a known call, dropped."""
     caller = CALLER.get()
     if caller is None:
-        logger.debug("upstream log message outside a known call: not forwarded")
+        logger.debug("%s: log message outside a known call: not forwarded", UNTIED.get())
         return
     try:
         await caller.session.send_log_message(
@@ -47,7 +53,7 @@ async def elicit(
     """The upstream's question to the user, asked of the client whose call it is answering."""
     caller = CALLER.get()
     if caller is None:
-        return types.ErrorData(code=types.INVALID_REQUEST, message=UNKNOWN_CALL)
+        return _untied()
     try:
         if isinstance(params, types.ElicitRequestURLParams):
             return await caller.session.elicit_url(  # type: ignore[no-any-return]
@@ -66,7 +72,7 @@ async def sample(
     """The upstream's sampling request, sent as it is to the client whose call it is answering."""
     caller = CALLER.get()
     if caller is None:
-        return types.ErrorData(code=types.INVALID_REQUEST, message=UNKNOWN_CALL)
+        return _untied()
     result: type[Any] = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
     try:
         return await caller.session.send_request(  # type: ignore[no-any-return]
@@ -76,6 +82,11 @@ async def sample(
         )
     except Exception as exc:
         return _unanswered("sampling", exc)
+
+
+def _untied() -> types.ErrorData:
+    logger.debug("%s: question outside a known call: refused", UNTIED.get())
+    return types.ErrorData(code=types.INVALID_REQUEST, message=UNKNOWN_CALL)
 
 
 def _unanswered(kind: str, exc: Exception) -> types.ErrorData:

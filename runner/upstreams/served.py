@@ -209,7 +209,7 @@ async def call_tool(
 async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -> types.CallToolResult:
     try:
         client = target.connection.client_or_raise()
-        with anyio.fail_after(target.entry.timeout):
+        with target.connection.flights.hold(forward.CALLER.get()), anyio.fail_after(target.entry.timeout):
             result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
     except MCPError:
         raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
@@ -246,7 +246,7 @@ async def _ask(target: Target, request: Callable[[Any], Awaitable[Any]], expecte
     except Unavailable as exc:
         raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from None
     try:
-        with anyio.fail_after(target.entry.timeout):
+        with target.connection.flights.hold(None), anyio.fail_after(target.entry.timeout):  # its messages: no caller
             result = await request(client.session)
     except MCPError:
         raise  # the upstream's own protocol error, passed on

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, SamplingMessage, TextContent
 from pydantic import BaseModel
@@ -76,9 +77,29 @@ def item(item: str) -> str:
     return f"item {item}"
 
 
+RUNNING: list[str] = []  # the topics of the chatty calls running now
+TOGETHER = anyio.Condition()
+
+
 @server.tool()
-async def chatty(topic: str, ctx: Context) -> str:
-    """Logs, asks the user (elicitation) and the client's model (sampling) during the call, and says the answers"""
+async def chatty(topic: str, ctx: Context, together: int = 1) -> str:
+    """Logs, asks the user (elicitation) and the client's model (sampling) during the call, and says the answers
+
+    With `together`, it first waits (at most 30 s) until that many chatty calls are running at once.
+    """
+    RUNNING.append(topic)
+    try:
+        async with TOGETHER:
+            TOGETHER.notify_all()
+            with anyio.fail_after(30):
+                while len(RUNNING) < together:
+                    await TOGETHER.wait()
+        return await _chat(topic, ctx)
+    finally:
+        RUNNING.remove(topic)
+
+
+async def _chat(topic: str, ctx: Context) -> str:
     await ctx.info(f"thinking about {topic}")
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
     asked = await ctx.session.elicit_form(f"what about {topic}?", schema, related_request_id=ctx.request_id)
