@@ -1,14 +1,16 @@
 """An upstream's log messages and questions during a call reach the client that made it (docs/upstreams.md).
 
 Over stdio nothing in a message names its call: it is the call's when that call was the only one in flight on
-the upstream (runner/upstreams/inflight.py), and otherwise no client gets it. The upstream is the plain-SDK
-server of tests/apps/plain_upstream.py, started by one runner shared by this module; clients are real MCP
-clients over real HTTP.
+the upstream (runner/upstreams/inflight.py), and otherwise no client gets it. A 2026-07-28 client is asked in
+rounds of its own call, the upstream call held open between them (runner/upstreams/rounds.py). The upstream
+is the plain-SDK server of tests/apps/plain_upstream.py, over stdio (`plain`) and over HTTP (`web`), mounted
+by one runner shared by this module; clients are real MCP clients over real HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,16 +18,27 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import RunnerProcess, mcp_client, wait_for_health
-from tests.test_upstreams import connected, front, plain_entry
+from tests.helpers import RunnerProcess, mcp_client, stop_process, wait_for_health
+from tests.test_upstreams import connected, front, plain_entry, plain_over_http
 
 pytestmark = pytest.mark.anyio
 
 
+STATE_KEY = "k" * 40  # server.request_state_keys: a restarted runner opens the requestState the first one sealed
+
+
 @pytest.fixture(scope="module")
-def stdio_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
-    """One runner for the module, its stdio upstream's untied messages in its debug log."""
-    runner = front(tmp_path_factory.mktemp("forward"), "name: front\nupstreams:\n" + plain_entry())
+def web() -> Iterator[str]:
+    with plain_over_http() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stdio_front(tmp_path_factory: pytest.TempPathFactory, web: str) -> Iterator[RunnerProcess]:
+    """One runner for the module, with the plain upstream over stdio and over HTTP; untied messages in its log."""
+    server = f"server:\n  request_state_keys: [{STATE_KEY}]\n  max_held_calls_per_client: 1\n"
+    text = f"name: front\n{server}upstreams:\n" + plain_entry()
+    runner = front(tmp_path_factory.mktemp("forward"), text + f"  - name: web\n    url: {web}\n")
     runner.extra = ("--log-level", "debug")
     runner.start()
     yield runner
@@ -33,7 +46,7 @@ def stdio_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProc
 
 
 async def connected_front(runner: RunnerProcess) -> RunnerProcess:
-    await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+    await wait_for_health(runner.health_url, connected("plain", "web"), "the upstreams connected")
     return runner
 
 
@@ -98,3 +111,72 @@ async def test_two_calls_in_flight_on_a_stdio_upstream_hear_nothing_of_each_othe
     async with mcp_client(stdio_front.url, mode="legacy", **listening(again)) as client:
         assert not (await client.call_tool("plain_chatty", {"topic": "cy"})).is_error
     assert again == ["log thinking about cy", "asked what about cy?", "sampled a word for cy"]
+
+
+@pytest.mark.parametrize("upstream", ["web", "plain"])
+async def test_a_2026_client_answers_an_upstreams_questions_in_rounds_of_its_call(
+    stdio_front: RunnerProcess, upstream: str
+) -> None:
+    """The upstream asks mid-call; the client gets input_required, answers in its next round, and the call goes on."""
+    await connected_front(stdio_front)
+    heard: list[str] = []
+    async with mcp_client(stdio_front.url, **listening(heard)) as client:  # negotiates 2026-07-28
+        result = await client.call_tool(f"{upstream}_chatty", {"topic": "dee"})
+    assert not result.is_error, result
+    assert result.content[0].text == "accept yes w"  # type: ignore[union-attr]
+    assert heard[-2:] == ["asked what about dee?", "sampled a word for dee"]
+
+
+async def test_a_2026_client_that_declines_the_upstreams_question(stdio_front: RunnerProcess) -> None:
+    await connected_front(stdio_front)
+
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    options = {**listening([]), "elicitation_callback": decline}
+    async with mcp_client(stdio_front.url, **options) as client:
+        result = await client.call_tool("web_chatty", {"topic": "eve"})
+    assert result.content[0].text == "decline None w"  # type: ignore[union-attr]  # the upstream heard "decline"
+
+
+async def test_held_calls_are_bounded_per_client(stdio_front: RunnerProcess) -> None:
+    """max_held_calls_per_client: 1. While its first call waits for its answer, the client's second call is refused."""
+    await connected_front(stdio_front)
+    second: list[Any] = []
+
+    async def call_again_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        if not second:
+            second.append(await client.call_tool("web_chatty", {"topic": "gus"}))
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    options = {**listening([]), "elicitation_callback": call_again_then_answer}
+    async with mcp_client(stdio_front.url, **options) as client:
+        first = await client.call_tool("web_chatty", {"topic": "hal"})
+    assert first.content[0].text == "accept yes w"  # type: ignore[union-attr]
+    assert second[0].is_error
+    assert "at most 1 (server.max_held_calls_per_client)" in second[0].content[0].text
+
+
+async def test_a_next_round_that_reaches_a_server_not_holding_the_call_is_told_to_start_again(
+    tmp_path: Path, web: str
+) -> None:
+    """The runner restarts between two rounds (as another replica would answer): the state opens, the call is gone."""
+    text = f"name: front\nserver:\n  request_state_keys: [{STATE_KEY}]\nupstreams:\n  - name: web\n    url: {web}\n"
+    first = front(tmp_path, text).start()
+    second = RunnerProcess(first.manifest, port=first.port)
+    try:
+        await wait_for_health(first.health_url, connected("web"), "the HTTP upstream connected")
+
+        async def restart_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            stop_process(first.proc)  # type: ignore[arg-type]
+            second.start()
+            await wait_for_health(second.health_url, connected("web"), "the HTTP upstream connected again")
+            return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+        async with mcp_client(first.url, elicitation_callback=restart_then_answer) as client:
+            with pytest.raises(MCPError, match="not held by this server .*call it again from the start"):
+                await client.call_tool("web_chatty", {"topic": "fay"})
+    finally:
+        for runner in (first, second):
+            if runner.proc is not None:
+                runner.stop()

@@ -44,6 +44,7 @@ from runner.surface.prompt import MetaPrompt
 from runner.surface.schemas import SchemaProblem
 from runner.surface.tool import declare
 from runner.tasks import as_task
+from runner.upstreams.rounds import HeldBounds
 from runner.version import server_version
 
 if TYPE_CHECKING:
@@ -355,6 +356,7 @@ def _server(
     if signin is None:
         server = FastMCPSignInWrapper(manifest.name, allow_no_auth=True, **common)
         server.sealing = sealed
+        server.upstreams.held.bounds = HeldBounds.of(manifest.server)
         return server, None, None
     # Here, not at the top: a server without auth never loads PyJWT (issue 12: start-up cost).
     from runner.auth.jwks import waiting_bound
@@ -396,4 +398,5 @@ def _server(
         **common,
     )
     server.sealing = sealed
+    server.upstreams.held.bounds = HeldBounds.of(manifest.server)  # upstream calls across rounds (upstreams/rounds.py)
     return server, issuer, issuer_url

@@ -232,6 +232,7 @@ class FastMCPSignInWrapper(MCPServer):
             self.sealing = other.sealing
         self._catalog = other._catalog
         self.upstreams.want(self._catalog.mounts)  # new and changed upstreams connect, removed ones close
+        self.upstreams.held.bounds = other.upstreams.held.bounds  # held calls stay; new bounds apply to new ones
         self.guard = other.guard
         self._lowlevel_server.instructions = other.instructions  # for sessions opened from now on
         self._lowlevel_server.version = other.version
@@ -387,7 +388,8 @@ class FastMCPSignInWrapper(MCPServer):
                     raise ToolError(f"Unknown tool: {name}")
                 # The upstream's progress goes to this call's client (when it asked for progress), and
                 progress = context.report_progress if context is not None else None
-                return await call_upstream_tool(target, arguments, progress, context)  # its logs, questions too
+                held = self.upstreams.held  # a 2026-07-28 client's answers come in rounds (runner/upstreams/rounds.py)
+                return await call_upstream_tool(target, arguments, progress, context, held)  # its logs, questions too
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist

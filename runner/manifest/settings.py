@@ -203,6 +203,21 @@ class ServerSettings(Strict):
         le=86400,
         description="seconds a multi-round call's requestState stays valid between its rounds",
     )
+    # Upstream calls held open across a 2026-07-28 client's rounds (docs/upstreams.md); a reload applies them.
+    max_held_calls: Int = Field(
+        default=256, ge=1, description="upstream calls waiting for a 2026-07-28 client's next round, all clients"
+    )
+    max_held_calls_per_client: Int = Field(
+        default=16,
+        ge=1,
+        description="upstream calls waiting for a client's next round at most per token (issuer, subject, client "
+        "id), or per client address without auth",
+    )
+    max_held_calls_per_subject: Int = Field(
+        default=64,
+        ge=1,
+        description="upstream calls waiting for a next round at most per token subject, over all its client ids",
+    )
 
     @field_validator("request_state_keys")
     @classmethod

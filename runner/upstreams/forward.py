@@ -9,6 +9,8 @@ only of that call: two callers' messages never mix.
 - Over stdio one reader task reads everything; runner/upstreams/inflight.py sets `CALLER` for a message
   read while exactly one call is in flight on that upstream (the pipe is ordered), and leaves it unset
   otherwise.
+- For a 2026-07-28 client, which has no stream to ask on mid-call, `CALLER` is the `HeldCaller` of the
+  call (runner/upstreams/rounds.py): a question waits there for the client's next round.
 A message without it (several stdio calls in flight, an HTTP upstream's standalone GET stream) belongs to
 no known call: a log message goes to the runner's debug log (naming the upstream, never its data), a
 question is refused with an error to the upstream; nothing is ever asked of a client that did not make
@@ -30,6 +32,17 @@ logger = logging.getLogger("runner")
 CALLER: ContextVar[Any] = ContextVar("runner_upstream_caller", default=None)  # the runner's Context of the call
 UNTIED: ContextVar[str] = ContextVar("runner_upstream_untied", default="an upstream")  # who sent it, for the log
 
+
+class HeldCaller:
+    """A call held across a 2026-07-28 client's rounds (rounds.Held): asks in the next round, logs to the current."""
+
+    async def ask(self, request: types.InputRequest) -> Any:
+        raise NotImplementedError
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        raise NotImplementedError
+
+
 UNKNOWN_CALL = "the runner cannot tell which of its clients' calls this request belongs to, so it asks no one"
 
 
@@ -40,6 +53,9 @@ async def log(params: types.LoggingMessageNotificationParams) -> None:
         logger.debug("%s: log message outside a known call: not forwarded", UNTIED.get())
         return
     try:
+        if isinstance(caller, HeldCaller):
+            await caller.log(params)
+            return
         await caller.session.send_log_message(
             params.level, params.data, params.logger, related_request_id=caller.request_id
         )
@@ -55,6 +71,9 @@ async def elicit(
     if caller is None:
         return _untied()
     try:
+        if isinstance(caller, HeldCaller):
+            answer = await caller.ask(types.ElicitRequest(params=params))
+            return answer if isinstance(answer, types.ElicitResult) else _mismatched("elicitation")
         if isinstance(params, types.ElicitRequestURLParams):
             return await caller.session.elicit_url(  # type: ignore[no-any-return]
                 params.message, params.url, params.elicitation_id, related_request_id=caller.request_id
@@ -75,6 +94,10 @@ async def sample(
         return _untied()
     result: type[Any] = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
     try:
+        if isinstance(caller, HeldCaller):
+            answer = await caller.ask(types.CreateMessageRequest(params=params))
+            kinds = (types.CreateMessageResult, types.CreateMessageResultWithTools)
+            return answer if isinstance(answer, kinds) else _mismatched("sampling")
         return await caller.session.send_request(  # type: ignore[no-any-return]
             types.CreateMessageRequest(params=params),
             result,
@@ -82,6 +105,10 @@ async def sample(
         )
     except Exception as exc:
         return _unanswered("sampling", exc)
+
+
+def _mismatched(kind: str) -> types.ErrorData:
+    return types.ErrorData(code=types.INVALID_PARAMS, message=f"the calling client's answer is not a {kind} result")
 
 
 def _untied() -> types.ErrorData:

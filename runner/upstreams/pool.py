@@ -16,6 +16,7 @@ import anyio
 
 from runner.manifest.model import UpstreamEntry
 from runner.upstreams.connection import Connection, identity
+from runner.upstreams.rounds import HeldCalls
 
 
 class Upstreams:
@@ -25,6 +26,7 @@ class Upstreams:
         self._wanted: list[UpstreamEntry] = []
         self._wake: anyio.Event | None = None  # made in `run`: an event belongs to the loop that waits on it
         self._changed = changed  # the live server's list_changed: kept answers forgotten, clients told
+        self.held = HeldCalls()  # upstream calls waiting for a 2026-07-28 client's next round (rounds.py)
 
     def want(self, entries: Sequence[UpstreamEntry]) -> None:
         """The served manifest's upstreams, from now on (a build, then each reload's swap)."""

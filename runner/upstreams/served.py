@@ -24,6 +24,7 @@ from runner.manifest.model import Override, UpstreamEntry
 from runner.upstreams import forward
 from runner.upstreams.connection import Connection, Unavailable, reason
 from runner.upstreams.pool import Upstreams
+from runner.upstreams.rounds import HeldCalls, HeldLimit, in_rounds
 
 logger = logging.getLogger("runner")
 T = TypeVar("T")
@@ -192,13 +193,20 @@ def collision(target: Target, other: str, served: str | None = None) -> None:
 
 
 async def call_tool(
-    target: Target, arguments: dict[str, Any], progress: Any = None, caller: Any = None
-) -> types.CallToolResult:
+    target: Target, arguments: dict[str, Any], progress: Any = None, caller: Any = None, held: HeldCalls | None = None
+) -> types.CallToolResult | types.InputRequiredResult:
     """The upstream's result as it is; an upstream that cannot answer is a tool error naming it.
 
     `progress(progress, total, message)` gets the upstream's progress notifications for this call;
-    `caller`, the runner's Context of the call, gets its log messages and questions (forward.py).
+    `caller`, the runner's Context of the call, gets its log messages and questions (forward.py). A
+    2026-07-28 caller gets them through rounds of its call, the upstream call held in `held` (rounds.py).
     """
+    if held is not None and in_rounds(caller):
+        try:
+            served = target.entry.served_prefix + target.name
+            return await held.call(served, caller, lambda progress: _call_tool(target, arguments, progress))
+        except HeldLimit as exc:
+            return _failed(str(exc))
     token = forward.CALLER.set(caller)
     try:
         return await _call_tool(target, arguments, progress)
