@@ -38,6 +38,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
 from mcp_types import CreateMessageResult, ListRootsResult, SamplingMessage, TextContent
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
 from pydantic import BaseModel
 
 
@@ -101,6 +102,17 @@ def profile(id: str, name: Annotated[Name, Resolve(ask_name)]) -> str:
 
 def other() -> str:
     return "v1"
+
+
+def greet_by_name(ctx: Context) -> str | InputRequiredResult:
+    """Asks the user's name under the key `user_name` (docs/asking.md, "Naming the questions yourself")"""
+    answer = (ctx.input_responses or {}).get("user_name")
+    if not isinstance(answer, ElicitResult) or answer.action != "accept" or not answer.content:
+        schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+        question = ElicitRequest(params=ElicitRequestFormParams(message="What is your name?", requested_schema=schema))
+        return InputRequiredResult(input_requests={"user_name": question})
+    ran("greet_by_name")
+    return f"Hello, {answer.content.get('name')}!"
 '''
 
 MANIFEST = """
@@ -111,6 +123,7 @@ tools:
   - function: asking:sample_by_hand
     requires_client: [sampling]
   - function: asking:other
+  - function: asking:greet_by_name
 prompts:
   - function: asking:welcome
 resources:
@@ -397,3 +410,34 @@ async def test_a_reload_between_rounds_of_a_prompt(server: RunnerProcess) -> Non
         with pytest.raises(MCPError, match="prompt 'welcome' changed .* call it again from the start"):
             await mcp.get_prompt("welcome", {})
     assert ran(server) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_tool_that_asks_by_hand_is_answered_by_both_generations(server: RunnerProcess, mode: str) -> None:
+    """Its own InputRequiredResult: a handshake-era client is asked on the call's stream, and the tool runs again."""
+    asked: list[str] = []
+
+    async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ann"})
+
+    async with client(server.url, mode, elicitation_callback=answer) as mcp:
+        result = await mcp.call_tool("greet_by_name", {})
+    assert not result.is_error and result.content[0].text == "Hello, Ann!", result
+    assert asked == ["What is your name?"]
+    assert ran(server) == ["greet_by_name"]
+
+
+async def test_a_tool_that_asks_by_hand_tells_a_handshake_era_client_of_a_stateless_server_why(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "asking.py").write_text(MODULE)
+    (tmp_path / "asking.yaml").write_text(MANIFEST)
+    runner = RunnerProcess(tmp_path / "asking.yaml", extra=("--stateless",)).start()
+    try:
+        async with client(runner.url, "legacy", elicitation_callback=answer_name) as mcp:
+            result = await mcp.call_tool("greet_by_name", {})
+        assert result.is_error
+        assert "tool 'greet_by_name' asks its questions as a 2026-07-28 multi-round call" in result.content[0].text
+    finally:
+        runner.stop()

@@ -50,6 +50,7 @@ from runner.auth.defaults import DEFAULT_BASE_URL
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
+from runner.build.inband import answered, needs_asking
 from runner.build.needs import refuse_undeclared
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
@@ -395,7 +396,11 @@ class FastMCPSignInWrapper(MCPServer):
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
         self._refuse_undeclared("tool", name, name, context)
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+            if needs_asking(result, context):  # its own input_required, to a handshake-era client (build/inband.py)
+                again = functools.partial(super().call_tool, name, arguments)
+                return await answered(name, arguments, result, context, again, self.events)
+            return result
         except ToolError as exc:
             if not isinstance(exc, UnexpectedToolError) and isinstance(exc.__cause__, PoolFull | ValidationError):
                 refused()  # for metrics and the audit line: the tool never ran
