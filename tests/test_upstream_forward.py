@@ -120,11 +120,12 @@ async def test_a_2026_client_answers_an_upstreams_questions_in_rounds_of_its_cal
     """The upstream asks mid-call; the client gets input_required, answers in its next round, and the call goes on."""
     await connected_front(stdio_front)
     heard: list[str] = []
-    async with mcp_client(stdio_front.url, **listening(heard)) as client:  # negotiates 2026-07-28
+    # log_level: on 2026-07-28 a request gets log messages only when its _meta asks for them.
+    async with mcp_client(stdio_front.url, log_level="info", **listening(heard)) as client:  # 2026-07-28
         result = await client.call_tool(f"{upstream}_chatty", {"topic": "dee"})
     assert not result.is_error, result
     assert result.content[0].text == "accept yes w"  # type: ignore[union-attr]
-    assert heard[-2:] == ["asked what about dee?", "sampled a word for dee"]
+    assert heard == ["log thinking about dee", "asked what about dee?", "sampled a word for dee"]
 
 
 async def test_a_2026_client_that_declines_the_upstreams_question(stdio_front: RunnerProcess) -> None:

@@ -50,11 +50,14 @@ class Upstreams:
         return {name: c.public() for name, c in sorted(self.connections.items())}
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as tasks:
-            while True:
-                self._wake = anyio.Event()
-                self._reconcile(tasks)
-                await self._wake.wait()
+        try:
+            async with anyio.create_task_group() as tasks:
+                while True:
+                    self._wake = anyio.Event()
+                    self._reconcile(tasks)
+                    await self._wake.wait()
+        finally:
+            self.held.cancel_all()  # the server stops: calls waiting for a next round end with it
 
     def _reconcile(self, tasks: anyio.abc.TaskGroup) -> None:
         wanted = {e.name: e for e in self._wanted}

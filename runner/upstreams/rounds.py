@@ -90,6 +90,8 @@ class Held(forward.HeldCaller):
     asking: tuple[str, types.InputRequest, Any] | None = None  # the question the client has, its reply channel
     task: asyncio.Task[None] | None = None
     asked: int = 0
+    logging: int = 0  # log messages being sent on the current round's stream
+    idle: anyio.Event | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)  # one round at a time
 
     async def ask(self, request: types.InputRequest) -> Any:
@@ -100,12 +102,25 @@ class Held(forward.HeldCaller):
             return await receive.receive()
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        if self.round is None:
+        current = self.round
+        if current is None:
             logger.debug("upstream log message between the rounds of a call: not forwarded")
             return
-        await self.round.session.send_log_message(
-            params.level, params.data, params.logger, related_request_id=self.round.request_id
-        )
+        self.logging += 1  # the round ends only once it is sent (`settled`): the upstream sent it first
+        try:
+            await current.session.send_log_message(
+                params.level, params.data, params.logger, related_request_id=current.request_id
+            )
+        finally:
+            self.logging -= 1
+            if not self.logging and self.idle is not None:
+                self.idle.set()
+
+    async def settled(self) -> None:
+        """Wait until the log messages being sent on this round's stream are sent."""
+        while self.logging:
+            self.idle = anyio.Event()
+            await self.idle.wait()
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         if self.round is not None:
@@ -191,6 +206,7 @@ class HeldCalls:
         held.round = caller
         try:
             event = await held.events[1].receive()
+            await held.settled()
         finally:
             held.round = None
         if event[0] == "ask":
@@ -212,6 +228,12 @@ class HeldCalls:
 
     def _forget(self, held: Held) -> None:
         self._held.pop(held.key, None)
+
+    def cancel_all(self) -> None:
+        for held in list(self._held.values()):
+            self._forget(held)
+            if held.task is not None:
+                held.task.cancel()
 
     def _expire(self) -> None:
         """Cancel the held calls no round picked up in time."""
