@@ -18,6 +18,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from runner.upstreams.inflight import Flights
 from tests.helpers import RunnerProcess, mcp_client, stop_process, wait_for_health
 from tests.test_upstreams import connected, front, plain_entry, plain_over_http
 
@@ -181,3 +182,17 @@ async def test_a_next_round_that_reaches_a_server_not_holding_the_call_is_told_t
         for runner in (first, second):
             if runner.proc is not None:
                 runner.stop()
+
+
+def test_a_stdio_call_the_runner_gave_up_on_keeps_counting_as_in_flight() -> None:
+    """Its upstream may still send its messages: they must not be taken for the next call's (inflight.py)."""
+    flights = Flights(grace=600)
+    with pytest.raises(TimeoutError), flights.hold("ann"):
+        raise TimeoutError  # the entry's timeout: no answer came
+    with flights.hold("bob"):
+        assert flights.sole() == (None, 2)  # bob's call is not alone: nothing is forwarded to bob
+    answered = Flights(grace=600)
+    with pytest.raises(MCPError), answered.hold("ann"):
+        raise MCPError(code=-32602, message="the upstream's error answer")  # an answer: the upstream is done
+    with answered.hold("bob"):
+        assert answered.sole() == ("bob", 1)
