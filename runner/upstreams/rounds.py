@@ -85,21 +85,21 @@ class Held(forward.HeldCaller):
     owner: str
     tool: str
     deadline: float
-    events: Any = None  # (send, receive): ("ask", InputRequest, answer_send) | ("done", result)
+    # ("ask", InputRequest, answer Future) | ("done", result): asyncio's, as cheap as it gets on every call
+    events: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
     round: Any = None  # the Context of the round being served, or None between rounds
     asking: tuple[str, types.InputRequest, Any] | None = None  # the question the client has, its reply channel
     task: asyncio.Task[None] | None = None
     asked: int = 0
     logging: int = 0  # log messages being sent on the current round's stream
     idle: anyio.Event | None = None
-    lock: anyio.Lock = field(default_factory=anyio.Lock)  # one round at a time
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one round at a time
 
     async def ask(self, request: types.InputRequest) -> Any:
         """From the upstream's callback: ask the client in its next round, and wait for the answer."""
-        send, receive = anyio.create_memory_object_stream[Any](1)
-        await self.events[0].send(("ask", request, send))
-        async with receive:
-            return await receive.receive()
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.events.put_nowait(("ask", request, answer))
+        return await answer
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         current = self.round
@@ -155,11 +155,11 @@ class HeldCalls:
                     if answer is None:  # not answered yet: the same question again
                         return self._question(held)
                     held.asking = None
-                    await reply.send(answer)
+                    if not reply.done():
+                        reply.set_result(answer)
                 return await self._next(held, caller)
-        held = self._start(tool, owner, run)
-        async with held.lock:
-            return await self._next(held, caller)
+        held = self._start(tool, owner, run)  # nobody else knows it yet: no lock
+        return await self._next(held, caller)
 
     def _start(self, tool: str, owner: str, run: Callable[[Any], Awaitable[types.CallToolResult]]) -> Held:
         bounds = self.bounds
@@ -182,7 +182,6 @@ class HeldCalls:
                 "(server.max_held_calls); retry later"
             )
         held = Held(secrets.token_urlsafe(18), owner, tool, time.monotonic() + bounds.ttl)
-        held.events = anyio.create_memory_object_stream[Any](8)
         self._held[held.key] = held
 
         async def body() -> None:
@@ -196,7 +195,7 @@ class HeldCalls:
                     raise
             finally:
                 forward.CALLER.reset(token)
-            await held.events[0].send(("done", result))
+            held.events.put_nowait(("done", result))
 
         held.task = asyncio.get_running_loop().create_task(body())
         return held
@@ -205,7 +204,7 @@ class HeldCalls:
         """Wait for the held call's next event, serving `caller`'s round meanwhile (its logs, progress)."""
         held.round = caller
         try:
-            event = await held.events[1].receive()
+            event = await held.events.get()
             await held.settled()
         finally:
             held.round = None
