@@ -141,6 +141,16 @@ async def test_a_2026_client_that_declines_the_upstreams_question(stdio_front: R
     assert result.content[0].text == "decline None w"  # type: ignore[union-attr]  # the upstream heard "decline"
 
 
+async def test_a_2026_client_that_cannot_answer_is_not_held_and_the_upstream_hears_why(
+    stdio_front: RunnerProcess,
+) -> None:
+    """No elicitation or sampling declared: the call runs as it is, and the upstream's question is refused."""
+    await connected_front(stdio_front)
+    async with mcp_client(stdio_front.url) as client:  # 2026-07-28, no callbacks: no capabilities
+        with pytest.raises(MCPError, match="no back-channel"):
+            await client.call_tool("web_chatty", {"topic": "ivy"})
+
+
 async def test_held_calls_are_bounded_per_client(stdio_front: RunnerProcess) -> None:
     """max_held_calls_per_client: 1. While its first call waits for its answer, the client's second call is refused."""
     await connected_front(stdio_front)

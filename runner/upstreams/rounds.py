@@ -52,8 +52,15 @@ GONE = (
 
 
 def in_rounds(caller: Any) -> bool:
-    """Whether the calling client asks through rounds (2026-07-28), so an upstream call must be held."""
-    return caller is not None and is_version_at_least(getattr(caller, "protocol_version", None) or "", MODERN)
+    """Whether the calling client answers questions in rounds (2026-07-28), so an upstream call must be held.
+
+    Only a client that declared elicitation or sampling could answer one: for the others the call runs as
+    it is (no task, nothing held), and an upstream's question is refused as one they cannot answer.
+    """
+    if caller is None or not is_version_at_least(getattr(caller, "protocol_version", None) or "", MODERN):
+        return False
+    capabilities = caller.client_capabilities
+    return capabilities is not None and (capabilities.elicitation is not None or capabilities.sampling is not None)
 
 
 @dataclass(frozen=True)
