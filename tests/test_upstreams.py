@@ -468,6 +468,25 @@ async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(tmp_path: Path
         runner.stop()
 
 
+async def test_an_http_upstream_that_forgets_the_session_or_answers_too_much(tmp_path: Path, plain_http: str) -> None:
+    """A 404 on the session (the upstream restarted, or expired it) reconnects and the call is asked again on the new
+    session; an answer larger than the cap is a tool error saying so, and the next call goes on."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        async with mcp_client(runner.url) as client:
+            assert (await client.call_tool("plain_expire", {})).content[0].text == "expired"  # type: ignore[union-attr]
+            again = await client.call_tool("plain_add", {"a": 1, "b": 2})
+            assert again.structured_content == {"total": 3}, again
+            assert healthz(runner.health_url)["upstreams"]["plain"]["connects"] == 2
+            huge = await client.call_tool("plain_big", {"size": 5 * 1024 * 1024})
+            assert huge.is_error and "larger than 4 MiB" in huge.content[0].text, huge  # type: ignore[union-attr]
+            after = await client.call_tool("plain_add", {"a": 2, "b": 2})
+            assert after.structured_content == {"total": 4}, after
+    finally:
+        runner.stop()
+
+
 async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_calls_client_only(
     tmp_path: Path, plain_http: str
 ) -> None:

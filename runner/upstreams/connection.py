@@ -58,10 +58,6 @@ class Unavailable(Exception):
     """The upstream cannot be reached now; the message names it and says why."""
 
 
-class _Renew(Exception):
-    """The upstream no longer knows the session (lean.Expired): connect again at once, keeping the listing."""
-
-
 class Connection:
     def __init__(self, entry: UpstreamEntry, changed: Callable[[str], None]) -> None:
         self.entry = entry
@@ -114,12 +110,12 @@ class Connection:
         while True:
             started = time.monotonic()
             try:
-                await self._connected()
+                await self._connected()  # returns when the upstream no longer knows the session (lean.Expired)
+                self._renew = anyio.Event()
+                self._mark("connecting", "the session expired")
+                continue  # connect again at once; its tools stay listed while the new session opens
             except anyio.get_cancelled_exc_class():
                 raise
-            except _Renew:
-                self._renew = anyio.Event()
-                continue  # at once, as it was: its tools stay listed while a new session opens
             except Exception as exc:  # any failure of the upstream is its state, never the runner's
                 self._mark("down", reason(exc))
                 self._laned.set()  # a call waiting for a new session hears that there is none
@@ -155,7 +151,7 @@ class Connection:
                     await self._renew.wait()
                 if self._renew.is_set():
                     logger.info("upstream %r: the session expired, connecting again", self.name)
-                    raise _Renew
+                    return
                 with anyio.fail_after(entry.timeout):
                     await client.session.send_ping()  # the session's: a handshake-era connection has ping
 
