@@ -1,7 +1,7 @@
 """A request to an HTTP upstream as one POST on a kept-alive connection: the call path, without the SDK's client.
 
 Why: the SDK's streamable HTTP client spends about 1.7 ms of CPU on a `tools/call` (a task and memory
-streams per request, its SSE parser, its dispatcher), a plain POST on httpcore2's pool about 0.5 ms;
+streams per request, its SSE parser, its dispatcher), a plain POST (runner/upstreams/wire.py) a fraction;
 that difference was most of what a call through the runner added (docs/performance.md, "Upstreams").
 So the SDK's `Client` keeps what it is good at (the handshake, listings, pings, `list_changed`), and
 `tools/call`, `prompts/get` and `resources/read` go here, on the same session: the same headers the
@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpcore2
-import httpx2
 from mcp.shared.exceptions import MCPError
 
 from runner.upstreams import forward
+from runner.upstreams.wire import Pool, Response
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # one JSON-RPC message of an upstream's answer, as the openapi: responses
 CONNECTIONS = 8  # per upstream: calls in flight at once, each on its own kept-alive connection
@@ -56,25 +55,16 @@ class Lane:
     url: str
     headers: list[tuple[bytes, bytes]]
     listed: Callable[[str], Awaitable[None]] = field(default=lambda method: _nothing())  # a list_changed seen
-    pool: httpcore2.AsyncConnectionPool = field(init=False)
-    answers: httpcore2.AsyncConnectionPool = field(init=False)  # its own: calls that all wait on an answer never
-    # hold every connection the answers need
+    pool: Pool = field(init=False)
+    answers: Pool = field(init=False)  # its own: calls that all wait on an answer never hold every connection it needs
 
     def __post_init__(self) -> None:
-        self.pool, self.answers = _pool(), _pool()
+        self.pool = Pool(self.url, CONNECTIONS, KEEPALIVE_SECONDS)
+        self.answers = Pool(self.url, CONNECTIONS, KEEPALIVE_SECONDS)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
         await self.answers.aclose()
-
-
-def _pool() -> httpcore2.AsyncConnectionPool:
-    return httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(),  # verified as httpx2 (and the SDK's client) verifies
-        max_connections=CONNECTIONS,
-        max_keepalive_connections=CONNECTIONS,
-        keepalive_expiry=KEEPALIVE_SECONDS,
-    )
 
 
 def lane(url: str, manifest_headers: dict[str, str], session_id: str, version: str) -> Lane:
@@ -101,7 +91,7 @@ async def request(lane: Lane, method: str, params: dict[str, Any], progress: Pro
     if progress is not None:
         params = {**params, "_meta": {"progressToken": ident}}
     body = json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params}).encode()
-    async with lane.pool.stream("POST", lane.url, headers=lane.headers, content=body) as response:
+    async with lane.pool.post(lane.headers, body) as response:
         kind = _content_type(response)
         if response.status == 404:
             raise Expired("the upstream no longer knows the session")
@@ -123,7 +113,7 @@ async def request(lane: Lane, method: str, params: dict[str, Any], progress: Pro
 
 
 async def _drain(events: AsyncIterator[dict[str, Any]]) -> None:
-    """The stream after the answer, to its end (the servers end it at once): httpcore keeps only a connection whose
+    """The stream after the answer, to its end (the servers end it at once): wire.py keeps only a connection whose
     response was read to its end, else each call would pay a new TCP connection (as runner/upstreams/keepalive.py
     explains for the SDK's client). Bounded: a stream that goes on is closed, and its connection with it."""
     with anyio.move_on_after(DRAIN_SECONDS):
@@ -151,18 +141,18 @@ async def _on_message(lane: Lane, message: dict[str, Any], ident: str, progress:
 async def _post(lane: Lane, message: dict[str, Any]) -> None:
     """A response to the upstream's question; the upstream answers 202, and nothing more is read."""
     body = json.dumps(message).encode()
-    async with lane.answers.stream("POST", lane.url, headers=lane.headers, content=body) as response:
+    async with lane.answers.post(lane.headers, body) as response:
         await _read(response)
 
 
-def _content_type(response: httpcore2.Response) -> str:
+def _content_type(response: Response) -> str:
     for name, value in response.headers:
         if name.lower() == b"content-type":
             return value.decode("latin-1").partition(";")[0].strip().lower()
     return ""
 
 
-async def _read(response: httpcore2.Response) -> bytes:
+async def _read(response: Response) -> bytes:
     """The whole body, up to MAX_MESSAGE_BYTES."""
     chunks, size = [], 0
     async for chunk in response.aiter_stream():
@@ -177,7 +167,7 @@ def too_large() -> str:
     return f"the upstream's answer is larger than {MAX_MESSAGE_BYTES // (1024 * 1024)} MiB"
 
 
-async def _events(response: httpcore2.Response) -> AsyncIterator[dict[str, Any]]:
+async def _events(response: Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON-RPC messages of an SSE stream (`data:` of `message` events); each event at most MAX_MESSAGE_BYTES."""
     buffer = b""
     async for chunk in response.aiter_stream():
