@@ -120,7 +120,8 @@ async def test_poll_mode_reloads(tmp_path: Path) -> None:
 
 async def test_a_quiet_audit_does_not_scan_the_loaded_modules(tmp_path: Path) -> None:
     """The half-second audit used to scan every loaded module (on the event loop, delaying the calls in flight) each
-    time; a tick with no event, no drift and no import or purge since cannot change the folders, and skips it."""
+    time; a tick with no event (or only a log file written next to the manifest), no drift and no import or purge
+    since cannot change the folders, and skips it."""
     from runner.reload.watcher import Baseline, Watcher
 
     path = tmp_path / "m.yaml"
@@ -151,6 +152,8 @@ async def test_a_quiet_audit_does_not_scan_the_loaded_modules(tmp_path: Path) ->
         tasks.start_soon(watcher.run)
         await ticks(1)  # armed, and anything imported on the way loaded
         before = len(scans)
+        await ticks(2)
+        (tmp_path / "server.log").write_text("a line\n")  # the server's log, written next to its manifest
         await ticks(2)
         tasks.cancel_scope.cancel()
     assert reloads == [] and len(scans) == before, (before, len(scans))

@@ -86,6 +86,11 @@ def _loaded() -> tuple[int, str | None]:
     return len(sys.modules), next(reversed(sys.modules), None)
 
 
+def _may_move_folders(path: str) -> bool:
+    """A change to anything but an existing non-Python file (a log the server writes next to its manifest...)."""
+    return path.endswith(".py") or not os.path.isfile(path)
+
+
 def nearest_existing(folder: Path) -> Path:
     """The folder itself, or its closest existing parent: a missing folder is watched for its return."""
     while not folder.is_dir() and folder.parent != folder:
@@ -144,8 +149,9 @@ class Watcher:
                 async for changes in changes_seen:
                     self.heartbeat, self.failing = time.monotonic(), None
                     reloaded = await self._settle({Path(p).resolve() for _, p in changes if p.endswith(".py")})
-                    if not changes and not reloaded and _loaded() == loaded and self.poll_interval() == poll:
-                        continue  # a quiet audit tick: nothing that decides the folders moved (see _loaded)
+                    quiet = not any(_may_move_folders(p) for _, p in changes)
+                    if quiet and not reloaded and _loaded() == loaded and self.poll_interval() == poll:
+                        continue  # an audit tick, or a log file written: nothing that decides the folders moved
                     loaded = _loaded()
                     if self.folders() != folders or self.poll_interval() != poll:
                         break
