@@ -53,14 +53,14 @@ class Lane:
     """One upstream session's call path: its URL, the headers every POST carries, and its connection pool."""
 
     url: str
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[str, str]]
     listed: Callable[[str], Awaitable[None]] = field(default=lambda method: _nothing())  # a list_changed seen
     pool: Pool = field(init=False)
     answers: Pool = field(init=False)  # its own: calls that all wait on an answer never hold every connection it needs
 
     def __post_init__(self) -> None:
-        self.pool = Pool(self.url, CONNECTIONS, KEEPALIVE_SECONDS)
-        self.answers = Pool(self.url, CONNECTIONS, KEEPALIVE_SECONDS)
+        self.pool = Pool(self.url, self.headers, CONNECTIONS, KEEPALIVE_SECONDS)
+        self.answers = Pool(self.url, self.headers, CONNECTIONS, KEEPALIVE_SECONDS)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -78,7 +78,7 @@ def lane(url: str, manifest_headers: dict[str, str], session_id: str, version: s
             "mcp-protocol-version": version,
         }
     )
-    return Lane(url, [(k.encode(), v.encode()) for k, v in headers.items()])
+    return Lane(url, list(headers.items()))
 
 
 async def _nothing() -> None:
@@ -91,7 +91,7 @@ async def request(lane: Lane, method: str, params: dict[str, Any], progress: Pro
     if progress is not None:
         params = {**params, "_meta": {"progressToken": ident}}
     body = json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params}).encode()
-    async with lane.pool.post(lane.headers, body) as response:
+    async with lane.pool.post(body) as response:
         kind = _content_type(response)
         if response.status == 404:
             raise Expired("the upstream no longer knows the session")
@@ -141,13 +141,13 @@ async def _on_message(lane: Lane, message: dict[str, Any], ident: str, progress:
 async def _post(lane: Lane, message: dict[str, Any]) -> None:
     """A response to the upstream's question; the upstream answers 202, and nothing more is read."""
     body = json.dumps(message).encode()
-    async with lane.answers.post(lane.headers, body) as response:
+    async with lane.answers.post(body) as response:
         await _read(response)
 
 
 def _content_type(response: Response) -> str:
     for name, value in response.headers:
-        if name.lower() == b"content-type":
+        if name == b"content-type":
             return value.decode("latin-1").partition(";")[0].strip().lower()
     return ""
 
