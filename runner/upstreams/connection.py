@@ -264,9 +264,9 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
         (a proxy from the environment serves them: calls then stay on the SDK client, through the proxy)."""
         if self.keepalive.session is None or self.entry.url is None:
             return None
-        session, version = self.keepalive.session
+        session, version, url = self.keepalive.session
         try:
-            self.lean = lean.lane(self.entry.url, dict(self.entry.headers), session, version)
+            self.lean = lean.lane(url, dict(self.entry.headers), session, version)
         except ValueError as exc:  # a header wire.py will not send as it is: the SDK's client decides, as before
             logger.warning("upstream %r: calls go through the SDK's client (%s)", self.entry.name, exc)
             return None
