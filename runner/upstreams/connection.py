@@ -6,6 +6,10 @@ manifest's `headers`: a client's bearer token is never sent upstream), lists the
 prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
 process or a failed ping marks it down (calls then fail naming it), and it is connected again after
 a backoff that doubles up to `MAX_BACKOFF`; a stdio upstream is started again the same way.
+
+Over HTTP the connection also has a `lane` (runner/upstreams/lean.py): the calls' own path on the
+same session. When the upstream answers a call 404 (it forgot the session), `renewed` has the
+connection opened again at once, keeping its listing, and hands the caller the new session's lane.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 An upstream's tools and prompts are served as `<prefix><name>`, kept or dropped by `include`/`exclude`
 on the upstream's own names; each needs the entry's `scopes` (on top of signin.scopes) and its
-override's. Calls and prompt gets are forwarded on the upstream's connection (never a new one) and
+override's. Calls, prompt gets and resource reads are forwarded on the upstream's session (never a
+new one): over HTTP as one POST each on its lean lane (lean.py), over stdio through the SDK's client;
 the upstream's result is handed back as it is: content, structuredContent, isError. Resources and
 templates keep their URIs.
 """
