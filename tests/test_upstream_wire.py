@@ -112,3 +112,15 @@ async def test_an_oversized_head_or_a_header_that_could_split_one_is_refused() -
 
 async def _no_progress(done: float, total: float | None, message: str | None) -> None:
     return None
+
+
+async def test_a_stream_held_open_after_its_answer_is_left_with_its_connection() -> None:
+    """The answer is returned once the stream's end does not come at once; that connection is not reused."""
+    async with raw_server(lambda conn, n, request: sse(request, {"conn": conn})[:-1]) as (url, counts):  # no end
+        lane = lean.lane(url, {}, "s1", "2025-11-25")
+        try:
+            assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 0}
+            assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 1}
+        finally:
+            await lane.aclose()
+        assert counts == [1, 1]
