@@ -482,6 +482,10 @@ async def test_an_http_upstream_behind_a_redirect_that_forgets_the_session_or_an
             assert (await client.call_tool("plain_expire", {})).content[0].text == "expired"  # type: ignore[union-attr]
             again = await client.call_tool("plain_add", {"a": 1, "b": 2})
             assert again.structured_content == {"total": 3}, again
+            prompt = await client.get_prompt("plain_greet", {"name": "Ann"})  # prompts and reads take the same path
+            assert prompt.messages[0].content.text == "Say hello to Ann"  # type: ignore[union-attr]
+            item = await client.read_resource("plain://items/7")
+            assert item.contents[0].text == "item 7"  # type: ignore[union-attr]
             assert healthz(runner.health_url)["upstreams"]["plain"]["connects"] == 2
             huge = await client.call_tool("plain_big", {"size": 4 * 1024 * 1024 + 1024})
             assert huge.is_error and "larger than 4 MiB" in huge.content[0].text, huge  # type: ignore[union-attr]
