@@ -474,6 +474,33 @@ async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(tmp_path: Path
         runner.stop()
 
 
+async def test_an_http_upstream_behind_a_redirect_that_forgets_the_session_or_answers_too_much(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """Calls go where the upstream answers (`/mcp/` redirects to `/mcp`, 307, same origin: the SDK's client follows
+    it, and so do the calls); a 404 on the session (the upstream restarted, or expired it) reconnects and the call is
+    asked again on the new session; an answer larger than the cap is a tool error saying so, and the next call goes
+    on. One server for the three: each start costs seconds."""
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}/\n").start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        async with mcp_client(runner.url) as client:
+            assert (await client.call_tool("plain_expire", {})).content[0].text == "expired"  # type: ignore[union-attr]
+            again = await client.call_tool("plain_add", {"a": 1, "b": 2})
+            assert again.structured_content == {"total": 3}, again
+            prompt = await client.get_prompt("plain_greet", {"name": "Ann"})  # prompts and reads take the same path
+            assert prompt.messages[0].content.text == "Say hello to Ann"  # type: ignore[union-attr]
+            item = await client.read_resource("plain://items/7")
+            assert item.contents[0].text == "item 7"  # type: ignore[union-attr]
+            assert healthz(runner.health_url)["upstreams"]["plain"]["connects"] == 2
+            huge = await client.call_tool("plain_big", {"size": 4 * 1024 * 1024 + 1024})
+            assert huge.is_error and "larger than 4 MiB" in huge.content[0].text, huge  # type: ignore[union-attr]
+            after = await client.call_tool("plain_add", {"a": 2, "b": 2})
+            assert after.structured_content == {"total": 4}, after
+    finally:
+        runner.stop()
+
+
 async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_calls_client_only(
     tmp_path: Path, plain_http: str
 ) -> None:

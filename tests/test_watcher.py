@@ -116,3 +116,44 @@ async def test_poll_mode_reloads(tmp_path: Path) -> None:
         assert await tool_names(runner) == ["add", "plus"]
     finally:
         runner.stop()
+
+
+async def test_a_quiet_audit_does_not_scan_the_loaded_modules(tmp_path: Path) -> None:
+    """The half-second audit used to scan every loaded module (on the event loop, delaying the calls in flight) each
+    time; a tick with no event (or only a log file written next to the manifest), no drift and no import or purge
+    since cannot change the folders, and skips it."""
+    from runner.reload.watcher import Baseline, Watcher
+
+    path = tmp_path / "m.yaml"
+    path.write_text(manifest("a"))
+    scans: list[int] = []
+
+    def files() -> list[Path]:
+        scans.append(1)
+        return []
+
+    reloads: list[set[Path]] = []
+
+    async def reload(changed: set[Path]) -> None:
+        reloads.append(changed)
+
+    baseline = Baseline(path, files)
+    baseline.capture()
+    watcher = Watcher(path, baseline, reload, busy=lambda: False, poll_interval=lambda: None)
+
+    async def ticks(count: int) -> None:
+        for _ in range(count):
+            seen = watcher.heartbeat
+            with anyio.fail_after(30):
+                while watcher.heartbeat == seen:
+                    await anyio.sleep(0.02)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watcher.run)
+        await ticks(1)  # armed, and anything imported on the way loaded
+        before = len(scans)
+        await ticks(2)
+        (tmp_path / "server.log").write_text("a line\n")  # the server's log, written next to its manifest
+        await ticks(2)
+        tasks.cancel_scope.cancel()
+    assert reloads == [] and len(scans) == before, (before, len(scans))

@@ -6,6 +6,10 @@ manifest's `headers`: a client's bearer token is never sent upstream), lists the
 prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
 process or a failed ping marks it down (calls then fail naming it), and it is connected again after
 a backoff that doubles up to `MAX_BACKOFF`; a stdio upstream is started again the same way.
+
+Over HTTP the connection also has a `lane` (runner/upstreams/lean.py): the calls' own path on the
+same session. When the upstream answers a call 404 (it forgot the session), `renewed` has the
+connection opened again at once, keeping its listing, and hands the caller the new session's lane.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
-from runner.upstreams import forward
+from runner.upstreams import forward, lean
 from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.orphan import guarded
@@ -70,6 +74,9 @@ class Connection:
         self.listing = Listing()
         self.client: Client | None = None
         self.flights = Flights(entry.timeout)  # stdio: which call a message belongs to (inflight.py)
+        self.lane: lean.Lane | None = None  # HTTP: the session's lean call path (runner/upstreams/lean.py)
+        self._renew = anyio.Event()  # set: the session expired, connect again
+        self._laned = anyio.Event()  # set when a new lane is ready; replaced by the next renewal
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
 
     @property
@@ -109,13 +116,17 @@ class Connection:
         while True:
             started = time.monotonic()
             try:
-                await self._connected()
+                await self._connected()  # returns when the upstream no longer knows the session (lean.Expired)
+                self._renew = anyio.Event()
+                self._mark("connecting", "the session expired")
+                continue  # connect again at once; its tools stay listed while the new session opens
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # any failure of the upstream is its state, never the runner's
                 self._mark("down", reason(exc))
+                self._laned.set()  # a call waiting for a new session hears that there is none
             finally:
-                self.client = None
+                self.client, self.lane = None, None
             self._forget()
             if time.monotonic() - started > MAX_BACKOFF:
                 backoff = FIRST_BACKOFF  # it served a while: try again soon
@@ -133,13 +144,20 @@ class Connection:
 
     async def _connected(self) -> None:
         entry = self.entry
-        async with transport_client(entry, self._on_message, self.flights) as client:
+        opened = transport_client(entry, self._on_message, self.flights)
+        async with opened as client:
             self.client = client
             self.connects += 1
             await self.refresh(client)
+            self.lane = opened.lane(self._listed) if isinstance(opened, _http_client) else None
+            self._laned.set()
             self._mark("connected")
             while True:
-                await anyio.sleep(PING_INTERVAL)
+                with anyio.move_on_after(PING_INTERVAL):
+                    await self._renew.wait()
+                if self._renew.is_set():
+                    logger.info("upstream %r: the session expired, connecting again", self.name)
+                    return
                 with anyio.fail_after(entry.timeout):
                     await client.session.send_ping()  # the session's: a handshake-era connection has ping
 
@@ -158,15 +176,28 @@ class Connection:
                 self.listing.templates = await _all(client.session.list_resource_templates, "resource_templates")
                 self._changed("resources")
 
+    async def renewed(self, stale: lean.Lane) -> lean.Lane:
+        """A lane on a new session, once the upstream said it no longer knows `stale`'s (the caller bounds the wait)."""
+        if self.lane is stale and not self._renew.is_set():  # the first to hear it asks; the others wait too
+            self._laned = anyio.Event()
+            self._renew.set()
+        while self.lane is None or self.lane is stale:
+            await self._laned.wait()
+            if self.lane is None or self.lane is stale:
+                raise Unavailable(f"upstream {self.name!r} is unavailable ({self.state})")
+        return self.lane
+
     async def _on_message(self, message: IncomingMessage) -> None:
         """An upstream's list change: list that kind again; the served lists change with it."""
-        method = getattr(message, "method", None)
+        await self._listed(str(getattr(message, "method", None)))
+
+    async def _listed(self, method: str) -> None:
         kinds = {
             "notifications/tools/list_changed": "tools",
             "notifications/prompts/list_changed": "prompts",
             "notifications/resources/list_changed": "resources",
         }
-        kind = kinds.get(str(method))
+        kind = kinds.get(method)
         if kind is not None and self.client is not None:
             try:
                 await self.refresh(self.client, (kind,))
@@ -215,6 +246,8 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
         self.entry, self.on_message = entry, on_message
         self.http: httpx2.AsyncClient | None = None
         self.client: Client | None = None
+        self.keepalive = KeepAlive()
+        self.lean: lean.Lane | None = None
 
     async def __aenter__(self) -> Client:
         assert self.entry.url is not None
@@ -222,7 +255,7 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
         # One long-lived client whose connections stay open across calls (runner/upstreams/keepalive.py); a mount,
         # not `transport=`, so that proxies from the environment (HTTPS_PROXY...) still apply, as httpx2 does them.
         self.http = httpx2.AsyncClient(
-            headers=dict(self.entry.headers), timeout=timeout, mounts={"all://": KeepAlive()}
+            headers=dict(self.entry.headers), timeout=timeout, mounts={"all://": self.keepalive}
         )
         transport = streamable_http_client(self.entry.url, http_client=self.http)
         self.client = Client(
@@ -242,11 +275,27 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
             await self.http.aclose()
             raise
 
+    def lane(self, listed: Callable[[str], Awaitable[None]]) -> lean.Lane | None:
+        """The lean call path on the SDK client's session; None when its requests do not come through KeepAlive
+        (a proxy from the environment serves them: calls then stay on the SDK client, through the proxy)."""
+        if self.keepalive.session is None or self.entry.url is None:
+            return None
+        session, version, url = self.keepalive.session
+        try:
+            self.lean = lean.lane(url, dict(self.entry.headers), session, version)
+        except ValueError as exc:  # a header wire.py will not send as it is: the SDK's client decides, as before
+            logger.warning("upstream %r: calls go through the SDK's client (%s)", self.entry.name, exc)
+            return None
+        self.lean.listed = listed
+        return self.lean
+
     async def __aexit__(self, *exc: Any) -> None:
         try:
             if self.client is not None:
                 await self.client.__aexit__(*exc)
         finally:
+            if self.lean is not None:
+                await self.lean.aclose()
             if self.http is not None:
                 await self.http.aclose()
 

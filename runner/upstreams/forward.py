@@ -64,7 +64,7 @@ async def log(params: types.LoggingMessageNotificationParams) -> None:
 
 
 async def elicit(
-    context: ClientRequestContext, params: types.ElicitRequestParams
+    context: ClientRequestContext | None, params: types.ElicitRequestParams
 ) -> types.ElicitResult | types.ErrorData:
     """The upstream's question to the user, asked of the client whose call it is answering."""
     caller = CALLER.get()
@@ -86,7 +86,7 @@ async def elicit(
 
 
 async def sample(
-    context: ClientRequestContext, params: types.CreateMessageRequestParams
+    context: ClientRequestContext | None, params: types.CreateMessageRequestParams
 ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
     """The upstream's sampling request, sent as it is to the client whose call it is answering."""
     caller = CALLER.get()
@@ -114,6 +114,34 @@ def _mismatched(kind: str) -> types.ErrorData:
 def _untied() -> types.ErrorData:
     logger.debug("%s: question outside a known call: refused", UNTIED.get())
     return types.ErrorData(code=types.INVALID_REQUEST, message=UNKNOWN_CALL)
+
+
+async def log_message(params: dict[str, Any]) -> None:
+    """A log notification's params as they came on a call's stream (runner/upstreams/lean.py)."""
+    try:
+        parsed = types.LoggingMessageNotificationParams.model_validate(params)
+    except ValueError:
+        return  # not a log message this runner can pass on
+    await log(parsed)
+
+
+async def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The `result` or `error` member of the answer to an upstream's request on a call's stream (lean.py)."""
+    outcome: Any
+    try:
+        if method == "elicitation/create":
+            request = types.ElicitRequest.model_validate({"method": method, "params": params})
+            outcome = await elicit(None, request.params)
+        elif method == "sampling/createMessage":
+            outcome = await sample(None, types.CreateMessageRequestParams.model_validate(params))
+        elif method == "ping":
+            return {"result": {}}
+        else:
+            outcome = types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"{method} is not supported")
+    except ValueError as exc:  # pydantic's ValidationError: the upstream's request is malformed
+        outcome = types.ErrorData(code=types.INVALID_PARAMS, message=_why(exc))
+    dumped = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {"error": dumped} if isinstance(outcome, types.ErrorData) else {"result": dumped}
 
 
 def _unanswered(kind: str, exc: Exception) -> types.ErrorData:

@@ -69,9 +69,16 @@ class KeepAlive(httpx2.AsyncBaseTransport):
 
     def __init__(self) -> None:
         self._transport = httpx2.AsyncHTTPTransport()
+        # The session the SDK client's requests carry (mcp-session-id, mcp-protocol-version) and the URL that answered
+        # them (after a same-origin redirect the SDK followed, as from `/mcp` to `/mcp/`), for runner/upstreams/
+        # lean.py's calls on it; seen here only when the requests come through this transport (not a proxy's).
+        self.session: tuple[str, str, str] | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._transport.handle_async_request(request)
+        session, version = request.headers.get("mcp-session-id"), request.headers.get("mcp-protocol-version")
+        if session and version and request.method == "POST" and response.status_code < 300:
+            self.session = (session, version, str(request.url))
         streaming = response.headers.get("content-type", "").lower().startswith("text/event-stream")
         if request.method == "POST" and streaming and isinstance(response.stream, httpx2.AsyncByteStream):
             response.stream = _Drained(response.stream)

@@ -2,7 +2,8 @@
 
 An upstream's tools and prompts are served as `<prefix><name>`, kept or dropped by `include`/`exclude`
 on the upstream's own names; each needs the entry's `scopes` (on top of signin.scopes) and its
-override's. Calls and prompt gets are forwarded on the upstream's connection (never a new one) and
+override's. Calls, prompt gets and resource reads are forwarded on the upstream's session (never a
+new one): over HTTP as one POST each on its lean lane (lean.py), over stdio through the SDK's client;
 the upstream's result is handed back as it is: content, structuredContent, isError. Resources and
 templates keep their URIs.
 """
@@ -21,7 +22,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.shared.exceptions import MCPError
 
 from runner.manifest.model import Override, UpstreamEntry
-from runner.upstreams import forward
+from runner.upstreams import forward, lean
 from runner.upstreams.connection import Connection, Unavailable, reason
 from runner.upstreams.pool import Upstreams
 from runner.upstreams.rounds import HeldCalls, HeldLimit, in_rounds
@@ -218,7 +219,12 @@ async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -
     try:
         client = target.connection.client_or_raise()
         with target.connection.flights.hold(forward.CALLER.get()), anyio.fail_after(target.entry.timeout):
-            result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
+            if target.connection.lane is not None:  # HTTP: one POST (lean.py), not the SDK client's machinery
+                params = {"name": target.name, "arguments": arguments}
+                answer = await _lean(target, "tools/call", params, progress)
+                result = types.CallToolResult.model_validate(answer)
+            else:
+                result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
     except MCPError:
         raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
     except Unavailable as exc:
@@ -230,13 +236,25 @@ async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -
     return result
 
 
+async def _lean(target: Target, method: str, params: dict[str, Any], progress: Any = None) -> Any:
+    """`method` on the upstream's lean lane; a session the upstream forgot is opened again, and asked once more."""
+    lane = target.connection.lane
+    assert lane is not None
+    try:
+        return await lean.request(lane, method, params, progress)
+    except lean.Expired:  # the upstream never ran it: asking again on a new session is safe
+        return await lean.request(await target.connection.renewed(lane), method, params, progress)
+
+
 async def get_prompt(target: Target, arguments: dict[str, str] | None) -> types.GetPromptResult:
-    return await _ask(target, lambda session: session.get_prompt(target.name, arguments), types.GetPromptResult)
+    lean_request = ("prompts/get", {"name": target.name, "arguments": arguments or {}})
+    return await _ask(target, lambda s: s.get_prompt(target.name, arguments), types.GetPromptResult, lean_request)
 
 
 async def read_resource(target: Target, uri: str) -> list[ReadResourceContents]:
     """The upstream's contents, in the shape the SDK's read handler serves (text as text, blobs as bytes)."""
-    result = await _ask(target, lambda session: session.read_resource(uri), types.ReadResourceResult)
+    lean_request = ("resources/read", {"uri": uri})
+    result = await _ask(target, lambda s: s.read_resource(uri), types.ReadResourceResult, lean_request)
     return [
         ReadResourceContents(
             content=base64.b64decode(item.blob) if isinstance(item, types.BlobResourceContents) else item.text,
@@ -247,15 +265,27 @@ async def read_resource(target: Target, uri: str) -> list[ReadResourceContents]:
     ]
 
 
-async def _ask(target: Target, request: Callable[[Any], Awaitable[Any]], expected: type[T]) -> T:
-    """One request on the upstream's connection, bounded by its timeout; a failure is a JSON-RPC error naming it."""
+async def _ask(
+    target: Target,
+    request: Callable[[Any], Awaitable[Any]],
+    expected: type[T],
+    lean_request: tuple[str, dict[str, Any]],
+) -> T:
+    """One request on the upstream's connection, bounded by its timeout; a failure is a JSON-RPC error naming it.
+
+    On an HTTP upstream's lean lane, `lean_request` (method, params) is POSTed (lean.py); else
+    `request(session)` asks through the SDK's client.
+    """
     try:
         client = target.connection.client_or_raise()
     except Unavailable as exc:
         raise MCPError(code=types.INTERNAL_ERROR, message=str(exc)) from None
     try:
         with target.connection.flights.hold(None), anyio.fail_after(target.entry.timeout):  # its messages: no caller
-            result = await request(client.session)
+            if target.connection.lane is not None:
+                result = expected.model_validate(await _lean(target, *lean_request))  # type: ignore[attr-defined]
+            else:
+                result = await request(client.session)
     except MCPError:
         raise  # the upstream's own protocol error, passed on
     except Exception as exc:

@@ -110,6 +110,18 @@ async def _chat(topic: str, ctx: Context) -> str:
 
 
 PORTS: set[tuple[str, int]] = set()  # the client (host, port) of every HTTP request: one per TCP connection
+EXPIRED: set[str] = set()  # sessions this server answers 404, as a server that expired (or forgot) them does
+
+
+def expire(ctx: Context) -> str:
+    """(HTTP only) From now on this session is unknown here: its requests get 404, as after a restart"""
+    EXPIRED.add(str(ctx.request_context.request.headers.get("mcp-session-id")))  # type: ignore[union-attr]
+    return "expired"
+
+
+def big(size: int) -> str:
+    """(HTTP only) A text of `size` bytes"""
+    return "x" * size
 
 
 @server.tool()
@@ -122,6 +134,12 @@ def counting(app: Any) -> Any:
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("client"):
             PORTS.add(tuple(scope["client"]))
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"mcp-session-id", b"").decode() in EXPIRED:
+            body = b'{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Session not found"}}'
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         await app(scope, receive, send)
 
     return wrapped
@@ -131,6 +149,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--http"]:
         import uvicorn
 
+        server.add_tool(expire)
+        server.add_tool(big)
         app = counting(server.streamable_http_app())
         uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     else:
