@@ -117,3 +117,14 @@ def test_sdk_private_names_that_runner_attach_declares_still_exist() -> None:
     }
     for attribute, kind in expected.items():
         assert isinstance(getattr(server, attribute, None), kind), f"the SDK's MCPServer has no {attribute} ({kind})"
+
+
+def test_sdk_dispatcher_still_reads_last_context_from_its_read_stream() -> None:
+    """runner/upstreams/inflight.py hands the SDK's dispatcher each stdio message's context through the read
+    stream's `last_context` (duck-typed, the SDK's own hook for its context streams); fail loudly when it is gone."""
+    import inspect
+
+    from mcp.shared import jsonrpc_dispatcher
+
+    source = inspect.getsource(jsonrpc_dispatcher)
+    assert '"last_context"' in source, "the SDK's JSON-RPC dispatcher no longer reads last_context: see inflight.py"
