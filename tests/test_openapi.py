@@ -255,18 +255,22 @@ def test_check_fetches_a_url_spec_unless_offline(tmp_path: Path, api: PetsAPI) -
 
 
 def test_check_refuses_clashing_names_and_scopes_without_signin(tmp_path: Path) -> None:
+    (tmp_path / "own.py").write_text("def text() -> str:\n    return 'mine'\n")
     manifest = folder_with(
         tmp_path,
-        "name: x\nopenapi:\n"
-        "  - {name: one, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9'}\n"
+        "name: x\ntools:\n  - function: own:text\nopenapi:\n"
+        "  - {name: one, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9', exclude: [text]}\n"
         "  - {name: two, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9', scopes: [a]}\n",
     )
     out = run_cli("check", str(manifest))
     assert out.returncode == 2
-    assert (
-        f"{manifest}:4:12: openapi 'two' would serve tools already served ('lookup', 'plant', 'putList', " in out.stderr
-    )
-    assert f"{manifest}:4:78: scopes need a signin block" in out.stderr
+    # Each clash names who serves the name already, and the fix, at the later entry's name.
+    by_one = "openapi 'two' would serve tools already served by openapi 'one' ('lookup', 'plant', 'putList', "
+    assert f"{manifest}:6:12: {by_one}" in out.stderr, out.stderr
+    assert "set its prefix:, or exclude: [lookup, plant, putList, get_probe_plain_a, gate, big]" in out.stderr
+    by_own = "openapi 'two' would serve tools already served by the manifest's tools ('text'): "
+    assert f"{manifest}:6:12: {by_own}set its prefix:, or exclude: [text]" in out.stderr
+    assert f"{manifest}:6:78: scopes need a signin block" in out.stderr
 
 
 async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api: PetsAPI, tmp_path: Path) -> None:

@@ -348,6 +348,25 @@ def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -
     assert reached.returncode == 0 and "1 upstream reached (7 tools)" in reached.stdout, reached
 
 
+def test_check_reports_each_name_clash_at_the_later_entrys_name(tmp_path: Path) -> None:
+    """A served name two entries would serve is a located problem naming both and the fix (not only a log line)."""
+    (tmp_path / "local_tools.py").write_text("def whoami() -> str:\n    return 'local'\n")
+    path = tmp_path / "m.yaml"
+    text = "name: m\ntools:\n  - function: local_tools:whoami\nupstreams:\n"
+    path.write_text(text + plain_entry("a", extra="  prefix: ''\n") + plain_entry("b", extra="  prefix: ''\n"))
+    result = run_main("check", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result
+    local = "upstream 'a' would serve tools already served by the manifest's tools ('whoami'): "
+    assert f"{path}:5:11: {local}set its prefix:, or exclude: [whoami]" in result.stderr, result.stderr
+    tools = "upstream 'b' would serve tools already served by upstream 'a' ('add', 'refuse', 'secret', "
+    assert f"{path}:9:11: {tools}" in result.stderr and "set its prefix:, or exclude: [add, refuse, " in result.stderr
+    prompts = "upstream 'b' would serve prompts already served by upstream 'a' ('greet'): "
+    assert f"{path}:9:11: {prompts}set its prefix:, or exclude: [greet]" in result.stderr
+    path.write_text(text + plain_entry("a", extra="  prefix: ''\n  exclude: [whoami]\n"))
+    fixed = run_main("check", str(path), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed
+
+
 async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:
     """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down."""
     import shutil
