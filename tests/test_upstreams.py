@@ -458,6 +458,61 @@ async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_p
         runner.stop()
 
 
+class Hangup:
+    """A TCP listener on loopback that accepts each connection and closes it at once, counting them."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.accepted = 0
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by stop()
+                return
+            conn.close()
+            self.accepted += 1
+
+    def stop(self) -> None:
+        import socket
+
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+async def test_the_log_says_each_change_of_an_upstreams_kind_of_failure_once(tmp_path: Path) -> None:
+    """Down with ConnectError, then another kind: each kind is logged once, however many retries fail with it."""
+    port = free_port()
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: calc\n    url: http://127.0.0.1:{port}/mcp\n")
+    runner.start()
+    hangup: Hangup | None = None
+    try:
+        await wait_for_health(runner.health_url, lambda h: h["upstreams"]["calc"]["error"] == "ConnectError", "down")
+        hangup = Hangup(port)  # now something listens, and hangs up: the next retries fail another way
+        changed = await wait_for_health(
+            runner.health_url, lambda h: h["upstreams"]["calc"]["error"] not in (None, "ConnectError"), "a new kind"
+        )
+        kind = changed["upstreams"]["calc"]["error"]
+        with anyio.fail_after(30):  # two more retries that fail the same new way
+            seen = hangup.accepted
+            while hangup.accepted < seen + 2:
+                await anyio.sleep(0.02)
+        lines = [line for line in runner.logged().splitlines() if "upstream 'calc': down" in line]
+        assert len(lines) == 2, lines
+        assert "(ConnectError" in lines[0] and f"({kind}" in lines[1], lines
+    finally:
+        runner.stop()
+        if hangup is not None:
+            hangup.stop()
+
+
 @pytest.fixture
 def plain_http() -> Iterator[str]:
     """The plain-SDK upstream over streamable HTTP (it answers calls with SSE, as the SDK's servers do)."""
