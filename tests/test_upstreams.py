@@ -390,6 +390,14 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
             result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
             assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
             assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
+        # The CLI, as the page says: calc never connected so lists no calc_mul, and the answer says why.
+        call = ("call", str(runner.manifest))  # in a thread: the CLI runs its own event loop
+        down = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=2", "--arg", "b=3"))
+        assert down.returncode == 1, down
+        assert down.stderr.startswith("error: upstream 'calc' is unavailable (down: ConnectError"), down.stderr
+        unknown = await anyio.to_thread.run_sync(lambda: run_main(*call, "nope", "--arg", "a=2"))
+        assert unknown.returncode == 1, unknown
+        assert "the server has no tool 'nope' (its tools: clock_add_days, hello)" in unknown.stderr, unknown.stderr
     finally:
         runner.stop()
 
