@@ -7,6 +7,7 @@ called by a real MCP client with real tokens from the local issuer.
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.apps.openapi.pets_api import PetsAPI
-from tests.helpers import ROOT, RunnerProcess, edit_and_wait, mcp_client, run_cli
+from tests.helpers import ROOT, RunnerProcess, edit_and_wait, healthz, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 SPECS = ROOT / "tests" / "apps" / "openapi"
@@ -145,6 +146,24 @@ async def test_calls_reach_the_api_and_answers_come_back(served: tuple[RunnerPro
     assert all(token not in value for s in api.seen for value in s.headers.values())  # never the client's token
     assert all("authorization" not in s.headers for s in api.seen)
     assert len({s.client_port for s in sent}) == 1  # one pooled connection, reused by every call
+
+
+async def test_healthz_shows_each_apis_operations_spec_kind_and_last_outcome(
+    served: tuple[RunnerProcess, str], api: PetsAPI
+) -> None:
+    """Kinds only: /healthz needs no token, so no base URL, header, argument or body."""
+    runner, token = served
+    async with mcp_client(runner.url, token) as client:
+        await client.call_tool("pets_getPetById", {"petId": 4242})
+        missing = healthz(runner.health_url)["openapi"]
+        await client.call_tool("text", {})
+    found = healthz(runner.health_url)["openapi"]
+    assert missing["pets"]["last_call"]["outcome"] == "http 404"
+    assert found["pets"] == {"operations": 5, "spec": "file", "last_call": missing["pets"]["last_call"]}
+    assert found["probe"]["operations"] == 7 and found["probe"]["last_call"]["outcome"] == "ok"
+    assert found["guarded"]["operations"] == 2 and found["guarded"]["spec"] == "file"
+    shown = json.dumps(found)
+    assert api.base_url.split("//")[1] not in shown and SECRET not in shown and "4242" not in shown
 
 
 async def test_arguments_never_leave_the_operations_path(served: tuple[RunnerProcess, str], api: PetsAPI) -> None:
@@ -367,6 +386,7 @@ async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
             got = await client.call_tool("pets_getPetById", {"petId": 41})
             assert got.structured_content == added.structured_content
         assert api.seen[-1].headers["x-api-key"] == "dev-key"
+        assert healthz(runner.health_url)["openapi"]["pets"]["spec"] == "inline"
     finally:
         runner.stop()
 
