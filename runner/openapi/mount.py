@@ -17,7 +17,7 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from runner.manifest.errors import Location, Problem
@@ -47,8 +47,8 @@ class OperationTool(Tool):
             raise ToolError(f"Error executing tool {self.name}: arguments do not match the input schema {problem}")
         try:
             return await send(self.api, self.operation, arguments)
-        except ToolError as exc:
-            raise ToolError(f"Error executing tool {self.name}: {exc}") from None
+        except ToolError as exc:  # the API's answer: exactly the text docs/openapi.md shows, as an upstream's is
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
 
 @dataclass
