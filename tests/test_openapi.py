@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,18 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.apps.openapi.pets_api import PetsAPI
-from tests.helpers import ROOT, RunnerProcess, edit_and_wait, healthz, mcp_client, run_cli
+from tests.helpers import (
+    ROOT,
+    RunnerProcess,
+    edit_and_wait,
+    free_port,
+    healthz,
+    mcp_client,
+    run_cli,
+    run_main,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 SPECS = ROOT / "tests" / "apps" / "openapi"
@@ -371,11 +384,22 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
         runner.stop()
 
 
-async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
-    """docs/openapi.md shows docs/examples/openapi/pets.yaml: served against the test API, its tools work."""
-    manifest = ROOT / "docs" / "examples" / "openapi" / "pets.yaml"
-    runner = RunnerProcess(manifest, env={"PETS_API": f"{api.base_url}/api/v3"}).start()
+async def test_the_docs_example_serves_as_the_page_says(tmp_path: Path) -> None:
+    """docs/openapi.md: docs/examples/openapi/pets_api.py and pets.yaml, served and called as the page says."""
+    folder = ROOT / "docs" / "examples" / "openapi"
+    port = free_port()
+    pets = subprocess.Popen([sys.executable, str(folder / "pets_api.py"), str(port)])
+    runner: RunnerProcess | None = None
     try:
+        wait_for_port(port, proc=pets)  # type: ignore[arg-type]
+        runner = RunnerProcess(folder / "pets.yaml", env={"PETS_API": f"http://127.0.0.1:{port}/api/v3"}).start()
+        call = ("call", str(runner.manifest), "pets_getPetById")  # the CLI in a thread: it runs its own loop
+        rex = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=1"))
+        assert rex.returncode == 0, rex
+        assert rex.stdout == json.dumps({"id": 1, "name": "Rex", "status": "available"}, indent=2) + "\n"
+        missing = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=2"))
+        assert missing.returncode == 1, missing
+        assert missing.stderr == 'error: pets: HTTP 404 Not Found: {"message": "Pet not found"}\n'
         async with mcp_client(runner.url) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {"pets_getPetById", "pets_addPet"}
@@ -384,12 +408,19 @@ async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
             assert status["type"] == ["string", "null"]  # OpenAPI 3.0's nullable, as JSON Schema
             added = await client.call_tool("pets_addPet", {"id": 41, "name": "Tom", "status": None})
             assert not added.is_error and added.structured_content == {"id": 41, "name": "Tom", "status": None}
-            got = await client.call_tool("pets_getPetById", {"petId": 41})
+            got = await client.call_tool("pets_getPetById", {"petId": 41})  # the API wants the key pets.yaml sends
             assert got.structured_content == added.structured_content
-        assert api.seen[-1].headers["x-api-key"] == "dev-key"
-        assert healthz(runner.health_url)["openapi"]["pets"]["spec"] == "inline"
+            assert healthz(runner.health_url)["openapi"]["pets"]["last_call"]["outcome"] == "ok"
+            stop_process(pets)  # the API goes away: a tool error naming the entry, and /healthz says so
+            gone = await client.call_tool("pets_getPetById", {"petId": 41})
+            assert gone.is_error and text(gone) == "pets: cannot reach the API: ConnectError"
+        health = healthz(runner.health_url)["openapi"]["pets"]
+        assert health["spec"] == "inline" and health["operations"] == 2
+        assert health["last_call"]["outcome"] == "connect error"
     finally:
-        runner.stop()
+        stop_process(pets)
+        if runner is not None:
+            runner.stop()
 
 
 def test_openapi_30_schemas_become_json_schema() -> None:

@@ -398,6 +398,14 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
         unknown = await anyio.to_thread.run_sync(lambda: run_main(*call, "nope", "--arg", "a=2"))
         assert unknown.returncode == 1, unknown
         assert "the server has no tool 'nope' (its tools: clock_add_days, hello)" in unknown.stderr, unknown.stderr
+        # The page's calc server comes up at CALC_URL: calc connects, and the page's call answers 42.
+        calc = subprocess.Popen([sys.executable, str(folder / "calc_server.py"), dead.split(":")[2].split("/")[0]])
+        try:
+            await wait_for_health(runner.health_url, connected("calc"), "calc connected")
+            answer = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=6", "--arg", "b=7"))
+            assert answer.returncode == 0 and answer.stdout == "42\n", answer
+        finally:
+            stop_process(calc)
     finally:
         runner.stop()
 
