@@ -382,14 +382,6 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
             lambda h: connected("clock")(h) and h["upstreams"]["calc"]["state"] == "down",
             "clock connected and calc down",
         )
-        token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
-        async with mcp_client(runner.url, token) as client:
-            tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert sorted(tools) == ["clock_add_days", "hello"]  # now: excluded; calc_mul: needs calc.use
-            assert tools["clock_add_days"].title == "Add days"
-            result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
-            assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
-            assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
         # The CLI, as the page says: calc never connected so lists no calc_mul, and the answer says why.
         call = ("call", str(runner.manifest))  # in a thread: the CLI runs its own event loop
         down = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=2", "--arg", "b=3"))
@@ -398,9 +390,18 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
         unknown = await anyio.to_thread.run_sync(lambda: run_main(*call, "nope", "--arg", "a=2"))
         assert unknown.returncode == 1, unknown
         assert "the server has no tool 'nope' (its tools: clock_add_days, hello)" in unknown.stderr, unknown.stderr
-        # The page's calc server comes up at CALC_URL: calc connects, and the page's call answers 42.
+        # The page's calc server comes up at CALC_URL (calc connects at its next retry) ...
         calc = subprocess.Popen([sys.executable, str(folder / "calc_server.py"), dead.split(":")[2].split("/")[0]])
         try:
+            token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
+            async with mcp_client(runner.url, token) as client:
+                tools = {t.name: t for t in (await client.list_tools()).tools}
+                assert sorted(tools) == ["clock_add_days", "hello"]  # now: excluded; calc_mul: needs calc.use
+                assert tools["clock_add_days"].title == "Add days"
+                result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
+                assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
+                assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
+            # ... and the page's call through the runner answers 42.
             await wait_for_health(runner.health_url, connected("calc"), "calc connected")
             answer = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=6", "--arg", "b=7"))
             assert answer.returncode == 0 and answer.stdout == "42\n", answer
