@@ -458,7 +458,7 @@ async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
 
 async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_path: Path) -> None:
     text = (
-        "name: front\nupstreams:\n"
+        "name: front\ntools:\n  - function: local_tools:hello\n    name: add\nupstreams:\n"
         + plain_entry("a", "first", "  prefix: ''\n")
         + plain_entry("b", "second", "  prefix: ''\n")
     )
@@ -470,7 +470,13 @@ async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_p
             assert names.count("whoami") == 1 and len(names) == len(set(names))
             mark = await client.call_tool("whoami", {})
             assert mark.content[0].text.endswith(" first")  # type: ignore[union-attr]  # the first entry's
-        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in runner.logged()
+            local = await client.call_tool("add", {})  # the manifest's own `add` wins over the upstreams'
+            assert local.content[0].text == "hi"  # type: ignore[union-attr]
+            assert [t.name for t in (await client.list_tools()).tools] == names  # asked again: said once
+        logged = runner.logged()
+        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in logged
+        assert "upstream 'a' serves 'add', which is served already by the manifest's tools" in logged
+        assert logged.count("upstream 'a' serves 'add'") == 1  # once, however often the list is asked for
     finally:
         runner.stop()
 
