@@ -397,6 +397,8 @@ async def test_the_docs_example_serves_as_the_page_says(tmp_path: Path) -> None:
         rex = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=1"))
         assert rex.returncode == 0, rex
         assert rex.stdout == json.dumps({"id": 1, "name": "Rex", "status": "available"}, indent=2) + "\n"
+        listed = await anyio.to_thread.run_sync(lambda: run_main("list", str(runner.manifest)))
+        assert "  pets_addPet(id?: integer, name: string, status?: string | null)" in listed.stdout, listed
         missing = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=2"))
         assert missing.returncode == 1, missing
         assert missing.stderr == 'error: pets: HTTP 404 Not Found: {"message": "Pet not found"}\n'
