@@ -38,6 +38,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
 from mcp_types import CreateMessageResult, ListRootsResult, SamplingMessage, TextContent
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
 from pydantic import BaseModel
 
 
@@ -101,6 +102,16 @@ def profile(id: str, name: Annotated[Name, Resolve(ask_name)]) -> str:
 
 def other() -> str:
     return "v1"
+
+
+def greet_by_name(ctx: Context) -> "str | InputRequiredResult":
+    """Answers the round itself, under the key `user_name` (2026-07-28 only)"""
+    answer = (ctx.input_responses or {}).get("user_name")
+    if not isinstance(answer, ElicitResult) or answer.action != "accept" or not answer.content:
+        schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+        question = ElicitRequest(params=ElicitRequestFormParams(message="Your name?", requested_schema=schema))
+        return InputRequiredResult(input_requests={"user_name": question})
+    return f"Hello, {answer.content.get('name')}!"
 '''
 
 MANIFEST = """
@@ -111,6 +122,7 @@ tools:
   - function: asking:sample_by_hand
     requires_client: [sampling]
   - function: asking:other
+  - function: asking:greet_by_name
 prompts:
   - function: asking:welcome
 resources:
@@ -177,6 +189,13 @@ async def test_tools_prompts_and_templates_ask_in_both_generations(server: Runne
 
         read = await mcp.read_resource("profile://7")
         assert read.contents[0].text == "profile 7 of Ann", read
+
+        by_name = await mcp.call_tool("greet_by_name", {})  # a tool that answers the round itself
+        if mode == "2026-07-28":
+            assert not by_name.is_error and by_name.content[0].text == "Hello, Ann!", by_name
+        else:  # said plainly, not the SDK's "Handler returned an invalid result"
+            expected = "tool 'greet_by_name' answers with input_required, which needs a 2026-07-28 client"
+            assert by_name.is_error and by_name.content[0].text == f"{expected} (this one speaks 2025-11-25)", by_name
     assert ran(server) == ["greet", "everything", "welcome", "profile"]
 
 

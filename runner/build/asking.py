@@ -22,9 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import build_resolver_plans, find_resolved_parameters, resolve_arguments
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp_types import InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 CONTEXT = "mcp_runner_context"  # the added parameter's name, when the function takes no Context of its own
 
@@ -71,3 +73,16 @@ def asking(fn: Callable[..., Any], *, static: bool = False) -> Callable[..., Any
         **({"return": hints["return"]} if "return" in hints else {}),
     }
     return resolving
+
+
+def rounds_need_a_modern_client(result: Any, context: Any, name: str) -> None:
+    """A tool that answers `input_required` itself, called by a handshake-era client: a tool error saying so.
+
+    Such a client cannot take that answer (the SDK would refuse it with "Handler returned an invalid
+    result"); a resolver asks it with real server-to-client requests instead (docs/asking.md).
+    """
+    version = getattr(context, "protocol_version", None)
+    if isinstance(result, InputRequiredResult) and version is not None and version not in MODERN_PROTOCOL_VERSIONS:
+        raise ToolError(
+            f"tool {name!r} answers with input_required, which needs a 2026-07-28 client (this one speaks {version})"
+        )

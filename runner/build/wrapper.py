@@ -50,6 +50,7 @@ from runner.auth.defaults import DEFAULT_BASE_URL
 from runner.auth.gate import Guard
 from runner.auth.policy import Policy, missing
 from runner.build.arguments import check_prompt_arguments, check_template_arguments
+from runner.build.asking import rounds_need_a_modern_client
 from runner.build.needs import refuse_undeclared
 from runner.build.pool import PoolFull
 from runner.build.raised import ErrorPolicy, answering, refused_if_busy
@@ -393,7 +394,7 @@ class FastMCPSignInWrapper(MCPServer):
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
         self._refuse_undeclared("tool", name, name, context)
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if not isinstance(exc, UnexpectedToolError) and isinstance(exc.__cause__, PoolFull | ValidationError):
                 refused()  # for metrics and the audit line: the tool never ran
@@ -402,6 +403,8 @@ class FastMCPSignInWrapper(MCPServer):
                 raise  # the runner's own (unknown tool, input/output schema), or a nested call
             text = self.errors.answer("tool", name, exc)
             return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+        rounds_need_a_modern_client(result, context, name)  # its own input_required, to a handshake-era client
+        return result
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
         prompt = self._prompt_manager.get_prompt(name)
