@@ -368,15 +368,18 @@ def test_check_reports_each_name_clash_at_the_later_entrys_name(tmp_path: Path) 
 
 
 async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:
-    """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down."""
+    """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down, then up."""
     import shutil
 
     folder = tmp_path / "upstreams"
     shutil.copytree(ROOT / "docs" / "examples" / "upstreams", folder, ignore=shutil.ignore_patterns("__pycache__"))
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     dead = f"http://127.0.0.1:{free_port()}/mcp"
-    runner = RunnerProcess(folder / "front.yaml", env={"PATH": path, "CALC_URL": dead}).start()
+    calc_port = free_port()  # the page's calc server, started now (it imports while the runner starts)
+    calc = subprocess.Popen([sys.executable, str(folder / "calc_server.py"), str(calc_port)])
+    runner = RunnerProcess(folder / "front.yaml", env={"PATH": path, "CALC_URL": dead})
     try:
+        runner.start()
         await wait_for_health(
             runner.health_url,
             lambda h: connected("clock")(h) and h["upstreams"]["calc"]["state"] == "down",
@@ -390,25 +393,27 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
         unknown = await anyio.to_thread.run_sync(lambda: run_main(*call, "nope", "--arg", "a=2"))
         assert unknown.returncode == 1, unknown
         assert "the server has no tool 'nope' (its tools: clock_add_days, hello)" in unknown.stderr, unknown.stderr
-        # The page's calc server comes up at CALC_URL (calc connects at its next retry) ...
-        calc = subprocess.Popen([sys.executable, str(folder / "calc_server.py"), dead.split(":")[2].split("/")[0]])
-        try:
-            token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
-            async with mcp_client(runner.url, token) as client:
-                tools = {t.name: t for t in (await client.list_tools()).tools}
-                assert sorted(tools) == ["clock_add_days", "hello"]  # now: excluded; calc_mul: needs calc.use
-                assert tools["clock_add_days"].title == "Add days"
-                result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
-                assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
-                assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
-            # ... and the page's call through the runner answers 42.
-            await wait_for_health(runner.health_url, connected("calc"), "calc connected")
-            answer = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=6", "--arg", "b=7"))
-            assert answer.returncode == 0 and answer.stdout == "42\n", answer
-        finally:
-            stop_process(calc)
+        token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
+        async with mcp_client(runner.url, token) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert sorted(tools) == ["clock_add_days", "hello"]  # now: excluded; calc_mul: needs calc.use
+            assert tools["clock_add_days"].title == "Add days"
+            result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
+            assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
+            assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
+        # calc's URL now names the running calc server (a reload connects it at once, no backoff to wait out),
+        # and the page's call through the runner answers 42.
+        wait_for_port(calc_port, proc=calc)  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{calc_port}/mcp"
+        text = runner.manifest.read_text().replace("${CALC_URL:-http://127.0.0.1:9100/mcp}", url)
+        health = await edit_and_wait(folder, runner.health_url, "front.yaml", text)
+        assert health["last_reload"]["result"] == "ok", health
+        await wait_for_health(runner.health_url, connected("calc"), "calc connected")
+        answer = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=6", "--arg", "b=7"))
+        assert answer.returncode == 0 and answer.stdout == "42\n", answer
     finally:
         runner.stop()
+        stop_process(calc)
 
 
 async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(tmp_path: Path) -> None:
