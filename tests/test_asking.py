@@ -190,6 +190,7 @@ async def test_tools_prompts_and_templates_ask_in_both_generations(server: Runne
 
         read = await mcp.read_resource("profile://7")
         assert read.contents[0].text == "profile 7 of Ann", read
+
     assert ran(server) == ["greet", "everything", "welcome", "profile"]
 
 

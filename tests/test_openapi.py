@@ -7,7 +7,10 @@ called by a real MCP client with real tokens from the local issuer.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,18 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.apps.openapi.pets_api import PetsAPI
-from tests.helpers import ROOT, RunnerProcess, edit_and_wait, mcp_client, run_cli
+from tests.helpers import (
+    ROOT,
+    RunnerProcess,
+    edit_and_wait,
+    free_port,
+    healthz,
+    mcp_client,
+    run_cli,
+    run_main,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 SPECS = ROOT / "tests" / "apps" / "openapi"
@@ -128,16 +142,17 @@ async def test_calls_reach_the_api_and_answers_come_back(served: tuple[RunnerPro
         found = await client.call_tool("pets_findPetsByStatus", {"status": "sold"})
         assert found.structured_content == {"result": [added.structured_content]}  # a JSON array, wrapped
         missing = await client.call_tool("pets_getPetById", {"petId": 99})
-        assert missing.is_error and "HTTP 404" in text(missing) and "Pet not found" in text(missing)
+        # Exactly the text docs/openapi.md shows: no `Error executing tool ...` in front of it.
+        assert missing.is_error and text(missing) == 'pets: HTTP 404 Not Found: {"message":"Pet not found"}'
         refused = await client.call_tool("pets_deletePet", {"petId": 7})  # no api_key header: 400, a long body
-        assert refused.is_error and "HTTP 400" in text(refused) and "missing api_key" in text(refused)
+        assert refused.is_error and text(refused).startswith("pets: HTTP 400 Bad Request: missing api_key xxx")
         assert len(text(refused)) < 500  # the body is cut short
         deleted = await client.call_tool("pets_deletePet", {"petId": 7, "api_key": "special-key"})
         assert not deleted.is_error and text(deleted) == "HTTP 200, no content"
         plain = await client.call_tool("text", {})
         assert not plain.is_error and text(plain) == "plain words" and plain.structured_content is None
         big = await client.call_tool("big", {})
-        assert big.is_error and "larger than 4 MiB" in text(big)
+        assert big.is_error and text(big) == "probe: the response is larger than 4 MiB"
         bad = await client.call_tool("pets_getPetById", {"petId": "seven"})
         assert bad.is_error and "input schema" in text(bad)
     sent = [s for s in api.seen if s.raw_path.startswith("/api/v3/pet")]
@@ -145,6 +160,24 @@ async def test_calls_reach_the_api_and_answers_come_back(served: tuple[RunnerPro
     assert all(token not in value for s in api.seen for value in s.headers.values())  # never the client's token
     assert all("authorization" not in s.headers for s in api.seen)
     assert len({s.client_port for s in sent}) == 1  # one pooled connection, reused by every call
+
+
+async def test_healthz_shows_each_apis_operations_spec_kind_and_last_outcome(
+    served: tuple[RunnerProcess, str], api: PetsAPI
+) -> None:
+    """Kinds only: /healthz needs no token, so no base URL, header, argument or body."""
+    runner, token = served
+    async with mcp_client(runner.url, token) as client:
+        await client.call_tool("pets_getPetById", {"petId": 4242})
+        missing = healthz(runner.health_url)["openapi"]
+        await client.call_tool("text", {})
+    found = healthz(runner.health_url)["openapi"]
+    assert missing["pets"]["last_call"]["outcome"] == "http 404"
+    assert found["pets"] == {"operations": 5, "spec": "file", "last_call": missing["pets"]["last_call"]}
+    assert found["probe"]["operations"] == 7 and found["probe"]["last_call"]["outcome"] == "ok"
+    assert found["guarded"]["operations"] == 2 and found["guarded"]["spec"] == "file"
+    shown = json.dumps(found)
+    assert api.base_url.split("//")[1] not in shown and SECRET not in shown and "4242" not in shown
 
 
 async def test_arguments_never_leave_the_operations_path(served: tuple[RunnerProcess, str], api: PetsAPI) -> None:
@@ -255,18 +288,22 @@ def test_check_fetches_a_url_spec_unless_offline(tmp_path: Path, api: PetsAPI) -
 
 
 def test_check_refuses_clashing_names_and_scopes_without_signin(tmp_path: Path) -> None:
+    (tmp_path / "own.py").write_text("def text() -> str:\n    return 'mine'\n")
     manifest = folder_with(
         tmp_path,
-        "name: x\nopenapi:\n"
-        "  - {name: one, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9'}\n"
+        "name: x\ntools:\n  - function: own:text\nopenapi:\n"
+        "  - {name: one, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9', exclude: [text]}\n"
         "  - {name: two, prefix: '', spec: pets.yaml, base_url: 'http://127.0.0.1:9', scopes: [a]}\n",
     )
     out = run_cli("check", str(manifest))
     assert out.returncode == 2
-    assert (
-        f"{manifest}:4:12: openapi 'two' would serve tools already served ('lookup', 'plant', 'putList', " in out.stderr
-    )
-    assert f"{manifest}:4:78: scopes need a signin block" in out.stderr
+    # Each clash names who serves the name already, and the fix, at the later entry's name.
+    by_one = "openapi 'two' would serve tools already served by openapi 'one' ('lookup', 'plant', 'putList', "
+    assert f"{manifest}:6:12: {by_one}" in out.stderr, out.stderr
+    assert "set its prefix:, or exclude: [lookup, plant, putList, get_probe_plain_a, gate, big]" in out.stderr
+    by_own = "openapi 'two' would serve tools already served by the manifest's tools ('text'): "
+    assert f"{manifest}:6:12: {by_own}set its prefix:, or exclude: [text]" in out.stderr
+    assert f"{manifest}:6:78: scopes need a signin block" in out.stderr
 
 
 async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api: PetsAPI, tmp_path: Path) -> None:
@@ -347,11 +384,24 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
         runner.stop()
 
 
-async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
-    """docs/openapi.md shows docs/examples/openapi/pets.yaml: served against the test API, its tools work."""
-    manifest = ROOT / "docs" / "examples" / "openapi" / "pets.yaml"
-    runner = RunnerProcess(manifest, env={"PETS_API": f"{api.base_url}/api/v3"}).start()
+async def test_the_docs_example_serves_as_the_page_says(tmp_path: Path) -> None:
+    """docs/openapi.md: docs/examples/openapi/pets_api.py and pets.yaml, served and called as the page says."""
+    folder = ROOT / "docs" / "examples" / "openapi"
+    port = free_port()
+    pets = subprocess.Popen([sys.executable, str(folder / "pets_api.py"), str(port)])
+    runner: RunnerProcess | None = None
     try:
+        wait_for_port(port, proc=pets)  # type: ignore[arg-type]
+        runner = RunnerProcess(folder / "pets.yaml", env={"PETS_API": f"http://127.0.0.1:{port}/api/v3"}).start()
+        call = ("call", str(runner.manifest), "pets_getPetById")  # the CLI in a thread: it runs its own loop
+        rex = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=1"))
+        assert rex.returncode == 0, rex
+        assert rex.stdout == json.dumps({"id": 1, "name": "Rex", "status": "available"}, indent=2) + "\n"
+        listed = await anyio.to_thread.run_sync(lambda: run_main("list", str(runner.manifest)))
+        assert "  pets_addPet(id?: integer, name: string, status?: string | null)" in listed.stdout, listed
+        missing = await anyio.to_thread.run_sync(lambda: run_main(*call, "--arg", "petId=2"))
+        assert missing.returncode == 1, missing
+        assert missing.stderr == 'error: pets: HTTP 404 Not Found: {"message": "Pet not found"}\n'
         async with mcp_client(runner.url) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {"pets_getPetById", "pets_addPet"}
@@ -360,11 +410,19 @@ async def test_the_docs_example_serves_as_the_page_says(api: PetsAPI) -> None:
             assert status["type"] == ["string", "null"]  # OpenAPI 3.0's nullable, as JSON Schema
             added = await client.call_tool("pets_addPet", {"id": 41, "name": "Tom", "status": None})
             assert not added.is_error and added.structured_content == {"id": 41, "name": "Tom", "status": None}
-            got = await client.call_tool("pets_getPetById", {"petId": 41})
+            got = await client.call_tool("pets_getPetById", {"petId": 41})  # the API wants the key pets.yaml sends
             assert got.structured_content == added.structured_content
-        assert api.seen[-1].headers["x-api-key"] == "dev-key"
+            assert healthz(runner.health_url)["openapi"]["pets"]["last_call"]["outcome"] == "ok"
+            stop_process(pets)  # the API goes away: a tool error naming the entry, and /healthz says so
+            gone = await client.call_tool("pets_getPetById", {"petId": 41})
+            assert gone.is_error and text(gone) == "pets: cannot reach the API: ConnectError"
+        health = healthz(runner.health_url)["openapi"]["pets"]
+        assert health["spec"] == "inline" and health["operations"] == 2
+        assert health["last_call"]["outcome"] == "connect error"
     finally:
-        runner.stop()
+        stop_process(pets)
+        if runner is not None:
+            runner.stop()
 
 
 def test_openapi_30_schemas_become_json_schema() -> None:

@@ -348,21 +348,51 @@ def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -
     assert reached.returncode == 0 and "1 upstream reached (7 tools)" in reached.stdout, reached
 
 
+def test_check_reports_each_name_clash_at_the_later_entrys_name(tmp_path: Path) -> None:
+    """A served name two entries would serve is a located problem naming both and the fix (not only a log line)."""
+    (tmp_path / "local_tools.py").write_text("def whoami() -> str:\n    return 'local'\n")
+    path = tmp_path / "m.yaml"
+    text = "name: m\ntools:\n  - function: local_tools:whoami\nupstreams:\n"
+    path.write_text(text + plain_entry("a", extra="  prefix: ''\n") + plain_entry("b", extra="  prefix: ''\n"))
+    result = run_main("check", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result
+    local = "upstream 'a' would serve tools already served by the manifest's tools ('whoami'): "
+    assert f"{path}:5:11: {local}set its prefix:, or exclude: [whoami]" in result.stderr, result.stderr
+    tools = "upstream 'b' would serve tools already served by upstream 'a' ('add', 'refuse', 'secret', "
+    assert f"{path}:9:11: {tools}" in result.stderr and "set its prefix:, or exclude: [add, refuse, " in result.stderr
+    prompts = "upstream 'b' would serve prompts already served by upstream 'a' ('greet'): "
+    assert f"{path}:9:11: {prompts}set its prefix:, or exclude: [greet]" in result.stderr
+    path.write_text(text + plain_entry("a", extra="  prefix: ''\n  exclude: [whoami]\n"))
+    fixed = run_main("check", str(path), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed
+
+
 async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) -> None:
-    """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down."""
+    """docs/upstreams.md's example, as written: `python3` on PATH is this interpreter's; calc is down, then up."""
     import shutil
 
     folder = tmp_path / "upstreams"
     shutil.copytree(ROOT / "docs" / "examples" / "upstreams", folder, ignore=shutil.ignore_patterns("__pycache__"))
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     dead = f"http://127.0.0.1:{free_port()}/mcp"
-    runner = RunnerProcess(folder / "front.yaml", env={"PATH": path, "CALC_URL": dead}).start()
+    calc_port = free_port()  # the page's calc server, started now (it imports while the runner starts)
+    calc = subprocess.Popen([sys.executable, str(folder / "calc_server.py"), str(calc_port)])
+    runner = RunnerProcess(folder / "front.yaml", env={"PATH": path, "CALC_URL": dead})
     try:
+        runner.start()
         await wait_for_health(
             runner.health_url,
             lambda h: connected("clock")(h) and h["upstreams"]["calc"]["state"] == "down",
             "clock connected and calc down",
         )
+        # The CLI, as the page says: calc never connected so lists no calc_mul, and the answer says why.
+        call = ("call", str(runner.manifest))  # in a thread: the CLI runs its own event loop
+        down = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=2", "--arg", "b=3"))
+        assert down.returncode == 1, down
+        assert down.stderr.startswith("error: upstream 'calc' is unavailable (down: ConnectError"), down.stderr
+        unknown = await anyio.to_thread.run_sync(lambda: run_main(*call, "nope", "--arg", "a=2"))
+        assert unknown.returncode == 1, unknown
+        assert "the server has no tool 'nope' (its tools: clock_add_days, hello)" in unknown.stderr, unknown.stderr
         token = run_main("token", str(runner.manifest), "--port", str(runner.port), cwd=folder).stdout.strip()
         async with mcp_client(runner.url, token) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -371,8 +401,19 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
             result = await client.call_tool("clock_add_days", {"date": "2026-12-30", "days": 3})
             assert result.content[0].text == "2027-01-02"  # type: ignore[union-attr]
             assert [p.name for p in (await client.list_prompts()).prompts] == ["clock_schedule"]
+        # calc's URL now names the running calc server (a reload connects it at once, no backoff to wait out),
+        # and the page's call through the runner answers 42.
+        wait_for_port(calc_port, proc=calc)  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{calc_port}/mcp"
+        text = runner.manifest.read_text().replace("${CALC_URL:-http://127.0.0.1:9100/mcp}", url)
+        health = await edit_and_wait(folder, runner.health_url, "front.yaml", text)
+        assert health["last_reload"]["result"] == "ok", health
+        await wait_for_health(runner.health_url, connected("calc"), "calc connected")
+        answer = await anyio.to_thread.run_sync(lambda: run_main(*call, "calc_mul", "--arg", "a=6", "--arg", "b=7"))
+        assert answer.returncode == 0 and answer.stdout == "42\n", answer
     finally:
         runner.stop()
+        stop_process(calc)
 
 
 async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(tmp_path: Path) -> None:
@@ -422,7 +463,7 @@ async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
 
 async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_path: Path) -> None:
     text = (
-        "name: front\nupstreams:\n"
+        "name: front\ntools:\n  - function: local_tools:hello\n    name: add\nupstreams:\n"
         + plain_entry("a", "first", "  prefix: ''\n")
         + plain_entry("b", "second", "  prefix: ''\n")
     )
@@ -434,9 +475,64 @@ async def test_two_upstreams_serving_one_name_serve_it_once_from_the_first(tmp_p
             assert names.count("whoami") == 1 and len(names) == len(set(names))
             mark = await client.call_tool("whoami", {})
             assert mark.content[0].text.endswith(" first")  # type: ignore[union-attr]  # the first entry's
-        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in runner.logged()
+            local = await client.call_tool("add", {})  # the manifest's own `add` wins over the upstreams'
+            assert local.content[0].text == "hi"  # type: ignore[union-attr]
+            assert [t.name for t in (await client.list_tools()).tools] == names  # asked again: said once
+        logged = runner.logged()
+        assert "upstream 'b' serves 'whoami', which is served already by upstream 'a'" in logged
+        assert "upstream 'a' serves 'add', which is served already by the manifest's tools" in logged
+        assert logged.count("upstream 'a' serves 'add'") == 1  # once, however often the list is asked for
     finally:
         runner.stop()
+
+
+class Hangup:
+    """A TCP listener on loopback that accepts `times` connections, closing each at once, then stops listening."""
+
+    def __init__(self, port: int, times: int) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.thread = threading.Thread(target=self._serve, args=(times,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, times: int) -> None:
+        with self.sock:
+            for _ in range(times):
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:  # closed by stop()
+                    return
+                conn.close()
+
+    def stop(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already: it took its connections
+            pass
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+async def test_the_log_says_each_change_of_an_upstreams_kind_of_failure_once(tmp_path: Path) -> None:
+    """Two retries fail one way (hung up), then another (refused): each kind is logged once, in order."""
+    port = free_port()
+    hangup = Hangup(port, times=2)  # the first two connects are hung up on, then nothing listens
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: calc\n    url: http://127.0.0.1:{port}/mcp\n")
+    try:
+        runner.start()
+        # ConnectError comes after both hung-up retries (logged before /healthz shows it).
+        await wait_for_health(runner.health_url, lambda h: h["upstreams"]["calc"]["error"] == "ConnectError", "down")
+        lines = [line for line in runner.logged().splitlines() if "upstream 'calc': down" in line]
+        assert len(lines) == 2, lines
+        assert "(ReadError" in lines[0] or "(RemoteProtocolError" in lines[0], lines
+        assert "(ConnectError" in lines[1], lines
+    finally:
+        runner.stop()
+        hangup.stop()
 
 
 @contextmanager

@@ -186,7 +186,8 @@ def build(
         tools.append(used[key].tool)
         note_needs("tool", entry_name(tool_entry), tool_entry, fn)
 
-    taken = {entry_name(t) for t in manifest.tools}  # `openapi:` APIs (runner/openapi); online=False: check --offline
+    # `openapi:` APIs (runner/openapi); online=False: check --offline
+    taken = {entry_name(t): "the manifest's tools" for t in manifest.tools}
     apis = mount_apis(manifest, source, root, previous, used, problems, taken, online=online)
     tools.extend(tool for api in apis for tool in api.tools)
     server, issuer, issuer_url = _server(manifest, source, binding, root, problems, tools)

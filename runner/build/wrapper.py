@@ -344,9 +344,9 @@ class FastMCPSignInWrapper(MCPServer):
     async def list_tools(self) -> list[MCPTool]:
         policy = self._policy()
         listed = [t for t in await super().list_tools() if self._allowed(policy.tools.get(t.name, ()))]
-        if self._catalog.mounts:  # an upstream's tools after the manifest's own; a local name wins
+        if self._catalog.mounts:  # an upstream's tools after the manifest's own; a local name wins (logged once)
             local = {t.name for t in self._tool_manager.list_tools()}
-            listed += [t for t, to in self._mounted().tools() if t.name not in local and self._allowed(to.scopes)]
+            listed += [t for t, to in self._mounted().tools(local) if self._allowed(to.scopes)]
         return listed
 
     async def list_prompts(self) -> list[MCPPrompt]:
@@ -357,9 +357,9 @@ class FastMCPSignInWrapper(MCPServer):
             p.model_copy(update={"meta": meta}) if (meta := prompt_meta(self._prompt_manager.get_prompt(p.name))) else p
             for p in listed
         ]
-        if self._catalog.mounts:
-            local = {p.name for p in listed}
-            listed += [p for p, to in self._mounted().prompts() if p.name not in local and self._allowed(to.scopes)]
+        if self._catalog.mounts:  # a local name wins, also over a caller whose scopes hide it (logged once)
+            local = {p.name for p in self._prompt_manager.list_prompts()}
+            listed += [p for p, to in self._mounted().prompts(local) if self._allowed(to.scopes)]
         return listed
 
     async def list_resources(self) -> list[MCPResource]:

@@ -338,7 +338,16 @@ def _check(path: Path, *, offline: bool = False) -> int:
 
         taken = {str(r.uri) for r in server._resource_manager.list_resources()}
         taken |= {t.uri_template for t in server._resource_manager.list_templates()}
-        problems, tools = anyio.run(reach, manifest.upstreams, source, taken)
+        from runner.openapi.mount import OperationTool
+
+        names = {  # who serves each name already: an upstream serving it too is a located problem
+            "tools": {
+                t.name: f"openapi {t.api.name!r}" if isinstance(t, OperationTool) else "the manifest's tools"
+                for t in server._tool_manager.list_tools()
+            },
+            "prompts": {p.name: "the manifest's prompts" for p in server._prompt_manager.list_prompts()},
+        }
+        problems, tools = anyio.run(reach, manifest.upstreams, source, taken, names)
         if problems:
             raise ManifestError(problems)
         reached = f", {plural(len(manifest.upstreams), 'upstream')} reached ({plural(tools, 'tool')})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +52,12 @@ class Api:
     _client: httpx2.AsyncClient | None = field(default=None, repr=False)
     _inflight: int = 0
     _retired: bool = False
+    # The last call's outcome kind (`ok`, `http 503`, `connect error`, `timed out`, `too large`) and when
+    # (time.time()), for /healthz: a kind only, never a URL, header or body (runner/openapi/health.py).
+    last: tuple[str, float] | None = None
+
+    def outcome(self, kind: str) -> None:
+        self.last = (kind, time.time())
 
     def client(self) -> httpx2.AsyncClient:
         if self._client is None:  # made on the first call, on the serving loop
@@ -151,16 +158,20 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolRe
             async for chunk in response.aiter_bytes():
                 data += chunk
                 if len(data) > MAX_RESPONSE_BYTES:
+                    api.outcome("too large")
                     raise ToolError(f"{api.name}: the response is larger than {MAX_RESPONSE_BYTES // 1048576} MiB")
     except httpx2.TimeoutException:
+        api.outcome("timed out")
         raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
     except httpx2.HTTPError as exc:
+        api.outcome("connect error" if isinstance(exc, httpx2.ConnectError) else "transport error")
         raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
     finally:
         api._inflight -= 1
         if api._retired and api._inflight == 0:
             await api.aclose()
     body = bytes(data)
+    api.outcome("ok" if 200 <= response.status_code < 300 else f"http {response.status_code}")
     kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not 200 <= response.status_code < 300:
         text = _decoded(body, response)[:ERROR_BODY_CHARS]

@@ -17,10 +17,10 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from runner.manifest.errors import Problem
+from runner.manifest.errors import Location, Problem
 from runner.manifest.located import unknown_hint
 from runner.manifest.model import Manifest, OpenAPIEntry
 from runner.manifest.source import Source
@@ -47,8 +47,8 @@ class OperationTool(Tool):
             raise ToolError(f"Error executing tool {self.name}: arguments do not match the input schema {problem}")
         try:
             return await send(self.api, self.operation, arguments)
-        except ToolError as exc:
-            raise ToolError(f"Error executing tool {self.name}: {exc}") from None
+        except ToolError as exc:  # the API's answer: exactly the text docs/openapi.md shows, as an upstream's is
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
 
 @dataclass
@@ -88,11 +88,14 @@ def mount_apis(
     previous: Cache,
     used: Cache,
     problems: list[Problem],
-    taken: set[str],
+    taken: dict[str, str],
     *,
     online: bool = True,
 ) -> list[Mounted]:
-    """Every entry's tools; located problems go to `problems`. `online=False` skips URL specs (check --offline)."""
+    """Every entry's tools; located problems go to `problems`. `online=False` skips URL specs (check --offline).
+
+    `taken` maps each tool name served already to who serves it; an entry's tool with such a name is a
+    located problem at its `name:` (the operations are known at load, unlike an upstream's tools)."""
     mounted: list[Mounted] = []
     if manifest.openapi:
         tls()  # made here, off the serving loop, not on the first call
@@ -130,19 +133,28 @@ def mount_apis(
                 continue
         used[key] = found
         used[_api_key(found.api)] = found.api
-        clashes = [tool.name for tool in found.tools if tool.name in taken]
-        if clashes:
-            shown = ", ".join(repr(n) for n in clashes[:5]) + (
-                f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-            )
-            message = f"openapi {entry.name!r} would serve tools already served ({shown}): set its prefix"
-            problems.append(Problem(source.locate(("openapi", i, "name")), message))
-        taken.update(tool.name for tool in found.tools)
+        problems += _clashes(entry, found.tools, taken, source.locate(("openapi", i, "name")))
+        taken.update({tool.name: f"openapi {entry.name!r}" for tool in found.tools})
         if manifest.signin is None and found.scopes and any(found.scopes.values()):
             message = "scopes need a signin block: without auth there is no token to take them from"
             problems.append(Problem(source.locate(("openapi", i, "scopes"), key=True), message))
         mounted.append(found)
     return mounted
+
+
+def _clashes(entry: OpenAPIEntry, tools: list[Tool], taken: dict[str, str], where: Location) -> list[Problem]:
+    """The entry's tool names another entry serves already: one problem per other entry, with the fix."""
+    clashing: dict[str, list[Tool]] = {}
+    for tool in tools:
+        if tool.name in taken:
+            clashing.setdefault(taken[tool.name], []).append(tool)
+    problems = []
+    for other, found in clashing.items():
+        shown = ", ".join(repr(t.name) for t in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        own = ", ".join(t.operation.name for t in found if isinstance(t, OperationTool))
+        message = f"openapi {entry.name!r} would serve tools already served by {other} ({shown}): "
+        problems.append(Problem(where, message + f"set its prefix:, or exclude: [{own}]"))
+    return problems
 
 
 def _api_key(api: Api) -> tuple[Any, ...]:

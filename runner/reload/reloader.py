@@ -39,6 +39,7 @@ from runner.manifest.settings import STARTUP_LIMITS
 from runner.manifest.source import manifest_folder
 from runner.observe import metrics
 from runner.observe.tracing import tracer
+from runner.openapi.health import public as openapi_public
 from runner.openapi.mount import close_dropped, spec_files
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
@@ -306,6 +307,7 @@ class Reloader:
                 "reloads": self.reloads,
                 "bus": server.events.state(),
                 "upstreams": server.upstreams.public(),  # each upstream's state (runner/upstreams)
+                "openapi": openapi_public(self.manifest.openapi, server._tool_manager.list_tools()),
                 "tasks": "ok" if tasks_alive else "down",
                 "not_reloadable": self.unwatched.public(),  # module -> kind; edits to them need a restart
                 "last_reload": None

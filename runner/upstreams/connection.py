@@ -91,15 +91,17 @@ class Connection:
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
             "connects": self.connects,
             # The kind of failure only: /healthz answers without a token, and a message can name internal hosts.
-            "error": self.error.partition(":")[0] if self.error else None,
+            "error": _kind(self.error),
             "tools": len(self.listing.tools),
             "prompts": len(self.listing.prompts),
             "resources": len(self.listing.resources) + len(self.listing.templates),
         }
 
     def _mark(self, state: str, error: str | None = None) -> None:
+        """Log a change of state, and a change of the kind of failure while down (not every retry)."""
         if state != self.state:
             self.since = time.time()
+        if state != self.state or _kind(error) != _kind(self.error):
             log = logger.info if state == "connected" else logger.warning
             log("upstream %r: %s%s", self.name, state, f" ({error})" if error else "")
         self.state, self.error = state, error
@@ -203,6 +205,11 @@ class Connection:
                 await self.refresh(self.client, (kind,))
             except Exception as exc:  # the next ping decides whether it is down
                 logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, reason(exc))
+
+
+def _kind(error: str | None) -> str | None:
+    """The kind of a failure (`ConnectError`, `timed out`): its reason without the message."""
+    return error.partition(":")[0] if error else None
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:

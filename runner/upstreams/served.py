@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -78,16 +78,15 @@ class Mounted:
                 found.append((entry, connection))
         return found
 
-    def tools(self) -> list[tuple[types.Tool, Target]]:
-        """The served tools; a served name an earlier upstream has already is left out (and logged)."""
-        return self._served("tools")
+    def tools(self, taken: Collection[str] = ()) -> list[tuple[types.Tool, Target]]:
+        """The served tools; a name in `taken` (the manifest's own) or an earlier upstream's is left out (logged)."""
+        return self._served("tools", {name: "the manifest's tools" for name in taken})
 
-    def prompts(self) -> list[tuple[types.Prompt, Target]]:
-        return self._served("prompts")
+    def prompts(self, taken: Collection[str] = ()) -> list[tuple[types.Prompt, Target]]:
+        return self._served("prompts", {name: "the manifest's prompts" for name in taken})
 
-    def _served(self, kind: str) -> list[tuple[Any, Target]]:
+    def _served(self, kind: str, seen: dict[str, str]) -> list[tuple[Any, Target]]:
         out: list[tuple[Any, Target]] = []
-        seen: dict[str, str] = {}
         for entry, connection in self._each():
             for item in getattr(connection.listing, kind):
                 if not _kept(entry, item.name):

@@ -162,8 +162,15 @@ def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any
                 hidden = hidden_tool(target, tool)  # listed only to a token with the tool's scopes
                 if hidden is not None:
                     raise CommandError(hidden, EXIT_UNREACHABLE)
-                names = ", ".join(sorted(tools)) or "none"
-                raise CommandError(f"mcp-runner: the server has no tool {tool!r} (its tools: {names})", EXIT_REFUSED)
+                # Not listed is not always unknown: an upstream that is down (or never connected) lists nothing,
+                # yet the server answers a call to one of its tools saying why. So ask, with untyped values.
+                arguments.update(coerce(tool, {"additionalProperties": True}, pairs))
+                result = await client.call_tool(tool, arguments)
+                if result.is_error and [getattr(b, "text", None) for b in result.content] == [f"Unknown tool: {tool}"]:
+                    names = ", ".join(sorted(tools)) or "none"
+                    message = f"mcp-runner: the server has no tool {tool!r} (its tools: {names})"
+                    raise CommandError(message, EXIT_REFUSED)
+                return result
             arguments.update(coerce(tool, tools[tool].input_schema, pairs))
         return await client.call_tool(tool, arguments)
 

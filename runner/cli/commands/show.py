@@ -36,10 +36,21 @@ def _parameters(schema: dict[str, Any]) -> str:
     required = set(schema.get("required") or [])
     shown = []
     for name, prop in properties.items():
-        kind = prop.get("type") if isinstance(prop, dict) else None
+        kind = _kind(prop) if isinstance(prop, dict) else None
         label = name if name in required else f"{name}?"
-        shown.append(f"{label}: {kind}" if isinstance(kind, str) else label)
+        shown.append(f"{label}: {kind}" if kind else label)
     return ", ".join(shown)
+
+
+def _kind(prop: dict[str, Any]) -> str | None:
+    """`integer`; `string | null` for a nullable one (a type list, or an anyOf/oneOf of plain types)."""
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        return kind
+    options = prop.get("anyOf") or prop.get("oneOf")
+    kinds = kind if isinstance(kind, list) else [o.get("type") if isinstance(o, dict) else None for o in options or []]
+    names = [k for k in kinds if isinstance(k, str)]
+    return " | ".join(names) if names and len(names) == len(kinds) else None
 
 
 def _about(title: str | None, description: str | None) -> str:
