@@ -186,28 +186,27 @@ def test_spec_fetches_and_servers_urls_fail_closed(tmp_path: Path, api: HostileA
     assert direct.returncode == 0, direct.stderr
 
 
-def test_fan_out_refs_and_yaml_aliases_are_bounded(tmp_path: Path) -> None:
-    """F3: 2 KB of $refs that each name the next level twice (or YAML aliases doing the same) expand to 2^levels
-    nodes: `check` (and serve, and reload) never finished. Now a located problem, quickly."""
-    levels = 26
-    schemas = {
-        f"S{i}": {
-            "properties": {
-                "a": {"$ref": f"#/components/schemas/S{i + 1}"},
-                "b": {"$ref": f"#/components/schemas/S{i + 1}"},
-            }
-        }
-        for i in range(levels)
+def fan_out(levels: int, operations: int = 1) -> str:
+    """A document whose schema S0 names S1 twice, S1 names S2 twice, ...: 2^(levels + 2) nodes, ~70 bytes a level."""
+    ref = "#/components/schemas/S{}".format
+    schemas: dict[str, Any] = {
+        f"S{i}": {"properties": {"a": {"$ref": ref(i + 1)}, "b": {"$ref": ref(i + 1)}}} for i in range(levels)
     }
     schemas[f"S{levels}"] = {"type": "string"}
-    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}}
-    refs = {
-        "openapi": "3.1.0",
-        "info": {"title": "r", "version": "1"},
-        "paths": {"/x": {"post": {"operationId": "x", "requestBody": body}}},
-        "components": {"schemas": schemas},
-    }
-    (tmp_path / "refs.json").write_text(json.dumps(refs))
+    body = {"content": {"application/json": {"schema": {"$ref": ref(0)}}}}
+    paths = {f"/x{i}": {"post": {"operationId": f"x{i}", "requestBody": body}} for i in range(operations)}
+    document = {"openapi": "3.1.0", "info": {"title": "r", "version": "1"}, "paths": paths}
+    return json.dumps({**document, "components": {"schemas": schemas}})
+
+
+def test_fan_out_refs_and_yaml_aliases_are_bounded(tmp_path: Path) -> None:
+    """F3: 2 KB of $refs that each name the next level twice (or YAML aliases doing the same) expand to 2^levels
+    nodes: `check` (and serve, and reload) never finished at 26 levels, took seconds at 12. Now located problems,
+    quickly: past 500,000 nodes resolving, 10,000 in one tool's input schema, 50,000 in an entry's tools."""
+    levels = 26
+    (tmp_path / "refs.json").write_text(fan_out(levels))
+    (tmp_path / "wide.json").write_text(fan_out(12))  # 16,382 nodes in one tool
+    (tmp_path / "many.json").write_text(fan_out(11, operations=7))  # 8,190 nodes in each of 7 tools
     anchors = "\n".join([f"  l{i}: &l{i} {{a: *l{i - 1}, b: *l{i - 1}}}" for i in range(1, levels)])
     (tmp_path / "aliases.yaml").write_text(
         "openapi: 3.1.0\ninfo: {title: a, version: '1'}\nx-levels:\n  l0: &l0 {type: string}\n" + anchors + "\n"
@@ -215,14 +214,23 @@ def test_fan_out_refs_and_yaml_aliases_are_bounded(tmp_path: Path) -> None:
         f"          application/json:\n            schema: {{properties: {{v: *l{levels - 1}}}}}\n"
     )
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        "name: x\nopenapi:\n"
-        "  - {name: refs, spec: refs.json, base_url: 'http://127.0.0.1:9'}\n"
-        "  - {name: aliases, spec: aliases.yaml, base_url: 'http://127.0.0.1:9'}\n"
+    entries = "".join(
+        f"  - {{name: {n}, spec: {n}.{'yaml' if n == 'aliases' else 'json'}, base_url: 'http://127.0.0.1:9'}}\n"
+        for n in ("refs", "aliases", "wide", "many")
     )
-    out = run_cli("check", str(manifest))  # a process: without the bound it would run past run_cli's 60 s
+    manifest.write_text("name: x\nopenapi:\n" + entries)
+    out = run_cli("check", str(manifest))  # a process: without the bounds it would run past run_cli's 60 s
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.startswith(str(manifest))]
-    assert len(lines) == 2 and all("expands to more than 500000 schema nodes ($refs or YAML" in x for x in lines), lines
+    assert len(lines) == 4, out.stderr
+    expands = "expands to more than 500000 schema nodes ($refs or YAML aliases fanning out)"
     assert lines[0].startswith(f"{manifest}:3:") and "openapi 'refs': refs.json#/components/schemas/S" in lines[0]
     assert lines[1].startswith(f"{manifest}:4:") and "openapi 'aliases': aliases.yaml#/paths/~1x/post" in lines[1]
+    assert lines[0].endswith(expands) and lines[1].endswith(expands)
+    assert lines[2].startswith(f"{manifest}:5:")
+    assert lines[2].endswith(
+        "openapi 'wide': wide.json#/paths/~1x0/post: x0: its input schema holds more than 10000 nodes"
+    )
+    assert lines[3].startswith(f"{manifest}:6:")
+    many = "its tools' input schemas hold more than 50000 nodes in all: choose with include:"
+    assert lines[3].endswith(f"openapi 'many': many.json#/paths: {many}")

@@ -33,6 +33,10 @@ from runner.surface.models import mcp_icons
 from runner.surface.schemas import SchemaProblem, compile_schema, violation
 
 logger = logging.getLogger("runner")
+# Bounds on what an entry's document may cost to build (docs/openapi.md "The document"); the Petstore's largest
+# tool schema holds 56 nodes, all 19 of its tools 358.
+MAX_SCHEMA_NODES = 10_000  # in one tool's input schema
+MAX_ENTRY_SCHEMA_NODES = 50_000  # in all of an entry's tools
 Cache = dict[tuple[Any, ...], Any]
 
 
@@ -206,6 +210,9 @@ def _mount(
                 problems.append(Problem(source.locate(("openapi", i, key, j)), message))
     chosen = [op for op in ops if (entry.include is None or op.name in entry.include) and op.name not in entry.exclude]
     mounted = Mounted(api)
+    if sum(_schema_nodes(op) for op in chosen) > MAX_ENTRY_SCHEMA_NODES:  # counted before any is checked
+        message = f"its tools' input schemas hold more than {MAX_ENTRY_SCHEMA_NODES} nodes in all: choose with include:"
+        raise SpecProblem("/paths", message)
     for op in chosen:
         name = entry.served_prefix + served(op.name)
         tool = _tool(entry, op, name, version, api)
@@ -219,6 +226,23 @@ def _mount(
             message = f"overrides: {name!r} is not a tool of openapi {entry.name!r}{hint}"
             problems.append(Problem(source.locate(("openapi", i, "overrides", name), key=True), message))
     return mounted
+
+
+def _schema_nodes(op: Operation) -> int:
+    """How many nodes `op`'s input schema holds (shared parts counted each time: each is served and checked),
+    refused past MAX_SCHEMA_NODES: checking a schema costs some 0.1 ms a node (jsonschema's check_schema),
+    and 2 KB of fanning-out $refs make millions."""
+    count, stack = 0, [op.schema]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_SCHEMA_NODES:
+            raise SpecProblem(op.pointer, f"{op.name}: its input schema holds more than {MAX_SCHEMA_NODES} nodes")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 def _tool(entry: OpenAPIEntry, op: Operation, name: str, version: str, api: Api) -> Tool:
