@@ -93,11 +93,11 @@ async def test_odd_answers_and_arguments_are_clean_tool_errors(served: tuple[Run
         odd = await client.call_tool("charset", {})
         assert not odd.is_error and text(odd) == "plain words"  # decoded as UTF-8
         header = await client.call_tool("header", {"X-Tag": "café"})
-        assert header.is_error and text(header) == "header 'X-Tag' must be ASCII text"
+        assert header.is_error and text(header) == "api: header 'X-Tag' must be ASCII text"
         fine = await client.call_tool("header", {"X-Tag": "cafe"})
         assert fine.structured_content == {"tag": "cafe"}
         long = await client.call_tool("item", {"id": "x" * 100_000})
-        assert long.is_error and text(long) == "the arguments do not make a valid URL (a path value too long?)"
+        assert long.is_error and text(long) == "api: the arguments do not make a valid URL (a path value too long?)"
     assert "Traceback" not in runner.logged()
 
 

@@ -168,7 +168,10 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
 async def send(api: Api, op: Operation, arguments: dict[str, Any], caller: Any = None) -> CallToolResult:
     """One call: at most MAX_CALLS_PER_CALLER in flight per caller (refused at once beyond), and `timeout`
     is a total deadline for the whole exchange (httpx2's timeout is per read: a trickle would reset it)."""
-    parts = request_parts(api, op, arguments)
+    try:
+        parts = request_parts(api, op, arguments)
+    except ToolError as exc:  # a value refused before anything is sent: named like every other failure
+        raise ToolError(f"{api.name}: {exc}") from None
     held = api._by_caller.get(caller, 0)
     if held >= MAX_CALLS_PER_CALLER:
         raise ToolError(
