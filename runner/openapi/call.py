@@ -14,14 +14,17 @@ could lead to another host): a 3xx is answered like any other non-2xx status.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
+import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
+import anyio
 import httpx2
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
@@ -31,6 +34,13 @@ from runner.openapi.operations import Operation
 KEEPALIVE_S = 60.0  # an idle pooled connection is kept this long (the API may close it sooner)
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a larger answer is a tool error, never read into memory whole
 ERROR_BODY_CHARS = 300  # how much of a non-2xx answer's body the tool error carries
+# A JSON answer up to this size is re-indented for reading; a larger one is passed on as the API sent it:
+# indenting puts 2 spaces per level before every value, so 3.6 MiB of `[[[...[0,0,...]]]]` 20 deep became
+# 78 MiB of text (and 300 MiB of RSS) per call. Small and shallow, the pretty text stays within ~4 MiB.
+MAX_PRETTY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 64  # a deeper JSON answer is a tool error (Python's parser itself stops near 1000, with a crash)
+MAX_CALLS_PER_CALLER = 8  # calls in flight per API per caller; well below the 100 pooled connections
+logger = logging.getLogger("runner")
 
 
 @functools.cache
@@ -51,6 +61,7 @@ class Api:
     timeout: float
     _client: httpx2.AsyncClient | None = field(default=None, repr=False)
     _inflight: int = 0
+    _by_caller: dict[Any, int] = field(default_factory=dict, repr=False)  # calls in flight per caller
     _retired: bool = False
     # The last call's outcome kind (`ok`, `http 503`, `connect error`, `timed out`, `too large`) and when
     # (time.time()), for /healthz: a kind only, never a URL, header or body (runner/openapi/health.py).
@@ -109,6 +120,8 @@ def _header(name: str, value: Any) -> str:
     text = ",".join(_text(v) for v in value) if isinstance(value, list) else _text(value)
     if any(c in text for c in "\r\n\0"):
         raise ToolError(f"header {name!r} cannot hold a line break or NUL")
+    if not text.isascii():  # HTTP header values are bytes; the client would fail on it mid-send
+        raise ToolError(f"header {name!r} must be ASCII text")
     return text
 
 
@@ -139,7 +152,10 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
     if props:
         body = props
     base = httpx2.URL(api.base_url)
-    url = httpx2.URL(api.base_url.rstrip("/") + path)
+    try:
+        url = httpx2.URL(api.base_url.rstrip("/") + path)
+    except httpx2.InvalidURL:  # a path value too long for a URL, say
+        raise ToolError("the arguments do not make a valid URL (a path value too long?)") from None
     prefix = base.raw_path.rstrip(b"/") + b"/"
     if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port) or not url.raw_path.startswith(prefix):
         raise ToolError("the arguments would leave the API's base URL")  # unreachable by construction: fail closed
@@ -149,28 +165,47 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
     return parts
 
 
-async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolResult:
-    parts = request_parts(api, op, arguments)
+async def send(api: Api, op: Operation, arguments: dict[str, Any], caller: Any = None) -> CallToolResult:
+    """One call: at most MAX_CALLS_PER_CALLER in flight per caller (refused at once beyond), and `timeout`
+    is a total deadline for the whole exchange (httpx2's timeout is per read: a trickle would reset it)."""
+    try:
+        parts = request_parts(api, op, arguments)
+    except ToolError as exc:  # a value refused before anything is sent: named like every other failure
+        raise ToolError(f"{api.name}: {exc}") from None
+    held = api._by_caller.get(caller, 0)
+    if held >= MAX_CALLS_PER_CALLER:
+        raise ToolError(
+            f"{api.name}: busy: this client has {held} calls to the API in flight already; try again when one ends"
+        )
+    api._by_caller[caller] = held + 1
     api._inflight += 1
     try:
-        async with api.client().stream(**parts) as response:
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > MAX_RESPONSE_BYTES:
-                    api.outcome("too large")
-                    raise ToolError(f"{api.name}: the response is larger than {MAX_RESPONSE_BYTES // 1048576} MiB")
-    except httpx2.TimeoutException:
+        with anyio.fail_after(api.timeout):
+            async with api.client().stream(**parts) as response:
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_RESPONSE_BYTES:
+                        api.outcome("too large")
+                        raise ToolError(f"{api.name}: the response is larger than {MAX_RESPONSE_BYTES // 1048576} MiB")
+    except (httpx2.TimeoutException, TimeoutError):
         api.outcome("timed out")
         raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
     except httpx2.HTTPError as exc:
         api.outcome("connect error" if isinstance(exc, httpx2.ConnectError) else "transport error")
         raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
     finally:
+        left = api._by_caller.pop(caller) - 1
+        if left:
+            api._by_caller[caller] = left
         api._inflight -= 1
         if api._retired and api._inflight == 0:
             await api.aclose()
-    body = bytes(data)
+    return _result(api, bytes(data), response)
+
+
+def _result(api: Api, body: bytes, response: httpx2.Response) -> CallToolResult:
+    """The API's answer as a tool result (docs/openapi.md "Results")."""
     api.outcome("ok" if 200 <= response.status_code < 300 else f"http {response.status_code}")
     kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not 200 <= response.status_code < 300:
@@ -181,9 +216,16 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolRe
             parsed = json.loads(body) if body else None
         except ValueError:
             parsed = ...
+        except RecursionError:  # some 1000 levels: Python's parser gives up
+            _too_deep(api)
         if parsed is not ...:
+            if _depth(parsed) > MAX_JSON_DEPTH:
+                _too_deep(api)
             structured = parsed if isinstance(parsed, dict) else {"result": parsed}
-            text = json.dumps(parsed, ensure_ascii=False, indent=2)
+            if len(body) <= MAX_PRETTY_BYTES:
+                text = json.dumps(parsed, ensure_ascii=False, indent=2)
+            else:
+                text = _decoded(body, response)
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
     if not body:
         return CallToolResult(content=[TextContent(type="text", text=f"HTTP {response.status_code}, no content")])
@@ -192,5 +234,27 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any]) -> CallToolRe
     return CallToolResult(content=[TextContent(type="text", text=f"{len(body)} bytes of {kind}")])
 
 
+def _too_deep(api: Api) -> NoReturn:
+    api.outcome("too deep")
+    raise ToolError(f"{api.name}: the JSON answer is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects, level by level (no recursion), stopping past MAX_JSON_DEPTH."""
+    depth = 0
+    level = [value] if isinstance(value, dict | list) else []
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        items = (v for node in level for v in (node.values() if isinstance(node, dict) else node))
+        level = [v for v in items if isinstance(v, dict | list)]
+    return depth
+
+
 def _decoded(body: bytes, response: httpx2.Response) -> str:
-    return body.decode(response.charset_encoding or "utf-8", errors="replace")
+    """The body as text in its declared charset; UTF-8 when that charset is not one Python knows."""
+    charset = response.charset_encoding or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    return body.decode(charset, errors="replace")

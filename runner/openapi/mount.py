@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -26,11 +28,15 @@ from runner.manifest.model import Manifest, OpenAPIEntry
 from runner.manifest.source import Source
 from runner.openapi.call import Api, send, tls
 from runner.openapi.operations import Operation, json_schema, operations
-from runner.openapi.spec import Document, Raw, SpecProblem, fetch, is_url, parse_document, read_raw
+from runner.openapi.spec import Document, Raw, SpecProblem, escape, fetch, is_url, parse_document, read_raw, shown
 from runner.surface.models import mcp_icons
 from runner.surface.schemas import SchemaProblem, compile_schema, violation
 
 logger = logging.getLogger("runner")
+# Bounds on what an entry's document may cost to build (docs/openapi.md "The document"); the Petstore's largest
+# tool schema holds 56 nodes, all 19 of its tools 358.
+MAX_SCHEMA_NODES = 10_000  # in one tool's input schema
+MAX_ENTRY_SCHEMA_NODES = 50_000  # in all of an entry's tools
 Cache = dict[tuple[Any, ...], Any]
 
 
@@ -46,9 +52,27 @@ class OperationTool(Tool):
         if problem is not None:
             raise ToolError(f"Error executing tool {self.name}: arguments do not match the input schema {problem}")
         try:
-            return await send(self.api, self.operation, arguments)
+            return await send(self.api, self.operation, arguments, caller(context))
         except ToolError as exc:  # the API's answer: exactly the text docs/openapi.md shows, as an upstream's is
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        except Exception as exc:  # noqa: BLE001 - a case send does not foresee: one line, not a traceback per call
+            logger.warning("openapi %r: %s failed: %s", self.api.name, self.name, type(exc).__name__)
+            message = f"{self.api.name}: the call failed: {type(exc).__name__}"
+            return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+def caller(context: Any) -> tuple[Any, ...]:
+    """Who calls, for the per-caller bound on calls in flight: the token's subject (over all its client ids,
+    as runner/http/sessions.py counts sessions), else its client id, else the client's address."""
+    token = get_access_token()
+    if token is not None:
+        return ("subject", token.subject) if token.subject else ("client", token.client_id)
+    try:
+        request = getattr(context.request_context, "request", None)
+    except (AttributeError, ValueError):  # no request context (a call from inside the process)
+        request = None
+    client = getattr(request, "client", None)
+    return ("address", getattr(client, "host", None))
 
 
 @dataclass
@@ -173,6 +197,8 @@ def _mount(
     base = entry.base_url or _server_url(doc.data)
     if base is None:
         raise SpecProblem("/servers", "no absolute servers URL in the document: set base_url")
+    if entry.base_url is None and entry.headers and isinstance(entry.spec, str) and is_url(entry.spec):
+        _same_origin(base, entry.spec)
     api = Api(entry.name, base, dict(entry.headers), float(entry.timeout))
     api = previous.get(_api_key(api), api)  # the same client, with its open connections
     names = {op.name: op for op in ops}
@@ -184,6 +210,9 @@ def _mount(
                 problems.append(Problem(source.locate(("openapi", i, key, j)), message))
     chosen = [op for op in ops if (entry.include is None or op.name in entry.include) and op.name not in entry.exclude]
     mounted = Mounted(api)
+    if sum(_schema_nodes(op) for op in chosen) > MAX_ENTRY_SCHEMA_NODES:  # counted before any is checked
+        message = f"its tools' input schemas hold more than {MAX_ENTRY_SCHEMA_NODES} nodes in all: choose with include:"
+        raise SpecProblem("/paths", message)
     for op in chosen:
         name = entry.served_prefix + served(op.name)
         tool = _tool(entry, op, name, version, api)
@@ -197,6 +226,23 @@ def _mount(
             message = f"overrides: {name!r} is not a tool of openapi {entry.name!r}{hint}"
             problems.append(Problem(source.locate(("openapi", i, "overrides", name), key=True), message))
     return mounted
+
+
+def _schema_nodes(op: Operation) -> int:
+    """How many nodes `op`'s input schema holds (shared parts counted each time: each is served and checked),
+    refused past MAX_SCHEMA_NODES: checking a schema costs some 0.1 ms a node (jsonschema's check_schema),
+    and 2 KB of fanning-out $refs make millions."""
+    count, stack = 0, [op.schema]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_SCHEMA_NODES:
+            raise SpecProblem(op.pointer, f"{op.name}: its input schema holds more than {MAX_SCHEMA_NODES} nodes")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 def _tool(entry: OpenAPIEntry, op: Operation, name: str, version: str, api: Api) -> Tool:
@@ -225,14 +271,47 @@ def _tool(entry: OpenAPIEntry, op: Operation, name: str, version: str, api: Api)
 
 
 def _server_url(data: dict[str, Any]) -> str | None:
+    """The first servers URL with its variables at their defaults, each checked (docs/openapi.md "Where
+    requests go"): a default must be one of its `enum`, and plain text for where it sits, so that a
+    variable in the host (`{tenant}.vendor.example`) cannot become another host, port or path."""
     servers = data.get("servers") or []
     first = servers[0] if isinstance(servers, list) and servers and isinstance(servers[0], dict) else {}
     url = first.get("url")
     if not isinstance(url, str) or not is_url(url):
         return None
-    for var, spec in (first.get("variables") or {}).items():  # server variables: their defaults
-        url = url.replace("{" + var + "}", str((spec or {}).get("default", "")))
+    variables = first.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise SpecProblem("/servers/0/variables", "server variables must be a mapping")
+    authority = url.find("/", url.find("://") + 3) % (len(url) + 1)  # where the host and port end
+    for var, spec in variables.items():
+        at = f"/servers/0/variables/{escape(str(var))}"
+        spec = spec if isinstance(spec, dict) else {}
+        value = str(spec.get("default", ""))
+        enum = spec.get("enum")
+        if isinstance(enum, list) and enum and value not in [str(e) for e in enum]:
+            raise SpecProblem(f"{at}/default", f"server variable {var!r}: its default {value!r} is not in its enum")
+        in_host = 0 <= url.find("{" + str(var) + "}") < authority
+        if not re.fullmatch(r"[A-Za-z0-9._~-]*" if in_host else r"[A-Za-z0-9._~/-]*", value):
+            where = "host" if in_host else "path"
+            message = f"server variable {var!r}: {value!r} is not plain {where} text (letters, digits, . _ ~ -)"
+            raise SpecProblem(f"{at}/default", message)
+        url = url.replace("{" + str(var) + "}", value)
     return url
+
+
+def _same_origin(base: str, spec: str) -> None:
+    """A fetched document must not decide where the entry's headers (its credentials) go: without base_url,
+    its servers URL must have the spec URL's own scheme, host and port (docs/openapi.md "Where requests go")."""
+    try:
+        origin, target = httpx2.URL(spec), httpx2.URL(base)
+    except httpx2.InvalidURL:
+        raise SpecProblem("/servers/0/url", "the servers URL is not a valid URL: set base_url") from None
+    if (target.scheme, target.host, target.port) != (origin.scheme, origin.host, origin.port):
+        message = (
+            f"the document's servers URL ({shown(base)}) is not on the host it was fetched from "
+            f"({shown(spec)}): the entry's headers would go where a fetched document says; set base_url"
+        )
+        raise SpecProblem("/servers/0/url", message)
 
 
 def _spec_problem(source: Source, i: int, entry: OpenAPIEntry, exc: SpecProblem, raw: Raw | None) -> Problem:
@@ -240,7 +319,7 @@ def _spec_problem(source: Source, i: int, entry: OpenAPIEntry, exc: SpecProblem,
         parts = [p.replace("~1", "/").replace("~0", "~") for p in exc.pointer.split("/")[1:]]
         path: tuple[str | int, ...] = ("openapi", i, "spec", *(int(p) if p.isdigit() else p for p in parts))
         return Problem(source.locate(path), f"openapi {entry.name!r}: {exc}")
-    where = raw.where if raw is not None else str(entry.spec)
+    where = raw.where if raw is not None else shown(entry.spec) if is_url(entry.spec) else entry.spec
     at = f"{where}#{exc.pointer}" if exc.pointer else where
     return Problem(source.locate(("openapi", i, "spec")), f"openapi {entry.name!r}: {at}: {exc}")
 

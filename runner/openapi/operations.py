@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from runner.openapi.spec import SpecProblem, escape, resolve
+from runner.openapi.spec import Budget, SpecProblem, escape, resolve
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 IGNORED_HEADERS = frozenset(
@@ -60,14 +60,15 @@ def derived_name(method: str, path: str) -> str:
 def operations(data: dict[str, Any], drop_headers: frozenset[str], warn: list[str]) -> list[Operation]:
     """Every operation the tools can serve, in document order; `warn` collects why others are skipped."""
     found: list[Operation] = []
+    budget = Budget()  # one for the document: fan-out $refs or YAML aliases cannot expand without bound
     for path, item in (data.get("paths") or {}).items():
         at = f"/paths/{escape(path)}"
         if not isinstance(item, dict):
             raise SpecProblem(at, "a path item must be a mapping")
         if isinstance(item.get("$ref"), str):  # a path item may be a reference itself
-            item = resolve(data, item, at)
+            item = resolve(data, item, at, budget=budget)
         # Only what the tools use is resolved: parameters and request bodies (responses can be most of a document).
-        shared = resolve(data, item.get("parameters") or [], f"{at}/parameters")
+        shared = resolve(data, item.get("parameters") or [], f"{at}/parameters", budget=budget)
         for method in METHODS:
             op = item.get(method)
             if op is None:
@@ -75,7 +76,9 @@ def operations(data: dict[str, Any], drop_headers: frozenset[str], warn: list[st
             if not isinstance(op, dict):
                 raise SpecProblem(f"{at}/{method}", "an operation must be a mapping")
             where = f"{at}/{method}"
-            used = {k: resolve(data, op[k], f"{where}/{k}") for k in ("parameters", "requestBody") if k in op}
+            used = {
+                k: resolve(data, op[k], f"{where}/{k}", budget=budget) for k in ("parameters", "requestBody") if k in op
+            }
             made = _operation(method, path, {**op, **used}, shared, where, drop_headers, warn)
             if made is not None:
                 found.append(made)
