@@ -1,7 +1,7 @@
 """One upstream MCP server: a connection opened once and reused, reopened with backoff when it fails.
 
 `Connection.run` keeps a `mcp.client.Client` open for as long as the entry is served: it connects
-(a stdio command is started through runner/upstreams/orphan.py, an HTTP upstream gets only the
+(a stdio command is started by runner/upstreams/stdio.py, an HTTP upstream gets only the
 manifest's `headers`: a client's bearer token is never sent upstream), lists the upstream's tools,
 prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
 process or a failed ping marks it down (calls then fail naming it), and it is connected again after
@@ -21,19 +21,22 @@ import httpx2
 import mcp_types as types
 from mcp.client import Client
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
-from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
 from runner.upstreams import forward
 from runner.upstreams.keepalive import KeepAlive
-from runner.upstreams.orphan import guarded
+from runner.upstreams.stdio import MAX_MESSAGE_BYTES, stdio_transport
 
 logger = logging.getLogger("runner")
 
 PING_INTERVAL = 2.0  # seconds between liveness pings: how soon a dead upstream is noticed
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
+# An upstream's list changes are listed again at most once per this many seconds (its notifications in between are
+# one), and clients hear of a change only when the listing differs: a storm of list_changed is not passed on.
+RELIST_INTERVAL = 1.0
+MAX_LISTING_BYTES = 4 * MAX_MESSAGE_BYTES  # of one kind's listing, every page together: past it the listing fails
 # The initialize handshake, which every MCP server speaks (2026-07-28 servers too): it keeps `ping` for liveness,
 # and the upstream's notifications and requests (list changes, progress, elicitation) on the connection.
 MODE = "legacy"
@@ -54,6 +57,10 @@ class Listing:
     templates: list[types.ResourceTemplate] = field(default_factory=list)
 
 
+class ListingTooLarge(Exception):
+    """The upstream lists more than the runner keeps (and serves to every client)."""
+
+
 class Unavailable(Exception):
     """The upstream cannot be reached now; the message names it and says why."""
 
@@ -69,6 +76,8 @@ class Connection:
         self.listing = Listing()
         self.client: Client | None = None
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
+        self._dirty: set[str] = set()  # kinds the upstream said changed, not listed again yet
+        self._wake = anyio.Event()
 
     @property
     def name(self) -> str:
@@ -134,30 +143,50 @@ class Connection:
         async with transport_client(entry, self._on_message) as client:
             self.client = client
             self.connects += 1
+            self._dirty.clear()
             await self.refresh(client)
             self._mark("connected")
-            while True:
-                await anyio.sleep(PING_INTERVAL)
-                with anyio.fail_after(entry.timeout):
-                    await client.session.send_ping()  # the session's: a handshake-era connection has ping
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._relist, client)
+                while True:
+                    await anyio.sleep(PING_INTERVAL)
+                    with anyio.fail_after(entry.timeout):
+                        await client.session.send_ping()  # the session's: a handshake-era connection has ping
 
     async def refresh(self, client: Client, kinds: tuple[str, ...] = ("tools", "prompts", "resources")) -> None:
         """List what the upstream serves (every page), for the kinds it has."""
         caps = client.server_capabilities
         with anyio.fail_after(self.entry.timeout):
             if "tools" in kinds and caps.tools is not None:
-                self.listing.tools = await _all(client.session.list_tools, "tools")
-                self._changed("tools")
+                self._update("tools", tools=await _all(client.session.list_tools, "tools"))
             if "prompts" in kinds and caps.prompts is not None:
-                self.listing.prompts = await _all(client.session.list_prompts, "prompts")
-                self._changed("prompts")
+                self._update("prompts", prompts=await _all(client.session.list_prompts, "prompts"))
             if "resources" in kinds and caps.resources is not None:
-                self.listing.resources = await _all(client.session.list_resources, "resources")
-                self.listing.templates = await _all(client.session.list_resource_templates, "resource_templates")
-                self._changed("resources")
+                resources = await _all(client.session.list_resources, "resources")
+                templates = await _all(client.session.list_resource_templates, "resource_templates")
+                self._update("resources", resources=resources, templates=templates)
+
+    def _update(self, kind: str, **lists: list[Any]) -> None:
+        """The listing as the upstream says it now; the served lists forget theirs only when it differs."""
+        if any(getattr(self.listing, key) != value for key, value in lists.items()):
+            for key, value in lists.items():
+                setattr(self.listing, key, value)
+            self._changed(kind)
+
+    async def _relist(self, client: Client) -> None:
+        """List again what the upstream said changed: at most once per `RELIST_INTERVAL`, however often it says so."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            kinds, self._dirty = tuple(self._dirty), set()
+            try:
+                await self.refresh(client, kinds)
+            except Exception as exc:  # the next ping decides whether it is down
+                logger.warning("upstream %r: cannot list %s again (%s)", self.name, ", ".join(kinds), reason(exc))
+            await anyio.sleep(RELIST_INTERVAL)
 
     async def _on_message(self, message: IncomingMessage) -> None:
-        """An upstream's list change: list that kind again; the served lists change with it."""
+        """An upstream's list change: that kind is listed again soon (`_relist`); the served lists change with it."""
         method = getattr(message, "method", None)
         kinds = {
             "notifications/tools/list_changed": "tools",
@@ -165,20 +194,22 @@ class Connection:
             "notifications/resources/list_changed": "resources",
         }
         kind = kinds.get(str(method))
-        if kind is not None and self.client is not None:
-            try:
-                await self.refresh(self.client, (kind,))
-            except Exception as exc:  # the next ping decides whether it is down
-                logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, reason(exc))
+        if kind is not None:
+            self._dirty.add(kind)
+            self._wake.set()
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Every page of a list method."""
+    """Every page of a list method, `MAX_LISTING_BYTES` at most together."""
     items: list[Any] = []
     cursor: str | None = None
+    size = 0
     for _ in range(1000):  # bounded: an upstream that pages forever is cut off
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         result = await method(params=params)
+        size += len(result.model_dump_json(by_alias=True))
+        if size > MAX_LISTING_BYTES:
+            raise ListingTooLarge(f"its {attribute} listing is larger than {MAX_LISTING_BYTES // 1048576} MiB")
         items.extend(getattr(result, attribute))
         cursor = result.next_cursor
         if not cursor:
@@ -188,11 +219,8 @@ async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[An
 
 def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT) -> Any:
     if entry.command is not None:
-        command = guarded(list(entry.command))
-        server: Any = StdioServerParameters(
-            command=command[0], args=command[1:], env=dict(entry.env) or None, cwd=entry.folder
-        )
-        return Client(server, mode=MODE, read_timeout_seconds=entry.timeout, message_handler=on_message, cache=None)
+        transport = stdio_transport(entry.name, list(entry.command), dict(entry.env), entry.folder)
+        return Client(transport, mode=MODE, read_timeout_seconds=entry.timeout, message_handler=on_message, cache=None)
     return _http_client(entry, on_message)
 
 
@@ -240,10 +268,12 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
 
 
 def reason(exc: BaseException) -> str:
-    """A short reason, without a traceback; an exception group says its first leaf."""
+    """A short reason, without a traceback or a header value; an exception group says its first leaf."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, httpx2.LocalProtocolError):  # its text quotes the refused header value: a credential
+        return "LocalProtocolError: the request is not valid HTTP (a header value?); the text is not shown"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

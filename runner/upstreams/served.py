@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,8 +44,29 @@ class Target:
         return (*self.entry.scopes, *(override.scopes if override else ()))
 
 
+# The MCP rule for a tool name (SEP-986), for the served name: a third party's newline, escape or 100 KB name is not
+# served, so that it never reaches a client that prints names (a terminal, a host's UI) or bloats every tools/list.
+LAWFUL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
 def _kept(entry: UpstreamEntry, name: str) -> bool:
-    return (entry.include is None or name in entry.include) and name not in entry.exclude
+    kept = (entry.include is None or name in entry.include) and name not in entry.exclude
+    return kept and LAWFUL_NAME.fullmatch(entry.served_prefix + name) is not None
+
+
+_unlawful: set[tuple[str, str]] = set()
+
+
+def unlawful(entry: UpstreamEntry, name: str) -> None:
+    """A name the upstream serves that breaks the rule: not served, and said once (escaped, cut)."""
+    key = (entry.name, name[:200])
+    if key not in _unlawful and len(_unlawful) < 1000:  # bounded: an upstream may invent names without end
+        _unlawful.add(key)
+        logger.warning(
+            "upstream %r serves the name %r, which is not [A-Za-z0-9_.-]{1,128}: not served",
+            entry.name,
+            (entry.served_prefix + name)[:200],
+        )
 
 
 def _apply(item: Any, served: str, override: Override | None) -> Any:
@@ -89,6 +111,8 @@ class Mounted:
         for entry, connection in self._each():
             for item in getattr(connection.listing, kind):
                 if not _kept(entry, item.name):
+                    if LAWFUL_NAME.fullmatch(entry.served_prefix + item.name) is None:
+                        unlawful(entry, item.name)
                     continue
                 served = entry.served_prefix + item.name
                 target = Target(entry, connection, item.name)
