@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -34,7 +35,8 @@ HOSTILE = ROOT / "tests" / "apps" / "hostile_upstream.py"
 
 def manifest(jwks: JWKSServer, url: str, mark: str = "a") -> str:
     return (
-        f"name: front\nsignin:\n  app_id: {jwks.app_id}\n  resource: {url}\n  base_url: {jwks.base_url}\n"
+        "name: front\nserver:\n  max_upstream_calls_per_client: 2\n"
+        f"signin:\n  app_id: {jwks.app_id}\n  resource: {url}\n  base_url: {jwks.base_url}\n"
         f"upstreams:\n  - name: h\n    command: [{sys.executable}, {HOSTILE}]\n    env: {{MARK: {mark}}}\n"
         "    prefix: h_\n    timeout: 10\n"
     )
@@ -182,3 +184,38 @@ def test_a_refused_header_is_never_echoed_in_the_reason() -> None:
 
     said = reason(httpx2.LocalProtocolError("Illegal header value b'SECRETVALUE-0123\\n'"))
     assert "SECRETVALUE" not in said and said.startswith("LocalProtocolError")
+
+
+async def test_one_clients_calls_cannot_lock_the_others_out(
+    hostile: tuple[RunnerProcess, str], jwks: JWKSServer
+) -> None:
+    """F4: a client's calls in flight to one upstream are bounded (here 2); past it, refused at once; others go on."""
+    runner, _ = hostile
+    issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+    await wait_for_health(runner.health_url, connected, "the hostile upstream connected")
+    answers: list[str] = []
+    async with (
+        mcp_client(runner.url, issuer.token(sub="greedy")) as greedy,
+        mcp_client(runner.url, issuer.token(sub="other")) as other,
+        anyio.create_task_group() as tasks,
+    ):
+
+        async def hold() -> None:
+            answers.append((await greedy.call_tool("h_hold", {})).content[0].text)  # type: ignore[union-attr]
+
+        async def said(client: Any, tool: str) -> str:
+            result = await client.call_tool(tool, {})
+            assert not result.is_error, result
+            return result.content[0].text  # type: ignore[no-any-return]
+
+        tasks.start_soon(hold)
+        tasks.start_soon(hold)
+        with anyio.fail_after(30):
+            while await said(other, "h_holding") != "2":
+                await anyio.sleep(0.02)
+            refused = await greedy.call_tool("h_hold", {})  # a third: refused at once, never held
+        refusal = refused.content[0].text  # type: ignore[union-attr]
+        assert refused.is_error and "server.max_upstream_calls_per_client" in refusal, refusal
+        assert await said(other, "h_lists")  # another client is served meanwhile
+        assert await said(other, "h_release") == "2"
+    assert answers == ["released", "released"]

@@ -8,6 +8,8 @@ should see, answer with one giant line. Its tools (each an attack the runner mus
   noise {lines}  write a forged runner log line, an ANSI escape and `lines` lines to stderr
   storm {count}  say tools/list_changed `count` times; with {grow: true} a tool is added first
   crash          answer, then exit (the runner starts it again)
+  hold           answered only at the next release; holding: how many are held
+  release        answer every held call, then this one with their number
   lists          how many tools/list requests this process has answered
 The tools/list also carries hostile names: a newline, an ESC, 200 characters.
 """
@@ -20,8 +22,9 @@ from typing import Any
 out = sys.stdout.buffer
 lists = 0
 grown: list[str] = []
+held: list[Any] = []
 HOSTILE = ["evil\n2026-12-07 14:00:00,000 CRITICAL runner: forged", "esc\x1b[2J\x1b[31mred", "n" * 200]
-NAMES = ["spawn", "crash", "big", "noise", "storm", "lists", "ok.name-1", "a" * 126]
+NAMES = ["spawn", "crash", "hold", "holding", "release", "big", "noise", "storm", "lists", "ok.name-1", "a" * 126]
 
 
 def send(message: dict[str, Any]) -> None:
@@ -57,6 +60,15 @@ def call(mid: Any, name: str, args: dict[str, Any]) -> None:
     elif name == "crash":
         text(mid, "exiting")
         sys.exit(1)
+    elif name == "hold":
+        held.append(mid)
+    elif name == "holding":
+        text(mid, str(len(held)))
+    elif name == "release":
+        count = len(held)
+        while held:
+            text(held.pop(), "released")
+        text(mid, str(count))
     elif name == "lists":
         text(mid, str(lists))
     else:
