@@ -235,7 +235,9 @@ async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -
         client = target.connection.client_or_raise()
         with anyio.fail_after(target.entry.timeout):
             result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
-    except MCPError:
+    except MCPError as exc:
+        if exc.code == types.CONNECTION_CLOSED:  # the SDK's own: the connection went away (a crash, a refused message)
+            return _failed(f"upstream {target.entry.name!r} failed: its connection closed during the call")
         raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
     except Unavailable as exc:
         return _failed(str(exc))
