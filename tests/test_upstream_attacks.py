@@ -110,7 +110,8 @@ async def test_an_upstreams_children_die_with_it_and_with_the_runner(tmp_path: P
 async def test_a_giant_message_marks_the_upstream_down_and_is_never_forwarded(
     hostile: tuple[RunnerProcess, str],
 ) -> None:
-    """F2: one stdout line past 4 MiB is refused (the upstream is down, saying why); 1 MiB still passes."""
+    """F2: one stdout line past 4 MiB is refused (the upstream is down, saying why); 1 MiB still passes; a listing
+    (its pages together) past 16 MiB is refused, the served one stays."""
     runner, token = hostile
     await wait_for_health(runner.health_url, connected, "the hostile upstream connected")
     async with mcp_client(runner.url, token) as client:
@@ -119,6 +120,9 @@ async def test_a_giant_message_marks_the_upstream_down_and_is_never_forwarded(
     assert result.is_error and refused == "upstream 'h' failed: its connection closed during the call", refused[:200]
     await logged(runner, "upstream 'h': down (MessageTooLarge: a message larger than 4 MiB)")
     assert len(await text(runner, token, "h_big", mb=1)) == 1048576
+
+    assert await text(runner, token, "h_bloat") == "bloated"  # 5 pages of 3.5 MiB: each fits, the listing does not
+    await logged(runner, "upstream 'h': cannot list tools again (ListingTooLarge: its tools listing is larger than 16")
 
 
 async def test_an_upstreams_stderr_is_logged_escaped_cut_and_rate_limited(hostile: tuple[RunnerProcess, str]) -> None:
