@@ -63,6 +63,11 @@ async def text(runner: RunnerProcess, token: str, tool: str, **arguments: object
     return result.content[0].text  # type: ignore[union-attr,no-any-return]
 
 
+async def client_tools(runner: RunnerProcess, token: str) -> list[Any]:
+    async with mcp_client(runner.url, token) as client:
+        return (await client.list_tools()).tools
+
+
 async def logged(runner: RunnerProcess, wanted: str) -> str:
     """The runner's log once it has `wanted` (bounded)."""
     with anyio.fail_after(30):
@@ -111,7 +116,7 @@ async def test_a_giant_message_marks_the_upstream_down_and_is_never_forwarded(
     hostile: tuple[RunnerProcess, str],
 ) -> None:
     """F2: one stdout line past 4 MiB is refused (the upstream is down, saying why); 1 MiB still passes; a listing
-    (its pages together) past 16 MiB is refused, the served one stays."""
+    (its pages together) past 4 MiB or 2000 items is refused, the served one stays."""
     runner, token = hostile
     await wait_for_health(runner.health_url, connected, "the hostile upstream connected")
     async with mcp_client(runner.url, token) as client:
@@ -121,8 +126,11 @@ async def test_a_giant_message_marks_the_upstream_down_and_is_never_forwarded(
     await logged(runner, "upstream 'h': down (MessageTooLarge: a message larger than 4 MiB)")
     assert len(await text(runner, token, "h_big", mb=1)) == 1048576
 
-    assert await text(runner, token, "h_bloat") == "bloated"  # 5 pages of 3.5 MiB: each fits, the listing does not
-    await logged(runner, "upstream 'h': cannot list tools again (ListingTooLarge: its tools listing is larger than 16")
+    assert await text(runner, token, "h_bloat") == "bloated"  # 3 pages of 1.5 MiB: each fits, the listing does not
+    await logged(runner, "cannot list tools again (ListingTooLarge: its tools listing is larger than 4 MiB)")
+    assert await text(runner, token, "h_bloat", many=True) == "bloated"
+    await logged(runner, "upstream 'h': cannot list tools again (ListingTooLarge: it lists more than 2000 tools)")
+    assert "h_spawn" in {tool.name for tool in (await client_tools(runner, token))}  # the last listing stays
 
 
 async def test_an_upstreams_stderr_is_logged_escaped_cut_and_rate_limited(hostile: tuple[RunnerProcess, str]) -> None:

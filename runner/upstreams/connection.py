@@ -36,7 +36,10 @@ MAX_BACKOFF = 30.0
 # An upstream's list changes are listed again at most once per this many seconds (its notifications in between are
 # one), and clients hear of a change only when the listing differs: a storm of list_changed is not passed on.
 RELIST_INTERVAL = 1.0
-MAX_LISTING_BYTES = 4 * MAX_MESSAGE_BYTES  # of one kind's listing, every page together: past it the listing fails
+# One kind's listing, every page together, is what every client's tools/list (say) carries and costs: past either
+# bound the listing fails (at connect the upstream is down; later the last listing stays), the reason logged.
+MAX_LISTING_BYTES = MAX_MESSAGE_BYTES
+MAX_LISTING_ITEMS = 2000
 # The initialize handshake, which every MCP server speaks (2026-07-28 servers too): it keeps `ping` for liveness,
 # and the upstream's notifications and requests (list changes, progress, elicitation) on the connection.
 MODE = "legacy"
@@ -200,7 +203,7 @@ class Connection:
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Every page of a list method, `MAX_LISTING_BYTES` at most together."""
+    """Every page of a list method, `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most together."""
     items: list[Any] = []
     cursor: str | None = None
     size = 0
@@ -211,6 +214,8 @@ async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[An
         if size > MAX_LISTING_BYTES:
             raise ListingTooLarge(f"its {attribute} listing is larger than {MAX_LISTING_BYTES // 1048576} MiB")
         items.extend(getattr(result, attribute))
+        if len(items) > MAX_LISTING_ITEMS:
+            raise ListingTooLarge(f"it lists more than {MAX_LISTING_ITEMS} {attribute}")
         cursor = result.next_cursor
         if not cursor:
             break

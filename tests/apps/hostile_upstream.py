@@ -10,7 +10,8 @@ should see, answer with one giant line. Its tools (each an attack the runner mus
   crash          answer, then exit (the runner starts it again)
   hold           answered only at the next release; holding: how many are held
   release        answer every held call, then this one with their number
-  bloat          the next tools/list answers 5 pages of 3.5 MiB each (17.5 MiB together), then says it changed
+  bloat {many}   the next tools/list answers 3 pages of 1.5 MiB each (4.5 MiB together), or with {many: true}
+                 one page of 2001 tools; then it says its tools changed
   lists          how many tools/list requests this process has answered
 The tools/list also carries hostile names: a newline, an ESC, 200 characters.
 """
@@ -24,7 +25,7 @@ out = sys.stdout.buffer
 lists = 0
 grown: list[str] = []
 held: list[Any] = []
-bloated = False
+bloated: str | bool = False
 HOSTILE = ["evil\n2026-12-07 14:00:00,000 CRITICAL runner: forged", "esc\x1b[2J\x1b[31mred", "n" * 200]
 NAMES = ["spawn", "crash", "hold", "holding", "release", "bloat", "big", "noise", "storm", "lists", "ok.name-1"]
 NAMES.append("a" * 126)
@@ -74,7 +75,7 @@ def call(mid: Any, name: str, args: dict[str, Any]) -> None:
         text(mid, str(count))
     elif name == "bloat":
         global bloated
-        bloated = True
+        bloated = "many" if args.get("many") else "big"
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         text(mid, "bloated")
     elif name == "lists":
@@ -94,11 +95,15 @@ for line in sys.stdin.buffer:
         caps = {"tools": {"listChanged": True}}
         send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": msg["params"]["protocolVersion"],
                                                        "capabilities": caps, "serverInfo": info}})
+    elif method == "tools/list" and bloated == "many":
+        bloated = False
+        tools = [{"name": f"t{i}", "inputSchema": {"type": "object"}} for i in range(2001)]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": tools}})
     elif method == "tools/list" and bloated:
         page = int((msg.get("params") or {}).get("cursor") or 0)
-        tool = {"name": f"big{page}", "description": "d" * (7 * 524288), "inputSchema": {"type": "object"}}
-        bloated = page < 4
-        more = {"nextCursor": str(page + 1)} if page < 4 else {}
+        tool = {"name": f"big{page}", "description": "d" * (3 * 524288), "inputSchema": {"type": "object"}}
+        bloated = "big" if page < 2 else False
+        more = {"nextCursor": str(page + 1)} if page < 2 else {}
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [tool], **more}})
     elif method == "tools/list":
         lists += 1
