@@ -80,7 +80,7 @@ class Connection:
         self.client: Client | None = None
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
         self._dirty: set[str] = set()  # kinds the upstream said changed, not listed again yet
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # set when `_dirty` gets a kind; made per connection, in the loop
 
     @property
     def name(self) -> str:
@@ -146,7 +146,7 @@ class Connection:
         async with transport_client(entry, self._on_message) as client:
             self.client = client
             self.connects += 1
-            self._dirty.clear()
+            self._dirty, self._wake = set(), anyio.Event()
             await self.refresh(client)
             self._mark("connected")
             async with anyio.create_task_group() as tasks:
@@ -179,6 +179,7 @@ class Connection:
     async def _relist(self, client: Client) -> None:
         """List again what the upstream said changed: at most once per `RELIST_INTERVAL`, however often it says so."""
         while True:
+            assert self._wake is not None
             await self._wake.wait()
             self._wake = anyio.Event()
             kinds, self._dirty = tuple(self._dirty), set()
@@ -197,7 +198,7 @@ class Connection:
             "notifications/resources/list_changed": "resources",
         }
         kind = kinds.get(str(method))
-        if kind is not None:
+        if kind is not None and self._wake is not None:
             self._dirty.add(kind)
             self._wake.set()
 
