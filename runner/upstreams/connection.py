@@ -148,7 +148,13 @@ class Connection:
             self.connects += 1
             self._dirty, self._wake = set(), anyio.Event()
             await self.refresh(client)
-            self._mark("connected")
+            self._mark("connected")  # the served lists show a connection's listing from now on (served.py `_each`)
+            listing = self.listing
+            for kind, items in (("tools", listing.tools), ("prompts", listing.prompts)):
+                if items:
+                    self._changed(kind)
+            if listing.resources or listing.templates:
+                self._changed("resources")
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._relist, client)
                 while True:
@@ -170,11 +176,13 @@ class Connection:
                 self._update("resources", resources=resources, templates=templates)
 
     def _update(self, kind: str, **lists: list[Any]) -> None:
-        """The listing as the upstream says it now; the served lists forget theirs only when it differs."""
+        """The listing as the upstream says it now; the served lists forget theirs only when it differs (and it is
+        served: while connecting, `_connected` says so once connected)."""
         if any(getattr(self.listing, key) != value for key, value in lists.items()):
             for key, value in lists.items():
                 setattr(self.listing, key, value)
-            self._changed(kind)
+            if self.state == "connected":
+                self._changed(kind)
 
     async def _relist(self, client: Client) -> None:
         """List again what the upstream said changed: at most once per `RELIST_INTERVAL`, however often it says so."""

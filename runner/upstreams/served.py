@@ -94,7 +94,8 @@ class Mounted:
         found = []
         for entry in self.entries:
             connection = self.pool.get(entry.name)
-            if connection is not None:
+            # Connected only: while connecting, its first listing is filled in before calls are let through.
+            if connection is not None and connection.state == "connected":
                 found.append((entry, connection))
         return found
 
