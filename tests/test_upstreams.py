@@ -322,17 +322,6 @@ def test_a_broken_upstream_entry_is_located(tmp_path: Path, case: str) -> None:
     assert expected in result.stderr.replace(str(tmp_path / "m.yaml"), "m.yaml"), result.stderr
 
 
-def test_upstream_orphan_guard_execs_in_place() -> None:
-    """The guard keeps the command's PID (exec): what `kill -9` of the runner then kills is the upstream itself."""
-    from runner.upstreams.orphan import guarded
-
-    command = guarded(["/bin/sh", "-c", "echo $$"])
-    import subprocess
-
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and done.stdout.strip().isdigit()
-
-
 def test_check_reaches_each_upstream_once_and_offline_skips_it(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/mcp"
     path = tmp_path / "m.yaml"

@@ -258,6 +258,7 @@ def build(
     server.completions = completions
     server.needs, server.functions = needs, functions
     server.mounts = list(manifest.upstreams)  # served once the live server connects to them (runner/upstreams)
+    server.upstream_calls_per_client = manifest.server.max_upstream_calls_per_client
     problems = unresolved.problems() + problems
     if problems:
         raise ManifestError(problems)

@@ -61,7 +61,7 @@ from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
 from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
-from runner.manifest.settings import ErrorDetails
+from runner.manifest.settings import MAX_UPSTREAM_CALLS_PER_CLIENT, ErrorDetails
 from runner.observe.calls import refused
 from runner.speed.lists import ListCache
 from runner.surface import stamp
@@ -69,6 +69,8 @@ from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 from runner.tasks import TasksExtension
 from runner.tasks.notify import install as serve_task_notifications
+from runner.upstreams.busy import caller
+from runner.upstreams.busy import slot as upstream_slot
 from runner.upstreams.pool import Upstreams
 from runner.upstreams.served import Mounted
 from runner.upstreams.served import call_tool as call_upstream_tool
@@ -88,6 +90,7 @@ class _Catalog:
         self.needs: dict[tuple[str, str], frozenset[str]] = {}
         self.functions: dict[tuple[str, str], Any] = {}  # the same keys -> the user's function (build/rounds.py)
         self.mounts: list[Any] = []  # the manifest's `upstreams:` entries (runner/upstreams)
+        self.upstream_calls_per_client = MAX_UPSTREAM_CALLS_PER_CLIENT  # server.max_upstream_calls_per_client
 
 
 def _in_catalog(name: str) -> Any:
@@ -221,6 +224,7 @@ class FastMCPSignInWrapper(MCPServer):
     needs = _in_catalog("needs")  # what each entry needs from the client (runner/build/needs.py)
     functions = _in_catalog("functions")  # each entry's function, whose code multi-round calls pin (build/rounds.py)
     mounts = _in_catalog("mounts")  # the `upstreams:` entries served (runner/upstreams)
+    upstream_calls_per_client = _in_catalog("upstream_calls_per_client")
 
     def adopt(self, other: FastMCPSignInWrapper) -> None:
         """Serve `other`'s tools, resources, prompts and auth from now on (a reload's swap).
@@ -390,7 +394,8 @@ class FastMCPSignInWrapper(MCPServer):
                 # The upstream's progress goes to this call's client (when it asked for progress), and
                 progress = context.report_progress if context is not None else None
                 held = self.upstreams.held  # a 2026-07-28 client's answers come in rounds (runner/upstreams/rounds.py)
-                return await call_upstream_tool(target, arguments, progress, context, held)  # its logs, questions too
+                with upstream_slot(target.entry.name, caller(context), self._catalog.upstream_calls_per_client):
+                    return await call_upstream_tool(target, arguments, progress, context, held)  # logs, questions too
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist

@@ -203,6 +203,19 @@ class _Mount(_Strict):
         default_factory=dict, description="served name -> per-entry settings (title, scopes, annotations, icons)"
     )
 
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
+        """A value HTTP refuses (a newline from `$(cat token.txt)`) is found here, naming the header, never the value:
+        HTTP libraries quote the value in their refusal, which would then be logged."""
+        for name, text in value.items():
+            if text != text.strip(" \t") or any(not (" " <= c <= "~" or c == "\t") for c in text):
+                raise ValueError(
+                    f"header {name!r}: the value has a character HTTP does not allow (a newline or another control "
+                    "character, a non-ASCII one, or a space at either end); it is not shown"
+                )
+        return value
+
     @property
     def served_prefix(self) -> str:
         return f"{self.name}_" if self.prefix is None else self.prefix

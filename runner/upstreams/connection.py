@@ -1,7 +1,7 @@
 """One upstream MCP server: a connection opened once and reused, reopened with backoff when it fails.
 
 `Connection.run` keeps a `mcp.client.Client` open for as long as the entry is served: it connects
-(a stdio command is started through runner/upstreams/orphan.py, an HTTP upstream gets only the
+(a stdio command is started by runner/upstreams/stdio.py, an HTTP upstream gets only the
 manifest's `headers`: a client's bearer token is never sent upstream), lists the upstream's tools,
 prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
 process or a failed ping marks it down (calls then fail naming it), and it is connected again after
@@ -25,20 +25,26 @@ import httpx2
 import mcp_types as types
 from mcp.client import Client
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
 from runner.upstreams import forward, lean
 from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
-from runner.upstreams.orphan import guarded
+from runner.upstreams.stdio import MAX_MESSAGE_BYTES, stdio_transport
 
 logger = logging.getLogger("runner")
 
 PING_INTERVAL = 2.0  # seconds between liveness pings: how soon a dead upstream is noticed
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
+# An upstream's list changes are listed again at most once per this many seconds (its notifications in between are
+# one), and clients hear of a change only when the listing differs: a storm of list_changed is not passed on.
+RELIST_INTERVAL = 1.0
+# One kind's listing, every page together, is what every client's tools/list (say) carries and costs: past either
+# bound the listing fails (at connect the upstream is down; later the last listing stays), the reason logged.
+MAX_LISTING_BYTES = MAX_MESSAGE_BYTES
+MAX_LISTING_ITEMS = 2000
 # The initialize handshake, which every MCP server speaks (2026-07-28 servers too): it keeps `ping` for liveness,
 # and the upstream's notifications and requests (list changes, progress, elicitation) on the connection.
 MODE = "legacy"
@@ -57,6 +63,10 @@ class Listing:
     prompts: list[types.Prompt] = field(default_factory=list)
     resources: list[types.Resource] = field(default_factory=list)
     templates: list[types.ResourceTemplate] = field(default_factory=list)
+
+
+class ListingTooLarge(Exception):
+    """The upstream lists more than the runner keeps (and serves to every client)."""
 
 
 class Unavailable(Exception):
@@ -78,6 +88,8 @@ class Connection:
         self._renew = anyio.Event()  # set: the session expired, connect again
         self._laned = anyio.Event()  # set when a new lane is ready; replaced by the next renewal
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
+        self._dirty: set[str] = set()  # kinds the upstream said changed, not listed again yet
+        self._wake: anyio.Event | None = None  # set when `_dirty` gets a kind; made per connection, in the loop
 
     @property
     def name(self) -> str:
@@ -150,33 +162,63 @@ class Connection:
         async with opened as client:
             self.client = client
             self.connects += 1
+            self._dirty, self._wake = set(), anyio.Event()
             await self.refresh(client)
             self.lane = opened.lane(self._listed) if isinstance(opened, _http_client) else None
             self._laned.set()
-            self._mark("connected")
-            while True:
-                with anyio.move_on_after(PING_INTERVAL):
-                    await self._renew.wait()
-                if self._renew.is_set():
-                    logger.info("upstream %r: the session expired, connecting again", self.name)
-                    return
-                with anyio.fail_after(entry.timeout):
-                    await client.session.send_ping()  # the session's: a handshake-era connection has ping
+            self._mark("connected")  # the served lists show a connection's listing from now on (served.py `_each`)
+            listing = self.listing
+            for kind, items in (("tools", listing.tools), ("prompts", listing.prompts)):
+                if items:
+                    self._changed(kind)
+            if listing.resources or listing.templates:
+                self._changed("resources")
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._relist, client)
+                while True:
+                    with anyio.move_on_after(PING_INTERVAL):
+                        await self._renew.wait()
+                    if self._renew.is_set():
+                        logger.info("upstream %r: the session expired, connecting again", self.name)
+                        tasks.cancel_scope.cancel()
+                        return
+                    with anyio.fail_after(entry.timeout):
+                        await client.session.send_ping()  # the session's: a handshake-era connection has ping
 
     async def refresh(self, client: Client, kinds: tuple[str, ...] = ("tools", "prompts", "resources")) -> None:
         """List what the upstream serves (every page), for the kinds it has."""
         caps = client.server_capabilities
         with self.flights.hold(None), anyio.fail_after(self.entry.timeout):  # messages meanwhile go to no caller
             if "tools" in kinds and caps.tools is not None:
-                self.listing.tools = await _all(client.session.list_tools, "tools")
-                self._changed("tools")
+                self._update("tools", tools=await _all(client.session.list_tools, "tools"))
             if "prompts" in kinds and caps.prompts is not None:
-                self.listing.prompts = await _all(client.session.list_prompts, "prompts")
-                self._changed("prompts")
+                self._update("prompts", prompts=await _all(client.session.list_prompts, "prompts"))
             if "resources" in kinds and caps.resources is not None:
-                self.listing.resources = await _all(client.session.list_resources, "resources")
-                self.listing.templates = await _all(client.session.list_resource_templates, "resource_templates")
-                self._changed("resources")
+                resources = await _all(client.session.list_resources, "resources")
+                templates = await _all(client.session.list_resource_templates, "resource_templates")
+                self._update("resources", resources=resources, templates=templates)
+
+    def _update(self, kind: str, **lists: list[Any]) -> None:
+        """The listing as the upstream says it now; the served lists forget theirs only when it differs (and it is
+        served: while connecting, `_connected` says so once connected)."""
+        if any(getattr(self.listing, key) != value for key, value in lists.items()):
+            for key, value in lists.items():
+                setattr(self.listing, key, value)
+            if self.state == "connected":
+                self._changed(kind)
+
+    async def _relist(self, client: Client) -> None:
+        """List again what the upstream said changed: at most once per `RELIST_INTERVAL`, however often it says so."""
+        while True:
+            assert self._wake is not None
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            kinds, self._dirty = tuple(self._dirty), set()
+            try:
+                await self.refresh(client, kinds)
+            except Exception as exc:  # the next ping decides whether it is down
+                logger.warning("upstream %r: cannot list %s again (%s)", self.name, ", ".join(kinds), reason(exc))
+            await anyio.sleep(RELIST_INTERVAL)
 
     async def renewed(self, stale: lean.Lane) -> lean.Lane:
         """A lane on a new session, once the upstream said it no longer knows `stale`'s (the caller bounds the wait)."""
@@ -190,21 +232,20 @@ class Connection:
         return self.lane
 
     async def _on_message(self, message: IncomingMessage) -> None:
-        """An upstream's list change: list that kind again; the served lists change with it."""
+        """An upstream's list change: that kind is listed again soon (`_relist`); the served lists change with it."""
         await self._listed(str(getattr(message, "method", None)))
 
     async def _listed(self, method: str) -> None:
+        """A list change, from the connection's own stream or a call's (runner/upstreams/lean.py): coalesced."""
         kinds = {
             "notifications/tools/list_changed": "tools",
             "notifications/prompts/list_changed": "prompts",
             "notifications/resources/list_changed": "resources",
         }
         kind = kinds.get(method)
-        if kind is not None and self.client is not None:
-            try:
-                await self.refresh(self.client, (kind,))
-            except Exception as exc:  # the next ping decides whether it is down
-                logger.warning("upstream %r: cannot list %s again (%s)", self.name, kind, reason(exc))
+        if kind is not None and self._wake is not None:
+            self._dirty.add(kind)
+            self._wake.set()
 
 
 def _kind(error: str | None) -> str | None:
@@ -213,13 +254,19 @@ def _kind(error: str | None) -> str | None:
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Every page of a list method."""
+    """Every page of a list method, `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most together."""
     items: list[Any] = []
     cursor: str | None = None
+    size = 0
     for _ in range(1000):  # bounded: an upstream that pages forever is cut off
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         result = await method(params=params)
+        size += len(result.model_dump_json(by_alias=True))
+        if size > MAX_LISTING_BYTES:
+            raise ListingTooLarge(f"its {attribute} listing is larger than {MAX_LISTING_BYTES // 1048576} MiB")
         items.extend(getattr(result, attribute))
+        if len(items) > MAX_LISTING_ITEMS:
+            raise ListingTooLarge(f"it lists more than {MAX_LISTING_ITEMS} {attribute}")
         cursor = result.next_cursor
         if not cursor:
             break
@@ -228,12 +275,9 @@ async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[An
 
 def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT, flights: Flights | None = None) -> Any:
     if entry.command is not None:
-        command = guarded(list(entry.command))
-        server: Any = StdioServerParameters(
-            command=command[0], args=command[1:], env=dict(entry.env) or None, cwd=entry.folder
-        )
+        transport = stdio_transport(entry.name, list(entry.command), dict(entry.env), entry.folder)
         return Client(
-            attributed(stdio_client(server), flights or Flights(entry.timeout), entry.name),
+            attributed(transport, flights or Flights(entry.timeout), entry.name),
             mode=MODE,
             read_timeout_seconds=entry.timeout,
             message_handler=on_message,
@@ -308,10 +352,12 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
 
 
 def reason(exc: BaseException) -> str:
-    """A short reason, without a traceback; an exception group says its first leaf."""
+    """A short reason, without a traceback or a header value; an exception group says its first leaf."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, httpx2.LocalProtocolError):  # its text quotes the refused header value: a credential
+        return "LocalProtocolError: the request is not valid HTTP (a header value?); the text is not shown"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

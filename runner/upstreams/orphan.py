@@ -1,10 +1,17 @@
-"""A stdio upstream never outlives the runner, also after `kill -9` of the runner.
+"""A stdio upstream, and every process it starts, never outlives its connection or the runner, also after `kill -9`.
 
-The SDK starts the command itself (mcp/client/stdio.py, in a new session and without a
-`preexec_fn`), so the command is started through this module: `python -m runner.upstreams.orphan
-CMD ARGS...` asks Linux to SIGKILL it when its parent dies (prctl PR_SET_PDEATHSIG, kept across
-exec), checks the parent did not die in between, and execs the command in its place: same PID.
-Elsewhere (no prctl) it only execs, and the upstream ends when its stdin closes, as MCP servers do.
+The command is started through this guard: `python -m runner.upstreams.orphan RUNNER_PID CMD ARGS...`.
+The guard leads its own process group (runner/upstreams/stdio.py starts it in a new session), asks
+Linux to signal it when the runner dies (prctl PR_SET_PDEATHSIG, with SIGTERM so that it can act),
+and starts the command as its child, which inherits stdin, stdout and stderr and the group. Then:
+
+- the command exits (on its own, after its stdin closed, or killed): the guard SIGKILLs the whole group,
+  so what the command started (`npx` -> node, `uvx` -> python, a browser) ends with it;
+- the guard gets SIGTERM, SIGHUP or SIGINT (the runner stopping the upstream, or the runner died): the same.
+
+What still escapes: a process that leaves the group itself (calls setsid() or setpgid()), as daemons do;
+only a cgroup or a PID namespace bounds that. Elsewhere than Linux there is no prctl: the group is still
+killed when the command exits or the guard is stopped, but not when the runner is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -12,25 +19,47 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
+from types import FrameType
 
 PR_SET_PDEATHSIG = 1
 
 
 def guarded(command: list[str]) -> list[str]:
-    """`command`, started so that it dies with this process."""
+    """`command`, started so that it and its whole process group die with its connection and this process."""
     return [sys.executable, "-m", "runner.upstreams.orphan", str(os.getpid()), *command]
 
 
-def main(argv: list[str]) -> None:
+def _kill_group(*_: object) -> None:
+    """SIGKILL to this guard's process group: the command, what it started, and the guard itself."""
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
     parent, command = int(argv[0]), argv[1:]
+    if os.getpgrp() != os.getpid():  # started without a new session (by hand): lead a group of its own
+        os.setsid()
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, _stop)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            sys.exit(1)
-    os.execvp(command[0], command)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the runner died before prctl took effect
+        return 1
+    try:
+        child = subprocess.Popen(command)
+    except OSError as exc:
+        print(f"cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    child.wait()
+    _kill_group()
+    return 0  # not reached: the guard is in its group
+
+
+def _stop(number: int, frame: FrameType | None) -> None:
+    _kill_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

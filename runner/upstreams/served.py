@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,8 +46,29 @@ class Target:
         return (*self.entry.scopes, *(override.scopes if override else ()))
 
 
+# The MCP rule for a tool name (SEP-986), for the served name: a third party's newline, escape or 100 KB name is not
+# served, so that it never reaches a client that prints names (a terminal, a host's UI) or bloats every tools/list.
+LAWFUL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
 def _kept(entry: UpstreamEntry, name: str) -> bool:
-    return (entry.include is None or name in entry.include) and name not in entry.exclude
+    kept = (entry.include is None or name in entry.include) and name not in entry.exclude
+    return kept and LAWFUL_NAME.fullmatch(entry.served_prefix + name) is not None
+
+
+_unlawful: set[tuple[str, str]] = set()
+
+
+def unlawful(entry: UpstreamEntry, name: str) -> None:
+    """A name the upstream serves that breaks the rule: not served, and said once (escaped, cut)."""
+    key = (entry.name, name[:200])
+    if key not in _unlawful and len(_unlawful) < 1000:  # bounded: an upstream may invent names without end
+        _unlawful.add(key)
+        logger.warning(
+            "upstream %r serves the name %r, which is not [A-Za-z0-9_.-]{1,128}: not served",
+            entry.name,
+            (entry.served_prefix + name)[:200],
+        )
 
 
 def _apply(item: Any, served: str, override: Override | None) -> Any:
@@ -74,7 +96,8 @@ class Mounted:
         found = []
         for entry in self.entries:
             connection = self.pool.get(entry.name)
-            if connection is not None:
+            # Connected only: while connecting, its first listing is filled in before calls are let through.
+            if connection is not None and connection.state == "connected":
                 found.append((entry, connection))
         return found
 
@@ -90,6 +113,8 @@ class Mounted:
         for entry, connection in self._each():
             for item in getattr(connection.listing, kind):
                 if not _kept(entry, item.name):
+                    if LAWFUL_NAME.fullmatch(entry.served_prefix + item.name) is None:
+                        unlawful(entry, item.name)
                     continue
                 served = entry.served_prefix + item.name
                 target = Target(entry, connection, item.name)
@@ -224,7 +249,9 @@ async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -
                 result = types.CallToolResult.model_validate(answer)
             else:
                 result = await client.session.call_tool(target.name, arguments, progress_callback=progress)
-    except MCPError:
+    except MCPError as exc:
+        if exc.code == types.CONNECTION_CLOSED:  # the SDK's own: the connection went away (a crash, a refused message)
+            return _failed(f"upstream {target.entry.name!r} failed: its connection closed during the call")
         raise  # the upstream's own protocol error (unknown tool, invalid params...), passed on
     except Unavailable as exc:
         return _failed(str(exc))
