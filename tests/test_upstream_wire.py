@@ -124,3 +124,24 @@ async def test_a_stream_held_open_after_its_answer_is_left_with_its_connection()
         finally:
             await lane.aclose()
         assert counts == [1, 1]
+
+
+async def test_an_answer_whose_length_is_ambiguous_is_refused_with_the_reason() -> None:
+    """Two content-lengths, a content-length with chunked, or one that is not a plain number: the body's end is not
+    certain, so the answer is refused with llhttp's reason (the hand-written parser took one guess or the other)."""
+    body = b'{"jsonrpc": "2.0", "id": 1, "result": {}}'
+    length = str(len(body)).encode()
+    answers = {
+        b"content-length: 2\r\ncontent-length: " + length: "Duplicate Content-Length",
+        b"content-length: " + length + b"\r\ntransfer-encoding: chunked": "Transfer-Encoding can't be present",
+        b"content-length: +" + length: "Invalid character in Content-Length",
+    }
+    for fields, reason in answers.items():
+        answer = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + fields + b"\r\n\r\n" + body]
+        async with raw_server(lambda conn, n, request, answer=answer: answer) as (url, _):
+            lane = lean.lane(url, {}, "s1", "2025-11-25")
+            try:
+                with pytest.raises(WireError, match=f"not HTTP/1.1 the runner can read: {reason}"):
+                    await lean.request(lane, "tools/call", {"name": "x"})
+            finally:
+                await lane.aclose()
