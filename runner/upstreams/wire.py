@@ -80,7 +80,6 @@ class _Answer:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
-        self.until_close = False  # neither a content-length nor chunked: the body ends with the connection
         self.complete = False
         self.version = ""
         self.keep = False  # HTTP/1.1 without `connection: close`, and nothing after the answer
@@ -103,8 +102,6 @@ class _Answer:
         self.status, self.head_done = status, True
         self.version = self.parser.get_http_version()  # read here: the parser resets its state once the answer ends
         self.keep = self.version == "1.1" and self.parser.should_keep_alive()
-        chunked = any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
-        self.until_close = not chunked and all(n != b"content-length" for n, _ in self.headers)
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
@@ -112,6 +109,11 @@ class _Answer:
     def on_message_complete(self) -> None:
         if self.head_done:
             self.complete = True
+
+    def until_close(self) -> bool:
+        """Neither a content-length nor chunked: the body ends with the connection (asked only when it ends)."""
+        chunked = any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
+        return not chunked and all(n != b"content-length" for n, _ in self.headers)
 
     def feed(self, data: bytes) -> None:
         try:
@@ -160,7 +162,7 @@ class _Connection:
                 return
             data = await self.reader.read(READ_BYTES)
             if not data:
-                if answer.until_close:
+                if answer.until_close():
                     response.keep = False
                     return
                 raise WireError("the upstream closed the connection in the middle of an answer")
