@@ -1,20 +1,28 @@
-"""POSTs to one HTTP upstream on kept-alive HTTP/1.1 connections: asyncio streams and a small, bounded parser.
+"""POSTs to one HTTP upstream on kept-alive HTTP/1.1 connections: asyncio streams, answers parsed by httptools.
 
 Why not httpcore2 (what httpx2 uses) or h11: per request httpcore2 takes a pool lock, starts a cancel
 scope for every read and write and sends the headers and the body in two writes, and h11 validates
 every header of every request with regular expressions and steps a state machine per event; on a
 call the upstream answers in about a millisecond, that was 0.25-0.4 ms of the runner's CPU, most of
 what a plain socket exchange costs (docs/performance.md, "Upstreams"). Here the request's head is
-built once per upstream (its headers checked once, `head`), a request is one write, and the answer
-is parsed as HTTP/1.1 needs it for a POST: the status line and headers (at most `MAX_HEAD_BYTES`),
-then a chunked, sized or close-delimited body, read in pieces of at most `READ_BYTES` (a chunk size
-is never trusted to allocate). The caller's cancel scope (the entry's `timeout`) bounds the request.
+built once per upstream (its headers checked once, `head`) and a request is one write.
+
+Why httptools for the answer: HTTP/1.1 framing (chunked, sized or close-delimited bodies, a length
+given twice or with chunked, obsolete line ends) is where hand-written parsers go wrong, and
+httptools is MagicStack's binding of llhttp, the parser Node.js uses, already here because uvicorn
+parses requests with it; it costs less CPU than the hand-written parser it replaced. It is fed the
+bytes as they are read; the bounds are this module's: the head is at most `MAX_HEAD_BYTES` read
+(counted before the head's end), the body is read in pieces of at most `READ_BYTES` and handed on
+as it comes (a chunk size is never trusted to allocate), an informational 1xx answer is skipped,
+and anything llhttp refuses is a `WireError` with its reason. The caller's cancel scope (the
+entry's `timeout`) bounds the request.
 
 A connection goes back to the pool only when its answer was read to its end and both sides keep it
-(HTTP/1.1, no `connection: close`); at most `size` are open at once (a request waits for one), and an
-idle one older than `idle` seconds is closed rather than reused (servers close idle connections too:
-uvicorn after 5 s). A kept connection that closes without a byte of answer (the server closed it as
-the request went out) is retried once on a new one: the server never read that request.
+(HTTP/1.1, no `connection: close`, no byte after the answer); at most `size` are open at once (a
+request waits for one), and an idle one older than `idle` seconds is closed rather than reused
+(servers close idle connections too: uvicorn after 5 s). A kept connection that closes without a
+byte of answer (the server closed it as the request went out) is retried once on a new one: the
+server never read that request.
 """
 
 from __future__ import annotations
