@@ -145,3 +145,22 @@ async def test_an_answer_whose_length_is_ambiguous_is_refused_with_the_reason() 
                     await lean.request(lane, "tools/call", {"name": "x"})
             finally:
                 await lane.aclose()
+
+
+async def test_bytes_after_an_answer_leave_its_connection_and_a_1xx_before_it_is_skipped() -> None:
+    """A 103 comes first, and stray bytes after the sized JSON answer: the answer stands, its connection is not
+    reused (the hand-written parser kept it, and the next call read the stray bytes as its answer)."""
+
+    def answer(conn: int, n: int, request: dict[str, object]) -> list[bytes]:
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"conn": conn}}).encode()
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        return [b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + head + body + b"HTTP/1.1 200 OK\r\n\r\n"]
+
+    async with raw_server(answer) as (url, counts):
+        lane = lean.lane(url, {}, "s1", "2025-11-25")
+        try:
+            assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 0}
+            assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 1}
+        finally:
+            await lane.aclose()
+        assert counts == [1, 1]
