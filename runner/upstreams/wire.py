@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import anyio
-import httptools
 
 READ_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers
@@ -84,7 +83,12 @@ class _Answer:
     """httptools' callbacks for one answer: the final status and head (a 1xx before it skipped), the body's pieces."""
 
     def __init__(self) -> None:
+        try:  # imported here: the runner serves without httptools (`--http h11`, docs/cli.md); its calls need it
+            import httptools  # noqa: PLC0415
+        except ImportError as exc:
+            raise WireError(f"calls to HTTP upstreams need httptools, which cannot be imported ({exc})") from None
         self.parser = httptools.HttpResponseParser(self)
+        self.errors, self.upgrade = httptools.HttpParserError, httptools.HttpParserUpgrade
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
@@ -126,9 +130,9 @@ class _Answer:
     def feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except self.upgrade:
             raise WireError("the upstream's answer switches protocols") from None
-        except httptools.HttpParserError as exc:
+        except self.errors as exc:
             if self.complete:  # after the answer: it stands, the connection is not reused
                 self.keep = False
                 return
