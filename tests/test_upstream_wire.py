@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -164,3 +165,15 @@ async def test_bytes_after_an_answer_leave_its_connection_and_a_1xx_before_it_is
         finally:
             await lane.aclose()
         assert counts == [1, 1]
+
+
+async def test_without_httptools_a_call_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a platform without its build the runner serves (`--http h11`), but a call to an HTTP upstream needs it."""
+    monkeypatch.setitem(sys.modules, "httptools", None)  # `import httptools` raises ImportError, as without a build
+    async with raw_server(lambda conn, n, request: sse(request, {})) as (url, _):
+        lane = lean.lane(url, {}, "s1", "2025-11-25")
+        try:
+            with pytest.raises(WireError, match="calls to HTTP upstreams need httptools, which cannot be imported"):
+                await lean.request(lane, "tools/call", {"name": "x"})
+        finally:
+            await lane.aclose()
