@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -124,3 +125,55 @@ async def test_a_stream_held_open_after_its_answer_is_left_with_its_connection()
         finally:
             await lane.aclose()
         assert counts == [1, 1]
+
+
+async def test_an_answer_whose_length_is_ambiguous_is_refused_with_the_reason() -> None:
+    """Two content-lengths, a content-length with chunked, or one that is not a plain number: the body's end is not
+    certain, so the answer is refused with llhttp's reason (the hand-written parser took one guess or the other)."""
+    body = b'{"jsonrpc": "2.0", "id": 1, "result": {}}'
+    length = str(len(body)).encode()
+    answers = {
+        b"content-length: 2\r\ncontent-length: " + length: "Duplicate Content-Length",
+        b"content-length: " + length + b"\r\ntransfer-encoding: chunked": "Transfer-Encoding can't be present",
+        b"content-length: +" + length: "Invalid character in Content-Length",
+    }
+    for fields, reason in answers.items():
+        answer = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + fields + b"\r\n\r\n" + body]
+        async with raw_server(lambda conn, n, request, answer=answer: answer) as (url, _):
+            lane = lean.lane(url, {}, "s1", "2025-11-25")
+            try:
+                with pytest.raises(WireError, match=f"not HTTP/1.1 the runner can read: {reason}"):
+                    await lean.request(lane, "tools/call", {"name": "x"})
+            finally:
+                await lane.aclose()
+
+
+async def test_bytes_after_an_answer_leave_its_connection_and_a_1xx_before_it_is_skipped() -> None:
+    """A 103 comes first, and stray bytes after the sized JSON answer: the answer stands, its connection is not
+    reused (the hand-written parser kept it, and the next call read the stray bytes as its answer)."""
+
+    def answer(conn: int, n: int, request: dict[str, object]) -> list[bytes]:
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"conn": conn}}).encode()
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        return [b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + head + body + b"HTTP/1.1 200 OK\r\n\r\n"]
+
+    async with raw_server(answer) as (url, counts):
+        lane = lean.lane(url, {}, "s1", "2025-11-25")
+        try:
+            assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 0}
+            assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 1}
+        finally:
+            await lane.aclose()
+        assert counts == [1, 1]
+
+
+async def test_without_httptools_a_call_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a platform without its build the runner serves (`--http h11`), but a call to an HTTP upstream needs it."""
+    monkeypatch.setitem(sys.modules, "httptools", None)  # `import httptools` raises ImportError, as without a build
+    async with raw_server(lambda conn, n, request: sse(request, {})) as (url, _):
+        lane = lean.lane(url, {}, "s1", "2025-11-25")
+        try:
+            with pytest.raises(WireError, match="calls to HTTP upstreams need httptools, which cannot be imported"):
+                await lean.request(lane, "tools/call", {"name": "x"})
+        finally:
+            await lane.aclose()

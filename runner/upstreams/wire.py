@@ -1,20 +1,28 @@
-"""POSTs to one HTTP upstream on kept-alive HTTP/1.1 connections: asyncio streams and a small, bounded parser.
+"""POSTs to one HTTP upstream on kept-alive HTTP/1.1 connections: asyncio streams, answers parsed by httptools.
 
 Why not httpcore2 (what httpx2 uses) or h11: per request httpcore2 takes a pool lock, starts a cancel
 scope for every read and write and sends the headers and the body in two writes, and h11 validates
 every header of every request with regular expressions and steps a state machine per event; on a
 call the upstream answers in about a millisecond, that was 0.25-0.4 ms of the runner's CPU, most of
 what a plain socket exchange costs (docs/performance.md, "Upstreams"). Here the request's head is
-built once per upstream (its headers checked once, `head`), a request is one write, and the answer
-is parsed as HTTP/1.1 needs it for a POST: the status line and headers (at most `MAX_HEAD_BYTES`),
-then a chunked, sized or close-delimited body, read in pieces of at most `READ_BYTES` (a chunk size
-is never trusted to allocate). The caller's cancel scope (the entry's `timeout`) bounds the request.
+built once per upstream (its headers checked once, `head`) and a request is one write.
+
+Why httptools for the answer: HTTP/1.1 framing (chunked, sized or close-delimited bodies, a length
+given twice or with chunked, obsolete line ends) is where hand-written parsers go wrong, and
+httptools is MagicStack's binding of llhttp, the parser Node.js uses, already here because uvicorn
+parses requests with it; it costs less CPU than the hand-written parser it replaced. It is fed the
+bytes as they are read; the bounds are this module's: the head is at most `MAX_HEAD_BYTES` read
+(counted before the head's end), the body is read in pieces of at most `READ_BYTES` and handed on
+as it comes (a chunk size is never trusted to allocate), an informational 1xx answer is skipped,
+and anything llhttp refuses is a `WireError` with its reason. The caller's cancel scope (the
+entry's `timeout`) bounds the request.
 
 A connection goes back to the pool only when its answer was read to its end and both sides keep it
-(HTTP/1.1, no `connection: close`); at most `size` are open at once (a request waits for one), and an
-idle one older than `idle` seconds is closed rather than reused (servers close idle connections too:
-uvicorn after 5 s). A kept connection that closes without a byte of answer (the server closed it as
-the request went out) is retried once on a new one: the server never read that request.
+(HTTP/1.1, no `connection: close`, no byte after the answer); at most `size` are open at once (a
+request waits for one), and an idle one older than `idle` seconds is closed rather than reused
+(servers close idle connections too: uvicorn after 5 s). A kept connection that closes without a
+byte of answer (the server closed it as the request went out) is retried once on a new one: the
+server never read that request.
 """
 
 from __future__ import annotations
@@ -61,13 +69,74 @@ class Response:
     headers: list[tuple[bytes, bytes]]  # names in lower case
     connection: _Connection
     ended: bool = False
-    keep: bool = True  # HTTP/1.1 without `connection: close`
+    keep: bool = True  # HTTP/1.1 without `connection: close`, and (once read) the answer ended as its head said
+    reading: _Answer | None = field(default=None, repr=False)
 
     async def aiter_stream(self) -> AsyncIterator[bytes]:
         """The body's bytes as they come, in pieces of at most READ_BYTES."""
         async for piece in self.connection.body(self):
             yield piece
         self.ended = True
+
+
+class _Answer:
+    """httptools' callbacks for one answer: the final status and head (a 1xx before it skipped), the body's pieces."""
+
+    def __init__(self) -> None:
+        try:  # imported here: the runner serves without httptools (`--http h11`, docs/cli.md); its calls need it
+            import httptools  # noqa: PLC0415
+        except ImportError as exc:
+            raise WireError(f"calls to HTTP upstreams need httptools, which cannot be imported ({exc})") from None
+        self.parser = httptools.HttpResponseParser(self)
+        self.errors, self.upgrade = httptools.HttpParserError, httptools.HttpParserUpgrade
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.version = ""
+        self.keep = False  # HTTP/1.1 without `connection: close`, and nothing after the answer
+        self.pieces: list[bytes] = []
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # bytes after the answer: nothing a POST's answer may have, so the connection is not reused
+            self.keep = False
+        elif not self.head_done:
+            self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:  # not a chunked body's trailers
+            self.headers.append((name.lower(), value.strip()))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # informational: the answer comes after it
+            return
+        self.status, self.head_done = status, True
+        self.version = self.parser.get_http_version()  # read here: the parser resets its state once the answer ends
+        self.keep = self.version == "1.1" and self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.complete = True
+
+    def until_close(self) -> bool:
+        """Neither a content-length nor chunked: the body ends with the connection (asked only when it ends)."""
+        chunked = any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
+        return not chunked and all(n != b"content-length" for n, _ in self.headers)
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except self.upgrade:
+            raise WireError("the upstream's answer switches protocols") from None
+        except self.errors as exc:
+            if self.complete:  # after the answer: it stands, the connection is not reused
+                self.keep = False
+                return
+            raise WireError(f"the upstream's answer is not HTTP/1.1 the runner can read: {exc}") from None
 
 
 @dataclass(eq=False)
@@ -77,78 +146,39 @@ class _Connection:
     used: float = field(default_factory=time.monotonic)
 
     async def answer(self) -> Response:
-        """The status line and headers (an informational 1xx answer is skipped)."""
-        while True:
-            try:
-                raw = await self.reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    raise WireError("the upstream closed the connection in the middle of an answer") from None
-                raise Closed("the upstream closed the connection without an answer") from None
-            except asyncio.LimitOverrunError:
-                raise WireError(f"the upstream's answer headers are over {MAX_HEAD_BYTES // 1024} KiB") from None
-            status_line, *lines = raw[:-4].split(b"\r\n")
-            version, _, rest = status_line.partition(b" ")
-            code = rest[:3]
-            if version not in (b"HTTP/1.1", b"HTTP/1.0") or not code.isdigit():
-                raise WireError("the upstream's answer is not HTTP/1.1")
-            headers = []
-            for line in lines:
-                name, colon, value = line.partition(b":")
-                if not colon or not _TOKEN.fullmatch(name):
-                    raise WireError("the upstream's answer has a malformed header")
-                headers.append((name.lower(), value.strip()))
-            status = int(code)
-            if 100 <= status < 200:
-                continue
-            close = any(n == b"connection" and b"close" in v.lower() for n, v in headers)
-            return Response(status, headers, self, keep=version == b"HTTP/1.1" and not close)
+        """The status and headers, from at most MAX_HEAD_BYTES read (an informational 1xx answer is skipped)."""
+        answer, fed = _Answer(), 0
+        while not answer.head_done:
+            if fed >= MAX_HEAD_BYTES:
+                raise WireError(f"the upstream's answer headers are over {MAX_HEAD_BYTES // 1024} KiB")
+            data = await self.reader.read(MAX_HEAD_BYTES - fed)
+            if not data:
+                if fed:
+                    raise WireError("the upstream closed the connection in the middle of an answer")
+                raise Closed("the upstream closed the connection without an answer")
+            fed += len(data)
+            answer.feed(data)
+        if answer.version not in ("1.1", "1.0"):
+            raise WireError("the upstream's answer is not HTTP/1.1")
+        return Response(answer.status, answer.headers, self, keep=answer.keep, reading=answer)
 
     async def body(self, response: Response) -> AsyncIterator[bytes]:
-        values = dict(response.headers)
-        if response.status in (204, 304):
-            return
-        if b"chunked" in values.get(b"transfer-encoding", b"").lower():
-            async for piece in self._chunked():
+        answer = response.reading
+        assert answer is not None  # set by `answer`
+        while True:
+            pieces, answer.pieces = answer.pieces, []
+            for piece in pieces:
                 yield piece
-        elif b"content-length" in values:
-            try:
-                left = int(values[b"content-length"])
-            except ValueError:
-                raise WireError("the upstream's content-length is not a number") from None
-            while left > 0:
-                piece = await self.reader.read(min(left, READ_BYTES))
-                if not piece:
-                    raise WireError("the upstream closed the connection in the middle of an answer")
-                left -= len(piece)
-                yield piece
-        else:  # the body ends with the connection
-            response.keep = False
-            while piece := await self.reader.read(READ_BYTES):
-                yield piece
-
-    async def _chunked(self) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                line = await self.reader.readuntil(b"\r\n")
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise WireError("the upstream's chunked answer is malformed") from None
-                if size == 0:
-                    while await self.reader.readuntil(b"\r\n") != b"\r\n":  # trailers, to the empty line
-                        pass
+            if answer.complete:
+                response.keep = response.keep and answer.keep
+                return
+            data = await self.reader.read(READ_BYTES)
+            if not data:
+                if answer.until_close():
+                    response.keep = False
                     return
-                while size > 0:
-                    piece = await self.reader.read(min(size, READ_BYTES))
-                    if not piece:
-                        raise WireError("the upstream closed the connection in the middle of an answer")
-                    size -= len(piece)
-                    yield piece
-                if await self.reader.readexactly(2) != b"\r\n":
-                    raise WireError("the upstream's chunked answer is malformed")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            raise WireError("the upstream's chunked answer is malformed or cut short") from None
+                raise WireError("the upstream closed the connection in the middle of an answer")
+            answer.feed(data)
 
     def close(self) -> None:
         self.writer.close()
