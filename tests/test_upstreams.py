@@ -633,3 +633,23 @@ async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_cal
             assert heard[me] == [f"log thinking about {me}", f"asked what about {me}?", f"sampled a word for {me}"]
     finally:
         runner.stop()
+
+
+async def test_without_httptools_calls_to_an_http_upstream_go_through_the_sdks_client(
+    tmp_path: Path, plain_http: str
+) -> None:
+    """On a platform without an httptools build the runner serves on h11, and its calls to an HTTP upstream take the
+    SDK's client instead of the lean path (runner/upstreams/wire.py parses with httptools): slower, never broken."""
+    shadow = tmp_path / "shadow" / "httptools"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no httptools build for this platform')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
+    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n", env=env).start()
+    try:
+        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+        async with mcp_client(runner.url) as client:
+            result = await client.call_tool("plain_add", {"a": 2, "b": 3})
+            assert not result.is_error and result.structured_content == {"total": 5}, result
+        assert "calls go through the SDK's client (httptools cannot be imported)" in runner.logged()
+    finally:
+        runner.stop()

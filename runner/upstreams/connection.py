@@ -28,7 +28,7 @@ from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
-from runner.upstreams import forward, lean
+from runner.upstreams import forward, lean, wire
 from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
 from runner.upstreams.stdio import MAX_MESSAGE_BYTES, stdio_transport
@@ -330,6 +330,10 @@ class _http_client:  # noqa: N801 - an async context manager used like a functio
         """The lean call path on the SDK client's session; None when its requests do not come through KeepAlive
         (a proxy from the environment serves them: calls then stay on the SDK client, through the proxy)."""
         if self.keepalive.session is None or self.entry.url is None:
+            return None
+        if not wire.available():  # no httptools build for this platform: the SDK's client, slower, still works
+            name = self.entry.name
+            logger.warning("upstream %r: calls go through the SDK's client (httptools cannot be imported)", name)
             return None
         session, version, url = self.keepalive.session
         try:

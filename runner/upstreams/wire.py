@@ -44,6 +44,15 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110
 _VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")  # a header value: no CR, LF, NUL or other controls
 
 
+def available() -> bool:
+    """Whether httptools imports here: without a build for this platform, calls stay on the SDK's client."""
+    try:
+        import httptools  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
 class WireError(Exception):
     """The connection failed, or the answer is not HTTP/1.1 the runner can read."""
 
