@@ -262,6 +262,8 @@ async def test_reload_keeps_an_unchanged_upstreams_process_and_applies_the_chang
         changed = "name: front\nupstreams:\n" + plain_entry() + plain_entry("third", "three")  # other -> third
         health = await edit_and_wait(runner.manifest.parent, runner.health_url, "front.yaml", changed)
         assert health["last_reload"]["result"] == "ok", health
+        said = str(health["last_reload"]["changes"])  # what the reload changed: the unchanged upstream's tools did not
+        assert "other_whoami" in said and "plain_" not in said, said
         await wait_for_health(
             runner.health_url,
             lambda h: connected("plain", "third")(h) and "other" not in h["upstreams"],

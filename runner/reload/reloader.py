@@ -185,11 +185,13 @@ class Reloader:
     async def _swap(self, manifest: Manifest, built: Built, digest: str, started: float) -> ReloadResult:
         live = self.live
         built.server.guard = _carry_over(live.guard, built.server.guard)
-        view = await snapshot(built.server)
         if live.changed_lists != self.view_changes:  # changed at run time (`add_tool`...): what clients see now
             self.view = await snapshot(live)
         functions = events.functions(live)
         live.adopt(built.server)  # the atomic step
+        # What clients see now, from the live server: the new build alone does not serve the upstreams' tools
+        # (their connections are the live server's), so its own view would report them all as removed.
+        view = await snapshot(live)
         self.settler.replaced()
         # The new build took what it reuses from the old cache; emptied, the old Built (which
         # `serve` still holds for the start-up one) keeps no replaced function alive.
