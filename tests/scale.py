@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 
 from runner.deploy.nginx import Upstream, write
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, debian_binary, free_port, wait_for_port
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, debian_binary, free_port, loopback_get, wait_for_port
 
 MANIFEST = """\
 name: scale test
@@ -275,7 +275,7 @@ class Cluster:
 def ready(port: int) -> int | None:
     """A replica's /readyz status, or None when nothing accepts the connection."""
     try:
-        return httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+        return loopback_get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
     except httpx2.TransportError:
         return None
 

@@ -8,7 +8,7 @@ import httpx2
 import jwt
 import pytest
 
-from tests.helpers import Issuer, Key, RunnerProcess, mcp_client, post_initialize, unsigned_token
+from tests.helpers import Issuer, Key, RunnerProcess, loopback_get, mcp_client, post_initialize, unsigned_token
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +74,7 @@ def test_non_bearer_scheme_is_401(signin_runner: tuple[RunnerProcess, Issuer]) -
 
 def test_protected_resource_metadata(signin_runner: tuple[RunnerProcess, Issuer]) -> None:
     runner, issuer = signin_runner
-    document = httpx2.get(metadata_url(runner)).json()
+    document = loopback_get(metadata_url(runner)).json()
     assert document["resource"] == runner.url
     assert document["authorization_servers"] == [f"{issuer.base_url}/test-app"]
     assert document["bearer_methods_supported"] == ["header"]

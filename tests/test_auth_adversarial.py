@@ -19,7 +19,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, Key, RunnerProcess, b64url, mcp_client, unsigned_token
+from tests.helpers import (
+    INITIALIZE,
+    Issuer,
+    JWKSServer,
+    Key,
+    RunnerProcess,
+    b64url,
+    loopback_get,
+    mcp_client,
+    unsigned_token,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -363,7 +373,7 @@ def test_deeply_nested_body_is_not_a_500(guarded: Guarded) -> None:
 
 
 def test_metadata_lists_every_scope_and_the_name(guarded: Guarded) -> None:
-    document = httpx2.get(guarded.metadata).json()
+    document = loopback_get(guarded.metadata).json()
     assert document["scopes_supported"] == ["mcp", "admin", "write", "secrets"]
     assert document["resource_name"] == "guarded"
     assert document["resource"] == guarded.runner.url

@@ -14,10 +14,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2
 import pytest
 
-from tests.helpers import RunnerProcess, mcp_client
+from tests.helpers import RunnerProcess, loopback_get, mcp_client
 from tests.scale import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +45,7 @@ def publish(mount: Path, version: str, files: dict[str, str]) -> None:
 
 
 def health(process: RunnerProcess) -> dict[str, object]:
-    answer: dict[str, object] = httpx2.get(f"http://127.0.0.1:{process.port}/healthz", timeout=10).json()
+    answer: dict[str, object] = loopback_get(f"http://127.0.0.1:{process.port}/healthz", timeout=10).json()
     return answer
 
 

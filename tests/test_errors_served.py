@@ -16,14 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 
 from tests.conftest import copy_example
-from tests.helpers import RunnerProcess, free_port, mcp_client, run_main, runner_cmd, stop_process, wait_for_port
+from tests.helpers import (
+    RunnerProcess,
+    free_port,
+    loopback_get,
+    mcp_client,
+    run_main,
+    runner_cmd,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -176,7 +184,7 @@ async def test_default_server_version_is_the_runners_plus_the_manifest_hash(serv
 
     async with mcp_client(served.url, mode=mode) as client:
         info = server_info(client, await client.call_tool("add", {"a": 1, "b": 2}))
-    digest = httpx2.get(served.url.replace("/mcp", "/healthz"), timeout=30).json()["manifest_sha256"]
+    digest = loopback_get(served.url.replace("/mcp", "/healthz"), timeout=30).json()["manifest_sha256"]
     assert info["name"] == "Client errors"
     assert info["version"] == f"{RUNNER_VERSION}+{digest[:8]}"
 

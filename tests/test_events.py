@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, loopback_get, mcp_client
 
 pytestmark = [
     pytest.mark.anyio,
@@ -97,7 +96,7 @@ class Served:
         return self.issuer.token(scope=scope)
 
     def health(self) -> dict[str, Any]:
-        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     async def edit(self, name: str, text: str) -> None:
         health = await edit_and_wait(self.folder, self.runner.health_url, name, text)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types import ToolListChangedNotification
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, mcp_client, run_main
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, loopback_get, mcp_client, run_main
 from tests.realredis import RedisServer
 from tests.test_events import ANN, GREET, HELPER, MANIFEST, STATUS, TOOLS, Served, legacy_watcher, modern_watcher
 
@@ -39,7 +38,7 @@ class Replicas:
     b: Served
 
     def health(self, replica: Served) -> dict[str, Any]:
-        return httpx2.get(f"http://127.0.0.1:{replica.runner.port}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"http://127.0.0.1:{replica.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     async def until_bus(self, replica: Served, state: str) -> dict[str, Any]:
         with anyio.fail_after(30):
@@ -168,7 +167,7 @@ async def test_bus_password_is_never_shown(tmp_path: Path) -> None:
     runner = RunnerProcess(tmp_path / "m.yaml", env={"EVENTS_BUS": url}, log=tmp_path / "server.log").start()
     try:
         with anyio.fail_after(30):
-            while (bus := httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()["bus"])[
+            while (bus := loopback_get(f"http://127.0.0.1:{runner.port}/healthz").json()["bus"])[
                 "state"
             ] != "disconnected":
                 await anyio.sleep(0.05)

@@ -35,7 +35,16 @@ from bench.attacks import (
     statuses,
 )
 from runner.observe.endpoint import MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS
-from tests.helpers import INITIALIZE, Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, wait_for_port
+from tests.helpers import (
+    INITIALIZE,
+    Issuer,
+    JWKSServer,
+    RunnerProcess,
+    free_port,
+    loopback_get,
+    mcp_client,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -263,7 +272,8 @@ def test_a_request_head_past_the_bound_gets_431_and_the_connection_is_closed(ser
     assert sent < 4 * 1024 * 1024
     # A head under the bound is served as ever.
     big = "x" * 8000
-    assert httpx2.get(f"http://127.0.0.1:{served.port}/healthz", headers={"X-Big": big}, timeout=30).status_code == 200
+    healthz_url = f"http://127.0.0.1:{served.port}/healthz"
+    assert loopback_get(healthz_url, headers={"X-Big": big}, timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("shape", ["headers", "url"])
@@ -482,13 +492,13 @@ def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
 
 def test_the_metrics_port_checks_host_and_origin(metered: Metered) -> None:
     """Through DNS rebinding a page read the tool names, the manifest's path and the call rates."""
-    assert httpx2.get(metered.url, headers={"Host": "evil.example"}, timeout=30).status_code == 421
-    assert httpx2.get(metered.url, headers={"Host": f"evil.example:{metered.port}"}, timeout=30).status_code == 421
-    assert httpx2.get(metered.url, headers={"Origin": "http://evil.example"}, timeout=30).status_code == 403
-    scraped = httpx2.get(metered.url, timeout=30)
+    assert loopback_get(metered.url, headers={"Host": "evil.example"}, timeout=30).status_code == 421
+    assert loopback_get(metered.url, headers={"Host": f"evil.example:{metered.port}"}, timeout=30).status_code == 421
+    assert loopback_get(metered.url, headers={"Origin": "http://evil.example"}, timeout=30).status_code == 403
+    scraped = loopback_get(metered.url, timeout=30)
     assert scraped.status_code == 200 and "mcp_runner_calls" in scraped.text
     local = {"Host": f"localhost:{metered.port}", "Origin": f"http://localhost:{metered.port}"}
-    assert httpx2.get(metered.url, headers=local, timeout=30).status_code == 200
+    assert loopback_get(metered.url, headers=local, timeout=30).status_code == 200
 
 
 def test_idle_sockets_on_the_metrics_port_neither_pile_up_threads_nor_block_a_scrape(metered: Metered) -> None:
@@ -499,7 +509,7 @@ def test_idle_sockets_on_the_metrics_port_neither_pile_up_threads_nor_block_a_sc
     try:
         for sock in idle[:10]:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head, then nothing
-        scraped = httpx2.get(metered.url, timeout=30)
+        scraped = loopback_get(metered.url, timeout=30)
         assert scraped.status_code == 200 and "mcp_runner_calls" in scraped.text
         assert metered.threads() - before <= MAX_METRICS_CONNECTIONS + 2  # one per connection, bounded
         deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 from runner.http.security import HostRules
 from runner.manifest.errors import ManifestError
 from runner.manifest.model import load
-from tests.helpers import INITIALIZE, RunnerProcess, edit_and_wait
+from tests.helpers import INITIALIZE, RunnerProcess, edit_and_wait, loopback_get
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ def status(runner: RunnerProcess, host: str | None = None, origin: str | None = 
         headers["Origin"] = origin
     url = f"http://127.0.0.1:{runner.port}{path}"
     response = (
-        httpx2.post(url, json=INITIALIZE, headers=headers) if path == "/mcp" else httpx2.get(url, headers=headers)
+        httpx2.post(url, json=INITIALIZE, headers=headers) if path == "/mcp" else loopback_get(url, headers=headers)
     )
     return response.status_code
 

@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from bench.attacks import closed_by_server
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, runner_cmd
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, loopback_get, mcp_client, runner_cmd
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +59,7 @@ class Edge:
         return f"http://127.0.0.1:{self.runner.port}"
 
     def health(self) -> dict[str, object]:
-        return httpx2.get(f"{self.origin}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"{self.origin}/healthz").json()  # type: ignore[no-any-return]
 
     def edit(self, name: str, text: str) -> dict[str, Any]:
         """For the sync tests: `edit_and_wait` in an event loop of its own."""
@@ -111,14 +111,14 @@ def test_healthz_shows_where_and_what_kind_never_the_message(edge: Edge) -> None
     where = location_of((edge.folder / "edge.yaml").read_text(), "edge_tools:add")
     kind = f"exception at import (RuntimeError), raised at edge_tools.py:{line}"
     assert error == f"{edge.runner.manifest}:{where}: {kind}"
-    assert "S3cr3t" not in httpx2.get(f"{edge.origin}/healthz").text
+    assert "S3cr3t" not in loopback_get(f"{edge.origin}/healthz").text
     edge.logs.wait_for(f"importing 'edge_tools' raised RuntimeError: {SECRET}")  # the full report: in the log
 
     # A value the manifest check echoes back (here a bad function reference) stays in the log too.
     good = (edge.folder / "edge.yaml").read_text()
     health = edge.edit("edge.yaml", good.replace("edge_tools:add", "S3cr3t-not-a-ref"))
     assert health["last_reload"]["error"] == f"{edge.runner.manifest}:{where}: invalid function reference"  # type: ignore[index]
-    assert "S3cr3t" not in httpx2.get(f"{edge.origin}/healthz").text
+    assert "S3cr3t" not in loopback_get(f"{edge.origin}/healthz").text
     edge.logs.wait_for("got 'S3cr3t-not-a-ref'")
 
     (edge.folder / "edge_tools.py").write_text(TOOLS)
@@ -133,13 +133,13 @@ ROUTES = ["/healthz", "/readyz", "/.well-known/oauth-protected-resource/mcp", "/
 @pytest.mark.parametrize("path", ROUTES)
 def test_foreign_host_or_origin_is_refused_on_every_route(edge: Edge, path: str) -> None:
     url = edge.origin + path
-    assert httpx2.get(url, headers={"Host": f"evil.example:{edge.runner.port}"}).status_code == 421
-    assert httpx2.get(url, headers={"Host": "evil.example"}).status_code == 421
-    assert httpx2.get(url, headers={"Origin": "http://evil.example"}).status_code == 403
-    assert httpx2.get(url, headers={"Origin": f"http://localhost:{edge.runner.port}"}).status_code != 403
+    assert loopback_get(url, headers={"Host": f"evil.example:{edge.runner.port}"}).status_code == 421
+    assert loopback_get(url, headers={"Host": "evil.example"}).status_code == 421
+    assert loopback_get(url, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert loopback_get(url, headers={"Origin": f"http://localhost:{edge.runner.port}"}).status_code != 403
     for host in (f"localhost:{edge.runner.port}", f"127.0.0.1:{edge.runner.port}"):
         expected = 401 if path == "/mcp" else 200  # the MCP endpoint still wants its token
-        assert httpx2.get(url, headers={"Host": host}).status_code == expected
+        assert loopback_get(url, headers={"Host": host}).status_code == expected
 
 
 @dataclass
@@ -175,7 +175,7 @@ async def test_loopback_is_decided_by_address_not_spelling(tmp_path: Path) -> No
         initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         headers = {"Host": "evil.example", "Accept": "application/json, text/event-stream"}
         assert httpx2.post(runner.url, json=initialize, headers=headers).status_code == 421
-        assert httpx2.get(f"http://[::1]:{runner.port}/healthz", headers={"Host": "evil.example"}).status_code == 421
+        assert loopback_get(f"http://[::1]:{runner.port}/healthz", headers={"Host": "evil.example"}).status_code == 421
         async with mcp_client(runner.url) as client:  # the real name of the place still works
             assert [t.name for t in (await client.list_tools()).tools] == ["add"]
     finally:
@@ -189,8 +189,8 @@ def test_a_token_in_the_query_string_never_reaches_the_log(edge: Edge) -> None:
     token = edge.issuer.token()
     refused = httpx2.post(f"{edge.runner.url}?access_token={token}&x=1", json={})
     assert refused.status_code == 401
-    assert httpx2.get(f"{edge.origin}/nowhere/{token}").status_code == 404
-    assert httpx2.get(f"{edge.origin}/healthz?token={token}").status_code == 200
+    assert loopback_get(f"{edge.origin}/nowhere/{token}").status_code == 404
+    assert loopback_get(f"{edge.origin}/healthz?token={token}").status_code == 200
     edge.logs.wait_for('"GET /healthz HTTP/1.1" 200')  # the access log is on, and read
     edge.logs.wait_for('"POST /mcp HTTP/1.1" 401')
     edge.logs.wait_for('"GET /nowhere/[redacted] HTTP/1.1" 404')
@@ -218,7 +218,7 @@ async def test_half_sent_requests_neither_lock_clients_out_nor_stay_open(edge: E
     finally:
         for sock in attackers:
             sock.close()
-    assert httpx2.get(f"{edge.origin}/readyz").status_code == 200
+    assert loopback_get(f"{edge.origin}/readyz").status_code == 200
 
 
 def test_open_file_soft_limit_is_raised_to_the_hard_limit(edge: Edge) -> None:

@@ -6,12 +6,11 @@ import stat
 import subprocess
 from pathlib import Path
 
-import httpx2
 import jwt
 import pytest
 
 from tests.conftest import copy_example
-from tests.helpers import RunnerProcess, free_port, mcp_client, post_initialize, run_cli, run_main
+from tests.helpers import RunnerProcess, free_port, loopback_get, mcp_client, post_initialize, run_cli, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +61,7 @@ async def test_token_then_call(tmp_path: Path) -> None:
         other = run_main("token", str(manifest), "--port", "9", cwd=tmp_path).stdout.strip()
         assert post_initialize(runner.url, other).status_code == 401
 
-        jwks = httpx2.get(f"http://127.0.0.1:{port}/apps/local/discovery/v2.0/keys").json()
+        jwks = loopback_get(f"http://127.0.0.1:{port}/apps/local/discovery/v2.0/keys").json()
         assert [k["kid"] for k in jwks["keys"]] == [jwt.get_unverified_header(token)["kid"]]
         assert "d" not in jwks["keys"][0]  # public part only
     finally:

@@ -14,7 +14,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, free_port, mcp_client, post_initialize
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, free_port, loopback_get, mcp_client, post_initialize
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +89,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iter
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a real scrape, keyed by (sample name, sorted labels)."""
-    text = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    text = loopback_get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -175,7 +175,7 @@ async def test_scrape_counts_match_calls(observed: tuple[RunnerProcess, Issuer, 
     assert delta("mcp_runner_reload_duration_seconds_count", result="failed") == 1
     assert value(after, "mcp_runner_jwks_fetches_total", result="ok") >= 1
     assert value(after, "mcp_runner_listen_streams") == 0
-    health = httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()
+    health = loopback_get(f"http://127.0.0.1:{runner.port}/healthz").json()
     info = [k for k in after if k[0] == "mcp_runner_manifest_info"]
     assert len(info) == 1 and ("sha256", health["manifest_sha256"]) in info[0][1]
 
@@ -188,8 +188,8 @@ def test_metrics_live_on_their_own_loopback_port(observed: tuple[RunnerProcess, 
     runner, _, port = observed
     assert port != runner.port
     for path in ("/metrics", "/metrics/"):
-        assert httpx2.get(f"http://127.0.0.1:{runner.port}{path}").status_code == 404
-    assert "mcp_runner_calls_total" in httpx2.get(f"http://127.0.0.1:{port}/metrics").text
+        assert loopback_get(f"http://127.0.0.1:{runner.port}{path}").status_code == 404
+    assert "mcp_runner_calls_total" in loopback_get(f"http://127.0.0.1:{port}/metrics").text
     start = json.loads(runner.logged().splitlines()[0])  # the start-up block, as one JSON record
     assert f"metrics:   http://127.0.0.1:{port}/metrics" in start["message"]  # no host given: loopback
 

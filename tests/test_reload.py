@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp.shared.subscriptions import ToolsListChanged
 
-from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, reloaded, settled_reloads
+from tests.helpers import RunnerProcess, edit_and_wait, loopback_get, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +69,7 @@ class Live:
         return self.runner.url
 
     def health(self) -> dict[str, Any]:
-        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     def write(self, name: str, text: str) -> None:
         (self.folder / name).write_text(textwrap.dedent(text))
@@ -285,7 +284,7 @@ def test_healthz_and_readyz(live: Live) -> None:
     assert health["tools"] == 4 and health["resources"] == 0 and health["prompts"] == 0
 
     assert health["manifest_sha256"] == hashlib.sha256((live.folder / "live.yaml").read_bytes()).hexdigest()
-    ready = httpx2.get(f"http://127.0.0.1:{live.runner.port}/readyz")
+    ready = loopback_get(f"http://127.0.0.1:{live.runner.port}/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
 
 
@@ -295,7 +294,7 @@ def test_no_reload_flag(tmp_path: Path) -> None:
     try:
         (tmp_path / "m.yaml").write_text("name: fixed\ntools: [\n")
         time.sleep(1.0)  # give a watcher, if one were running, ample time to act
-        health = httpx2.get(runner.health_url).json()
+        health = loopback_get(runner.health_url).json()
         assert health["reloads"] == 0
         assert health["reload_pending"] is True  # what is served is older than the disk
     finally:
@@ -330,7 +329,7 @@ def test_signin_changes_apply_on_reload(tmp_path: Path, jwks: Any) -> None:
             assert time.monotonic() < deadline, "the new signin.resource never took effect"
             time.sleep(0.05)
         assert post_initialize(runner.url, old_audience).status_code == 401
-        metadata = httpx2.get(f"http://127.0.0.1:{runner.port}/.well-known/oauth-protected-resource/mcp-v2")
+        metadata = loopback_get(f"http://127.0.0.1:{runner.port}/.well-known/oauth-protected-resource/mcp-v2")
         assert metadata.json()["resource"] == second
     finally:
         runner.stop()

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
 
-from tests.helpers import RunnerProcess, mcp_client, reloaded, settled_reloads
+from tests.helpers import RunnerProcess, loopback_get, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -154,7 +153,7 @@ class Project:
     runner: RunnerProcess
 
     def health(self) -> dict[str, Any]:
-        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     def write(self, files: dict[str, str]) -> None:
         for name, text in files.items():

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 
-from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_cli
+from tests.helpers import RunnerProcess, edit_and_wait, loopback_get, mcp_client, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +38,7 @@ class Served:
     runner: RunnerProcess
 
     def health(self) -> dict[str, Any]:
-        return httpx2.get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
+        return loopback_get(f"http://127.0.0.1:{self.runner.port}/healthz").json()  # type: ignore[no-any-return]
 
     def write(self, name: str, text: str) -> None:
         (self.folder / name).write_text(textwrap.dedent(text))

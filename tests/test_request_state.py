@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import AESGCMRequestStateCodec
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import ROOT, JWKSServer, RunnerProcess, edit_and_wait, mcp_client, run_main
+from tests.helpers import ROOT, JWKSServer, RunnerProcess, edit_and_wait, loopback_get, mcp_client, run_main
 from tests.realredis import RedisServer
 from tests.scale import Cluster, Nginx
 
@@ -394,7 +393,7 @@ def test_a_replica_without_keys_warns_and_keys_are_never_shown(tmp_path: Path) -
     try:
         with ThreadPoolExecutor() as starting:
             list(starting.map(RunnerProcess.start, servers.values()))
-        health = httpx2.get(servers["keys"].health_url, timeout=10).text
+        health = loopback_get(servers["keys"].health_url, timeout=10).text
         logs = {what: server.stop() for what, server in servers.items()}
     finally:
         for server in servers.values():

@@ -13,7 +13,7 @@ import httpx2
 import mcp_types as types
 import pytest
 
-from tests.helpers import JWKSServer, mcp_client
+from tests.helpers import JWKSServer, loopback_get, mcp_client
 from tests.scale import Cluster, whoami
 
 pytestmark = pytest.mark.anyio
@@ -76,7 +76,7 @@ def test_session_ids_name_their_replica_and_foreign_ones_get_404(cluster: Cluste
 
 def test_healthz_names_the_replica(cluster: Cluster) -> None:
     for replica, process in cluster.replicas.items():
-        health = httpx2.get(f"http://127.0.0.1:{process.port}/healthz", timeout=10).json()
+        health = loopback_get(f"http://127.0.0.1:{process.port}/healthz", timeout=10).json()
         assert health["replica_id"] == replica
         assert len(health["manifest_sha256"]) == 64
 

@@ -15,7 +15,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import INITIALIZE, JWKSServer, mcp_client
+from tests.helpers import INITIALIZE, JWKSServer, loopback_get, mcp_client
 from tests.scale import Cluster
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +49,7 @@ async def test_what_a_stateless_handshake_client_loses(cluster: Cluster) -> None
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
     opened = httpx2.post(cluster.url, json=INITIALIZE, headers=headers, timeout=30)
     assert opened.status_code == 200 and "mcp-session-id" not in opened.headers
-    get = httpx2.get(cluster.url, headers=headers, timeout=30)
+    get = loopback_get(cluster.url, headers=headers, timeout=30)
     assert get.status_code == 405 and get.headers["allow"] == "POST", get.text
     async with mcp_client(cluster.url, token, mode="legacy", elicitation_callback=answer_ann) as client:
         with pytest.raises(MCPError, match="no back-channel for server-initiated requests"):

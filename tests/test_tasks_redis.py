@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 import redis as redis_client
 from helpers import Issuer, JWKSServer, RunnerProcess, healthz
 from realredis import RedisServer
 from taskclient import RPCError, TaskClient, frame, manifest, wait_for
+
+from tests.helpers import loopback_get
 
 TERMINAL = {"completed", "failed", "cancelled"}
 PREFIX = "mcp-runner:tasks:tasks-test"  # the manifest's name (tests/taskclient.py)
@@ -162,7 +163,7 @@ def test_a_forged_record_or_signal_is_dropped_and_the_endpoint_stays_up(replicas
         with pytest.raises(RPCError) as unreadable:  # an unreadable record is no task
             on_a.get(task_id)
         assert unreadable.value.code == -32602
-        health = httpx2.get(replicas.a.health_url, timeout=10)
+        health = loopback_get(replicas.a.health_url, timeout=10)
         assert health.status_code == 200 and health.json()["tasks"] == "ok", health.text
         after = started(replicas, on_a, "after-forgery")  # the endpoint and the tasks machinery are still up
         (replicas.folder / "gates" / "after-forgery.release").touch()

@@ -13,12 +13,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import jwt
 import pytest
 
 from tests.conftest import copy_example
-from tests.helpers import free_port, mcp_client, post_initialize, run_main, runner_cmd, stop_process, wait_for_port
+from tests.helpers import (
+    free_port,
+    loopback_get,
+    mcp_client,
+    post_initialize,
+    run_main,
+    runner_cmd,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -209,6 +217,6 @@ async def test_server_wide_scopes_are_in_every_ready_token(tmp_path: Path, start
     challenge = post_initialize(served.url, None)
     assert challenge.status_code == 401
     metadata_url = challenge.headers["www-authenticate"].split('resource_metadata="')[1].rstrip('"')
-    document = httpx2.get(metadata_url).json()
+    document = loopback_get(metadata_url).json()
     assert document["resource"] == served.url and document["scopes_supported"] == ["mcp", "extra"]
     assert "authorization_servers" not in document

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from runner.observe import tracing
-from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, mcp_client
+from tests.helpers import Issuer, JWKSServer, RunnerProcess, edit_and_wait, loopback_get, mcp_client
 from tests.test_observe import wait_for, write_app
 
 pytestmark = pytest.mark.anyio
@@ -254,7 +254,7 @@ async def test_text_audit_lines_without_token(traced: tuple[RunnerProcess, Issue
     # --metrics 127.0.0.1:0 took a free port, which the start-up block names
     url = next(line.split()[1] for line in logged.splitlines() if line.startswith("  metrics:"))
     assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/metrics")
-    assert 'mcp_runner_calls_total{kind="tool",name="echo",outcome="ok"} 1.0' in httpx2.get(url).text
+    assert 'mcp_runner_calls_total{kind="tool",name="echo",outcome="ok"} 1.0' in loopback_get(url).text
 
 
 def test_without_the_extra_nothing_changes_and_nothing_warns(

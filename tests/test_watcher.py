@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 
-from tests.helpers import RunnerProcess, mcp_client, reloaded, settled_reloads
+from tests.helpers import RunnerProcess, loopback_get, mcp_client, reloaded, settled_reloads
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +19,7 @@ TOOLS = "def add(a: int, b: int) -> int:\n    return a + b\n"
 
 
 def health(runner: RunnerProcess) -> dict[str, Any]:
-    return httpx2.get(f"http://127.0.0.1:{runner.port}/healthz").json()  # type: ignore[no-any-return]
+    return loopback_get(f"http://127.0.0.1:{runner.port}/healthz").json()  # type: ignore[no-any-return]
 
 
 async def until(runner: RunnerProcess, condition: Any) -> dict[str, Any]:
