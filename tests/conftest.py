@@ -40,6 +40,15 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.numprocesses = WORKERS
 
 
+# Modules whose tests wait long (restarts, timeouts of a hanging issuer, the conformance suite): started first,
+# so that no worker begins one of them while the others have run out of work (the suite's tail).
+LONG_FIRST = ("test_request_state.py", "test_hardening_auth.py", "test_conformance.py", "test_hardening_http.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_FIRST)  # stable: the order within each group is kept
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

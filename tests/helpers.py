@@ -421,7 +421,8 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> Any:
 @asynccontextmanager
 async def mcp_client(url: str, token: str | None = None, mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
+    plain = url.startswith("http://")  # no TLS: no CA bundle to load (~20 ms of CPU a client, see loopback_get)
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0), verify=not plain) as http:
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode, **options) as client:  # type: ignore[arg-type]
             yield client
@@ -441,7 +442,9 @@ def post_initialize(url: str, token: str | None, raw_header: str | None = None) 
         headers["Authorization"] = raw_header
     elif token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx2.post(url, json=INITIALIZE, headers=headers, timeout=30)
+    assert url.startswith("http://"), url
+    with httpx2.Client(verify=False, timeout=30) as client:  # plain HTTP on loopback: see loopback_get
+        return client.post(url, json=INITIALIZE, headers=headers)
 
 
 def run_main(
