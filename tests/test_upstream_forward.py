@@ -147,7 +147,7 @@ async def test_a_2026_client_that_cannot_answer_is_not_held_and_the_upstream_hea
     """No elicitation or sampling declared: the call runs as it is, and the upstream's question is refused."""
     await connected_front(stdio_front)
     async with mcp_client(stdio_front.url) as client:  # 2026-07-28, no callbacks: no capabilities
-        with pytest.raises(MCPError, match="no back-channel"):
+        with pytest.raises(MCPError, match="the calling client did not declare the elicitation capability"):
             await client.call_tool("web_chatty", {"topic": "ivy"})
 
 

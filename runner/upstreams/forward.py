@@ -70,6 +70,8 @@ async def elicit(
     caller = CALLER.get()
     if caller is None:
         return _untied()
+    if (undeclared := _undeclared(caller, "elicitation")) is not None:
+        return undeclared
     try:
         if isinstance(caller, HeldCaller):
             answer = await caller.ask(types.ElicitRequest(params=params))
@@ -92,6 +94,8 @@ async def sample(
     caller = CALLER.get()
     if caller is None:
         return _untied()
+    if (undeclared := _undeclared(caller, "sampling")) is not None:
+        return undeclared
     result: type[Any] = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
     try:
         if isinstance(caller, HeldCaller):
@@ -105,6 +109,16 @@ async def sample(
         )
     except Exception as exc:
         return _unanswered("sampling", exc)
+
+
+def _undeclared(caller: Any, capability: str) -> types.ErrorData | None:
+    """A calling client that did not declare `capability` is never asked; the upstream hears that, not the text of
+    whatever the SDK would raise on the way (a 2026-07-28 client without it has no stream to be asked on)."""
+    declared = getattr(caller, "client_capabilities", None)  # the runner's Context; a HeldCaller was checked already
+    if declared is None or getattr(declared, capability, None) is not None:
+        return None
+    message = f"the calling client did not declare the {capability} capability, so the runner cannot ask it"
+    return types.ErrorData(code=types.MISSING_REQUIRED_CLIENT_CAPABILITY, message=message)
 
 
 def _mismatched(kind: str) -> types.ErrorData:
