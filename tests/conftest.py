@@ -42,7 +42,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 # Modules whose tests wait long (restarts, timeouts of a hanging issuer, the conformance suite): started first,
 # so that no worker begins one of them while the others have run out of work (the suite's tail).
-LONG_FIRST = ("test_request_state.py", "test_hardening_auth.py", "test_conformance.py", "test_hardening_http.py")
+LONG_FIRST = ("test_request_state.py", "test_hardening_auth.py", "test_conformance.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
