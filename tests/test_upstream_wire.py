@@ -72,43 +72,44 @@ def sse(request: dict[str, object], result: object, pieces: int = 7) -> list[byt
 
 async def test_chunked_sse_cut_anywhere_is_read_and_the_connection_kept() -> None:
     async with raw_server(lambda conn, n, request: sse(request, {"n": n})) as (url, counts):
-        lane = lean.lane(url, {"Authorization": "Bearer manifest"}, "s1", "2025-11-25")
         heard: list[float] = []
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
             heard.append(done)
 
-        try:
+        async with opened(url, {"Authorization": "Bearer manifest"}) as lane:
             for n in (1, 2, 3):
                 assert await lean.request(lane, "tools/call", {"name": "x"}, progress) == {"n": n}
-        finally:
-            await lane.aclose()
         assert heard == [1, 1, 1] and counts == [3]  # one connection for the three
 
 
 async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
     """The server answers the first request of each connection and closes the connection at the second one."""
     async with raw_server(lambda conn, n, request: sse(request, {"conn": conn}) if n == 1 else None) as (url, counts):
-        lane = lean.lane(url, {}, "s1", "2025-11-25")
-        try:
+        async with opened(url) as lane:
             assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 0}
             assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 1}
-        finally:
-            await lane.aclose()
         assert counts == [2, 1]
 
 
 async def test_an_oversized_head_or_a_header_that_could_split_one_is_refused() -> None:
     huge = [b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * (70 * 1024) + b"\r\n\r\n"]
     async with raw_server(lambda conn, n, request: huge) as (url, _):
-        lane = lean.lane(url, {}, "s1", "2025-11-25")
-        try:
+        async with opened(url) as lane:
             with pytest.raises(WireError, match="over 64 KiB"):
                 await lean.request(lane, "tools/call", {"name": "x"})
-        finally:
-            await lane.aclose()
     with pytest.raises(ValueError, match="cannot be sent"):
         lean.lane(url, {"X-Token": "a\r\nHost: elsewhere"}, "s1", "2025-11-25")
+
+
+@asynccontextmanager
+async def opened(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[lean.Lane]:
+    """A lane to `url` on session s1, closed after the `with`."""
+    lane = lean.lane(url, headers or {}, "s1", "2025-11-25")
+    try:
+        yield lane
+    finally:
+        await lane.aclose()
 
 
 async def _no_progress(done: float, total: float | None, message: str | None) -> None:
@@ -118,12 +119,9 @@ async def _no_progress(done: float, total: float | None, message: str | None) ->
 async def test_a_stream_held_open_after_its_answer_is_left_with_its_connection() -> None:
     """The answer is returned once the stream's end does not come at once; that connection is not reused."""
     async with raw_server(lambda conn, n, request: sse(request, {"conn": conn})[:-1]) as (url, counts):  # no end
-        lane = lean.lane(url, {}, "s1", "2025-11-25")
-        try:
+        async with opened(url) as lane:
             assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 0}
             assert await lean.request(lane, "tools/call", {"name": "x"}, _no_progress) == {"conn": 1}
-        finally:
-            await lane.aclose()
         assert counts == [1, 1]
 
 
@@ -140,12 +138,9 @@ async def test_an_answer_whose_length_is_ambiguous_is_refused_with_the_reason() 
     for fields, reason in answers.items():
         answer = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + fields + b"\r\n\r\n" + body]
         async with raw_server(lambda conn, n, request, answer=answer: answer) as (url, _):
-            lane = lean.lane(url, {}, "s1", "2025-11-25")
-            try:
+            async with opened(url) as lane:
                 with pytest.raises(WireError, match=f"not HTTP/1.1 the runner can read: {reason}"):
                     await lean.request(lane, "tools/call", {"name": "x"})
-            finally:
-                await lane.aclose()
 
 
 async def test_bytes_after_an_answer_leave_its_connection_and_a_1xx_before_it_is_skipped() -> None:
@@ -158,12 +153,9 @@ async def test_bytes_after_an_answer_leave_its_connection_and_a_1xx_before_it_is
         return [b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + head + body + b"HTTP/1.1 200 OK\r\n\r\n"]
 
     async with raw_server(answer) as (url, counts):
-        lane = lean.lane(url, {}, "s1", "2025-11-25")
-        try:
+        async with opened(url) as lane:
             assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 0}
             assert await lean.request(lane, "tools/call", {"name": "x"}) == {"conn": 1}
-        finally:
-            await lane.aclose()
         assert counts == [1, 1]
 
 
@@ -171,9 +163,6 @@ async def test_without_httptools_a_call_fails_saying_so(monkeypatch: pytest.Monk
     """On a platform without its build the runner serves (`--http h11`), but a call to an HTTP upstream needs it."""
     monkeypatch.setitem(sys.modules, "httptools", None)  # `import httptools` raises ImportError, as without a build
     async with raw_server(lambda conn, n, request: sse(request, {})) as (url, _):
-        lane = lean.lane(url, {}, "s1", "2025-11-25")
-        try:
+        async with opened(url) as lane:
             with pytest.raises(WireError, match="calls to HTTP upstreams need httptools, which cannot be imported"):
                 await lean.request(lane, "tools/call", {"name": "x"})
-        finally:
-            await lane.aclose()
