@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -358,3 +359,19 @@ class Load:
     def _cpu(self) -> float:
         pids = [*([self.pid] if self.pid is not None else []), *self.also]
         return sum(cpu_seconds(pid) for pid in pids) if pids else float("nan")
+
+
+Rounds = dict[tuple[str, int], list[tuple[float, float]]]  # (through, concurrency) -> per round (median ms, calls/s)
+
+
+def print_against_direct(table: Rounds, names: list[str]) -> None:
+    """A markdown table of medians over rounds, each row against `direct` at the same concurrency."""
+    print("| through | concurrency | median latency (ms) | added vs direct (ms) | calls/s | vs direct |")
+    print("|---|---|---|---|---|---|")
+    for concurrency in sorted({c for _, c in table}):
+        base_ms = statistics.median(m for m, _ in table[("direct", concurrency)])
+        base_rate = statistics.median(r for _, r in table[("direct", concurrency)])
+        for name in names:
+            rows = table[(name, concurrency)]
+            ms, rate = statistics.median(m for m, _ in rows), statistics.median(r for _, r in rows)
+            print(f"| {name} | {concurrency} | {ms:.2f} | {ms - base_ms:+.2f} | {rate:,.0f} | {rate / base_rate:.2f} |")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from load import FAILURES, Call, Load, Result, describe, pin_generator, read_response  # noqa: E402
+from load import FAILURES, Call, Load, Result, Rounds, describe, pin_generator, print_against_direct, read_response  # noqa: E402
 from throughput import Server  # noqa: E402
 
 from tests.helpers import runner_cmd  # noqa: E402
@@ -97,12 +96,11 @@ async def direct(port: int, concurrency: int, seconds: float, warmup: float = 0.
     return result
 
 
-Table = dict[tuple[str, int], list[tuple[float, float]]]
 
 
-def measure(api: Server, runner: Server, rounds: int, seconds: float) -> Table:
+def measure(api: Server, runner: Server, rounds: int, seconds: float) -> Rounds:
     """(through, concurrency) -> per round (median latency ms, calls/s)."""
-    table: Table = {}
+    table: Rounds = {}
     for r in range(rounds):
         order = ["direct", "runner"] if r % 2 == 0 else ["runner", "direct"]
         for concurrency in (1, 8):
@@ -140,17 +138,7 @@ def main() -> int:
     finally:
         runner.stop()
         api.stop()
-    print("| through | concurrency | median latency (ms) | added vs direct (ms) | calls/s | vs direct |")
-    print("|---|---|---|---|---|---|")
-    for concurrency in (1, 8):
-        base_ms = statistics.median(m for m, _ in table[("direct", concurrency)])
-        base_rate = statistics.median(r for _, r in table[("direct", concurrency)])
-        for through in ("direct", "runner"):
-            rows = table[(through, concurrency)]
-            ms, rate = statistics.median(m for m, _ in rows), statistics.median(r for _, r in rows)
-            print(
-                f"| {through} | {concurrency} | {ms:.2f} | {ms - base_ms:+.2f} | {rate:,.0f} | {rate / base_rate:.2f} |"
-            )
+    print_against_direct(table, ["direct", "runner"])
     return 0
 
 

@@ -28,7 +28,7 @@ import httpx2
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from load import ADD, Load, pin_generator  # noqa: E402
+from load import ADD, Load, Rounds, pin_generator, print_against_direct  # noqa: E402
 from throughput import Server, venv  # noqa: E402
 
 from tests.helpers import free_port, runner_cmd  # noqa: E402
@@ -54,9 +54,9 @@ def wait_connected(port: int, names: int, limit: float = 60.0) -> None:
     raise TimeoutError(f"upstreams not connected on port {port}")
 
 
-def measure(servers: list[Server], rounds: int, seconds: float) -> dict[tuple[str, int], list[tuple[float, float]]]:
+def measure(servers: list[Server], rounds: int, seconds: float) -> Rounds:
     """(server, concurrency) -> per round (median latency ms, calls/s)."""
-    table: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    table: Rounds = {}
     for r in range(rounds):
         order = servers[r % len(servers) :] + servers[: r % len(servers)]
         for concurrency in (1, 8):
@@ -121,16 +121,7 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    print("| through | concurrency | median latency (ms) | added vs direct (ms) | calls/s | vs direct |")
-    print("|---|---|---|---|---|---|")
-    for concurrency in (1, 8):
-        base_ms = statistics.median(m for m, _ in table[("direct", concurrency)])
-        base_rate = statistics.median(r for _, r in table[("direct", concurrency)])
-        for server in servers:
-            rows = table[(server.name, concurrency)]
-            ms, rate = statistics.median(m for m, _ in rows), statistics.median(r for _, r in rows)
-            ratio = rate / base_rate
-            print(f"| {server.name} | {concurrency} | {ms:.2f} | {ms - base_ms:+.2f} | {rate:,.0f} | {ratio:.2f} |")
+    print_against_direct(table, [server.name for server in servers])
     print(
         f"\nstart-up with 10 upstreams, 1 unreachable, until the 9 others serve: "
         f"median {statistics.median(startups):.2f} s (runs: {', '.join(f'{s:.2f}' for s in startups)})"
