@@ -96,8 +96,6 @@ async def direct(port: int, concurrency: int, seconds: float, warmup: float = 0.
     return result
 
 
-
-
 def measure(api: Server, runner: Server, rounds: int, seconds: float) -> Rounds:
     """(through, concurrency) -> per round (median latency ms, calls/s)."""
     table: Rounds = {}

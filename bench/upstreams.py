@@ -6,6 +6,12 @@ when its virtual environment can be made (bench/.venvs/fastmcp-proxy, FastMCP 4.
 of the same upstream. The load is bench/load.py's raw HTTP (handshake-era sessions); rounds rotate the
 servers, and the table shows medians over rounds and ratios within the same run.
 
+Two anchors run in the same rounds, on the same CPU: `sdk server`, bench/handwritten.py (a plain `MCPServer`
+serving `add`, with the runner's Python, so uvloop and httptools as the runner has them), and `bare http`,
+bench/bare_http.py (fixed bytes, no MCP at all). A front served by the SDK's server pays the SDK's own path for
+each call before it forwards anything (`sdk server` minus `bare http`) and then one HTTP exchange with the
+upstream (at least `bare http`'s), so `sdk server`'s latency is about the floor of what any such front adds.
+
 It also times start-up with 10 upstreams, one of them unreachable: from the process's start until
 /healthz shows the 9 others connected and a tools/call through one of them answers.
 
@@ -70,6 +76,20 @@ def measure(servers: list[Server], rounds: int, seconds: float) -> Rounds:
     return table
 
 
+def print_floor(table: Rounds) -> None:
+    """What any front served by the SDK's server adds at least, at concurrency 1, from the anchors of this run."""
+
+    def ms(name: str) -> float:
+        return statistics.median(m for m, _ in table[(name, 1)])
+
+    sdk, bare, added = ms("sdk server"), ms("bare http"), ms("runner") - ms("direct")
+    print(
+        f"\nat concurrency 1: the SDK's server path costs {sdk - bare:.2f} ms a call (sdk server {sdk:.2f} ms - bare "
+        f"http {bare:.2f} ms); with one HTTP exchange to the upstream (>= {bare:.2f} ms) a front served by the SDK "
+        f"adds at least about {sdk:.2f} ms; the runner adds {added:+.2f} ms ({added / sdk:.2f} x that floor)"
+    )
+
+
 def startup_with_ten(folder: Path, upstream_url: str) -> float:
     """Seconds from the process's start until 9 of 10 upstreams serve (one is unreachable)."""
     dead = f"http://127.0.0.1:{free_port()}/mcp"
@@ -107,6 +127,8 @@ def main() -> int:
     url = f"http://127.0.0.1:{upstream.port}/mcp"
     (folder / "front.yaml").write_text(front(url))
     servers = [upstream, Server("runner", lambda port: runner_cmd("serve", "front.yaml", "--port", str(port)), folder)]
+    servers.append(Server("sdk server", lambda port: [sys.executable, str(HERE / "handwritten.py"), str(port)], folder))
+    servers.append(Server("bare http", lambda port: [sys.executable, str(HERE / "bare_http.py"), str(port)], folder))
     if not args.no_fastmcp:
         python = venv("fastmcp-proxy", [FASTMCP])
         servers.append(
@@ -122,6 +144,7 @@ def main() -> int:
         for server in servers:
             server.stop()
     print_against_direct(table, [server.name for server in servers])
+    print_floor(table)
     print(
         f"\nstart-up with 10 upstreams, 1 unreachable, until the 9 others serve: "
         f"median {statistics.median(startups):.2f} s (runs: {', '.join(f'{s:.2f}' for s in startups)})"
