@@ -23,6 +23,7 @@ that file, from where it is.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import io
 import json
@@ -156,6 +157,24 @@ def test_the_collector_finds_snippets() -> None:
     langs = [s.lang for s in ALL]
     assert langs.count("yaml") >= 10 and langs.count("python") >= 5 and langs.count("sh") >= 5
     assert any(s.source for s in ALL), "no <!-- file: path --> block was found"
+
+
+def _clients_without_timeout(source: str) -> int:
+    """How many `httpx2.AsyncClient(...)` calls in `source` leave the timeout at httpx2's default."""
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
+    named = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "AsyncClient"]
+    return sum(1 for c in named if not any(k.arg == "timeout" for k in c.keywords))
+
+
+def test_documented_clients_keep_the_sdks_timeouts() -> None:
+    """A client the docs show passes its own httpx2 client with the SDK's timeouts: httpx2's default (5 s of
+    silence) failed any call slower than that, and dropped the session's GET stream, so a reader's client
+    got the first `list_changed` after a reload and none after (a newcomer found it on the docs' client)."""
+    python = [s for s in ALL if s.lang == "python"]
+    assert any("AsyncClient(" in s.text for s in python), "no documented client builds its own httpx2 client"
+    bare = [s.id for s in python if _clients_without_timeout(s.text)]
+    assert not bare, f"give httpx2.AsyncClient the SDK's timeouts (timeout=httpx2.Timeout(30.0, read=300.0)): {bare}"
+    assert _clients_without_timeout("httpx2.AsyncClient(headers={})") == 1  # the check can fail
 
 
 @pytest.mark.parametrize("snippet", [s for s in ALL if s.source is not None], ids=lambda s: s.id)
