@@ -39,7 +39,7 @@ from mcp_types.version import is_version_at_least
 
 from runner.manifest.settings import ServerSettings
 from runner.tasks.owner import owner_of, subject_of_owner
-from runner.upstreams import forward
+from runner.upstreams import forms, forward
 
 logger = logging.getLogger("runner")
 
@@ -230,6 +230,7 @@ class HeldCalls:
     def _question(held: Held) -> types.InputRequiredResult:
         assert held.asking is not None
         key, request, _ = held.asking
+        forms.note(key, request)  # the SDK's shaping drops a form's title and description: put back (forms.py)
         return types.InputRequiredResult(input_requests={key: request}, request_state=STATE_PREFIX + held.key)
 
     def _forget(self, held: Held) -> None:
