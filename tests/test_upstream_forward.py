@@ -234,3 +234,22 @@ async def test_a_2026_client_sees_the_upstreams_form_schema_as_it_was_sent(
         "required": ["answer"],
     }
     assert seen == {"legacy": sent, "auto": sent}
+
+
+async def test_forwarding_an_upstreams_log_line_logs_no_deprecation_of_the_runners_own(
+    stdio_front: RunnerProcess,
+) -> None:
+    """The runner sent a forwarded log line with the SDK's `send_log_message`, deprecated with 2026-07-28's logging:
+    its first forwarded line logged the SDK's warning, naming runner/upstreams/rounds.py (or forward.py). It now
+    sends the notification itself, through the same per-request gate. (The stdio upstream's own warnings, relayed
+    from its stderr, are its own.)"""
+    await connected_front(stdio_front)
+    for mode in ("auto", "legacy"):  # in rounds (2026-07-28), and on the call's stream (2025-11-25)
+        for upstream in ("web", "plain"):
+            heard: list[str] = []
+            async with mcp_client(stdio_front.url, mode=mode, log_level="info", **listening(heard)) as client:
+                assert not (await client.call_tool(f"{upstream}_chatty", {"topic": "kim"})).is_error
+            assert heard[0] == "log thinking about kim", heard
+    own = [line for line in stdio_front.logged().splitlines() if "upstream 'plain' stderr" not in line]
+    deprecated = [line for line in own if "deprecat" in line.lower()]
+    assert not deprecated, deprecated

@@ -37,6 +37,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 
+from runner.loglevel import send_log
 from runner.manifest.settings import ServerSettings
 from runner.tasks.owner import owner_of, subject_of_owner
 from runner.upstreams import forms, forward
@@ -115,9 +116,7 @@ class Held(forward.HeldCaller):
             return
         self.logging += 1  # the round ends only once it is sent (`settled`): the upstream sent it first
         try:
-            await current.session.send_log_message(
-                params.level, params.data, params.logger, related_request_id=current.request_id
-            )
+            await send_log(current.session, params, current.request_id)
         finally:
             self.logging -= 1
             if not self.logging and self.idle is not None:
