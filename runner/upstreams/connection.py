@@ -29,6 +29,7 @@ from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
+from runner.paging import every_page
 from runner.upstreams import forward, lean, wire
 from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
@@ -65,10 +66,6 @@ class Listing:
     prompts: list[types.Prompt] = field(default_factory=list)
     resources: list[types.Resource] = field(default_factory=list)
     templates: list[types.ResourceTemplate] = field(default_factory=list)
-
-
-class ListingTooLarge(Exception):
-    """The upstream lists more than the runner keeps (and serves to every client)."""
 
 
 class Unavailable(Exception):
@@ -264,23 +261,13 @@ def _kind(error: str | None) -> str | None:
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Every page of a list method, `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most together."""
-    items: list[Any] = []
-    cursor: str | None = None
-    size = 0
-    for _ in range(1000):  # bounded: an upstream that pages forever is cut off
-        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        result = await method(params=params)
-        size += len(result.model_dump_json(by_alias=True))
-        if size > MAX_LISTING_BYTES:
-            raise ListingTooLarge(f"its {attribute} listing is larger than {MAX_LISTING_BYTES // 1048576} MiB")
-        items.extend(getattr(result, attribute))
-        if len(items) > MAX_LISTING_ITEMS:
-            raise ListingTooLarge(f"it lists more than {MAX_LISTING_ITEMS} {attribute}")
-        cursor = result.next_cursor
-        if not cursor:
-            break
-    return items
+    """Every page of a session's list method (runner/paging.py), `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most
+    together: past either, `ListingTooLarge` (the upstream lists more than the runner keeps and serves to everyone)."""
+
+    async def page(cursor: str | None) -> Any:
+        return await method(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+
+    return await every_page(page, attribute, max_items=MAX_LISTING_ITEMS, max_bytes=MAX_LISTING_BYTES)
 
 
 def transport_client(
