@@ -227,6 +227,7 @@ async def test_a_2026_client_sees_the_upstreams_form_schema_as_it_was_sent(
         async with mcp_client(stdio_front.url, mode=mode, **{**listening([]), "elicitation_callback": note}) as client:
             assert not (await client.call_tool(f"{upstream}_chatty", {"topic": "joe"})).is_error
     sent = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "title": "About the topic",
         "description": "What you think about joe",

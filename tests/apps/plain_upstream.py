@@ -102,6 +102,7 @@ async def chatty(topic: str, ctx: Context, together: int = 1) -> str:
 async def _chat(topic: str, ctx: Context) -> str:
     await ctx.info(f"thinking about {topic}")
     schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "title": "About the topic",  # top-level annotations: a client shows them above the form
         "description": f"What you think about {topic}",
