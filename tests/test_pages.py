@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from tests.helpers import RunnerProcess, edit_and_wait, mcp_client
+from tests.helpers import RunnerProcess, edit_and_wait, mcp_client, run_main
 
 pytestmark = pytest.mark.anyio
 
@@ -135,3 +136,15 @@ def test_page_size_is_checked(tmp_path: Path) -> None:
         with pytest.raises(ManifestError) as failed:
             load(tmp_path / "m.yaml")
         assert f"{tmp_path}/m.yaml:3:14: server.page_size: " in str(failed.value) and message in str(failed.value)
+
+
+def test_the_cli_lists_every_page_of_a_paged_server(paged: RunnerProcess) -> None:
+    """`mcp-runner list` follows nextCursor to the end of each list, through the paging an upstream's connection
+    uses too (runner/paging.py; tests/test_upstream_attacks.py pages a hostile upstream, with its bounds)."""
+    listed = run_main("list", paged.url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert [t["name"] for t in found["tools"]] == NAMES
+    assert [p["name"] for p in found["prompts"]] == NAMES
+    assert [r["uri"] for r in found["resources"]] == [f"static://{n}" for n in NAMES]
+    assert [t["uriTemplate"] for t in found["resourceTemplates"]] == [f"tpl://{n}/{{x}}" for n in NAMES[:3]]

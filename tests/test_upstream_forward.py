@@ -206,3 +206,51 @@ def test_a_stdio_call_the_runner_gave_up_on_keeps_counting_as_in_flight() -> Non
         raise MCPError(code=-32602, message="the upstream's error answer")  # an answer: the upstream is done
     with answered.hold("bob"):
         assert answered.sole() == ("bob", 1)
+
+
+@pytest.mark.parametrize("upstream", ["web", "plain"])
+async def test_a_2026_client_sees_the_upstreams_form_schema_as_it_was_sent(
+    stdio_front: RunnerProcess, upstream: str
+) -> None:
+    """The SDK's 2026-07-28 sieve keeps only the keys the spec names on a requestedSchema: the top-level title and
+    description the upstream sent used to be dropped on the way to a client asked in rounds (not to one asked on the
+    call's stream). Both clients now see the schema the upstream sent."""
+    await connected_front(stdio_front)
+    seen: dict[str, Any] = {}
+
+    async def note(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestFormParams), params
+        seen[mode] = params.requested_schema
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    for mode in ("legacy", "auto"):  # asked on the call's stream (2025-11-25), and in rounds (2026-07-28)
+        async with mcp_client(stdio_front.url, mode=mode, **{**listening([]), "elicitation_callback": note}) as client:
+            assert not (await client.call_tool(f"{upstream}_chatty", {"topic": "joe"})).is_error
+    sent = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": "About the topic",
+        "description": "What you think about joe",
+        "properties": {"answer": {"type": "string", "title": "Answer"}},
+        "required": ["answer"],
+    }
+    assert seen == {"legacy": sent, "auto": sent}
+
+
+async def test_forwarding_an_upstreams_log_line_logs_no_deprecation_of_the_runners_own(
+    stdio_front: RunnerProcess,
+) -> None:
+    """The runner sent a forwarded log line with the SDK's `send_log_message`, deprecated with 2026-07-28's logging:
+    its first forwarded line logged the SDK's warning, naming runner/upstreams/rounds.py (or forward.py). It now
+    sends the notification itself, through the same per-request gate. (The stdio upstream's own warnings, relayed
+    from its stderr, are its own.)"""
+    await connected_front(stdio_front)
+    for mode in ("auto", "legacy"):  # in rounds (2026-07-28), and on the call's stream (2025-11-25)
+        for upstream in ("web", "plain"):
+            heard: list[str] = []
+            async with mcp_client(stdio_front.url, mode=mode, log_level="info", **listening(heard)) as client:
+                assert not (await client.call_tool(f"{upstream}_chatty", {"topic": "kim"})).is_error
+            assert heard[0] == "log thinking about kim", heard
+    own = [line for line in stdio_front.logged().splitlines() if "upstream 'plain' stderr" not in line]
+    deprecated = [line for line in own if "deprecat" in line.lower()]
+    assert not deprecated, deprecated

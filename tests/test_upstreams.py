@@ -655,3 +655,46 @@ async def test_without_httptools_calls_to_an_http_upstream_go_through_the_sdks_c
         assert "calls go through the SDK's client (httptools cannot be imported)" in runner.logged()
     finally:
         runner.stop()
+
+
+FLAKY = """
+import os, pathlib, sys
+starts = pathlib.Path(__file__).with_name("starts")
+n = int(starts.read_text()) + 1 if starts.exists() else 1
+starts.write_text(str(n))
+if n <= 2:
+    import no_such_module_for_this_test  # the same failure at the first two starts
+if n == 3:
+    raise ValueError(f"another failure, at start {n}")
+os.execv(sys.executable, [sys.executable, PLAIN])
+"""
+
+
+async def test_a_stdio_upstream_that_fails_to_start_logs_each_failure_in_full_once(tmp_path: Path) -> None:
+    """Its stderr (a traceback) used to be logged at each retry: a wrong `command:` filled the log. Now the first
+    failure is logged in full, the same failure again as one short line (attempt, next retry), a different one in
+    full again, and the recovery once. The command fails twice one way, once another, then starts the upstream."""
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    (folder / "flaky.py").write_text(FLAKY.replace("PLAIN", repr(str(PLAIN))))
+    entry = f"  - name: flaky\n    command: [{sys.executable}, {folder / 'flaky.py'}]\n"
+    runner = front(tmp_path, "name: front\nupstreams:\n" + entry).start()
+    try:
+        await wait_for_health(runner.health_url, connected("flaky"), "the upstream started at its fourth start")
+        log = [line.partition(" runner: ")[2] for line in runner.logged().splitlines() if " runner: " in line]
+    finally:
+        runner.stop()
+    said = [line for line in log if line.startswith("upstream 'flaky'")]
+    first = "upstream 'flaky' stderr: \"ModuleNotFoundError: No module named 'no_such_module_for_this_test'\""
+    second = "upstream 'flaky' stderr: 'ValueError: another failure, at start 3'"
+    assert said.count(first) == 1 and said.count(second) == 1, said
+    tracebacks = [line for line in said if line == "upstream 'flaky' stderr: 'Traceback (most recent call last):'"]
+    assert len(tracebacks) == 2, said
+    down = "upstream 'flaky': down (MCPError: Connection closed)"
+    assert [line for line in said if not line.startswith("upstream 'flaky' stderr: ")] == [
+        f"{down}; attempt 1, next retry in 0.5 s",
+        "upstream 'flaky': still failing the same way (attempt 2); next retry in 1 s",
+        f"{down}; attempt 3, next retry in 2 s",
+        "upstream 'flaky': connected (after 3 failed attempts)",
+    ], said
+    assert said.index(first) < said.index(f"{down}; attempt 1, next retry in 0.5 s") < said.index(second)

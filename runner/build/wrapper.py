@@ -71,6 +71,7 @@ from runner.tasks import TasksExtension
 from runner.tasks.notify import install as serve_task_notifications
 from runner.upstreams.busy import caller
 from runner.upstreams.busy import slot as upstream_slot
+from runner.upstreams.forms import restore as restore_form_annotations
 from runner.upstreams.pool import Upstreams
 from runner.upstreams.served import Mounted
 from runner.upstreams.served import call_tool as call_upstream_tool
@@ -209,6 +210,8 @@ class FastMCPSignInWrapper(MCPServer):
         self.middleware.append(self.lists)
         # A multi-round call that a reload interrupts goes on only if its code did not change (build/rounds.py).
         self.add_middleware(RoundPins(self._pin_of), edits_results=False)
+        # An upstream's question asked in rounds keeps its form's title and description (runner/upstreams/forms.py).
+        self.add_middleware(restore_form_annotations, edits_results=False)
         serve_subscriptions(self)
         serve_task_notifications(self)  # after it: wraps the listen handler it installed (runner/tasks/notify.py)
         serve_pages(self)

@@ -6,6 +6,6 @@ deprecated logging (SEP-2577): a client opts in per request with the
 `io.modelcontextprotocol/logLevel` `_meta` key, which the SDK itself honours.
 """
 
-from runner.loglevel.session import LevelFilter, quiet_deprecation, set_level
+from runner.loglevel.session import LevelFilter, quiet_deprecation, send_log, set_level
 
-__all__ = ["LevelFilter", "quiet_deprecation", "set_level"]
+__all__ = ["LevelFilter", "quiet_deprecation", "send_log", "set_level"]

@@ -9,8 +9,12 @@ session ends, so nothing here grows with sessions that come and go.
 Two SDK private attributes are reached, here only: the per-request `ServerSession`
 holds its `Connection` as `_connection` and its deliverable levels as
 `_allowed_log_levels` (the gate its `send_log_message` checks). There is no public way
-to narrow that gate. If the SDK renames either, `tests/test_logging.py` fails and so
-does a request from a client that has set a level (loudly, never silently unfiltered).
+to narrow that gate, or to read it. If the SDK renames either, `tests/test_logging.py` fails
+and so does a request from a client that has set a level (loudly, never silently unfiltered).
+
+`send_log` sends a log message the runner passes on (an upstream's, runner/upstreams) through
+that same gate, without `send_log_message`: the SDK deprecates it with 2026-07-28's logging, and
+its warning would name the runner's own code in the log as if the runner's user had called it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, get_args
 
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
+from mcp_types import (
+    EmptyResult,
+    LoggingLevel,
+    LoggingMessageNotification,
+    LoggingMessageNotificationParams,
+    RequestId,
+    SetLevelRequestParams,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 LEVELS: tuple[str, ...] = get_args(LoggingLevel)  # least to most severe, as the spec lists them
@@ -53,6 +64,19 @@ class LevelFilter:
                     raise RuntimeError("the mcp SDK changed: ServerSession._allowed_log_levels is gone")
                 ctx.session._allowed_log_levels = frozenset(LEVELS[LEVELS.index(level) :])
         return await call_next(ctx)
+
+
+async def send_log(session: Any, params: LoggingMessageNotificationParams, related_request_id: RequestId) -> None:
+    """`params` to the client on the stream of request `related_request_id`, if that request's gate lets its level
+    through: what the SDK's deprecated `send_log_message` does (on 2026-07-28, the request's `_meta` opt-in; on
+    handshake versions, the session's `logging/setLevel` level that `LevelFilter` set), without its warning."""
+    allowed = getattr(session, "_allowed_log_levels", None)
+    if allowed is None:
+        raise RuntimeError("the mcp SDK changed: ServerSession._allowed_log_levels is gone (runner/loglevel)")
+    if params.level not in allowed:
+        return  # not opted in at that level on this request (2026-07-28), or below the session's level
+    message = LoggingMessageNotificationParams(level=params.level, data=params.data, logger=params.logger)
+    await session.send_notification(LoggingMessageNotification(params=message), related_request_id=related_request_id)
 
 
 def quiet_deprecation() -> None:

@@ -5,7 +5,8 @@
 manifest's `headers`: a client's bearer token is never sent upstream), lists the upstream's tools,
 prompts, resources and templates, and then pings it every few seconds. A failed connect, a dead
 process or a failed ping marks it down (calls then fail naming it), and it is connected again after
-a backoff that doubles up to `MAX_BACKOFF`; a stdio upstream is started again the same way.
+a backoff that doubles up to `MAX_BACKOFF`; a stdio upstream is started again the same way. A failure that
+repeats is logged in full once, then in one short line a retry (runner/upstreams/retries.py).
 
 Over HTTP the connection also has a `lane` (runner/upstreams/lean.py): the calls' own path on the
 same session. When the upstream answers a call 404 (it forgot the session), `renewed` has the
@@ -28,10 +29,12 @@ from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from runner.manifest.model import UpstreamEntry
+from runner.paging import every_page
 from runner.upstreams import forward, lean, wire
 from runner.upstreams.inflight import Flights, attributed
 from runner.upstreams.keepalive import KeepAlive
-from runner.upstreams.stdio import MAX_MESSAGE_BYTES, stdio_transport
+from runner.upstreams.retries import Retries
+from runner.upstreams.stdio import MAX_MESSAGE_BYTES, Stderr, stdio_transport
 
 logger = logging.getLogger("runner")
 
@@ -65,10 +68,6 @@ class Listing:
     templates: list[types.ResourceTemplate] = field(default_factory=list)
 
 
-class ListingTooLarge(Exception):
-    """The upstream lists more than the runner keeps (and serves to every client)."""
-
-
 class Unavailable(Exception):
     """The upstream cannot be reached now; the message names it and says why."""
 
@@ -85,6 +84,7 @@ class Connection:
         self.client: Client | None = None
         self.flights = Flights(entry.timeout)  # stdio: which call a message belongs to (inflight.py)
         self.lane: lean.Lane | None = None  # HTTP: the session's lean call path (runner/upstreams/lean.py)
+        self.retries = Retries(entry.name, Stderr(entry.name) if entry.command else None)  # what a failure logs
         self._renew = anyio.Event()  # set: the session expired, connect again
         self._laned = anyio.Event()  # set when a new lane is ready; replaced by the next renewal
         self._changed = changed  # "tools" | "prompts" | "resources": what the served lists must forget
@@ -109,13 +109,14 @@ class Connection:
             "resources": len(self.listing.resources) + len(self.listing.templates),
         }
 
-    def _mark(self, state: str, error: str | None = None) -> None:
-        """Log a change of state, and a change of the kind of failure while down (not every retry)."""
+    def _mark(self, state: str, error: str | None = None, note: str = "") -> None:
+        """Log a change of state (but `down`: `retries` logs each failure); `note` is said with it."""
         if state != self.state:
             self.since = time.time()
-        if state != self.state or _kind(error) != _kind(self.error):
+        if state != "down" and (state != self.state or _kind(error) != _kind(self.error)):
             log = logger.info if state == "connected" else logger.warning
-            log("upstream %r: %s%s", self.name, state, f" ({error})" if error else "")
+            said = error or note
+            log("upstream %r: %s%s", self.name, state, f" ({said})" if said else "")
         self.state, self.error = state, error
 
     def client_or_raise(self) -> Client:
@@ -129,6 +130,7 @@ class Connection:
         backoff = FIRST_BACKOFF
         while True:
             started = time.monotonic()
+            failure = None
             try:
                 await self._connected()  # returns when the upstream no longer knows the session (lean.Expired)
                 self._renew = anyio.Event()
@@ -137,13 +139,16 @@ class Connection:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # any failure of the upstream is its state, never the runner's
-                self._mark("down", reason(exc))
+                failure = reason(exc)
+                self._mark("down", failure)
                 self._laned.set()  # a call waiting for a new session hears that there is none
             finally:
                 self.client, self.lane = None, None
             self._forget()
             if time.monotonic() - started > MAX_BACKOFF:
                 backoff = FIRST_BACKOFF  # it served a while: try again soon
+            if failure is not None:
+                self.retries.failed(failure, backoff)
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
@@ -158,7 +163,8 @@ class Connection:
 
     async def _connected(self) -> None:
         entry = self.entry
-        opened = transport_client(entry, self._on_message, self.flights)
+        self.retries.starting()
+        opened = transport_client(entry, self._on_message, self.flights, self.retries.stderr)
         async with opened as client:
             self.client = client
             self.connects += 1
@@ -166,7 +172,8 @@ class Connection:
             await self.refresh(client)
             self.lane = opened.lane(self._listed) if isinstance(opened, _http_client) else None
             self._laned.set()
-            self._mark("connected")  # the served lists show a connection's listing from now on (served.py `_each`)
+            # The served lists show a connection's listing from now on (served.py `_each`).
+            self._mark("connected", note=self.retries.connected())
             listing = self.listing
             for kind, items in (("tools", listing.tools), ("prompts", listing.prompts)):
                 if items:
@@ -254,28 +261,20 @@ def _kind(error: str | None) -> str | None:
 
 
 async def _all(method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Every page of a list method, `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most together."""
-    items: list[Any] = []
-    cursor: str | None = None
-    size = 0
-    for _ in range(1000):  # bounded: an upstream that pages forever is cut off
-        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        result = await method(params=params)
-        size += len(result.model_dump_json(by_alias=True))
-        if size > MAX_LISTING_BYTES:
-            raise ListingTooLarge(f"its {attribute} listing is larger than {MAX_LISTING_BYTES // 1048576} MiB")
-        items.extend(getattr(result, attribute))
-        if len(items) > MAX_LISTING_ITEMS:
-            raise ListingTooLarge(f"it lists more than {MAX_LISTING_ITEMS} {attribute}")
-        cursor = result.next_cursor
-        if not cursor:
-            break
-    return items
+    """Every page of a session's list method (runner/paging.py), `MAX_LISTING_BYTES` and `MAX_LISTING_ITEMS` at most
+    together: past either, `ListingTooLarge` (the upstream lists more than the runner keeps and serves to everyone)."""
+
+    async def page(cursor: str | None) -> Any:
+        return await method(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+
+    return await every_page(page, attribute, max_items=MAX_LISTING_ITEMS, max_bytes=MAX_LISTING_BYTES)
 
 
-def transport_client(entry: UpstreamEntry, on_message: MessageHandlerFnT, flights: Flights | None = None) -> Any:
+def transport_client(
+    entry: UpstreamEntry, on_message: MessageHandlerFnT, flights: Flights | None = None, stderr: Stderr | None = None
+) -> Any:
     if entry.command is not None:
-        transport = stdio_transport(entry.name, list(entry.command), dict(entry.env), entry.folder)
+        transport = stdio_transport(entry.name, list(entry.command), dict(entry.env), entry.folder, stderr)
         return Client(
             attributed(transport, flights or Flights(entry.timeout), entry.name),
             mode=MODE,

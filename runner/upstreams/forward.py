@@ -27,6 +27,8 @@ import mcp_types as types
 from mcp.client.session import ClientRequestContext
 from mcp.shared.message import ServerMessageMetadata
 
+from runner.loglevel import send_log
+
 logger = logging.getLogger("runner")
 
 CALLER: ContextVar[Any] = ContextVar("runner_upstream_caller", default=None)  # the runner's Context of the call
@@ -56,9 +58,7 @@ async def log(params: types.LoggingMessageNotificationParams) -> None:
         if isinstance(caller, HeldCaller):
             await caller.log(params)
             return
-        await caller.session.send_log_message(
-            params.level, params.data, params.logger, related_request_id=caller.request_id
-        )
+        await send_log(caller.session, params, caller.request_id)  # not the SDK's deprecated send_log_message
     except Exception as exc:  # the call goes on without its log line
         logger.debug("upstream log message not forwarded: %s", _why(exc))
 

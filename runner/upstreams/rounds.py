@@ -37,9 +37,10 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 
+from runner.loglevel import send_log
 from runner.manifest.settings import ServerSettings
 from runner.tasks.owner import owner_of, subject_of_owner
-from runner.upstreams import forward
+from runner.upstreams import forms, forward
 
 logger = logging.getLogger("runner")
 
@@ -115,9 +116,7 @@ class Held(forward.HeldCaller):
             return
         self.logging += 1  # the round ends only once it is sent (`settled`): the upstream sent it first
         try:
-            await current.session.send_log_message(
-                params.level, params.data, params.logger, related_request_id=current.request_id
-            )
+            await send_log(current.session, params, current.request_id)
         finally:
             self.logging -= 1
             if not self.logging and self.idle is not None:
@@ -230,6 +229,7 @@ class HeldCalls:
     def _question(held: Held) -> types.InputRequiredResult:
         assert held.asking is not None
         key, request, _ = held.asking
+        forms.note(key, request)  # the SDK's shaping drops a form's title and description: put back (forms.py)
         return types.InputRequiredResult(input_requests={key: request}, request_state=STATE_PREFIX + held.key)
 
     def _forget(self, held: Held) -> None:

@@ -8,6 +8,8 @@ grace period. Here a line is read into one bytearray and refused past the cap (t
 reason saying so); each stderr line is logged through the `runner` logger with the upstream's name, %r-escaped,
 cut to `STDERR_LINE_CHARS`, at most `STDERR_LINES_PER_SECOND` a second (the dropped ones are counted); and when
 the connection closes the command's whole process group is killed (runner/upstreams/orphan.py keeps it in one).
+The first `KEPT_LINES` stderr lines of each start are kept (`Stderr`), read to their end before the transport
+closes: runner/upstreams/retries.py tells a failure from the last one by them, and holds them while it retries.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # one message from an upstream, as openapi'
 STDERR_LINE_CHARS = 500  # of one stderr line, logged; the rest is cut
 STDERR_LINES_PER_SECOND = 20  # per upstream; more are dropped and counted
 GRACE = 2.0  # seconds a command has to exit after its stdin closed, before its group is killed
+KEPT_LINES = 50  # of one start's stderr, kept to tell its failure from the last one (retries.py)
 _CHUNK = 64 * 1024
 
 
@@ -89,6 +92,51 @@ class _Throttle:
         return True, dropped
 
 
+class Stderr:
+    """A stdio upstream's stderr lines: logged (escaped, cut, rate-limited), and the first `KEPT_LINES` of the
+    current start kept. While `holding` (a start after a failure: retries.py) they are only kept, until `release`
+    logs them; a start that fails as the last one did never logs them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []  # this start's, the first KEPT_LINES
+        self.more = 0  # this start's lines past those
+        self.holding = False
+        self._throttle = _Throttle(STDERR_LINES_PER_SECOND)
+
+    def start(self, hold: bool) -> None:
+        """The command starts (again): its lines from now on are this start's; `hold` keeps them from the log."""
+        self.lines, self.more, self.holding = [], 0, hold
+
+    def add(self, text: str) -> None:
+        if len(self.lines) < KEPT_LINES:
+            self.lines.append(text)
+        else:
+            self.more += 1
+        if not self.holding:
+            self._log(text)
+
+    def release(self) -> None:
+        """Log the lines held so far (at most `KEPT_LINES`, the rest counted); from now on, each as it comes."""
+        if not self.holding:
+            return
+        self.holding = False
+        for text in self.lines:
+            logger.warning("upstream %r stderr: %r", self.name, text)
+        if self.more:
+            logger.warning("upstream %r stderr: %d more lines not shown", self.name, self.more)
+
+    def _log(self, text: str) -> None:
+        name, throttle = self.name, self._throttle
+        allowed, dropped = throttle.allow()
+        if dropped:
+            logger.warning("upstream %r stderr: %d lines dropped (over %d a second)", name, dropped, throttle.rate)
+        if allowed:
+            logger.warning("upstream %r stderr: %r", name, text)
+        elif throttle.dropped == 1:  # the first one dropped: said at once, the count with the next line logged
+            logger.warning("upstream %r stderr: over %d lines a second: dropping", name, throttle.rate)
+
+
 def _parse(line: bytes) -> SessionMessage | Exception:
     try:
         return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
@@ -98,9 +146,11 @@ def _parse(line: bytes) -> SessionMessage | Exception:
 
 @asynccontextmanager
 async def stdio_transport(
-    name: str, command: list[str], env: dict[str, str], cwd: str | None
+    name: str, command: list[str], env: dict[str, str], cwd: str | None, stderr: Stderr | None = None
 ) -> AsyncIterator[TransportStreams]:
     """The upstream's command running (through the guard) with its stdin/stdout as the message streams."""
+    errors = stderr if stderr is not None else Stderr(name)
+    drained = anyio.Event()  # its stderr read to the end: every line of this start is in `errors`
     process = await anyio.open_process(
         guarded(command), env=get_default_environment() | env, cwd=cwd, start_new_session=True
     )
@@ -125,16 +175,9 @@ async def stdio_transport(
 
     async def log_stderr() -> None:
         assert process.stderr is not None
-        throttle = _Throttle(STDERR_LINES_PER_SECOND)
         async for line in _lines(process.stderr, STDERR_LINE_CHARS * 4, cut=True):
-            allowed, dropped = throttle.allow()
-            if dropped:
-                logger.warning("upstream %r stderr: %d lines dropped (over %d a second)", name, dropped, throttle.rate)
-            if allowed:
-                text = line.decode("utf-8", "replace").rstrip("\r")[:STDERR_LINE_CHARS]
-                logger.warning("upstream %r stderr: %r", name, text)
-            elif throttle.dropped == 1:  # the first one dropped: said at once, the count with the next line logged
-                logger.warning("upstream %r stderr: over %d lines a second: dropping", name, throttle.rate)
+            errors.add(line.decode("utf-8", "replace").rstrip("\r")[:STDERR_LINE_CHARS])
+        drained.set()
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read_stdout)
@@ -145,6 +188,8 @@ async def stdio_transport(
         finally:
             with anyio.CancelScope(shield=True):
                 await _stop(process)
+                with anyio.move_on_after(GRACE):  # the group is dead: the pipe's end comes at once
+                    await drained.wait()
                 for stream in (read_stream, write_stream, read_writer, write_reader):
                     await stream.aclose()
             tasks.cancel_scope.cancel()

@@ -101,7 +101,14 @@ async def chatty(topic: str, ctx: Context, together: int = 1) -> str:
 
 async def _chat(topic: str, ctx: Context) -> str:
     await ctx.info(f"thinking about {topic}")
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": "About the topic",  # top-level annotations: a client shows them above the form
+        "description": f"What you think about {topic}",
+        "properties": {"answer": {"type": "string", "title": "Answer"}},
+        "required": ["answer"],
+    }
     asked = await ctx.session.elicit_form(f"what about {topic}?", schema, related_request_id=ctx.request_id)
     question = SamplingMessage(role="user", content=TextContent(type="text", text=f"a word for {topic}"))
     sampled = await ctx.session.create_message([question], max_tokens=10, related_request_id=ctx.request_id)

@@ -24,8 +24,7 @@ from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, E
 from runner.cli.commands.scopes import hidden_tool
 from runner.cli.commands.session import run
 from runner.cli.commands.target import DEFAULT_MANIFEST, Target, is_url, resolve
-
-MAX_PAGES = 1000  # a server that hands out cursors forever is not followed forever
+from runner.paging import every_page
 
 
 class _Intermixed(argparse.ArgumentParser):
@@ -142,15 +141,8 @@ def _list(target: Target, as_json: bool) -> int:
 
 
 async def _pages(method: Any, field: str) -> list[Any]:
-    items: list[Any] = []
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        page = await method(cursor=cursor)
-        items.extend(getattr(page, field))
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return items
+    """Every page of a `Client` list method (runner/paging.py: at most its `MAX_PAGES`, no bound on the items)."""
+    return await every_page(lambda cursor: method(cursor=cursor), field)
 
 
 def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any], as_json: bool) -> int:
