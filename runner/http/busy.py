@@ -16,7 +16,10 @@ refused at once with an error saying the server is busy, as a full tool pool doe
 (runner/build/pool.py): nothing waits, so memory and waiting stay bounded.
 
 A client is who the HTTP layer counts as one (runner/http/sessions.py `principal`: the token's issuer,
-subject and client id, or the address without auth), as for sessions and standing streams.
+subject and client id, or the address without auth), as for sessions and standing streams; and as there,
+a token's subject is also counted over all its client ids, at most `MAX_CALLS_PER_SUBJECT`, half of
+`MAX_CALLS`: dynamic client registration hands out client ids freely, and one user with four of them
+would otherwise hold all 64 at the default of 16 each.
 """
 
 from __future__ import annotations
@@ -27,46 +30,52 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from runner.http.sessions import principal
+from runner.http.sessions import WHO, Principal, counted, principal
 
 MAX_CALLS = 64  # in flight to one upstream or API, all clients together
-_ALL = "*"
-# (kind, name, client) -> requests in flight; (kind, name, _ALL): all clients. kind: "upstream" or "API".
-_inflight: dict[tuple[str, str, str], int] = {}
+MAX_CALLS_PER_SUBJECT = MAX_CALLS // 2  # of one token subject, over all its client ids: never all of them
+STDIO: Principal = ("stdio",)  # the one client of a stdio server (or a call from inside the process)
+_ALL: Principal = ("*",)
+_SETTING = {"client": "server.max_upstream_calls_per_client", "subject": "half of the 64 allowed in all"}
+# (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
+_inflight: dict[tuple[str, str, Principal], int] = {}
 
 
 class Busy(ToolError):
-    """The client, or all clients together, have as many requests in flight to the server as allowed."""
+    """The client, its user or all clients together have as many requests in flight to the server as allowed."""
 
 
-def caller(context: Any) -> str:
-    """Who makes the request, as the HTTP layer counts clients; "stdio" for the one client of a stdio server
-    (or a call from inside the process, which has no request)."""
+def caller(context: Any) -> Principal:
+    """Who makes the request (an SDK Context), as the HTTP layer counts clients."""
     try:
         request = getattr(getattr(context, "request_context", None), "request", None)
     except ValueError:  # the SDK's Context outside of a request
         request = None
     scope = getattr(request, "scope", None)
-    return repr(principal(scope)) if isinstance(scope, dict) else "stdio"
+    return principal(scope) if isinstance(scope, dict) else STDIO
 
 
 @contextmanager
-def slot(kind: str, name: str, who: str, per_client: int) -> Iterator[None]:
+def slot(kind: str, name: str, who: Principal, per_client: int) -> Iterator[None]:
     """One request in flight to the `kind` (upstream, API) named `name` for `who`, or Busy at once."""
-    mine, everyone = (kind, name, who), (kind, name, _ALL)
-    if _inflight.get(mine, 0) >= per_client:
-        raise Busy(
-            f"server busy: this client has {per_client} calls in flight to {kind} {name!r} already "
-            "(server.max_upstream_calls_per_client); try again when one has finished"
-        )
+    keys = []
+    for key, limit, counts in counted(who, per_client, MAX_CALLS_PER_SUBJECT):
+        keys.append((kind, name, key))
+        if _inflight.get(keys[-1], 0) >= limit:
+            raise Busy(
+                f"server busy: {WHO[counts]} has {limit} calls in flight to {kind} {name!r} already "
+                f"({_SETTING[counts]}); try again when one has finished"
+            )
+    everyone = (kind, name, _ALL)
     if _inflight.get(everyone, 0) >= MAX_CALLS:
         raise Busy(f"server busy: {MAX_CALLS} calls are in flight to {kind} {name!r}; try again later")
-    for key in (mine, everyone):
+    keys.append(everyone)
+    for key in keys:
         _inflight[key] = _inflight.get(key, 0) + 1
     try:
         yield
     finally:
-        for key in (mine, everyone):
+        for key in keys:
             left = _inflight[key] - 1
             if left:
                 _inflight[key] = left

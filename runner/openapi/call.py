@@ -30,6 +30,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 
 from runner.http.busy import slot
+from runner.http.sessions import Principal
 from runner.openapi.operations import Operation
 
 KEEPALIVE_S = 60.0  # an idle pooled connection is kept this long (the API may close it sooner)
@@ -164,10 +165,10 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
     return parts
 
 
-async def send(api: Api, op: Operation, arguments: dict[str, Any], who: str, per_client: int) -> CallToolResult:
-    """One call: at most `per_client` in flight for `who` and runner/http/busy.py's MAX_CALLS in all, both
-    below the pool's 100 connections (refused at once beyond), and `timeout` is a total deadline for the whole
-    exchange (httpx2's timeout is per read: a trickle would reset it)."""
+async def send(api: Api, op: Operation, arguments: dict[str, Any], who: Principal, per_client: int) -> CallToolResult:
+    """One call: at most `per_client` in flight for `who`, and runner/http/busy.py's bounds for its user and for all
+    clients, all below the pool's 100 connections (refused at once beyond); `timeout` is a total deadline for the
+    whole exchange (httpx2's timeout is per read: a trickle would reset it)."""
     try:
         parts = request_parts(api, op, arguments)
     except ToolError as exc:  # a value refused before anything is sent: named like every other failure
