@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
@@ -284,3 +285,34 @@ async def test_the_bound_on_an_api_counts_per_client_and_all_clients_together(se
         assert api.held == MAX_CALLS
         api.release()
     assert answers == ['{\n  "hold": "released"\n}'] * MAX_CALLS
+
+
+async def test_a_call_waiting_for_the_clients_answers_keeps_counting(served: Served) -> None:
+    """A 2026-07-28 client is asked an upstream's question in rounds of its call, the upstream call held open
+    between them (runner/upstreams/rounds.py), on its connection: it counts until it ends. Before, it stopped
+    counting when the first round answered `input_required`, so a client could hold calls past the bound."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    meanwhile: list[str] = []
+
+    async def hold_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        async with anyio.create_task_group() as tasks:  # the asking call is held now: it and one hold are 2
+            tasks.start_soon(lambda: _record(meanwhile, client.call_tool("held_hold", {})))
+            await until("the hold held", lambda: _is_held(other, 1))
+            meanwhile.append(said(await client.call_tool("held_quick", {})))
+            assert said(await other.call_tool("held_release", {})) == "1"
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    async with (
+        mcp_client(served.runner.url, served.token("asked"), elicitation_callback=hold_then_answer) as client,
+        mcp_client(served.runner.url, served.token("other")) as other,
+    ):
+        assert said(await client.call_tool("held_ask", {})) == "accept yes"
+    assert meanwhile == [f"error: {busy('upstream', 'held')}", "released"]
+
+
+async def _record(into: list[str], request: Awaitable[Any]) -> None:
+    into.append(said(await request))
+
+
+async def _is_held(client: Client, count: int) -> bool:
+    return await _holding(client) >= count

@@ -395,8 +395,8 @@ class FastMCPSignInWrapper(MCPServer):
                 # The upstream's progress goes to this call's client (when it asked for progress), and
                 progress = context.report_progress if context is not None else None
                 held = self.upstreams.held  # a 2026-07-28 client's answers come in rounds (runner/upstreams/rounds.py)
-                with self._upstream_slot(target, context):
-                    return await call_upstream_tool(target, arguments, progress, context, held)  # logs, questions too
+                bound = functools.partial(self._upstream_slot, target, context)  # held while the upstream call runs
+                return await call_upstream_tool(target, arguments, progress, context, held, bound)  # logs, questions
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist

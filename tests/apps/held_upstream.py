@@ -4,13 +4,14 @@ client can keep in flight for as long as it likes (tests/test_busy.py mounts it)
 Run as `python held_upstream.py PORT` (plain SDK, 127.0.0.1). Each of these is held: the tool `hold`, the prompt
 `hold`, the resource `held://fixed` and the template `held://item/{n}`. `holding` says how many are held now,
 `release` answers them all ("released") and says how many it released; `quick` (a tool and a prompt) answers at
-once. A held request gives up by itself after 60 s, so that nothing waits for ever.
+once; `ask` asks the calling client a question (elicitation) and answers with its answer. A held request gives up
+by itself after 60 s, so that nothing waits for ever.
 """
 
 import sys
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("held")
 HELD: list[anyio.Event] = []  # one per request held now
@@ -62,6 +63,14 @@ def release() -> int:
     for event in HELD:
         event.set()
     return count
+
+
+@server.tool()
+async def ask(ctx: Context) -> str:
+    """Asks the client, and answers with what it said"""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    asked = await ctx.session.elicit_form("go on?", schema, related_request_id=ctx.request_id)
+    return f"{asked.action} {(asked.content or {}).get('answer')}"
 
 
 @server.tool(name="quick")
