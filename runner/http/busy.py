@@ -20,6 +20,10 @@ subject and client id, or the address without auth), as for sessions and standin
 a token's subject is also counted over all its client ids, at most `MAX_CALLS_PER_SUBJECT`, half of
 `MAX_CALLS`: dynamic client registration hands out client ids freely, and one user with four of them
 would otherwise hold all 64 at the default of 16 each.
+
+It lives here, beside the other per-client bounds of the HTTP layer, because both feature packages use
+it and neither may import the other (tests/test_layout.py); the counts are the process's, so they
+carry across reloads as the requests they count do.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ MAX_CALLS = 64  # in flight to one upstream or API, all clients together
 MAX_CALLS_PER_SUBJECT = MAX_CALLS // 2  # of one token subject, over all its client ids: never all of them
 STDIO: Principal = ("stdio",)  # the one client of a stdio server (or a call from inside the process)
 _ALL: Principal = ("*",)
-_SETTING = {"client": "server.max_upstream_calls_per_client", "subject": "half of the 64 allowed in all"}
+_SETTING = {"client": "server.max_upstream_calls_per_client", "subject": f"half of the {MAX_CALLS} allowed in all"}
 # (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
 _inflight: dict[tuple[str, str, Principal], int] = {}
 
