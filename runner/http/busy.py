@@ -21,9 +21,9 @@ a token's subject is also counted over all its client ids, at most `MAX_CALLS_PE
 `MAX_CALLS`: dynamic client registration hands out client ids freely, and one user with four of them
 would otherwise hold all 64 at the default of 16 each.
 
-It lives here, beside the other per-client bounds of the HTTP layer, because both feature packages use
-it and neither may import the other (tests/test_layout.py); the counts are the process's, so they
-carry across reloads as the requests they count do.
+It lives here, beside the other per-client bounds of the HTTP layer, so that both feature packages use
+it without importing each other (features attach through runner/attach.py, docs/architecture.md); the
+counts are the process's, so they carry across reloads as the requests they count do.
 """
 
 from __future__ import annotations
