@@ -35,6 +35,7 @@ paths:
 
 MANIFEST = """\
 name: hostile
+server: {max_upstream_calls_per_client: 8}
 signin: {app_id: local}
 openapi:
   - {name: api, prefix: "", spec: hostile.yaml, base_url: "${API}/v1", timeout: 30}
@@ -112,8 +113,8 @@ async def test_timeout_is_a_total_deadline_not_per_read(served: tuple[RunnerProc
 async def test_one_client_cannot_hold_an_api_for_others(
     served: tuple[RunnerProcess, str, str], api: HostileAPI
 ) -> None:
-    """F5: one client's calls in flight to an API are bounded (8); past that it is refused at once, and another
-    client is served meanwhile."""
+    """F5: one client's calls in flight to an API are bounded (`server.max_upstream_calls_per_client`, 8 here);
+    past that it is refused at once, and another client is served meanwhile."""
     runner, alice, bob = served
     held: list[Any] = []
     async with mcp_client(runner.url, alice) as a, mcp_client(runner.url, bob) as b, anyio.create_task_group() as tg:
@@ -128,7 +129,10 @@ async def test_one_client_cannot_hold_an_api_for_others(
                 await anyio.sleep(0.02)
         ninth = await a.call_tool("gate", {})
         assert ninth.is_error
-        assert text(ninth) == "api: busy: this client has 8 calls to the API in flight already; try again when one ends"
+        assert text(ninth) == (
+            "server busy: this client has 8 calls in flight to API 'api' already "
+            "(server.max_upstream_calls_per_client); try again when one has finished"
+        )
         other = await b.call_tool("text", {})  # bob is served while alice's 8 are held
         assert not other.is_error and text(other) == "plain words"
         api.gate.set()

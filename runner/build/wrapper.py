@@ -8,8 +8,9 @@ runner can swap it on reload.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ from runner.build.sealing import Sealing, swap_boundary
 from runner.completions import Completions, complete
 from runner.events.handlers import install as serve_subscriptions
 from runner.events.hub import EventHub
+from runner.http.busy import Busy, caller
+from runner.http.busy import slot as busy_slot
 from runner.http.security import HostRules
 from runner.loglevel import LevelFilter, set_level
 from runner.manifest.settings import MAX_UPSTREAM_CALLS_PER_CLIENT, ErrorDetails
@@ -69,8 +72,6 @@ from runner.surface.pages import serve_pages
 from runner.surface.prompt import prompt_meta
 from runner.tasks import TasksExtension
 from runner.tasks.notify import install as serve_task_notifications
-from runner.upstreams.busy import caller
-from runner.upstreams.busy import slot as upstream_slot
 from runner.upstreams.forms import restore as restore_form_annotations
 from runner.upstreams.pool import Upstreams
 from runner.upstreams.served import Mounted
@@ -397,8 +398,8 @@ class FastMCPSignInWrapper(MCPServer):
                 # The upstream's progress goes to this call's client (when it asked for progress), and
                 progress = context.report_progress if context is not None else None
                 held = self.upstreams.held  # a 2026-07-28 client's answers come in rounds (runner/upstreams/rounds.py)
-                with upstream_slot(target.entry.name, caller(context), self._catalog.upstream_calls_per_client):
-                    return await call_upstream_tool(target, arguments, progress, context, held)  # logs, questions too
+                bound = functools.partial(self._upstream_slot, target, context)  # held while the upstream call runs
+                return await call_upstream_tool(target, arguments, progress, context, held, bound)  # logs, questions
         if not self._allowed(self._policy().tools.get(name, ())):
             refused()
             raise ToolError(f"Unknown tool: {name}")  # the same answer as for a tool that does not exist
@@ -424,7 +425,8 @@ class FastMCPSignInWrapper(MCPServer):
             if not self._allowed(target.scopes):
                 refused()
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
-            return await get_upstream_prompt(target, arguments)
+            with self._upstream_slot(target, context, rpc=True):
+                return await get_upstream_prompt(target, arguments)
         if prompt is None or not self._allowed(self._policy().prompts.get(name, ())):
             refused()
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
@@ -445,7 +447,8 @@ class FastMCPSignInWrapper(MCPServer):
                 if not self._allowed(target.scopes):
                     refused()
                     raise ResourceNotFoundError(f"Unknown resource: {uri}")
-                return await read_upstream_resource(target, str(uri))
+                with self._upstream_slot(target, context, rpc=True):
+                    return await read_upstream_resource(target, str(uri))
         if not self._allowed(self._policy().for_resource(str(uri))):
             refused()
             raise ResourceNotFoundError(f"Unknown resource: {uri}")
@@ -459,6 +462,20 @@ class FastMCPSignInWrapper(MCPServer):
             refused_if_busy(exc)
             text = self.errors.answer("resource", str(uri), exc)
             raise MCPError(code=INTERNAL_ERROR, message=text, data={"uri": str(uri)}) from exc
+
+    @contextlib.contextmanager
+    def _upstream_slot(self, target: Any, context: Any, *, rpc: bool = False) -> Iterator[None]:
+        """One request in flight to `target`'s upstream for the calling client (runner/http/busy.py): tool calls,
+        prompt gets and resource reads count alike. Beyond the bound, refused at once: a tool error (Busy), or
+        with `rpc` a JSON-RPC error, with the same text."""
+        try:
+            with busy_slot("upstream", target.entry.name, caller(context), self._catalog.upstream_calls_per_client):
+                yield
+        except Busy as exc:
+            refused()  # for metrics and the audit line: the upstream never heard of it
+            if not rpc:
+                raise
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None
 
     def _serves_locally(self, uri: str) -> bool:
         """Whether one of the manifest's own resources or templates answers `uri` (it wins over an upstream's)."""

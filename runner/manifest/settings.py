@@ -39,7 +39,7 @@ MAX_TASKS = 1000
 MAX_TASKS_PER_CLIENT = 32
 MAX_TASKS_PER_SUBJECT = 128
 MAX_TASK_RESULT_BYTES = 1024 * 1024
-MAX_UPSTREAM_CALLS_PER_CLIENT = 16  # server.max_upstream_calls_per_client (runner/upstreams/busy.py)
+MAX_UPSTREAM_CALLS_PER_CLIENT = 16  # server.max_upstream_calls_per_client (runner/http/busy.py)
 TASK_TTL = 3600.0
 
 BUS_SCHEMES = ("redis://", "rediss://", "unix://")  # server.bus (runner/events/bus.py)
@@ -131,7 +131,8 @@ class ServerSettings(Strict):
         ge=1,
         le=1024,
         description="calls in flight at most per client (token issuer, subject, client id; the address without auth) "
-        "to one upstream of `upstreams:`; more are refused at once with a tool error. A reload applies a new value",
+        "to one upstream of `upstreams:` or API of `openapi:`: tool calls, prompt gets and resource reads alike; "
+        "more are refused at once. A reload applies a new value",
     )
     page_size: Int | None = Field(
         default=None,

@@ -29,6 +29,8 @@ import httpx2
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 
+from runner.http.busy import slot
+from runner.http.sessions import Principal
 from runner.openapi.operations import Operation
 
 KEEPALIVE_S = 60.0  # an idle pooled connection is kept this long (the API may close it sooner)
@@ -39,7 +41,6 @@ ERROR_BODY_CHARS = 300  # how much of a non-2xx answer's body the tool error car
 # 78 MiB of text (and 300 MiB of RSS) per call. Small and shallow, the pretty text stays within ~4 MiB.
 MAX_PRETTY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 64  # a deeper JSON answer is a tool error (Python's parser itself stops near 1000, with a crash)
-MAX_CALLS_PER_CALLER = 8  # calls in flight per API per caller; well below the 100 pooled connections
 logger = logging.getLogger("runner")
 
 
@@ -61,7 +62,6 @@ class Api:
     timeout: float
     _client: httpx2.AsyncClient | None = field(default=None, repr=False)
     _inflight: int = 0
-    _by_caller: dict[Any, int] = field(default_factory=dict, repr=False)  # calls in flight per caller
     _retired: bool = False
     # The last call's outcome kind (`ok`, `http 503`, `connect error`, `timed out`, `too large`) and when
     # (time.time()), for /healthz: a kind only, never a URL, header or body (runner/openapi/health.py).
@@ -165,42 +165,36 @@ def request_parts(api: Api, op: Operation, arguments: dict[str, Any]) -> dict[st
     return parts
 
 
-async def send(api: Api, op: Operation, arguments: dict[str, Any], caller: Any = None) -> CallToolResult:
-    """One call: at most MAX_CALLS_PER_CALLER in flight per caller (refused at once beyond), and `timeout`
-    is a total deadline for the whole exchange (httpx2's timeout is per read: a trickle would reset it)."""
+async def send(api: Api, op: Operation, arguments: dict[str, Any], who: Principal, per_client: int) -> CallToolResult:
+    """One call: at most `per_client` in flight for `who`, and runner/http/busy.py's bounds for its user and for all
+    clients, all below the pool's 100 connections (refused at once beyond); `timeout` is a total deadline for the
+    whole exchange (httpx2's timeout is per read: a trickle would reset it)."""
     try:
         parts = request_parts(api, op, arguments)
     except ToolError as exc:  # a value refused before anything is sent: named like every other failure
         raise ToolError(f"{api.name}: {exc}") from None
-    held = api._by_caller.get(caller, 0)
-    if held >= MAX_CALLS_PER_CALLER:
-        raise ToolError(
-            f"{api.name}: busy: this client has {held} calls to the API in flight already; try again when one ends"
-        )
-    api._by_caller[caller] = held + 1
-    api._inflight += 1
-    try:
-        with anyio.fail_after(api.timeout):
-            async with api.client().stream(**parts) as response:
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_RESPONSE_BYTES:
-                        api.outcome("too large")
-                        raise ToolError(f"{api.name}: the response is larger than {MAX_RESPONSE_BYTES // 1048576} MiB")
-    except (httpx2.TimeoutException, TimeoutError):
-        api.outcome("timed out")
-        raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
-    except httpx2.HTTPError as exc:
-        api.outcome("connect error" if isinstance(exc, httpx2.ConnectError) else "transport error")
-        raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
-    finally:
-        left = api._by_caller.pop(caller) - 1
-        if left:
-            api._by_caller[caller] = left
-        api._inflight -= 1
-        if api._retired and api._inflight == 0:
-            await api.aclose()
+    with slot("API", api.name, who, per_client):
+        api._inflight += 1
+        try:
+            with anyio.fail_after(api.timeout):
+                async with api.client().stream(**parts) as response:
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > MAX_RESPONSE_BYTES:
+                            api.outcome("too large")
+                            limit = MAX_RESPONSE_BYTES // 1048576
+                            raise ToolError(f"{api.name}: the response is larger than {limit} MiB")
+        except (httpx2.TimeoutException, TimeoutError):
+            api.outcome("timed out")
+            raise ToolError(f"{api.name}: no answer within {api.timeout:g} s") from None
+        except httpx2.HTTPError as exc:
+            api.outcome("connect error" if isinstance(exc, httpx2.ConnectError) else "transport error")
+            raise ToolError(f"{api.name}: cannot reach the API: {type(exc).__name__}") from None
+        finally:
+            api._inflight -= 1
+            if api._retired and api._inflight == 0:
+                await api.aclose()
     return _result(api, bytes(data), response)
 
 

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from runner.http.busy import caller
 from runner.manifest.errors import Location, Problem
 from runner.manifest.located import unknown_hint
 from runner.manifest.model import Manifest, OpenAPIEntry
+from runner.manifest.settings import MAX_UPSTREAM_CALLS_PER_CLIENT
 from runner.manifest.source import Source
 from runner.openapi.call import Api, send, tls
 from runner.openapi.operations import Operation, json_schema, operations
@@ -52,7 +53,7 @@ class OperationTool(Tool):
         if problem is not None:
             raise ToolError(f"Error executing tool {self.name}: arguments do not match the input schema {problem}")
         try:
-            return await send(self.api, self.operation, arguments, caller(context))
+            return await send(self.api, self.operation, arguments, caller(context), per_client(context))
         except ToolError as exc:  # the API's answer: exactly the text docs/openapi.md shows, as an upstream's is
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         except Exception as exc:  # noqa: BLE001 - a case send does not foresee: one line, not a traceback per call
@@ -61,18 +62,14 @@ class OperationTool(Tool):
             return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
-def caller(context: Any) -> tuple[Any, ...]:
-    """Who calls, for the per-caller bound on calls in flight: the token's subject (over all its client ids,
-    as runner/http/sessions.py counts sessions), else its client id, else the client's address."""
-    token = get_access_token()
-    if token is not None:
-        return ("subject", token.subject) if token.subject else ("client", token.client_id)
+def per_client(context: Any) -> int:
+    """`server.max_upstream_calls_per_client` of the server serving the call, read at each call (as the upstreams'
+    bound is), so that a reload applies a new value: a cached tool outlives the build that made it."""
     try:
-        request = getattr(context.request_context, "request", None)
-    except (AttributeError, ValueError):  # no request context (a call from inside the process)
-        request = None
-    client = getattr(request, "client", None)
-    return ("address", getattr(client, "host", None))
+        server = context.mcp_server
+    except (AttributeError, ValueError):  # no server context (a call from inside the process)
+        return MAX_UPSTREAM_CALLS_PER_CLIENT
+    return int(getattr(server, "upstream_calls_per_client", MAX_UPSTREAM_CALLS_PER_CLIENT))
 
 
 @dataclass

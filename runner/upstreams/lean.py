@@ -13,8 +13,9 @@ is, the answer POSTed back as a JSON-RPC response.
 
 Bounds: the caller wraps a request in the entry's `timeout`; one message of the answer (a JSON body,
 an SSE event) is at most `MAX_MESSAGE_BYTES`, so an upstream cannot make the runner buffer unbounded
-bytes; at most `CONNECTIONS` connections per upstream (more calls at once wait for one). A 404 on the
-session means the upstream forgot it (restarted, expired): `Expired`, and the connection reconnects.
+bytes; at most `CONNECTIONS` connections per upstream, as many as requests may be in flight to it
+(runner/http/busy.py), so a request never waits for one. A 404 on the session means the upstream forgot
+it (restarted, expired): `Expired`, and the connection reconnects.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from typing import Any
 import anyio
 from mcp.shared.exceptions import MCPError
 
+from runner.http.busy import MAX_CALLS
 from runner.upstreams import forward
 from runner.upstreams.wire import Pool, Response
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # one JSON-RPC message of an upstream's answer, as the openapi: responses
-CONNECTIONS = 8  # per upstream: calls in flight at once, each on its own kept-alive connection
+# Per upstream: calls in flight at once, each on its own kept-alive connection, as many as may be in flight to it
+# (runner/http/busy.py), so that a call never waits for one: with 8, one client's 8 slow calls made every other
+# client's wait for the upstream's answers.
+CONNECTIONS = MAX_CALLS
 # What is read of a stream after its answer, to keep its connection: its end comes with the answer or right after
 # it; the caller waits for it, so a server that holds the stream open costs 0.1 s and the connection, not more.
 DRAIN_SECONDS, DRAIN_EVENTS = 0.1, 16

@@ -14,6 +14,7 @@ import base64
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -218,25 +219,40 @@ def collision(target: Target, other: str, served: str | None = None) -> None:
 
 
 async def call_tool(
-    target: Target, arguments: dict[str, Any], progress: Any = None, caller: Any = None, held: HeldCalls | None = None
+    target: Target,
+    arguments: dict[str, Any],
+    progress: Any = None,
+    caller: Any = None,
+    held: HeldCalls | None = None,
+    bound: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> types.CallToolResult | types.InputRequiredResult:
     """The upstream's result as it is; an upstream that cannot answer is a tool error naming it.
 
     `progress(progress, total, message)` gets the upstream's progress notifications for this call;
     `caller`, the runner's Context of the call, gets its log messages and questions (forward.py). A
     2026-07-28 caller gets them through rounds of its call, the upstream call held in `held` (rounds.py).
+    `bound()` is held for as long as the upstream call runs (the caller's slot, runner/http/busy.py): for a
+    held call, across the rounds, since it keeps its connection to the upstream meanwhile; it raises at once
+    when the caller has no slot left.
     """
     if held is not None and in_rounds(caller):
         try:
             served = target.entry.served_prefix + target.name
-            return await held.call(served, caller, lambda progress: _call_tool(target, arguments, progress))
+            return await held.call(
+                served, caller, lambda progress: _within(bound, lambda: _call_tool(target, arguments, progress))
+            )
         except HeldLimit as exc:
             return _failed(str(exc))
     token = forward.CALLER.set(caller)
     try:
-        return await _call_tool(target, arguments, progress)
+        return await _within(bound, lambda: _call_tool(target, arguments, progress))
     finally:
         forward.CALLER.reset(token)
+
+
+async def _within(bound: Callable[[], AbstractContextManager[Any]], call: Callable[[], Awaitable[T]]) -> T:
+    with bound():
+        return await call()
 
 
 async def _call_tool(target: Target, arguments: dict[str, Any], progress: Any) -> types.CallToolResult:

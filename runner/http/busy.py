@@ -1,0 +1,87 @@
+"""Calls in flight to another server, bounded per client and in all: one client never locks the others out.
+
+One bound, for both kinds of outside server the manifest names: an upstream MCP server (`upstreams:`,
+runner/upstreams) and an HTTP API (`openapi:`, runner/openapi). Every request that waits on one counts:
+a tool call, a prompt get, a resource read (a template's too). Why a bound: such requests share a
+connection pool (an HTTP upstream's calls and its liveness ping, an API's calls), and a slow server
+holds each connection until it answers. 110 tool calls of one client to a slow upstream made every
+other client's call wait, then the ping found no connection and the upstream was marked down for
+every client; prompt gets and resource reads did the same before they were counted.
+
+So one client may have `server.max_upstream_calls_per_client` requests in flight to one upstream or
+API, and all clients together `MAX_CALLS`, no more than the runner's pool for it holds (the lean
+lane's connections, runner/upstreams/lean.py; the SDK client's and an API's 100): a counted request
+never waits for a connection, and the ping always finds one. A request beyond either bound is
+refused at once with an error saying the server is busy, as a full tool pool does
+(runner/build/pool.py): nothing waits, so memory and waiting stay bounded.
+
+A client is who the HTTP layer counts as one (runner/http/sessions.py `principal`: the token's issuer,
+subject and client id, or the address without auth), as for sessions and standing streams; and as there,
+a token's subject is also counted over all its client ids, at most `MAX_CALLS_PER_SUBJECT`, half of
+`MAX_CALLS`: dynamic client registration hands out client ids freely, and one user with four of them
+would otherwise hold all 64 at the default of 16 each.
+
+It lives here, beside the other per-client bounds of the HTTP layer, so that both feature packages use
+it without importing each other (features attach through runner/attach.py, docs/architecture.md); the
+counts are the process's, so they carry across reloads as the requests they count do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from runner.http.sessions import WHO, Principal, counted, principal
+
+MAX_CALLS = 64  # in flight to one upstream or API, all clients together
+MAX_CALLS_PER_SUBJECT = MAX_CALLS // 2  # of one token subject, over all its client ids: never all of them
+STDIO: Principal = ("stdio",)  # the one client of a stdio server (or a call from inside the process)
+_ALL: Principal = ("*",)
+_SETTING = {"client": "server.max_upstream_calls_per_client", "subject": f"half of the {MAX_CALLS} allowed in all"}
+# (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
+_inflight: dict[tuple[str, str, Principal], int] = {}
+
+
+class Busy(ToolError):
+    """The client, its user or all clients together have as many requests in flight to the server as allowed."""
+
+
+def caller(context: Any) -> Principal:
+    """Who makes the request (an SDK Context), as the HTTP layer counts clients."""
+    try:
+        request = getattr(getattr(context, "request_context", None), "request", None)
+    except ValueError:  # the SDK's Context outside of a request
+        request = None
+    scope = getattr(request, "scope", None)
+    return principal(scope) if isinstance(scope, dict) else STDIO
+
+
+@contextmanager
+def slot(kind: str, name: str, who: Principal, per_client: int) -> Iterator[None]:
+    """One request in flight to the `kind` (upstream, API) named `name` for `who`, or Busy at once."""
+    keys = []
+    for key, limit, counts in counted(who, per_client, MAX_CALLS_PER_SUBJECT):
+        keys.append((kind, name, key))
+        if _inflight.get(keys[-1], 0) >= limit:
+            raise Busy(
+                f"server busy: {WHO[counts]} has {limit} calls in flight to {kind} {name!r} already "
+                f"({_SETTING[counts]}); try again when one has finished"
+            )
+    everyone = (kind, name, _ALL)
+    if _inflight.get(everyone, 0) >= MAX_CALLS:
+        raise Busy(f"server busy: {MAX_CALLS} calls are in flight to {kind} {name!r}; try again later")
+    keys.append(everyone)
+    for key in keys:
+        _inflight[key] = _inflight.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        for key in keys:
+            left = _inflight[key] - 1
+            if left:
+                _inflight[key] = left
+            else:
+                del _inflight[key]  # memory follows the calls in flight, not the clients ever seen

@@ -1,0 +1,318 @@
+"""One bound on requests in flight per client (runner/http/busy.py), for upstreams and OpenAPI APIs alike.
+
+A real runner (one per module) mounts an HTTP upstream whose `hold` requests answer only when released
+(tests/apps/held_upstream.py, plain SDK) and an API whose /hold does the same (`HeldAPI`, Starlette on
+loopback); clients are real MCP clients over real HTTP with real RS256 tokens from the loopback JWKS server.
+`server.max_upstream_calls_per_client` is 2 here. Each test holds requests, then looks at what the held
+server counts and at what the clients got: never at how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp.client import Client
+from mcp.shared.exceptions import MCPError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from tests.apps.openapi.pets_api import PetsAPI
+from tests.helpers import (
+    ROOT,
+    Issuer,
+    JWKSServer,
+    RunnerProcess,
+    free_port,
+    mcp_client,
+    stop_process,
+    wait_for_health,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.anyio
+
+HELD_UPSTREAM = ROOT / "tests" / "apps" / "held_upstream.py"
+PER_CLIENT = 2
+MAX_CALLS = 64  # runner/http/busy.py: in flight to one upstream or API, all clients together
+MAX_CALLS_PER_SUBJECT = 32  # and of one token subject, over all its client ids
+DOCUMENT = """\
+openapi: 3.1.0
+info: {title: held, version: "1"}
+paths:
+  /hold: {get: {operationId: hold}}
+  /text: {get: {operationId: text}}
+"""
+
+
+def busy(kind: str, name: str) -> str:
+    return (
+        f"server busy: this client has {PER_CLIENT} calls in flight to {kind} {name!r} already "
+        "(server.max_upstream_calls_per_client); try again when one has finished"
+    )
+
+
+@dataclass
+class HeldAPI(PetsAPI):
+    """An API whose /v1/hold answers only at `release()` (or after 60 s), and /v1/text at once."""
+
+    held: int = 0  # requests held now
+    _loop: asyncio.AbstractEventLoop | None = None
+    _gate: asyncio.Event | None = None
+
+    def _routes(self) -> Starlette:
+        async def hold(request: Request) -> Response:
+            self._loop = asyncio.get_running_loop()
+            gate = self._gate = self._gate or asyncio.Event()
+            self.held += 1
+            try:
+                with anyio.move_on_after(60):  # bounded
+                    await gate.wait()
+            finally:
+                self.held -= 1
+            return JSONResponse({"hold": "released" if gate.is_set() else "gave up"})
+
+        async def text(request: Request) -> Response:
+            return PlainTextResponse("plain words")
+
+        return Starlette(routes=[Route("/v1/hold", hold), Route("/v1/text", text)])
+
+    def release(self) -> None:
+        """Answer every held request (from the test's thread: the gate lives on the server's loop)."""
+
+        def now() -> None:
+            if self._gate is not None:
+                self._gate.set()
+                self._gate = None
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(now)
+
+
+@dataclass
+class Served:
+    runner: RunnerProcess
+    api: HeldAPI
+    issuer: Issuer
+
+    def token(self, subject: str, client_id: str = "client-1") -> str:
+        return self.issuer.token(sub=subject, client_id=client_id)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[Served]:
+    port = free_port()
+    upstream = subprocess.Popen([sys.executable, str(HELD_UPSTREAM), str(port)])
+    api = HeldAPI().start()
+    try:
+        wait_for_port(port, proc=upstream)  # type: ignore[arg-type]
+        folder = tmp_path_factory.mktemp("busy")
+        (folder / "held.yaml").write_text(DOCUMENT)
+        runner = RunnerProcess(folder / "m.yaml", env={"API": api.base_url})
+        runner.manifest.write_text(
+            f"name: busy\nserver:\n  max_upstream_calls_per_client: {PER_CLIENT}\n"
+            f"signin:\n  app_id: {jwks.app_id}\n  resource: {runner.url}\n  base_url: {jwks.base_url}\n"
+            f"upstreams:\n  - name: held\n    url: http://127.0.0.1:{port}/mcp\n    prefix: held_\n    timeout: 90\n"
+            "openapi:\n  - {name: api, spec: held.yaml, base_url: '${API}/v1', timeout: 90}\n"
+        )
+        runner.start()
+        try:
+            yield Served(runner, api, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]))
+        finally:
+            runner.stop()
+    finally:
+        api.stop()
+        stop_process(upstream)
+
+
+def connected(health: dict[str, Any]) -> bool:
+    return health.get("upstreams", {}).get("held", {}).get("state") == "connected"  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def clients(served: Served, *tokens: str) -> AsyncIterator[list[Client]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(mcp_client(served.runner.url, token)) for token in tokens]
+
+
+def said(result: Any) -> str:
+    """The text of a tool result, a prompt or a resource read; a tool error's text prefixed with `error: `."""
+    if hasattr(result, "messages"):
+        return str(result.messages[0].content.text)
+    if hasattr(result, "contents"):
+        return str(result.contents[0].text)
+    return ("error: " if result.is_error else "") + str(result.content[0].text)
+
+
+async def outcome(request: Callable[[], Awaitable[Any]]) -> str:
+    """What the client got: the answer's text, or `error: <message>` for a tool or JSON-RPC error."""
+    try:
+        return said(await request())
+    except MCPError as exc:
+        return f"error: {exc.message}"
+
+
+async def until(what: str, done: Callable[[], Awaitable[bool]]) -> None:
+    """Wait (bounded) until `done()`; fail naming `what` otherwise."""
+    with anyio.move_on_after(30):
+        while not await done():
+            await anyio.sleep(0.02)
+        return
+    raise AssertionError(f"not within the bound: {what}")
+
+
+async def test_prompt_gets_and_resource_reads_count_and_cannot_lock_another_client_out(served: Served) -> None:
+    """A client's prompt gets and resource reads (static and templated) forwarded to an upstream count in the bound
+    as tool calls do: past it each is refused at once with the busy error, and another client is served meanwhile.
+    Before, they were not counted: 8 of them held all 8 connections to the HTTP upstream, and every other client's
+    request waited for the upstream's answers."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    outcomes: list[str] = []
+    async with (
+        clients(served, served.token("greedy"), served.token("other")) as (greedy, other),
+        anyio.create_task_group() as tasks,
+    ):
+        requests: list[Callable[[], Awaitable[Any]]] = [
+            *[lambda: greedy.get_prompt("held_hold")] * 3,
+            *[lambda: greedy.read_resource("held://fixed")] * 3,
+            *[lambda: greedy.read_resource("held://item/7")] * 2,
+        ]
+
+        async def ask(request: Callable[[], Awaitable[Any]]) -> None:
+            outcomes.append(await outcome(request))
+
+        for request in requests:
+            tasks.start_soon(ask, request)
+
+        async def holding() -> int:
+            return int(said(await other.call_tool("held_holding", {})))
+
+        await until("each request held or answered", lambda: _settled(holding, outcomes, len(requests)))
+        assert outcomes == [f"error: {busy('upstream', 'held')}"] * 6  # refused at once; 2 are held
+        assert await holding() == PER_CLIENT
+        assert said(await other.get_prompt("held_quick")) == "quick"  # the other client is served meanwhile
+        assert said(await other.call_tool("held_quick", {})) == "quick"
+        refused = await greedy.call_tool("held_quick", {})  # a tool call counts in the same bound
+        assert said(refused) == f"error: {busy('upstream', 'held')}"
+        assert said(await other.call_tool("held_release", {})) == str(PER_CLIENT)
+    assert sorted(outcomes) == ["error: " + busy("upstream", "held")] * 6 + ["released"] * 2
+
+
+async def _settled(holding: Callable[[], Awaitable[int]], outcomes: list[str], count: int) -> bool:
+    return await holding() + len(outcomes) >= count
+
+
+async def test_one_user_with_many_client_ids_cannot_take_an_http_upstream_from_the_others(served: Served) -> None:
+    """Each client id of a token's subject is a client of its own (as for sessions), and the subject over all its
+    client ids may have half of the 64 in flight: 17 client ids holding 2 calls each get 32 held, 2 refused. Before,
+    8 calls held every connection the runner kept to an HTTP upstream, and another client's call waited for the
+    upstream's answers; the runner now keeps as many connections as calls may be in flight to it."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    tokens = [served.token("many", f"client-{i}") for i in range(MAX_CALLS_PER_SUBJECT // PER_CLIENT + 1)]
+    answers: list[str] = []
+    async with (
+        clients(served, *tokens, served.token("other")) as (*many, other),
+        anyio.create_task_group() as tasks,
+    ):
+
+        async def hold(client: Client) -> None:
+            answers.append(said(await client.call_tool("held_hold", {})))
+
+        for client in many:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(hold, client)
+        await until("each call held or answered", lambda: _settled(lambda: _holding(other), answers, len(many) * 2))
+        user = "this user (the token's subject, over all its client ids)"
+        refusal = f"error: server busy: {user} has {MAX_CALLS_PER_SUBJECT} calls in flight to upstream 'held' already"
+        assert answers == [refusal + " (half of the 64 allowed in all); try again when one has finished"] * 2
+        assert said(await other.call_tool("held_quick", {})) == "quick"  # before, it waited for a connection
+        assert said(await other.call_tool("held_release", {})) == str(MAX_CALLS_PER_SUBJECT)
+    assert answers[2:] == ["released"] * MAX_CALLS_PER_SUBJECT
+
+
+async def _holding(client: Client) -> int:
+    return int(said(await client.call_tool("held_holding", {})))
+
+
+async def test_the_bound_on_an_api_counts_per_client_and_all_clients_together(served: Served) -> None:
+    """`openapi:` calls are bounded by the same setting, per client as the upstreams' are (before: 8 per token
+    subject, whatever the setting said), and by 64 in flight to one API in all (before: none below the pool's
+    100 connections, so 13 clients at 8 could take every connection)."""
+    api = served.api
+    answers: list[str] = []
+
+    async def call(client: Client, tool: str) -> None:
+        answers.append(said(await client.call_tool(tool, {})))
+
+    async def held(count: int) -> bool:
+        return api.held + len(answers) >= count
+
+    async with (
+        clients(served, served.token("alice", "client-a"), served.token("alice", "client-b")) as (a, b),
+        anyio.create_task_group() as tasks,
+    ):
+        for _ in range(PER_CLIENT + 1):
+            tasks.start_soon(call, a, "api_hold")
+        await until("alice's 3 calls held or answered", lambda: held(PER_CLIENT + 1))
+        assert answers == [f"error: {busy('API', 'api')}"]  # her third, at once
+        tasks.start_soon(call, b, "api_hold")  # her other client id is a client of its own
+        await until("the other client id's call held", lambda: held(PER_CLIENT + 2))
+        assert api.held == PER_CLIENT + 1
+        api.release()
+    assert sorted(answers) == [f"error: {busy('API', 'api')}", *['{\n  "hold": "released"\n}'] * 3]
+
+    answers.clear()
+    everyone = [served.token(f"user-{i}") for i in range(MAX_CALLS // PER_CLIENT)]
+    async with clients(served, *everyone, served.token("late")) as (*many, late), anyio.create_task_group() as tasks:
+        for client in many:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(call, client, "api_hold")
+        await until("64 calls held", lambda: held(MAX_CALLS))
+        assert answers == []
+        for tool in ("api_hold", "api_text"):  # any of the API's operations: the cap is the API's
+            refused = said(await late.call_tool(tool, {}))
+            assert refused == f"error: server busy: {MAX_CALLS} calls are in flight to API 'api'; try again later"
+        assert api.held == MAX_CALLS
+        api.release()
+    assert answers == ['{\n  "hold": "released"\n}'] * MAX_CALLS
+
+
+async def test_a_call_waiting_for_the_clients_answers_keeps_counting(served: Served) -> None:
+    """A 2026-07-28 client is asked an upstream's question in rounds of its call, the upstream call held open
+    between them (runner/upstreams/rounds.py), on its connection: it counts until it ends. Before, it stopped
+    counting when the first round answered `input_required`, so a client could hold calls past the bound."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    meanwhile: list[str] = []
+
+    async def hold_then_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        async with anyio.create_task_group() as tasks:  # the asking call is held now: it and one hold are 2
+            tasks.start_soon(lambda: _record(meanwhile, client.call_tool("held_hold", {})))
+            await until("the hold held", lambda: _is_held(other, 1))
+            meanwhile.append(said(await client.call_tool("held_quick", {})))
+            assert said(await other.call_tool("held_release", {})) == "1"
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    async with (
+        mcp_client(served.runner.url, served.token("asked"), elicitation_callback=hold_then_answer) as client,
+        mcp_client(served.runner.url, served.token("other")) as other,
+    ):
+        assert said(await client.call_tool("held_ask", {})) == "accept yes"
+    assert meanwhile == [f"error: {busy('upstream', 'held')}", "released"]
+
+
+async def _record(into: list[str], request: Awaitable[Any]) -> None:
+    into.append(said(await request))
+
+
+async def _is_held(client: Client, count: int) -> bool:
+    return await _holding(client) >= count
