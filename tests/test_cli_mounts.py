@@ -14,10 +14,13 @@ import struct
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from runner.manifest.model import load
 from tests.helpers import ROOT, RunnerProcess, run_main, wait_for_health
 
 PLAIN = ROOT / "tests" / "apps" / "plain_upstream.py"
@@ -73,6 +76,8 @@ def test_client_commands_need_none_of_the_servers_secrets(gateway: RunnerProcess
     assert all(name in listed.stdout for name in ("hello", "plain_add", "plain_whoami", "pets_lookup")), listed.stdout
     added = run_main("call", manifest, "plain_add", "--arg", "a=6", "--arg", "b=7")
     assert added.returncode == 0 and '"total": 13' in added.stdout, added.stderr
+    installed = run_main("install", "claude-code", manifest, cwd=gateway.manifest.parent)  # writes .mcp.json there
+    assert installed.returncode == 0, installed.stderr
     said = token.stderr + listed.stderr + added.stderr + listed.stdout + added.stdout
     assert not any(value in said for value in SECRETS.values())
     # `check` reads the whole manifest: each missing variable is a located error, as before.
@@ -81,6 +86,23 @@ def test_client_commands_need_none_of_the_servers_secrets(gateway: RunnerProcess
     for name in SECRETS:
         assert f"environment variable {name!r} is not set" in checked.stderr, checked.stderr
     assert f"{manifest}:4:25: " in checked.stderr and f"{manifest}:17:" in checked.stderr  # located
+
+
+def test_a_client_load_never_reads_the_servers_variables(tmp_path: Path) -> None:
+    """Not even when they are set: what a client command never reads, it can never print or send."""
+    asked: list[str] = []
+
+    class Shell(dict[str, str]):
+        def get(self, key: str, default: Any = None) -> Any:
+            asked.append(key)
+            return super().get(key, default)
+
+    (tmp_path / "gateway.yaml").write_text(MANIFEST)
+    manifest, _ = load(tmp_path / "gateway.yaml", Shell(SECRETS), client=True)
+    assert asked == [] and [up.name for up in manifest.upstreams] == ["plain"]
+    assert manifest.upstreams[0].scopes == ["plain.use"] and manifest.openapi[0].headers == {}
+    served, _ = load(tmp_path / "gateway.yaml", Shell(SECRETS))  # serve and check read them all
+    assert sorted(asked) == sorted(SECRETS) and served.openapi[0].headers == {"X-Api-Key": SECRETS["GW_PETS_KEY"]}
 
 
 def test_an_upstreams_or_apis_missing_scope_is_named_with_arg_and_args(gateway: RunnerProcess) -> None:
