@@ -15,11 +15,10 @@ import binascii
 import json
 import shlex
 from pathlib import Path
-from typing import Any
 
 from runner.cli.commands.target import Target
 from runner.manifest.errors import ManifestError
-from runner.manifest.model import LOCAL_APP_ID, Manifest, entry_name, load
+from runner.manifest.model import LOCAL_APP_ID, Manifest, OpenAPIEntry, UpstreamEntry, entry_name, load
 
 
 def hidden_tool(target: Target, tool: str) -> str | None:
@@ -44,10 +43,10 @@ def _candidates(manifest: Manifest, tool: str) -> list[tuple[str, list[str]]]:
     each needs. The manifest does not list an upstream's or an API's names (they come from the upstream or the
     document, which a client does not read): a name that fits is one it may serve."""
     found = [("", list(t.scopes)) for t in manifest.tools if entry_name(t) == tool and t.scopes]
-    mounts: list[tuple[str, Any]] = [("upstream", up) for up in manifest.upstreams]
+    mounts: list[tuple[str, UpstreamEntry | OpenAPIEntry]] = [("upstream", up) for up in manifest.upstreams]
     mounts += [("openapi", api) for api in manifest.openapi]
     for kind, entry in mounts:
-        prefix: str = entry.served_prefix
+        prefix = entry.served_prefix
         name = tool[len(prefix) :]
         if not tool.startswith(prefix) or not name or name in entry.exclude:
             continue
