@@ -104,7 +104,7 @@ def test_call_json_errors_and_exit_codes(starter: tuple[Path, RunnerProcess]) ->
     assert tool_error.stdout == "" and tool_error.stderr.startswith("error: ")
 
     unknown = cli(folder, "call", "mcp-runner.yaml", "nope")
-    assert unknown.returncode == 1 and "Unknown tool: nope" in unknown.stderr
+    assert unknown.returncode == 1 and "the server has no tool 'nope' (its tools: " in unknown.stderr
 
     not_a_number = cli(folder, "call", "mcp-runner.yaml", "add", "--arg", "a=two", "--arg", "b=1")
     assert not_a_number.returncode == 2

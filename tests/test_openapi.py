@@ -332,6 +332,7 @@ async def test_reload_follows_the_spec_file_and_keeps_other_apis_connections(api
             edited = manifest.read_text().replace("    timeout: 10\n", "    timeout: 20\n")
             health = await edit_and_wait(tmp_path, runner.health_url, "apis.yaml", edited)
             assert health["last_reload"]["result"] == "ok", health
+            assert health["last_reload"]["changes"] == "openapi ~probe", health  # the changed entry, by name
             await client.call_tool("pets_getInventory", {})
             assert api.seen[-1].client_port == port
             # ... and the replaced probe entry's client was closed, with its connection.

@@ -264,6 +264,7 @@ async def test_reload_keeps_an_unchanged_upstreams_process_and_applies_the_chang
         assert health["last_reload"]["result"] == "ok", health
         said = str(health["last_reload"]["changes"])  # what the reload changed: the unchanged upstream's tools did not
         assert "other_whoami" in said and "plain_" not in said, said
+        assert "upstreams +third -other" in said, said  # the new one's tools come later: it is named now
         await wait_for_health(
             runner.health_url,
             lambda h: connected("plain", "third")(h) and "other" not in h["upstreams"],
@@ -278,6 +279,8 @@ async def test_reload_keeps_an_unchanged_upstreams_process_and_applies_the_chang
         changed = "name: front\nupstreams:\n" + plain_entry(mark="uno") + plain_entry("third", "three")  # env changed
         health = await edit_and_wait(runner.manifest.parent, runner.health_url, "front.yaml", changed)
         assert health["last_reload"]["result"] == "ok", health
+        assert health["last_reload"]["changes"] == "upstreams ~plain", health  # was "no visible change"
+        assert "reload ok in " in runner.logged() and ": upstreams ~plain\n" in runner.logged()
         with anyio.fail_after(30):  # the changed upstream is started again, with its new environment
             while True:
                 async with mcp_client(runner.url) as client:

@@ -392,7 +392,7 @@ def _nginx(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from runner.cli.tokens import TokenRefused, mint
 
-    manifest, _ = load(args.manifest)
+    manifest, _ = load(args.manifest, client=True)
     if manifest.signin is None:
         print(f"mcp-runner: {args.manifest} has no signin block: its server takes no token", file=sys.stderr)
         return EXIT_INVALID

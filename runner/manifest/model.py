@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
 from runner.auth.defaults import DEFAULT_BASE_URL, DEFAULT_MAX_LIFETIME
+from runner.manifest.client import withheld
 from runner.manifest.errors import ManifestError, Problem
 from runner.manifest.located import located, unknown_hint
 from runner.manifest.scalars import Bool, Claim, HeaderName, Identifier, Int, Number, Scope
@@ -317,8 +318,14 @@ class Manifest(_Strict):
         return value
 
 
-def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> tuple[Manifest, Source]:
-    """Read, parse and validate a manifest file; raise ManifestError with located problems."""
+def load(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, client: bool = False
+) -> tuple[Manifest, Source]:
+    """Read, parse and validate a manifest file; raise ManifestError with located problems.
+
+    `client`: for the client commands, without the parts only the server uses (runner/manifest/client.py):
+    never serve or build what this returns.
+    """
     file = str(path)
     try:
         text = FsPath(path).read_bytes().decode("utf-8")  # no newline translation: the digest is of the bytes
@@ -326,7 +333,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         from runner.manifest.errors import Location
 
         raise ManifestError([Problem(Location(file, 1, 1), f"cannot read the manifest: {exc}")]) from None
-    return validate(parse(text, file, os.environ if env is None else env))
+    return validate(parse(text, file, os.environ if env is None else env, withheld if client else None))
 
 
 def validate(source: Source) -> tuple[Manifest, Source]:
@@ -448,8 +455,8 @@ def all_scopes(manifest: Manifest) -> list[str]:
     for scope in manifest.signin.scopes if manifest.signin else []:
         found[scope] = None
     entries: list[_Entry | _Mount | Override] = [*manifest.tools, *manifest.resources, *manifest.prompts]
-    for up in manifest.upstreams:
-        entries += [up, *up.overrides.values()]
+    for mount in [*manifest.upstreams, *manifest.openapi]:  # the CLI's minted token needs them too
+        entries += [mount, *mount.overrides.values()]
     for entry in entries:
         for scope in entry.scopes:
             found[scope] = None

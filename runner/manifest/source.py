@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,17 @@ Path = tuple[str | int, ...]
 # Values in one manifest at most, every repetition by an alias or a merge counted. A 1,000-tool manifest
 # holds about 10,000; an alias bomb of 10^6 values took 630 MiB (issue 22).
 MAX_VALUES = 100_000
+
+
+class _Omit:
+    """The sentinel a `Withhold` returns for a key left out of the data."""
+
+
+OMIT = _Omit()
+# For a reader that does not use some parts (the client commands: runner/manifest/client.py): given a key's
+# path, None builds its value as usual; OMIT leaves the key out; anything else stands in for the value. A part
+# not built is not substituted either: its `${VAR}`s are never read.
+Withhold = Callable[[Path], Any]
 
 # libyaml's parser when available: 5x faster on a 1,000-tool manifest, same marks and types.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -75,8 +86,8 @@ def _location(file: str, mark: yaml.Mark) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
-    """Parse YAML text; raise ManifestError with every located problem."""
+def parse(text: str, file: str, env: Mapping[str, str], withhold: Withhold | None = None) -> Source:
+    """Parse YAML text; raise ManifestError with every located problem (none from the parts `withhold` keeps out)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -94,7 +105,7 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
         raise ManifestError([Problem(Location(file, 1, 1), "the manifest is empty")])
     problems: list[Problem] = []
     try:
-        source.data = _build(node, (), source, loader, env, problems, _Budget(MAX_VALUES))
+        source.data = _build(node, (), source, loader, env, problems, _Budget(MAX_VALUES, withhold))
     except _TooLarge as exc:
         where = source.locate(exc.path)
         raise ManifestError([Problem(where, exc.message(_shown_path(exc.path)))]) from None
@@ -106,6 +117,7 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> Source:
 @dataclass
 class _Budget:
     left: int
+    withhold: Withhold | None = None  # rides along with the budget: both are the same for every node
 
 
 class _TooLarge(Exception):
@@ -185,6 +197,12 @@ def _build(
                 problems.append(Problem(where, f"duplicate key {key!r}"))
                 continue
             source.keys[path + (key,)] = where
+            stand_in = budget.withhold(path + (key,)) if budget.withhold is not None else None
+            if stand_in is OMIT:
+                continue
+            if stand_in is not None:
+                result[key] = stand_in
+                continue
             result[key] = _build(value_node, path + (key,), source, loader, env, problems, budget)
         return result
     if isinstance(node, yaml.SequenceNode):

@@ -44,7 +44,7 @@ from runner.openapi.mount import close_dropped, spec_files
 from runner.reload.changes import Diff, Snapshot, list_events, snapshot
 from runner.reload.memory import Settler, freeze_first
 from runner.reload.modules import user_modules
-from runner.reload.summary import describe
+from runner.reload.summary import describe, visible
 from runner.reload.unwatched import Unwatched
 from runner.reload.watcher import Baseline, Watcher
 from runner.reload.worker import BuildThread, Crashed, Overdue
@@ -215,7 +215,8 @@ class Reloader:
         self.unwatched.scan()
         stale = self.unwatched.stale()
         duration = (time.perf_counter() - started) * 1000
-        said = describe(diff.describe(nothing=""), previous, manifest, self._reimported)
+        lists = diff.describe(nothing="")
+        said = describe(lists, previous, manifest, self._reimported)
         if stale:
             logger.warning(
                 "reload stale in %.1f ms: %s; still running the old code of %s (not reloadable: restart to run it)",
@@ -223,7 +224,8 @@ class Reloader:
             )
         else:
             logger.info("reload ok in %.1f ms: %s", duration, said)
-        return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=diff.describe(), stale=stale)
+        changes = visible(lists, previous, manifest)
+        return ReloadResult(at=time.time(), ok=True, duration_ms=duration, changes=changes, stale=stale)
 
     def _failed(self, started: float, error: str, public: str) -> ReloadResult:
         duration = (time.perf_counter() - started) * 1000

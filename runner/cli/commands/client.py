@@ -148,23 +148,25 @@ async def _pages(method: Any, field: str) -> list[Any]:
 def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any], as_json: bool) -> int:
     async def call(client: Client) -> Any:
         arguments = dict(given)
+        tools: dict[str, Any] | None = None
         if pairs:
             tools = {t.name: t for t in await _pages(client.list_tools, "tools")}
-            if tool not in tools:
-                hidden = hidden_tool(target, tool)  # listed only to a token with the tool's scopes
-                if hidden is not None:
-                    raise CommandError(hidden, EXIT_UNREACHABLE)
-                # Not listed is not always unknown: an upstream that is down (or never connected) lists nothing,
-                # yet the server answers a call to one of its tools saying why. So ask, with untyped values.
-                arguments.update(coerce(tool, {"additionalProperties": True}, pairs))
-                result = await client.call_tool(tool, arguments)
-                if result.is_error and [getattr(b, "text", None) for b in result.content] == [f"Unknown tool: {tool}"]:
-                    names = ", ".join(sorted(tools)) or "none"
-                    message = f"mcp-runner: the server has no tool {tool!r} (its tools: {names})"
-                    raise CommandError(message, EXIT_REFUSED)
-                return result
-            arguments.update(coerce(tool, tools[tool].input_schema, pairs))
-        return await client.call_tool(tool, arguments)
+            if tool in tools:
+                arguments.update(coerce(tool, tools[tool].input_schema, pairs))
+                return await client.call_tool(tool, arguments)
+            _refuse_hidden(target, tool)  # listed only to a token with the tool's scopes
+            # Not listed is not always unknown: an upstream that is down (or never connected) lists nothing,
+            # yet the server answers a call to one of its tools saying why. So ask, with untyped values.
+            arguments.update(coerce(tool, {"additionalProperties": True}, pairs))
+        result = await client.call_tool(tool, arguments)
+        if result.is_error and [getattr(b, "text", None) for b in result.content] == [f"Unknown tool: {tool}"]:
+            # `--args` as `--arg`: an upstream's tool the token's scopes hide is answered as unknown.
+            _refuse_hidden(target, tool)
+            if tools is None:
+                tools = {t.name: t for t in await _pages(client.list_tools, "tools")}
+            names = ", ".join(sorted(tools)) or "none"
+            raise CommandError(f"mcp-runner: the server has no tool {tool!r} (its tools: {names})", EXIT_REFUSED)
+        return result
 
     result = run(target, call)
     if as_json:
@@ -172,6 +174,13 @@ def _call(target: Target, tool: str, pairs: dict[str, str], given: dict[str, Any
     else:  # a tool error is no output for a pipe: stderr, as a failing command would do
         print(show.tool_result(result), file=sys.stderr if result.is_error else sys.stdout)
     return EXIT_REFUSED if result.is_error else EXIT_OK
+
+
+def _refuse_hidden(target: Target, tool: str) -> None:
+    """Exit 3 naming the scope, when the manifest says `tool` needs one the token lacks (commands/scopes.py)."""
+    hidden = hidden_tool(target, tool)
+    if hidden is not None:
+        raise CommandError(hidden, EXIT_UNREACHABLE)
 
 
 def _read(target: Target, uri: str, as_json: bool) -> int:

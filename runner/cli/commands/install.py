@@ -75,7 +75,7 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
     manifest_path: Path = args.manifest
     if not manifest_path.is_file():
         raise CommandError(no_manifest(manifest_path, f"install {args.client}"), EXIT_USAGE)
-    manifest, _ = load(manifest_path)
+    manifest, _ = load(manifest_path, client=True)
     name = args.name or client_name(manifest.name, str(manifest_path))
     signin_app = manifest.signin is not None and manifest.signin.app_id != LOCAL_APP_ID
     transport = args.transport or ("http" if signin_app else "stdio")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runner.cli.commands.target import Target
 from runner.manifest.errors import ManifestError
-from runner.manifest.model import LOCAL_APP_ID, Manifest, entry_name, load
+from runner.manifest.model import LOCAL_APP_ID, Manifest, OpenAPIEntry, UpstreamEntry, entry_name, load
 
 
 def hidden_tool(target: Target, tool: str) -> str | None:
@@ -26,17 +26,37 @@ def hidden_tool(target: Target, tool: str) -> str | None:
     manifest = _manifest(target)
     if manifest is None:
         return None
-    needed = next((list(t.scopes) for t in manifest.tools if entry_name(t) == tool and t.scopes), None)
-    if needed is None:
-        return None
     held = token_scopes(target.token)
-    lacking = needed if held is None else [scope for scope in needed if scope not in held]
-    if not lacking:
-        return None
-    return (
-        f"mcp-runner: tool {tool!r} needs scope {' '.join(lacking)}, which the token lacks "
-        f"(the server lists only what a token's scopes allow); {how_to_get(target, needed)}"
-    )
+    for source, needed in _candidates(manifest, tool):
+        lacking = needed if held is None else [scope for scope in needed if scope not in held]
+        if lacking:
+            return (
+                f"mcp-runner: tool {tool!r}{source} needs scope {' '.join(lacking)}, which the token lacks "
+                f"(the server lists only what a token's scopes allow); {how_to_get(target, needed)}"
+            )
+    return None
+
+
+def _candidates(manifest: Manifest, tool: str) -> list[tuple[str, list[str]]]:
+    """What may serve `tool` with scopes, by the manifest: a tool entry, or an upstream or API whose served names
+    (prefix + name, include/exclude; runner/upstreams/served.py, runner/openapi/mount.py) it fits, with the scopes
+    each needs. The manifest does not list an upstream's or an API's names (they come from the upstream or the
+    document, which a client does not read): a name that fits is one it may serve."""
+    found = [("", list(t.scopes)) for t in manifest.tools if entry_name(t) == tool and t.scopes]
+    mounts: list[tuple[str, UpstreamEntry | OpenAPIEntry]] = [("upstream", up) for up in manifest.upstreams]
+    mounts += [("openapi", api) for api in manifest.openapi]
+    for kind, entry in mounts:
+        prefix = entry.served_prefix
+        name = tool[len(prefix) :]
+        if not tool.startswith(prefix) or not name or name in entry.exclude:
+            continue
+        if entry.include is not None and name not in entry.include:
+            continue
+        override = entry.overrides.get(tool)
+        needed = [*entry.scopes, *(override.scopes if override else [])]
+        if needed:
+            found.append((f" (from {kind} {entry.name!r})", needed))
+    return found
 
 
 def how_to_get(target: Target, scopes: list[str]) -> str:
@@ -82,6 +102,6 @@ def _manifest(target: Target) -> Manifest | None:
     if target.manifest is None:
         return None
     try:
-        return load(Path(target.manifest))[0]
+        return load(Path(target.manifest), client=True)[0]
     except ManifestError:  # changed since the command started: no advice rather than a second error
         return None

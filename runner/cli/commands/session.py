@@ -112,12 +112,19 @@ def _explain(exc: BaseException, target: Target, refusals: _Refusals) -> Command
     for leaf in leaves:
         if isinstance(leaf, httpx2.TransportError):
             hint = f" (is `mcp-runner serve {target.manifest}` running?)" if target.manifest else ""
-            return CommandError(f"mcp-runner: cannot connect to {target.url}: {leaf}{hint}", EXIT_UNREACHABLE)
+            return CommandError(f"mcp-runner: cannot connect to {target.url}: {_reason(leaf)}{hint}", EXIT_UNREACHABLE)
     for leaf in leaves:
         if isinstance(leaf, MCPError):
             return CommandError(f"mcp-runner: {target.url} answered: {leaf.error.message}", EXIT_REFUSED)
     detail = "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves) or type(exc).__name__
     return CommandError(f"mcp-runner: talking to {target.url} failed: {detail}", EXIT_UNREACHABLE)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, never blank: a connection reset mid-request reaches httpx2 as an exception with no message."""
+    if str(exc).strip():
+        return str(exc)
+    return f"{type(exc).__name__} (the connection was closed or reset, with no reason given)"
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -59,7 +59,7 @@ def resolve(target: str, url: str | None, token: str | None, *, command: str = "
     path = Path(target)
     if not path.is_file():
         raise CommandError(no_manifest(path, command, "your manifest or its server's URL"), EXIT_USAGE)
-    manifest, _ = load(path)  # a ManifestError is reported, located, by the CLI
+    manifest, _ = load(path, client=True)  # a ManifestError is reported, located, by the CLI
     own = url is None  # the manifest's own server: what its signin: says holds for it
     if url is None:
         url = served_url(path, manifest)
