@@ -206,13 +206,35 @@ async def _pid(url: str) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie is dead too (it waits only for its parent's wait).
+
+    One read of /proc/PID/stat, and a process reaped meanwhile is gone: a stdio upstream killed with SIGKILL is
+    reaped by its guard at once, and a look in two steps (exists, then read) raised FileNotFoundError or
+    ProcessLookupError when the reap came between them (a failure seen under load)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    # A zombie is dead too: it waits only for its (gone) parent's wait.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_a_process_reaped_while_it_is_looked_at_is_dead_not_an_error() -> None:
+    """As a guard reaps its command right after a SIGKILL: the reap races the look, which answers, never raises."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + 60  # a bound for the loop below, not a measure: it takes well under a second
+    for _ in range(200):
+        child = subprocess.Popen(["sleep", "30"])
+        os.kill(child.pid, signal.SIGKILL)
+        reaper = threading.Thread(target=child.wait)  # the guard's wait
+        reaper.start()
+        try:
+            while _alive(child.pid):
+                assert time.monotonic() < deadline, f"process {child.pid} never showed as dead after SIGKILL"
+        finally:
+            reaper.join(timeout=30)
+        assert not _alive(child.pid)
 
 
 async def _gone(pid: int, what: str) -> None:
