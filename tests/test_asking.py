@@ -132,13 +132,33 @@ resources:
 """
 
 
+def serve(folder: Path) -> RunnerProcess:
+    (folder / "asking.py").write_text(MODULE)
+    (folder / "asking.yaml").write_text(MANIFEST)
+    return RunnerProcess(folder / "asking.yaml").start()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunnerProcess]:
-    (tmp_path / "asking.py").write_text(MODULE)
-    (tmp_path / "asking.yaml").write_text(MANIFEST)
-    runner = RunnerProcess(tmp_path / "asking.yaml").start()
+    """A server of the test's own, for a test that edits its files."""
+    runner = serve(tmp_path)
     yield runner
     runner.stop()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
+    runner = serve(tmp_path_factory.mktemp("asking"))
+    yield runner
+    runner.stop()
+
+
+@pytest.fixture
+def shared(module_server: RunnerProcess) -> RunnerProcess:
+    """The module's server, for a test that leaves its files as they are (each start costs seconds); what ran
+    before the test is forgotten."""
+    (module_server.manifest.parent / "ran.log").unlink(missing_ok=True)
+    return module_server
 
 
 async def answer_name(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -173,11 +193,11 @@ def ran(server: RunnerProcess) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_tools_prompts_and_templates_ask_in_both_generations(server: RunnerProcess, mode: str) -> None:
+async def test_tools_prompts_and_templates_ask_in_both_generations(shared: RunnerProcess, mode: str) -> None:
     callbacks = dict(
         elicitation_callback=answer_name, sampling_callback=answer_sampling, list_roots_callback=answer_roots
     )
-    async with client(server.url, mode, **callbacks) as mcp:
+    async with client(shared.url, mode, **callbacks) as mcp:
         greeted = await mcp.call_tool("greet", {"greeting": "Hi"})
         assert not greeted.is_error and greeted.content[0].text == "Hi, Ann!", greeted
         asked = await mcp.call_tool("everything", {})
@@ -191,13 +211,13 @@ async def test_tools_prompts_and_templates_ask_in_both_generations(server: Runne
         read = await mcp.read_resource("profile://7")
         assert read.contents[0].text == "profile 7 of Ann", read
 
-    assert ran(server) == ["greet", "everything", "welcome", "profile"]
+    assert ran(shared) == ["greet", "everything", "welcome", "profile"]
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_an_undeclared_capability_is_refused_before_the_function_runs(server: RunnerProcess, mode: str) -> None:
+async def test_an_undeclared_capability_is_refused_before_the_function_runs(shared: RunnerProcess, mode: str) -> None:
     statuses: list[int] = []
-    async with client(server.url, mode, statuses, elicitation_callback=answer_name) as mcp:  # no sampling, no roots
+    async with client(shared.url, mode, statuses, elicitation_callback=answer_name) as mcp:  # no sampling, no roots
         for tool, missing in (("everything", {"sampling": {}, "roots": {}}), ("sample_by_hand", {"sampling": {}})):
             statuses.clear()
             with pytest.raises(MCPError) as refused:
@@ -208,7 +228,7 @@ async def test_an_undeclared_capability_is_refused_before_the_function_runs(serv
                 assert statuses == [400], statuses
         assert not (await mcp.call_tool("greet", {})).is_error  # what it declared still works
     statuses.clear()
-    async with client(server.url, mode, statuses, sampling_callback=answer_sampling) as mcp:  # no elicitation
+    async with client(shared.url, mode, statuses, sampling_callback=answer_sampling) as mcp:  # no elicitation
         for refused_call in (lambda: mcp.get_prompt("welcome", {}), lambda: mcp.read_resource("profile://7")):
             with pytest.raises(MCPError) as refused:
                 await refused_call()
@@ -216,7 +236,7 @@ async def test_an_undeclared_capability_is_refused_before_the_function_runs(serv
             assert refused.value.error.data == {"requiredCapabilities": {"elicitation": {}}}, refused.value.error
         if mode == "2026-07-28":
             assert statuses == [400, 400], statuses
-    assert ran(server) == ["greet"]  # no refused function ran
+    assert ran(shared) == ["greet"]  # no refused function ran
 
 
 @pytest.mark.parametrize("change", ["another function in its module", "the tool"])
@@ -414,7 +434,7 @@ async def test_a_reload_between_rounds_of_a_prompt(server: RunnerProcess) -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_tool_that_asks_by_hand_is_answered_by_both_generations(server: RunnerProcess, mode: str) -> None:
+async def test_a_tool_that_asks_by_hand_is_answered_by_both_generations(shared: RunnerProcess, mode: str) -> None:
     """Its own InputRequiredResult: a handshake-era client is asked on the call's stream, and the tool runs again."""
     asked: list[str] = []
 
@@ -422,11 +442,11 @@ async def test_a_tool_that_asks_by_hand_is_answered_by_both_generations(server: 
         asked.append(params.message)
         return types.ElicitResult(action="accept", content={"name": "Ann"})
 
-    async with client(server.url, mode, elicitation_callback=answer) as mcp:
+    async with client(shared.url, mode, elicitation_callback=answer) as mcp:
         result = await mcp.call_tool("greet_by_name", {})
     assert not result.is_error and result.content[0].text == "Hello, Ann!", result
     assert asked == ["What is your name?"]
-    assert ran(server) == ["greet_by_name"]
+    assert ran(shared) == ["greet_by_name"]
 
 
 async def test_a_tool_that_asks_by_hand_tells_a_handshake_era_client_of_a_stateless_server_why(

@@ -43,6 +43,7 @@ from tests.helpers import (
     free_port,
     loopback_get,
     mcp_client,
+    post_initialize,
     wait_for_port,
 )
 
@@ -88,7 +89,17 @@ def serve(folder: Path, parser: str, jwks: JWKSServer, limits: dict[str, int]) -
         f"server:\n{settings}tools:\n  - function: hard_tools:add\n  - function: hard_tools:big\n"
     )
     runner.start()
-    return Served(runner, Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0]), parser)
+    issuer = Issuer(base_url=jwks.base_url, resource=runner.url, key=jwks.keys[0])
+    # Serving starts before the signing keys are in (their fetch runs in the background), and while that fetch is in
+    # flight at most a tenth of max_connections requests wait on it: the others get 503 (runner/auth/jwks.py). An
+    # attack's own tokens took those places and the legitimate client got 503 (seen under load). One request waits
+    # for the keys here, so that every test starts where it means to: a server that has them.
+    try:
+        assert post_initialize(runner.url, issuer.token(sub="keys-in")).status_code == 200
+    except BaseException:
+        runner.stop()
+        raise
+    return Served(runner, issuer, parser)
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])

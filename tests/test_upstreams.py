@@ -91,6 +91,19 @@ def front(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Runne
     return runner
 
 
+@pytest.fixture(scope="module")
+def stdio_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
+    """One runner for the module's tests that leave it as they found it (each start costs seconds): the manifest's
+    own tool and resource beside a stdio upstream (`plain`) and an HTTP one nothing listens for (`gone`)."""
+    dead = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    local = "tools:\n  - function: local_tools:hello\n"
+    local += "resources:\n  - uri: plain://readme\n    function: local_tools:hello\n"  # the upstream serves it too
+    text = f"name: front\n{local}upstreams:\n  - name: gone\n    url: {dead}\n" + plain_entry()
+    runner = front(tmp_path_factory.mktemp("stdio"), text).start()
+    yield runner
+    runner.stop()
+
+
 async def test_stdio_upstream_served_with_prefix_filters_scopes_and_overrides(tmp_path: Path, jwks: JWKSServer) -> None:
     extra = (
         "  exclude: [secret]\n  scopes: [plain.use]\n"
@@ -156,46 +169,37 @@ async def test_http_upstream_gets_the_manifest_token_never_the_clients(
 
 
 async def test_an_upstream_that_is_down_fails_its_tools_naming_it_and_the_rest_serves(
-    tmp_path: Path, jwks: JWKSServer
+    stdio_front: RunnerProcess,
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
-    text = f"name: front\ntools:\n  - function: local_tools:hello\nupstreams:\n  - name: gone\n    url: {dead}\n"
-    runner = front(tmp_path, text + plain_entry()).start()
-    try:
-        health = await wait_for_health(
-            runner.health_url,
-            lambda h: connected("plain")(h) and h["upstreams"]["gone"]["state"] == "down",
-            "one upstream connected, the other down",
-        )
-        assert health["upstreams"]["gone"]["error"] == "ConnectError"  # the kind only: /healthz needs no token
-        async with mcp_client(runner.url) as client:
-            result = await client.call_tool("gone_anything", {})
-            assert result.is_error
-            assert "upstream 'gone' is unavailable" in result.content[0].text  # type: ignore[union-attr]
-            assert (await client.call_tool("plain_add", {"a": 1, "b": 1})).structured_content == {"total": 2}
-            assert (await client.call_tool("hello", {})).content[0].text == "hi"  # type: ignore[union-attr]
-    finally:
-        runner.stop()
+    runner = stdio_front
+    health = await wait_for_health(
+        runner.health_url,
+        lambda h: connected("plain")(h) and h["upstreams"]["gone"]["state"] == "down",
+        "one upstream connected, the other down",
+    )
+    assert health["upstreams"]["gone"]["error"] == "ConnectError"  # the kind only: /healthz needs no token
+    async with mcp_client(runner.url) as client:
+        result = await client.call_tool("gone_anything", {})
+        assert result.is_error
+        assert "upstream 'gone' is unavailable" in result.content[0].text  # type: ignore[union-attr]
+        assert (await client.call_tool("plain_add", {"a": 1, "b": 1})).structured_content == {"total": 2}
+        assert (await client.call_tool("hello", {})).content[0].text == "hi"  # type: ignore[union-attr]
 
 
-async def test_resources_and_templates_from_an_upstream_keep_their_uris(tmp_path: Path) -> None:
-    local = "resources:\n  - uri: plain://readme\n    function: local_tools:hello\n"  # collides with the upstream's
-    runner = front(tmp_path, f"name: front\n{local}upstreams:\n" + plain_entry()).start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
-        async with mcp_client(runner.url) as client:
-            uris = [str(r.uri) for r in (await client.list_resources()).resources]
-            assert uris == ["plain://readme"]  # once: the manifest's own wins
-            templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
-            assert templates == ["plain://items/{item}"]
-            item = await client.read_resource("plain://items/7")
-            assert item.contents[0].text == "item 7"  # type: ignore[union-attr]
-            readme = await client.read_resource("plain://readme")
-            assert readme.contents[0].text == "hi"  # type: ignore[union-attr]
-        logged = runner.logged()
-        assert f"{runner.manifest}:" in logged and "serves 'plain://readme'" in logged  # located, said once
-    finally:
-        runner.stop()
+async def test_resources_and_templates_from_an_upstream_keep_their_uris(stdio_front: RunnerProcess) -> None:
+    runner = stdio_front  # its manifest's own resource plain://readme collides with the upstream's
+    await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+    async with mcp_client(runner.url) as client:
+        uris = [str(r.uri) for r in (await client.list_resources()).resources]
+        assert uris == ["plain://readme"]  # once: the manifest's own wins
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        assert templates == ["plain://items/{item}"]
+        item = await client.read_resource("plain://items/7")
+        assert item.contents[0].text == "item 7"  # type: ignore[union-attr]
+        readme = await client.read_resource("plain://readme")
+        assert readme.contents[0].text == "hi"  # type: ignore[union-attr]
+    logged = runner.logged()
+    assert f"{runner.manifest}:" in logged and "serves 'plain://readme'" in logged  # located, said once
 
 
 async def _pid(url: str) -> int:
@@ -206,13 +210,35 @@ async def _pid(url: str) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie is dead too (it waits only for its parent's wait).
+
+    One read of /proc/PID/stat, and a process reaped meanwhile is gone: a stdio upstream killed with SIGKILL is
+    reaped by its guard at once, and a look in two steps (exists, then read) raised FileNotFoundError or
+    ProcessLookupError when the reap came between them (a failure seen under load)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    # A zombie is dead too: it waits only for its (gone) parent's wait.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_a_process_reaped_while_it_is_looked_at_is_dead_not_an_error() -> None:
+    """As a guard reaps its command right after a SIGKILL: the reap races the look, which answers, never raises."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + 60  # a bound for the loop below, not a measure: it takes well under a second
+    for _ in range(1000):  # the two-step look raised in 4 of 6 runs of this unloaded, and in every run under load
+        child = subprocess.Popen(["sleep", "30"])
+        os.kill(child.pid, signal.SIGKILL)
+        reaper = threading.Thread(target=child.wait)  # the guard's wait
+        reaper.start()
+        try:
+            while _alive(child.pid):
+                assert time.monotonic() < deadline, f"process {child.pid} never showed as dead after SIGKILL"
+        finally:
+            reaper.join(timeout=30)
+        assert not _alive(child.pid)
 
 
 async def _gone(pid: int, what: str) -> None:
@@ -223,21 +249,18 @@ async def _gone(pid: int, what: str) -> None:
     raise AssertionError(f"{what}: process {pid} is still alive")
 
 
-async def test_a_stdio_upstream_that_dies_is_started_again(tmp_path: Path) -> None:
-    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
-        first = await _pid(runner.url)
-        os.kill(first, signal.SIGKILL)
-        await _gone(first, "the killed upstream")
-        await wait_for_health(
-            runner.health_url,
-            lambda h: h["upstreams"]["plain"]["connects"] >= 2 and connected("plain")(h),
-            "the upstream started again",
-        )
-        assert await _pid(runner.url) != first
-    finally:
-        runner.stop()
+async def test_a_stdio_upstream_that_dies_is_started_again(stdio_front: RunnerProcess) -> None:
+    runner = stdio_front
+    health = await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+    first, connects = await _pid(runner.url), health["upstreams"]["plain"]["connects"]
+    os.kill(first, signal.SIGKILL)
+    await _gone(first, "the killed upstream")
+    await wait_for_health(
+        runner.health_url,
+        lambda h: h["upstreams"]["plain"]["connects"] > connects and connected("plain")(h),
+        "the upstream started again",
+    )
+    assert await _pid(runner.url) != first
 
 
 async def test_a_stdio_upstream_never_outlives_the_runner_even_after_kill_9(tmp_path: Path) -> None:
@@ -410,34 +433,33 @@ async def test_the_documented_example_serves_its_stdio_upstream(tmp_path: Path) 
         stop_process(calc)
 
 
-async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(tmp_path: Path) -> None:
+async def test_an_upstreams_list_change_reaches_clients_and_its_progress_reaches_the_caller(
+    stdio_front: RunnerProcess,
+) -> None:
     from mcp.shared.subscriptions import ToolsListChanged
 
-    runner = front(tmp_path, "name: front\nupstreams:\n" + plain_entry()).start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
-        async with mcp_client(runner.url) as listener, mcp_client(runner.url) as caller:
-            async with listener.listen(tools_list_changed=True) as subscription:
-                await caller.call_tool("plain_grow", {"name": "fresh"})
-                with anyio.fail_after(20):
-                    async for event in subscription:
-                        if isinstance(event, ToolsListChanged):
-                            break
-            with anyio.fail_after(20):  # the runner lists the upstream again when told
-                while "plain_fresh" not in {t.name for t in (await caller.list_tools()).tools}:
-                    await anyio.sleep(0.05)
-            grown = await caller.call_tool("plain_fresh", {})
-            assert grown.content[0].text == "grown fresh"  # type: ignore[union-attr]
-            heard: list[tuple[float, float | None, str | None]] = []
+    runner = stdio_front
+    await wait_for_health(runner.health_url, connected("plain"), "the stdio upstream connected")
+    async with mcp_client(runner.url) as listener, mcp_client(runner.url) as caller:
+        async with listener.listen(tools_list_changed=True) as subscription:
+            await caller.call_tool("plain_grow", {"name": "fresh"})
+            with anyio.fail_after(20):
+                async for event in subscription:
+                    if isinstance(event, ToolsListChanged):
+                        break
+        with anyio.fail_after(20):  # the runner lists the upstream again when told
+            while "plain_fresh" not in {t.name for t in (await caller.list_tools()).tools}:
+                await anyio.sleep(0.05)
+        grown = await caller.call_tool("plain_fresh", {})
+        assert grown.content[0].text == "grown fresh"  # type: ignore[union-attr]
+        heard: list[tuple[float, float | None, str | None]] = []
 
-            async def progress(done: float, total: float | None, message: str | None) -> None:
-                heard.append((done, total, message))
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            heard.append((done, total, message))
 
-            result = await caller.call_tool("plain_steps", {"count": 3}, progress_callback=progress)
-            assert result.content[0].text == "done"  # type: ignore[union-attr]
-            assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
-    finally:
-        runner.stop()
+        result = await caller.call_tool("plain_steps", {"count": 3}, progress_callback=progress)
+        assert result.content[0].text == "done"  # type: ignore[union-attr]
+        assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
 
 
 async def test_upstreams_of_a_runner_served_over_stdio(tmp_path: Path) -> None:
@@ -541,27 +563,36 @@ def plain_over_http() -> Iterator[str]:
         stop_process(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def plain_http() -> Iterator[str]:
+    """One plain-SDK upstream over HTTP for the module, mounted by runners of their own: what a test reads of its
+    state is per session (the sessions it expired) or a difference (the connections it counted)."""
     with plain_over_http() as url:
         yield url
 
 
-async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(tmp_path: Path, plain_http: str) -> None:
+@pytest.fixture(scope="module")
+def http_front(tmp_path_factory: pytest.TempPathFactory, plain_http: str) -> Iterator[RunnerProcess]:
+    """A runner mounting `plain_http` as it is, for the tests that leave it as they found it."""
+    text = f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n"
+    runner = front(tmp_path_factory.mktemp("http"), text).start()
+    yield runner
+    runner.stop()
+
+
+async def test_calls_to_an_http_upstream_reuse_one_tcp_connection(http_front: RunnerProcess) -> None:
     """Each call used to open a new TCP connection (the SSE response was closed before its end): ~2 ms a call."""
-    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
-        async with mcp_client(runner.url) as client:
-            before = (await client.call_tool("plain_ports", {})).structured_content
-            for i in range(20):
-                assert (await client.call_tool("plain_add", {"a": i, "b": 1})).structured_content == {"total": i + 1}
-            after = (await client.call_tool("plain_ports", {})).structured_content
-        assert before is not None and after is not None
-        # The requests (calls, pings) come on the connections already open: none new for 20 calls.
-        assert after["result"] == before["result"], (before, after)
-    finally:
-        runner.stop()
+    runner = http_front
+    await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+    async with mcp_client(runner.url) as client:
+        before = (await client.call_tool("plain_ports", {})).structured_content
+        for i in range(20):
+            assert (await client.call_tool("plain_add", {"a": i, "b": 1})).structured_content == {"total": i + 1}
+        after = (await client.call_tool("plain_ports", {})).structured_content
+    assert before is not None and after is not None
+    # The requests (calls, pings) come on the connections already open: none new for 20 calls. A failure names
+    # each new connection's first request, its user agent (the runner's calls send none) and when it came.
+    assert after["result"] == before["result"], {"new": after["result"][len(before["result"]) :], **before}
 
 
 async def test_an_http_upstream_behind_a_redirect_that_forgets_the_session_or_answers_too_much(
@@ -592,52 +623,49 @@ async def test_an_http_upstream_behind_a_redirect_that_forgets_the_session_or_an
 
 
 async def test_an_http_upstreams_logs_and_questions_during_a_call_reach_that_calls_client_only(
-    tmp_path: Path, plain_http: str
+    http_front: RunnerProcess,
 ) -> None:
     """Two clients call at once; each hears its own call's log line, question and sampling request, not the other's."""
-    runner = front(tmp_path, f"name: front\nupstreams:\n  - name: plain\n    url: {plain_http}\n").start()
-    try:
-        await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
-        heard: dict[str, list[str]] = {"ann": [], "bob": []}
-        asked = {"ann": anyio.Event(), "bob": anyio.Event()}
+    runner = http_front
+    await wait_for_health(runner.health_url, connected("plain"), "the HTTP upstream connected")
+    heard: dict[str, list[str]] = {"ann": [], "bob": []}
+    asked = {"ann": anyio.Event(), "bob": anyio.Event()}
 
-        def callbacks(me: str) -> dict[str, Any]:
-            import mcp_types as types
+    def callbacks(me: str) -> dict[str, Any]:
+        import mcp_types as types
 
-            async def on_log(params: types.LoggingMessageNotificationParams) -> None:
-                heard[me].append(f"log {params.data}")
+        async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+            heard[me].append(f"log {params.data}")
 
-            async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-                heard[me].append(f"asked {params.message}")
-                asked[me].set()
-                with anyio.fail_after(30):  # both calls are in flight, each waiting on its own client
-                    await asked["bob" if me == "ann" else "ann"].wait()
-                return types.ElicitResult(action="accept", content={"answer": f"{me}'s answer"})
+        async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            heard[me].append(f"asked {params.message}")
+            asked[me].set()
+            with anyio.fail_after(30):  # both calls are in flight, each waiting on its own client
+                await asked["bob" if me == "ann" else "ann"].wait()
+            return types.ElicitResult(action="accept", content={"answer": f"{me}'s answer"})
 
-            async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-                heard[me].append(f"sampled {params.messages[0].content.text}")  # type: ignore[union-attr]
-                return types.CreateMessageResult(
-                    role="assistant", content=types.TextContent(type="text", text=f"{me}-word"), model="m"
-                )
+        async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+            heard[me].append(f"sampled {params.messages[0].content.text}")  # type: ignore[union-attr]
+            return types.CreateMessageResult(
+                role="assistant", content=types.TextContent(type="text", text=f"{me}-word"), model="m"
+            )
 
-            return {"logging_callback": on_log, "elicitation_callback": on_elicit, "sampling_callback": on_sample}
+        return {"logging_callback": on_log, "elicitation_callback": on_elicit, "sampling_callback": on_sample}
 
-        results: dict[str, str] = {}
+    results: dict[str, str] = {}
 
-        async def call(me: str) -> None:
-            async with mcp_client(runner.url, mode="legacy", **callbacks(me)) as client:
-                result = await client.call_tool("plain_chatty", {"topic": me})
-                assert not result.is_error, result
-                results[me] = result.content[0].text  # type: ignore[union-attr]
+    async def call(me: str) -> None:
+        async with mcp_client(runner.url, mode="legacy", **callbacks(me)) as client:
+            result = await client.call_tool("plain_chatty", {"topic": me})
+            assert not result.is_error, result
+            results[me] = result.content[0].text  # type: ignore[union-attr]
 
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(call, "ann")
-            tasks.start_soon(call, "bob")
-        for me in ("ann", "bob"):
-            assert results[me] == f"accept {me}'s answer {me}-word"
-            assert heard[me] == [f"log thinking about {me}", f"asked what about {me}?", f"sampled a word for {me}"]
-    finally:
-        runner.stop()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call, "ann")
+        tasks.start_soon(call, "bob")
+    for me in ("ann", "bob"):
+        assert results[me] == f"accept {me}'s answer {me}-word"
+        assert heard[me] == [f"log thinking about {me}", f"asked what about {me}?", f"sampled a word for {me}"]
 
 
 async def test_without_httptools_calls_to_an_http_upstream_go_through_the_sdks_client(

@@ -7,6 +7,7 @@ environment names it in `whoami`.
 
 import os
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -116,7 +117,8 @@ async def _chat(topic: str, ctx: Context) -> str:
     return f"{asked.action} {(asked.content or {}).get('answer')} {word}"
 
 
-PORTS: set[tuple[str, int]] = set()  # the client (host, port) of every HTTP request: one per TCP connection
+# The client (host, port) of every HTTP request, one per TCP connection, with what its first request was.
+PORTS: dict[tuple[str, int], str] = {}
 EXPIRED: set[str] = set()  # sessions this server answers 404, as a server that expired (or forgot) them does
 
 
@@ -132,15 +134,17 @@ def big(size: int) -> str:
 
 
 @server.tool()
-def ports() -> int:
-    """How many client TCP connections have sent this server requests (over HTTP)"""
-    return len(PORTS)
+def ports() -> list[str]:
+    """The client TCP connections that have sent this server requests (over HTTP), oldest first: each one's first
+    request, its user agent (the runner's calls send none, its SDK client does) and when it came"""
+    return list(PORTS.values())
 
 
 def counting(app: Any) -> Any:
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("client"):
-            PORTS.add(tuple(scope["client"]))
+        if scope["type"] == "http" and scope.get("client") and tuple(scope["client"]) not in PORTS:
+            agent = dict(scope["headers"]).get(b"user-agent", b"no user agent").decode("latin-1")
+            PORTS[tuple(scope["client"])] = f"{scope['method']} by {agent} at {time.monotonic():.3f}"
         if scope["type"] == "http" and dict(scope["headers"]).get(b"mcp-session-id", b"").decode() in EXPIRED:
             body = b'{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Session not found"}}'
             headers = [(b"content-type", b"application/json")]
