@@ -254,3 +254,41 @@ async def test_forwarding_an_upstreams_log_line_logs_no_deprecation_of_the_runne
     own = [line for line in stdio_front.logged().splitlines() if "upstream 'plain' stderr" not in line]
     deprecated = [line for line in own if "deprecat" in line.lower()]
     assert not deprecated, deprecated
+
+
+async def test_a_held_call_whose_upstream_call_ended_leaves_the_bounds(tmp_path: Path, web: str) -> None:
+    """A client abandons a call at its question; the upstream call ends at the entry's `timeout` (1 s). Before, the
+    held call stayed counted for `request_state_ttl` (600 s): 256 of them, from one local process, refused every
+    2026-07-28 client's upstream calls with nothing running (an attacker's probe). Now the ended call leaves the
+    bounds, so the same client (max_held_calls_per_client: 1) is served again once the upstream call is over."""
+    server = f"server:\n  request_state_keys: [{STATE_KEY}]\n  max_held_calls_per_client: 1\n"
+    runner = front(tmp_path, f"name: front\n{server}upstreams:\n  - name: web\n    url: {web}\n    timeout: 1\n")
+    runner.start()
+    try:
+        await wait_for_health(runner.health_url, connected("web"), "the HTTP upstream connected")
+        asked = anyio.Event()
+
+        async def never_answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            asked.set()
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async with mcp_client(runner.url, elicitation_callback=never_answer) as client:
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "web_chatty", {"topic": "ida"})
+                await asked.wait()
+                group.cancel_scope.cancel()  # the client walks away from its question
+        outcomes: list[str] = []
+        with anyio.move_on_after(30):  # bounded: the held call would be counted for 600 s before the fix
+            while True:
+                async with mcp_client(runner.url, **listening([])) as client:
+                    result = await client.call_tool("web_chatty", {"topic": "jo"})
+                text = result.content[0].text  # type: ignore[union-attr]
+                outcomes.append(text)
+                if not result.is_error:
+                    break
+                assert "server.max_held_calls_per_client" in text, text  # refused only while the first one runs
+                await anyio.sleep(0.2)
+        assert outcomes and outcomes[-1] == "accept yes w", outcomes[-3:]
+    finally:
+        runner.stop()

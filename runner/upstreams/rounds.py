@@ -15,7 +15,11 @@ whose elicitation and sampling requests (forward.py) wait for the client's next 
 Bounded: at most `server.max_held_calls` held calls, `max_held_calls_per_client` per client (token or
 address, as tasks are counted) and `max_held_calls_per_subject` per token subject; a held call that no
 round picks up within `server.request_state_ttl` is cancelled (its requestState has expired anyway), and
-the upstream call itself stays bounded by its entry's `timeout`. A held call lives in one process: a
+the upstream call itself stays bounded by its entry's `timeout`. The bounds count calls still running: once
+its upstream call has ended, a held call waits only `ENDED_GRACE` seconds for a round to collect its result,
+outside the bounds (at most `max_held_calls` such results are kept, the oldest forgotten first). Counted
+until their ttl, 256 calls whose client never came back (their upstream calls long over) refused every
+2026-07-28 client's upstream calls for 10 minutes (an attacker's probe). A held call lives in one process: a
 round that reaches another replica, or this one after a restart, finds nothing and says so.
 
 Log messages and progress of a held call go to the round being served at the time, if any (on 2026-07-28
@@ -46,6 +50,7 @@ logger = logging.getLogger("runner")
 
 MODERN = "2026-07-28"  # the first revision without a back-channel for a call's questions
 STATE_PREFIX = "runner-upstream-call:"
+ENDED_GRACE = 30.0  # seconds a held call whose upstream call has ended waits for a round to collect it
 GONE = (
     "this call's upstream call is not held by this server (its next round reached another replica, or the server "
     "restarted, or the call ended or expired): call it again from the start"
@@ -102,6 +107,7 @@ class Held(forward.HeldCaller):
     logging: int = 0  # log messages being sent on the current round's stream
     idle: anyio.Event | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one round at a time
+    ended: bool = False  # its upstream call is over: only its result waits, counted in no bound
 
     async def ask(self, request: types.InputRequest) -> Any:
         """From the upstream's callback: ask the client in its next round, and wait for the answer."""
@@ -169,9 +175,10 @@ class HeldCalls:
 
     def _start(self, tool: str, owner: str, run: Callable[[Any], Awaitable[types.CallToolResult]]) -> Held:
         bounds = self.bounds
-        mine = sum(1 for h in self._held.values() if h.owner == owner)
+        running = [h for h in self._held.values() if not h.ended]
+        mine = sum(1 for h in running if h.owner == owner)
         subject = subject_of_owner(owner)
-        theirs = sum(1 for h in self._held.values() if subject and subject_of_owner(h.owner) == subject)
+        theirs = sum(1 for h in running if subject and subject_of_owner(h.owner) == subject)
         if mine >= bounds.per_client:
             raise HeldLimit(
                 f"too many calls waiting for this client's answers: at most {bounds.per_client} "
@@ -182,7 +189,7 @@ class HeldCalls:
                 f"too many calls waiting for this user's answers (over all their client ids): at most "
                 f"{bounds.per_subject} (server.max_held_calls_per_subject); answer or abandon one first"
             )
-        if len(self._held) >= bounds.total:
+        if len(running) >= bounds.total:
             raise HeldLimit(
                 f"too many calls waiting for answers on this server: at most {bounds.total} "
                 "(server.max_held_calls); retry later"
@@ -202,6 +209,7 @@ class HeldCalls:
             finally:
                 forward.CALLER.reset(token)
             held.events.put_nowait(("done", result))
+            self._ended(held)
 
         held.task = asyncio.get_running_loop().create_task(body())
         return held
@@ -234,6 +242,14 @@ class HeldCalls:
 
     def _forget(self, held: Held) -> None:
         self._held.pop(held.key, None)
+
+    def _ended(self, held: Held) -> None:
+        """Its upstream call is over: out of the bounds, its result kept `ENDED_GRACE` s for a round to collect."""
+        held.ended = True
+        held.deadline = min(held.deadline, time.monotonic() + ENDED_GRACE)
+        ended = [h for h in self._held.values() if h.ended]  # in the order they started
+        for old in ended[: max(0, len(ended) - self.bounds.total)]:
+            self._forget(old)
 
     def cancel_all(self) -> None:
         for held in list(self._held.values()):
