@@ -7,6 +7,10 @@ minted on the fly exactly as `mcp-runner token` mints it (runner/cli/tokens.py),
 and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
 holds the local issuer's key anyway. A manifest without `signin:` needs no token. When the
 token is sent (at once, or only when the server asks): runner/cli/commands/bearer.py.
+
+A minted token is valid at the manifest's own server, so it goes to that server only: a `--url`
+naming anything else (a staging box, a typo, a hostile server) could replay it there. Such a
+`--url` needs `--token` or `MCP_TOKEN`: the CLI then does not mint (`_own_origins`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from runner.auth.defaults import STATE_DIR
 from runner.cli.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
@@ -72,6 +76,13 @@ def resolve(target: str, url: str | None, token: str | None, *, command: str = "
                 "pass a token with --token or MCP_TOKEN",
                 EXIT_UNREACHABLE,
             )
+        if not own and _origin(url) not in (origins := _own_origins(path, manifest)):
+            raise CommandError(
+                f"mcp-runner: --url {url} is not the server of {target} ({', '.join(origins) or 'none known'}), "
+                "and a token minted for that server must not go anywhere else: pass a token for this URL with "
+                f"--token or MCP_TOKEN, or drop --url to talk to {target}'s own server",
+                EXIT_USAGE,
+            )
         return Target(url, _mint(path, manifest, url), path, upfront=own)
     return Target(url, token, path, upfront=own and manifest.signin is not None)
 
@@ -91,6 +102,34 @@ def served_url(path: Path, manifest: Manifest) -> str:
             EXIT_UNREACHABLE,
         )
     return where.url
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port, lower-cased, the default port written out: two spellings of one origin compare equal."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return urlunsplit((parts.scheme.lower(), f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "", "", ""))
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _own_origins(path: Path, manifest: Manifest) -> list[str]:
+    """The origins a token minted for this manifest is meant for: its `signin.resource`'s (the audience), each
+    running server's its record names (and 127.0.0.1 for one listening on every address), and, with no
+    `signin.resource` and none running, its `server:` block's (the audience then). Nothing merely named."""
+    assert manifest.signin is not None
+    found = [_origin(manifest.signin.resource)] if manifest.signin.resource else []
+    running = servers(path.resolve().parent / STATE_DIR, path)
+    for where in running:
+        found.append(_origin(where.url))
+        if where.host in WILDCARDS:
+            found.append(_origin(where.self_origin))
+    where = binding(manifest, Overrides())
+    if not running and manifest.signin.resource is None and where.port != 0:
+        found.append(_origin(where.url))
+    return list(dict.fromkeys(found))
 
 
 def _mint(path: Path, manifest: Manifest, url: str) -> str:
