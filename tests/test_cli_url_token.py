@@ -21,15 +21,35 @@ signin:
 tools:
   - {{function: 'tools:secret_report', scopes: [admin]}}
   - {{function: 'tools:hello'}}
+  - {{function: 'tools:granted', scopes: [reports]}}
+  - {{function: 'tools:operate', scopes: [ops]}}
+"""
+
+TOOLS = """from mcp.server.auth.middleware.auth_context import get_access_token
+
+
+def secret_report() -> str:
+    return 'the admin-only report'
+
+
+def hello() -> str:
+    return 'hi'
+
+
+def granted() -> str:
+    token = get_access_token()
+    return ' '.join(sorted(token.scopes)) if token else 'no token'
+
+
+def operate() -> str:
+    return 'done'
 """
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
     folder = tmp_path_factory.mktemp("urltoken")
-    (folder / "tools.py").write_text(
-        "def secret_report() -> str:\n    return 'the admin-only report'\n\n\ndef hello() -> str:\n    return 'hi'\n"
-    )
+    (folder / "tools.py").write_text(TOOLS)
     runner = RunnerProcess(folder / "m.yaml")
     runner.manifest.write_text(MANIFEST.format(url=runner.url))
     runner.start()
@@ -70,3 +90,12 @@ def test_a_given_token_still_goes_to_another_url(served: RunnerProcess, other: R
 def test_own_server_named_by_url_gets_a_minted_token(served: RunnerProcess) -> None:
     done = run_main("call", str(served.manifest), "secret_report", "--url", served.url, env={"MCP_TOKEN": ""})
     assert (done.returncode, done.stdout) == (0, "the admin-only report\n"), done.stderr
+
+
+def test_a_minted_token_for_call_carries_the_tools_scopes_only(served: RunnerProcess) -> None:
+    """`call` mints with what the manifest names for the tool (before: every scope, `admin ops reports`)."""
+    done = run_main("call", str(served.manifest), "granted", env={"MCP_TOKEN": ""})
+    assert (done.returncode, done.stdout) == (0, "reports\n"), done.stderr
+    listed = run_main("list", str(served.manifest), "--json", env={"MCP_TOKEN": ""})  # list: every scope, all shown
+    assert listed.returncode == 0, listed.stderr
+    assert "operate" in listed.stdout and "secret_report" in listed.stdout

@@ -4,8 +4,11 @@ The server: `--url`, else the live server of the manifest (its record in
 `.mcp-runner/serving-*.json`, written by every HTTP `serve`), else the manifest's
 `server:` block. The token: `--token` or `MCP_TOKEN`, else, for `app_id: local`, one
 minted on the fly exactly as `mcp-runner token` mints it (runner/cli/tokens.py), short-lived
-and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
-holds the local issuer's key anyway. A manifest without `signin:` needs no token. When the
+and carrying the scopes the command needs: for `call`, `signin.scopes` and those the manifest
+names for the tool (runner/cli/commands/scopes.py `tool_scopes`); else every scope the manifest
+names, since `list` shows what they allow, and a URI or prompt name may be served by a template,
+an upstream or an API whose scopes the manifest gives per mount, not per name (the CLI acts as
+the manifest's owner, who holds the local issuer's key anyway). A manifest without `signin:` needs no token. When the
 token is sent (at once, or only when the server asks): runner/cli/commands/bearer.py.
 
 A minted token is valid at the manifest's own server, so it goes to that server only: a `--url`
@@ -16,6 +19,7 @@ naming anything else (a staging box, a typo, a hostile server) could replay it t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -53,8 +57,16 @@ def no_manifest(path: Path, command: str, other: str = "your manifest") -> str:
     )
 
 
-def resolve(target: str, url: str | None, token: str | None, *, command: str = "list") -> Target:
-    """`target` is a manifest path or a server URL; `url` and `token` are the flags."""
+def resolve(
+    target: str,
+    url: str | None,
+    token: str | None,
+    *,
+    command: str = "list",
+    needs: Callable[[Manifest], list[str]] | None = None,
+) -> Target:
+    """`target` is a manifest path or a server URL; `url` and `token` are the flags; `needs` gives the scopes
+    (beyond `signin.scopes`) a minted token carries, by the manifest: None for every scope it names."""
     token = token or os.environ.get("MCP_TOKEN") or None
     if is_url(target):
         if url is not None:
@@ -83,7 +95,8 @@ def resolve(target: str, url: str | None, token: str | None, *, command: str = "
                 f"--token or MCP_TOKEN, or drop --url to talk to {target}'s own server",
                 EXIT_USAGE,
             )
-        return Target(url, _mint(path, manifest, url), path, upfront=own)
+        scopes = all_scopes(manifest) if needs is None else needs(manifest)
+        return Target(url, _mint(path, manifest, url, scopes), path, upfront=own)
     return Target(url, token, path, upfront=own and manifest.signin is not None)
 
 
@@ -132,7 +145,7 @@ def _own_origins(path: Path, manifest: Manifest) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _mint(path: Path, manifest: Manifest, url: str) -> str:
+def _mint(path: Path, manifest: Manifest, url: str, scopes: list[str]) -> str:
     from runner.cli.tokens import TokenRefused, mint
 
     assert manifest.signin is not None
@@ -144,7 +157,7 @@ def _mint(path: Path, manifest: Manifest, url: str) -> str:
             path,
             host=parts.hostname,
             port=parts.port or (443 if parts.scheme == "https" else 80),
-            scopes=all_scopes(manifest),
+            scopes=scopes,
             ttl=ttl,
             subject=CLI_SUBJECT,
         )
