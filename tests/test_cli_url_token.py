@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,18 @@ def test_a_minted_token_for_call_carries_the_tools_scopes_only(served: RunnerPro
     listed = run_main("list", str(served.manifest), "--json", env={"MCP_TOKEN": ""})  # list: every scope, all shown
     assert listed.returncode == 0, listed.stderr
     assert "operate" in listed.stdout and "secret_report" in listed.stdout
+
+
+def test_install_never_advises_a_minted_token_for_another_url(served: RunnerProcess, tmp_path: Path) -> None:
+    """An HTTP entry for a --url that is not the manifest's server: its token is that server's, not `mcp-runner token`'s
+    (which mints for the manifest's server: the client would hand it to the other one)."""
+    config = tmp_path / "claude.json"
+    other = "https://staging.example/mcp"
+    args = ["install", "claude-code", str(served.manifest), "--transport", "http", "--config", str(config)]
+    done = run_main(*args, "--url", other)
+    assert done.returncode == 0, done.stderr
+    assert "mcp-runner token " + str(served.manifest) + ")" not in done.stderr  # before: export MCP_TOKEN=$(...)
+    assert f"$MCP_TOKEN must hold a token that {other} accepts, from its issuer" in done.stderr
+    own = run_main(*args, "--url", served.url, "--force")  # its own server: the local issuer's token is the one
+    assert own.returncode == 0, own.stderr
+    assert f"export MCP_TOKEN=$(mcp-runner token {served.manifest})" in own.stderr

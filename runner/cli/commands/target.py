@@ -13,7 +13,7 @@ token is sent (at once, or only when the server asks): runner/cli/commands/beare
 
 A minted token is valid at the manifest's own server, so it goes to that server only: a `--url`
 naming anything else (a staging box, a typo, a hostile server) could replay it there. Such a
-`--url` needs `--token` or `MCP_TOKEN`: the CLI then does not mint (`_own_origins`).
+`--url` needs `--token` or `MCP_TOKEN`: the CLI then does not mint (`own_origins`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def resolve(
                 "pass a token with --token or MCP_TOKEN",
                 EXIT_UNREACHABLE,
             )
-        if not own and _origin(url) not in (origins := _own_origins(path, manifest)):
+        if not own and origin(url) not in (origins := own_origins(path, manifest)):
             raise CommandError(
                 f"mcp-runner: --url {url} is not the server of {target} ({', '.join(origins) or 'none known'}), "
                 "and a token minted for that server must not go anywhere else: pass a token for this URL with "
@@ -117,7 +117,7 @@ def served_url(path: Path, manifest: Manifest) -> str:
     return where.url
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
     """scheme://host:port, lower-cased, the default port written out: two spellings of one origin compare equal."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
@@ -128,20 +128,20 @@ def _origin(url: str) -> str:
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
-def _own_origins(path: Path, manifest: Manifest) -> list[str]:
+def own_origins(path: Path, manifest: Manifest) -> list[str]:
     """The origins a token minted for this manifest is meant for: its `signin.resource`'s (the audience), each
     running server's its record names (and 127.0.0.1 for one listening on every address), and, with no
     `signin.resource` and none running, its `server:` block's (the audience then). Nothing merely named."""
     assert manifest.signin is not None
-    found = [_origin(manifest.signin.resource)] if manifest.signin.resource else []
+    found = [origin(manifest.signin.resource)] if manifest.signin.resource else []
     running = servers(path.resolve().parent / STATE_DIR, path)
     for where in running:
-        found.append(_origin(where.url))
+        found.append(origin(where.url))
         if where.host in WILDCARDS:
-            found.append(_origin(where.self_origin))
+            found.append(origin(where.self_origin))
     where = binding(manifest, Overrides())
     if not running and manifest.signin.resource is None and where.port != 0:
-        found.append(_origin(where.url))
+        found.append(origin(where.url))
     return list(dict.fromkeys(found))
 
 
