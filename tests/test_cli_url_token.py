@@ -58,14 +58,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
     runner.stop()
 
 
-@pytest.fixture
-def other(served: RunnerProcess) -> Iterator[Recorder]:
+@pytest.fixture(scope="module")
+def recording(served: RunnerProcess) -> Iterator[Recorder]:
     """Another server: it asks for a token (401 Bearer, as the real one behind it does) and records what it gets."""
     proxy = Recorder(served.url)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     yield proxy
     proxy.shutdown()
     proxy.server_close()
+
+
+@pytest.fixture
+def other(recording: Recorder) -> Recorder:
+    """The other server, with nothing recorded yet."""
+    recording.seen.clear()
+    recording.methods.clear()
+    return recording
 
 
 @pytest.mark.parametrize("command", [["list"], ["call", "secret_report"], ["read", "file:///x"], ["prompt", "p"]])
