@@ -78,7 +78,7 @@ def test_a_tool_hidden_for_a_missing_scope_names_the_scope(notes: RunnerProcess)
     assert "HTTP 403: Missing scope: notes:write" in raw.stderr and how in raw.stderr
     assert token not in coerced.stderr + raw.stderr  # a token is never printed
 
-    # With every scope (the CLI mints one for app_id: local when given none), the same call works.
+    # With the scopes it needs (the CLI mints one for app_id: local when given none), the same call works.
     done = run_main("call", str(notes.manifest), "remove_note", "--arg", "id=1")
     assert (done.returncode, done.stdout) == (0, "removed 1\n"), done.stderr
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from runner.cli.commands import show
 from runner.cli.commands.arguments import coerce, json_object, split_pairs
 from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, CommandError
-from runner.cli.commands.scopes import hidden_tool
+from runner.cli.commands.scopes import hidden_tool, tool_scopes
 from runner.cli.commands.session import run
 from runner.cli.commands.target import DEFAULT_MANIFEST, Target, is_url, resolve
 from runner.paging import every_page
@@ -94,7 +94,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         _check_item(args)
         given = args.target if args.target is not None else DEFAULT_MANIFEST
-        target = dataclasses.replace(resolve(given, args.url, args.token, command=args.command), mode=args.mode)
+        needs = (lambda manifest: tool_scopes(manifest, args.tool)) if args.command == "call" else None
+        found = resolve(given, args.url, args.token, command=args.command, needs=needs)
+        target = dataclasses.replace(found, mode=args.mode)
         if args.command == "list":
             return _list(target, args.json)
         if args.command == "call":

@@ -27,7 +27,7 @@ from typing import Any
 
 from runner.cli.commands.clients import CLIENTS, Entry, default_config, http_entry, stdio_entry, supports_http
 from runner.cli.commands.exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandError
-from runner.cli.commands.target import DEFAULT_MANIFEST, is_url, no_manifest, served_url
+from runner.cli.commands.target import DEFAULT_MANIFEST, is_url, no_manifest, origin, own_origins, served_url
 from runner.manifest.model import LOCAL_APP_ID, load
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -94,13 +94,21 @@ def _entry(args: argparse.Namespace) -> tuple[Entry, list[str]]:
     url = args.url or served_url(manifest_path, manifest)
     token_env = args.token_env if manifest.signin is not None and args.token_env else None
     notes = []
+    # `mcp-runner token` mints for the manifest's own server: never advise sending it to a --url naming another
+    local = manifest.signin is not None and not signin_app
+    foreign = local and args.url is not None and origin(url) not in own_origins(manifest_path, manifest)
     source = "a token from your MCP SignIn app" if signin_app else f"`mcp-runner token {manifest_path}` (valid 1 hour)"
+    if foreign:
+        source = f"a token that {url} accepts, from its issuer (`mcp-runner token` is for {manifest_path}'s own server)"
     if token_env is not None and args.client == "vscode":
         notes.append(f"VS Code asks for the token when it starts the server: paste {source}")
     elif token_env is not None:
-        how = f"export {token_env}=$(mcp-runner token {manifest_path})" if not signin_app else f"export {token_env}=..."
+        own = not signin_app and not foreign
+        how = f"export {token_env}=$(mcp-runner token {manifest_path})" if own else f"export {token_env}=..."
         notes.append(f"the client sends ${token_env} as the bearer token: {how} before starting it")
-        if not signin_app:
+        if foreign:
+            notes.append(f"${token_env} must hold {source}")
+        elif not signin_app:
             notes.append("a local-issuer token lasts 1 hour (--ttl up to signin.max_token_lifetime); stdio needs none")
     return http_entry(args.client, name, url, token_env), notes
 

@@ -37,6 +37,12 @@ def hidden_tool(target: Target, tool: str) -> str | None:
     return None
 
 
+def tool_scopes(manifest: Manifest, tool: str) -> list[str]:
+    """The scopes a call of `tool` needs on top of `signin.scopes`, by the manifest: those of every entry that may
+    serve it. A token the CLI mints for `call` carries these, not every scope of the manifest (commands/target.py)."""
+    return list(dict.fromkeys(scope for _, needed in _candidates(manifest, tool) for scope in needed))
+
+
 def _candidates(manifest: Manifest, tool: str) -> list[tuple[str, list[str]]]:
     """What may serve `tool` with scopes, by the manifest: a tool entry, or an upstream or API whose served names
     (prefix + name, include/exclude; runner/upstreams/served.py, runner/openapi/mount.py) it fits, with the scopes
@@ -73,7 +79,7 @@ def how_to_get(target: Target, scopes: list[str]) -> str:
     flags = "".join(f" --scope {shlex.quote(scope)}" for scope in extra)
     return (
         f"get a token with it: `mcp-runner token {shlex.quote(str(target.manifest))}{flags}` "
-        "(pass it with --token or MCP_TOKEN; with neither, the CLI mints one with every scope of the manifest)"
+        "(pass it with --token or MCP_TOKEN; with neither, the CLI mints one with the scopes the manifest names for it)"
     )
 
 

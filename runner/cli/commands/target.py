@@ -4,17 +4,25 @@ The server: `--url`, else the live server of the manifest (its record in
 `.mcp-runner/serving-*.json`, written by every HTTP `serve`), else the manifest's
 `server:` block. The token: `--token` or `MCP_TOKEN`, else, for `app_id: local`, one
 minted on the fly exactly as `mcp-runner token` mints it (runner/cli/tokens.py), short-lived
-and carrying every scope the manifest names: the CLI acts as the manifest's owner, who
-holds the local issuer's key anyway. A manifest without `signin:` needs no token. When the
+and carrying the scopes the command needs: for `call`, `signin.scopes` and those the manifest
+names for the tool (runner/cli/commands/scopes.py `tool_scopes`); else every scope the manifest
+names, since `list` shows what they allow, and a URI or prompt name may be served by a template,
+an upstream or an API whose scopes the manifest gives per mount, not per name (the CLI acts as
+the manifest's owner, who holds the local issuer's key anyway). A manifest without `signin:` needs no token. When the
 token is sent (at once, or only when the server asks): runner/cli/commands/bearer.py.
+
+A minted token is valid at the manifest's own server, so it goes to that server only: a `--url`
+naming anything else (a staging box, a typo, a hostile server) could replay it there. Such a
+`--url` needs `--token` or `MCP_TOKEN`: the CLI then does not mint (`own_origins`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from runner.auth.defaults import STATE_DIR
 from runner.cli.commands.exits import EXIT_UNREACHABLE, EXIT_USAGE, CommandError
@@ -49,8 +57,16 @@ def no_manifest(path: Path, command: str, other: str = "your manifest") -> str:
     )
 
 
-def resolve(target: str, url: str | None, token: str | None, *, command: str = "list") -> Target:
-    """`target` is a manifest path or a server URL; `url` and `token` are the flags."""
+def resolve(
+    target: str,
+    url: str | None,
+    token: str | None,
+    *,
+    command: str = "list",
+    needs: Callable[[Manifest], list[str]] | None = None,
+) -> Target:
+    """`target` is a manifest path or a server URL; `url` and `token` are the flags; `needs` gives the scopes
+    (beyond `signin.scopes`) a minted token carries, by the manifest: None for every scope it names."""
     token = token or os.environ.get("MCP_TOKEN") or None
     if is_url(target):
         if url is not None:
@@ -72,7 +88,15 @@ def resolve(target: str, url: str | None, token: str | None, *, command: str = "
                 "pass a token with --token or MCP_TOKEN",
                 EXIT_UNREACHABLE,
             )
-        return Target(url, _mint(path, manifest, url), path, upfront=own)
+        if not own and origin(url) not in (origins := own_origins(path, manifest)):
+            raise CommandError(
+                f"mcp-runner: --url {url} is not the server of {target} ({', '.join(origins) or 'none known'}), "
+                "and a token minted for that server must not go anywhere else: pass a token for this URL with "
+                f"--token or MCP_TOKEN, or drop --url to talk to {target}'s own server",
+                EXIT_USAGE,
+            )
+        scopes = all_scopes(manifest) if needs is None else needs(manifest)
+        return Target(url, _mint(path, manifest, url, scopes), path, upfront=own)
     return Target(url, token, path, upfront=own and manifest.signin is not None)
 
 
@@ -93,7 +117,35 @@ def served_url(path: Path, manifest: Manifest) -> str:
     return where.url
 
 
-def _mint(path: Path, manifest: Manifest, url: str) -> str:
+def origin(url: str) -> str:
+    """scheme://host:port, lower-cased, the default port written out: two spellings of one origin compare equal."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return urlunsplit((parts.scheme.lower(), f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "", "", ""))
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def own_origins(path: Path, manifest: Manifest) -> list[str]:
+    """The origins a token minted for this manifest is meant for: its `signin.resource`'s (the audience), each
+    running server's its record names (and 127.0.0.1 for one listening on every address), and, with no
+    `signin.resource` and none running, its `server:` block's (the audience then). Nothing merely named."""
+    assert manifest.signin is not None
+    found = [origin(manifest.signin.resource)] if manifest.signin.resource else []
+    running = servers(path.resolve().parent / STATE_DIR, path)
+    for where in running:
+        found.append(origin(where.url))
+        if where.host in WILDCARDS:
+            found.append(origin(where.self_origin))
+    where = binding(manifest, Overrides())
+    if not running and manifest.signin.resource is None and where.port != 0:
+        found.append(origin(where.url))
+    return list(dict.fromkeys(found))
+
+
+def _mint(path: Path, manifest: Manifest, url: str, scopes: list[str]) -> str:
     from runner.cli.tokens import TokenRefused, mint
 
     assert manifest.signin is not None
@@ -105,7 +157,7 @@ def _mint(path: Path, manifest: Manifest, url: str) -> str:
             path,
             host=parts.hostname,
             port=parts.port or (443 if parts.scheme == "https" else 80),
-            scopes=all_scopes(manifest),
+            scopes=scopes,
             ttl=ttl,
             subject=CLI_SUBJECT,
         )
