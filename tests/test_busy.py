@@ -10,6 +10,7 @@ server counts and at what the clients got: never at how long anything took.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp.client import Client
@@ -314,5 +316,62 @@ async def _record(into: list[str], request: Awaitable[Any]) -> None:
     into.append(said(await request))
 
 
-async def _is_held(client: Client, count: int) -> bool:
-    return await _holding(client) >= count
+async def _is_held(client: Client, count: int, *, exactly: bool = False) -> bool:
+    held = await _holding(client)
+    return held == count if exactly else held >= count
+
+
+async def test_a_cancelled_call_keeps_its_slot_and_the_upstream_hears_the_cancel(served: Served) -> None:
+    """A call the client cancels (`notifications/cancelled`) keeps counting until the upstream answers or the entry's
+    `timeout` passes, and the runner tells the upstream it gave up (the MCP spec: a proxy propagates cancellation),
+    so the held upstream stops. Before, the slot was freed at once and nothing reached the upstream: one client
+    calling and cancelling 2 at a time made it hold 2 more each round (192 after 12 rounds of 16)."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    answers: dict[int, str] = {}
+    peak = 0
+    async with (
+        httpx2.AsyncClient(headers=_raw_headers(served.token("canceller")), timeout=60) as http,
+        mcp_client(served.runner.url, served.token("other")) as other,
+        anyio.create_task_group() as tasks,
+    ):
+        session = await _raw_session(http, served.runner.url)
+
+        async def call(ident: int) -> None:
+            body = {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": {"name": "held_hold"}}
+            answers[ident] = (await http.post(served.runner.url, json=body, headers=session)).text
+
+        for round in range(3):
+            idents = [100 * round + i for i in range(PER_CLIENT)]
+            for ident in idents:
+                tasks.start_soon(call, ident)
+            settled = functools.partial(_round_settled, other, answers, idents, PER_CLIENT * (round + 1))
+            await until(f"round {round}'s calls held or refused", settled)
+            peak = max(peak, await _holding(other))
+            for ident in idents:
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": ident}}
+                assert (await http.post(served.runner.url, json=cancel, headers=session)).status_code == 202
+        assert peak == PER_CLIENT
+        await until("the upstream stopped the cancelled calls", lambda: _is_held(other, 0, exactly=True))
+        refused = [answers[100 * round + i] for round in (1, 2) for i in range(PER_CLIENT)]
+        assert all(busy("upstream", "held") in text for text in refused), refused  # still counted: refused at once
+        assert said(await other.call_tool("held_quick", {})) == "quick"  # another client is served meanwhile
+        tasks.cancel_scope.cancel()
+
+
+async def _round_settled(other: Client, answers: dict[int, str], idents: list[int], held: int) -> bool:
+    """Each call of a round answered (refused), or the upstream holds what it would if none were refused."""
+    return all(ident in answers for ident in idents) or await _holding(other) >= held
+
+
+def _raw_headers(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+
+
+async def _raw_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    """A 2025-11-25 session opened by hand, to send `notifications/cancelled` as a client does: its headers."""
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    opened = await http.post(url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    assert done.status_code == 202
+    return session

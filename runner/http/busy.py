@@ -21,6 +21,11 @@ a token's subject is also counted over all its client ids, at most `MAX_CALLS_PE
 `MAX_CALLS`: dynamic client registration hands out client ids freely, and one user with four of them
 would otherwise hold all 64 at the default of 16 each.
 
+A request the runner gives up on (the client cancelled it) keeps its slot until the entry's `timeout`
+passes: the server it went to may still be running it, and a freed slot let one client, calling and
+cancelling 16 at a time, have 192 running at an upstream. The runner no longer hears that answer, so the
+slot is held until the deadline (released lazily, at the next request's `slot`: counts are only read there).
+
 It lives here, beside the other per-client bounds of the HTTP layer, so that both feature packages use
 it without importing each other (features attach through runner/attach.py, docs/architecture.md); the
 counts are the process's, so they carry across reloads as the requests they count do.
@@ -28,10 +33,14 @@ counts are the process's, so they carry across reloads as the requests they coun
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from runner.http.sessions import WHO, Principal, counted, principal
@@ -43,6 +52,9 @@ _ALL: Principal = ("*",)
 _SETTING = {"client": "server.max_upstream_calls_per_client", "subject": f"half of the {MAX_CALLS} allowed in all"}
 # (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
 _inflight: dict[tuple[str, str, Principal], int] = {}
+# Requests the runner gave up on (cancelled) that still count: (until, order, their keys), soonest first.
+_lingering: list[tuple[float, int, list[tuple[str, str, Principal]]]] = []
+_order = itertools.count()
 
 
 class Busy(ToolError):
@@ -59,9 +71,30 @@ def caller(context: Any) -> Principal:
     return principal(scope) if isinstance(scope, dict) else STDIO
 
 
+def _sweep(now: float) -> None:
+    """Stop counting the given-up requests whose grace has passed (lazily: counts are only read here)."""
+    while _lingering and _lingering[0][0] <= now:
+        _, _, keys = heapq.heappop(_lingering)
+        _release(keys)
+
+
+def _release(keys: list[tuple[str, str, Principal]]) -> None:
+    for key in keys:
+        left = _inflight[key] - 1
+        if left:
+            _inflight[key] = left
+        else:
+            del _inflight[key]  # memory follows the calls in flight, not the clients ever seen
+
+
 @contextmanager
-def slot(kind: str, name: str, who: Principal, per_client: int) -> Iterator[None]:
-    """One request in flight to the `kind` (upstream, API) named `name` for `who`, or Busy at once."""
+def slot(kind: str, name: str, who: Principal, per_client: int, grace: float = 0.0) -> Iterator[None]:
+    """One request in flight to the `kind` (upstream, API) named `name` for `who`, or Busy at once.
+
+    `grace` is the entry's `timeout`: a request the runner gives up on (the client cancelled it, or went away)
+    stays counted until `grace` seconds after it started, since the server it went to may still be running it."""
+    started = time.monotonic()
+    _sweep(started)
     keys = []
     for key, limit, counts in counted(who, per_client, MAX_CALLS_PER_SUBJECT):
         keys.append((kind, name, key))
@@ -78,10 +111,11 @@ def slot(kind: str, name: str, who: Principal, per_client: int) -> Iterator[None
         _inflight[key] = _inflight.get(key, 0) + 1
     try:
         yield
+    except anyio.get_cancelled_exc_class():
+        deadline = started + grace
+        if deadline > time.monotonic():
+            heapq.heappush(_lingering, (deadline, next(_order), keys))  # released by a later _sweep
+            keys = []
+        raise
     finally:
-        for key in keys:
-            left = _inflight[key] - 1
-            if left:
-                _inflight[key] = left
-            else:
-                del _inflight[key]  # memory follows the calls in flight, not the clients ever seen
+        _release(keys)
