@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,6 +38,7 @@ from tests.helpers import (
     RunnerProcess,
     free_port,
     mcp_client,
+    run_main,
     stop_process,
     wait_for_health,
     wait_for_port,
@@ -375,3 +377,16 @@ async def _raw_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
     done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
     assert done.status_code == 202
     return session
+
+
+def test_the_setting_may_not_exceed_what_one_subject_may_hold(tmp_path: Path) -> None:
+    """`server.max_upstream_calls_per_client` is at most 32, half of the 64 in all: before, 33–1024 were accepted, and
+    without auth (no subject cap) one client with 64 locked every other client out. A located error, as for other
+    settings."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"name: m\nserver:\n  max_upstream_calls_per_client: {MAX_CALLS_PER_SUBJECT + 1}\n")
+    result = run_main("check", str(manifest))
+    assert result.returncode == 2
+    assert f"{manifest}:3:34: server.max_upstream_calls_per_client: Input should be less than or equal to 32" in (
+        result.stderr
+    )

@@ -96,7 +96,7 @@ def slot(kind: str, name: str, who: Principal, per_client: int, grace: float = 0
     started = time.monotonic()
     _sweep(started)
     keys = []
-    for key, limit, counts in counted(who, per_client, MAX_CALLS_PER_SUBJECT):
+    for key, limit, counts in counted(who, min(per_client, MAX_CALLS_PER_SUBJECT), MAX_CALLS_PER_SUBJECT):
         keys.append((kind, name, key))
         if _inflight.get(keys[-1], 0) >= limit:
             raise Busy(
