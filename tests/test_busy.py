@@ -114,12 +114,22 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[Served]:
+def held_port() -> Iterator[int]:
+    """The held upstream's port (one per module, mounted by each runner here)."""
     port = free_port()
     upstream = subprocess.Popen([sys.executable, str(HELD_UPSTREAM), str(port)])
-    api = HeldAPI().start()
     try:
         wait_for_port(port, proc=upstream)  # type: ignore[arg-type]
+        yield port
+    finally:
+        stop_process(upstream)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer, held_port: int) -> Iterator[Served]:
+    port = held_port
+    api = HeldAPI().start()
+    try:
         folder = tmp_path_factory.mktemp("busy")
         (folder / "held.yaml").write_text(DOCUMENT)
         runner = RunnerProcess(folder / "m.yaml", env={"API": api.base_url})
@@ -136,7 +146,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterat
             runner.stop()
     finally:
         api.stop()
-        stop_process(upstream)
 
 
 def connected(health: dict[str, Any]) -> bool:
@@ -365,8 +374,9 @@ async def _round_settled(other: Client, answers: dict[int, str], idents: list[in
     return all(ident in answers for ident in idents) or await _holding(other) >= held
 
 
-def _raw_headers(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+def _raw_headers(token: str | None) -> dict[str, str]:
+    headers = {"accept": "application/json, text/event-stream"}
+    return headers | ({"authorization": f"Bearer {token}"} if token else {})
 
 
 async def _raw_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
@@ -390,3 +400,93 @@ def test_the_setting_may_not_exceed_what_one_subject_may_hold(tmp_path: Path) ->
     assert f"{manifest}:3:34: server.max_upstream_calls_per_client: Input should be less than or equal to 32" in (
         result.stderr
     )
+
+
+async def test_two_users_leave_the_last_slots_to_the_others(served: Served) -> None:
+    """Beyond 48 of the 64 in flight in all, a user (a token's subject) takes a slot only while it holds fewer than
+    4: a user holding none is still served. Before, two subjects at 32 each took all 64 and refused everyone else."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    first = [served.token("hog-a", f"client-{i}") for i in range(MAX_CALLS_PER_SUBJECT // PER_CLIENT)]
+    second = [served.token("hog-b", f"client-{i}") for i in range(9)]
+    answers: list[str] = []
+    async with (
+        clients(served, *first, *second, served.token("alice")) as everyone,
+        anyio.create_task_group() as tasks,
+    ):
+        *hogs, alice = everyone
+
+        async def hold(client: Client) -> None:
+            answers.append(said(await client.call_tool("held_hold", {})))
+
+        for client in hogs[: len(first)]:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(hold, client)
+        await until("the first user's 32 calls held", lambda: _is_held(alice, MAX_CALLS_PER_SUBJECT))
+        for client in hogs[len(first) :]:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(hold, client)
+        count = len(second) * PER_CLIENT
+        settled = functools.partial(_settled, functools.partial(_holding, alice), answers, 32 + count)
+        await until("the second user's calls held or refused", settled)
+        assert len(answers) >= 2 and answers == [  # 2, or more when another test's cancelled calls still count
+            "error: server busy: 48 calls are in flight to upstream 'held', and the last 16 of 64 are kept for "
+            "users with fewer than 4; try again when one has finished"
+        ] * len(answers)
+        assert said(await alice.call_tool("held_quick", {})) == "quick"  # before: refused, 64 in flight
+        held = str(32 + count - len(answers))
+        assert said(await alice.call_tool("held_release", {})) == held
+
+
+@pytest.fixture(scope="module")
+def open_runner(tmp_path_factory: pytest.TempPathFactory, held_port: int) -> Iterator[RunnerProcess]:
+    """A runner without auth (a client is its address) mounting the same held upstream, at the default bound (16)."""
+    runner = RunnerProcess(tmp_path_factory.mktemp("open") / "m.yaml")
+    runner.manifest.write_text(
+        f"name: open\nupstreams:\n  - name: held\n    url: http://127.0.0.1:{held_port}/mcp\n    prefix: held_\n"
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+async def test_without_auth_all_loopback_addresses_are_one_client_network(
+    open_runner: RunnerProcess, held_port: int
+) -> None:
+    """Without auth the loopback addresses count together, at most 32 (as one token subject): one process using
+    127.0.0.2, .3 and .4 gets 32 in flight, not 48. Before, each address was a client of its own, and four of
+    them (16 each) took all 64 from everyone."""
+    await wait_for_health(open_runner.health_url, connected, "the held upstream connected")
+    answers: list[str] = []
+    async with (
+        AsyncExitStack() as stack,
+        mcp_client(f"http://127.0.0.1:{held_port}/mcp") as upstream,  # the upstream itself, to count and release
+        anyio.create_task_group() as tasks,
+    ):
+        for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            transport = httpx2.AsyncHTTPTransport(local_address=address)
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(transport=transport, headers=_raw_headers(None), timeout=60)
+            )
+            session = await _raw_session(http, open_runner.url)
+            for ident in range(16):
+                tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
+
+        async def holding() -> int:
+            return int(said(await upstream.call_tool("holding", {})))
+
+        await until("each call held or refused", functools.partial(_settled, holding, answers, 48))
+        network = "this client's network (all loopback addresses, or its IPv4 /24 or IPv6 /64)"
+        refusal = f"server busy: {network} has 32 calls in flight to upstream 'held' already (half of the 64 allowed"
+        assert len(answers) == 16 and all(refusal in answer for answer in answers), answers
+        assert said(await upstream.call_tool("release", {})) == "32"
+
+
+async def _raw_call(
+    http: httpx2.AsyncClient, url: str, session: dict[str, str], ident: int, answers: list[str]
+) -> None:
+    body = {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": {"name": "held_hold"}}
+    answer = (await http.post(url, json=body, headers=session)).text
+    if "released" not in answer:
+        answers.append(answer)

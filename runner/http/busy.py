@@ -26,6 +26,11 @@ passes: the server it went to may still be running it, and a freed slot let one 
 cancelling 16 at a time, have 192 running at an upstream. The runner no longer hears that answer, so the
 slot is held until the deadline (released lazily, at the next request's `slot`: counts are only read there).
 
+Without auth a client is its address, and one host has many (127.0.0.2, .3, ... to any local process; a
+whole IPv6 /64): addresses are also counted by network (`network`), under the subject's cap. And since two
+users at 32 would hold all 64, beyond `SHARED` in all a user takes a slot only while it holds fewer than
+`SHARE`, so one holding none is still served (docs/security.md, "Requests to upstreams and APIs").
+
 It lives here, beside the other per-client bounds of the HTTP layer, so that both feature packages use
 it without importing each other (features attach through runner/attach.py, docs/architecture.md); the
 counts are the process's, so they carry across reloads as the requests they count do.
@@ -34,6 +39,7 @@ counts are the process's, so they carry across reloads as the requests they coun
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 import time
 from collections.abc import Iterator
@@ -43,13 +49,21 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from runner.http.sessions import WHO, Principal, counted, principal
+from runner.http.security import is_loopback_address
+from runner.http.sessions import WHO, Principal, counted, principal, subject_of
 
 MAX_CALLS = 64  # in flight to one upstream or API, all clients together
 MAX_CALLS_PER_SUBJECT = MAX_CALLS // 2  # of one token subject, over all its client ids: never all of them
 STDIO: Principal = ("stdio",)  # the one client of a stdio server (or a call from inside the process)
 _ALL: Principal = ("*",)
-_SETTING = {"client": "server.max_upstream_calls_per_client", "subject": f"half of the {MAX_CALLS} allowed in all"}
+SHARED = MAX_CALLS * 3 // 4  # in flight in all beyond which a user (subject, or network without auth) may
+SHARE = MAX_CALLS // 16  # take a slot only while it holds fewer than this: the last 16 are kept for the others
+_SETTING = {
+    "client": "server.max_upstream_calls_per_client",
+    "subject": f"half of the {MAX_CALLS} allowed in all",
+    "network": f"half of the {MAX_CALLS} allowed in all",
+}
+_WHO = {**WHO, "network": "this client's network (all loopback addresses, or its IPv4 /24 or IPv6 /64)"}
 # (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
 _inflight: dict[tuple[str, str, Principal], int] = {}
 # Requests the runner gave up on (cancelled) that still count: (until, order, their keys), soonest first.
@@ -69,6 +83,30 @@ def caller(context: Any) -> Principal:
         request = None
     scope = getattr(request, "scope", None)
     return principal(scope) if isinstance(scope, dict) else STDIO
+
+
+def network(address: Any) -> Principal:
+    """The group an address without auth is counted in: all of loopback as one (one process can use 127.0.0.2,
+    .3, ...), else its IPv4 /24 or IPv6 /64 (one host has a whole /64)."""
+    if not isinstance(address, str):
+        return ("network", None)
+    if is_loopback_address(address):
+        return ("network", "loopback")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ("network", address)  # not an address (a unix socket's path): itself
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return ("network", str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False)))
+
+
+def _group(who: Principal) -> Principal:
+    """The user whose share of the last slots a request takes: a token's subject, an address's network."""
+    if (subject := subject_of(who)) is not None:
+        return subject
+    return network(who[1]) if who[0] == "address" else who
 
 
 def _sweep(now: float) -> None:
@@ -96,16 +134,25 @@ def slot(kind: str, name: str, who: Principal, per_client: int, grace: float = 0
     started = time.monotonic()
     _sweep(started)
     keys = []
-    for key, limit, counts in counted(who, min(per_client, MAX_CALLS_PER_SUBJECT), MAX_CALLS_PER_SUBJECT):
+    caps = counted(who, min(per_client, MAX_CALLS_PER_SUBJECT), MAX_CALLS_PER_SUBJECT)
+    if who[0] == "address":  # without auth: an address's network, as a token's subject over its client ids
+        caps.append((network(who[1]), MAX_CALLS_PER_SUBJECT, "network"))
+    for key, limit, counts in caps:
         keys.append((kind, name, key))
         if _inflight.get(keys[-1], 0) >= limit:
             raise Busy(
-                f"server busy: {WHO[counts]} has {limit} calls in flight to {kind} {name!r} already "
+                f"server busy: {_WHO[counts]} has {limit} calls in flight to {kind} {name!r} already "
                 f"({_SETTING[counts]}); try again when one has finished"
             )
     everyone = (kind, name, _ALL)
-    if _inflight.get(everyone, 0) >= MAX_CALLS:
+    total = _inflight.get(everyone, 0)
+    if total >= MAX_CALLS:
         raise Busy(f"server busy: {MAX_CALLS} calls are in flight to {kind} {name!r}; try again later")
+    if total >= SHARED and _inflight.get((kind, name, _group(who)), 0) >= SHARE:
+        raise Busy(
+            f"server busy: {total} calls are in flight to {kind} {name!r}, and the last {MAX_CALLS - SHARED} of "
+            f"{MAX_CALLS} are kept for users with fewer than {SHARE}; try again when one has finished"
+        )
     keys.append(everyone)
     for key in keys:
         _inflight[key] = _inflight.get(key, 0) + 1
