@@ -51,7 +51,7 @@ PER_CLIENT = 2
 MAX_CALLS = 64  # runner/http/busy.py: in flight to one upstream or API, all clients together
 MAX_CALLS_PER_SUBJECT = 32  # and of one token subject, over all its client ids
 KEPT_IDLE = 8  # runner/upstreams/wire.py: idle connections kept per pool
-SDK_CONNECTIONS = 3  # the runner's SDK client to an upstream: its GET stream, a POST, and one spare
+OTHER_CONNECTIONS = 3  # an entry's other connections to its upstream: its SDK client's GET stream and POST, a ping
 DOCUMENT = """\
 openapi: 3.1.0
 info: {title: held, version: "1"}
@@ -441,10 +441,12 @@ async def test_two_users_leave_the_last_slots_to_the_others(served: Served) -> N
 
 @pytest.fixture(scope="module")
 def open_runner(tmp_path_factory: pytest.TempPathFactory, held_port: int) -> Iterator[RunnerProcess]:
-    """A runner without auth (a client is its address) mounting the same held upstream, at the default bound (16)."""
+    """A runner without auth (a client is its address) mounting the same held upstream, at the default bound (16),
+    twice: as `held` and as `again` (what a reload renaming `held` makes of it while `held`'s calls still run)."""
     runner = RunnerProcess(tmp_path_factory.mktemp("open") / "m.yaml")
     runner.manifest.write_text(
         f"name: open\nupstreams:\n  - name: held\n    url: http://127.0.0.1:{held_port}/mcp\n    prefix: held_\n"
+        f"  - name: again\n    url: http://127.0.0.1:{held_port}/mcp\n    prefix: again_\n"  # the same server
     )
     runner.start()
     try:
@@ -486,7 +488,7 @@ async def test_without_auth_all_loopback_addresses_are_one_client_network(
         await until("the 32 answers passed on", lambda: _true(len(answers) == 48))
     # The runner keeps few of the burst's 32 connections to the upstream (LOW 5): before, it kept each one (closed
     # by the upstream after 5 s, CLOSE-WAIT) for as long as traffic went on.
-    assert _sockets_to(open_runner, held_port) <= KEPT_IDLE + SDK_CONNECTIONS
+    assert _sockets_to(open_runner, held_port) <= KEPT_IDLE + 2 * OTHER_CONNECTIONS  # 2 entries reach it
 
 
 async def _raw_call(
@@ -519,3 +521,29 @@ def _link(fd: Path) -> str:
         return str(fd.readlink())
     except OSError:  # closed meanwhile
         return ""
+
+
+async def test_the_counts_are_the_servers_not_the_entry_names(open_runner: RunnerProcess, held_port: int) -> None:
+    """Two entries reaching one upstream share its counts: a client holding its 16 through `held` is refused through
+    `again`. Before, counts were kept by entry name, so a reload renaming an entry (or a second entry) gave a client
+    16 more at the same server each time."""
+    await wait_for_health(open_runner.health_url, connected, "the held upstream connected")
+    answers: list[str] = []
+    transport = httpx2.AsyncHTTPTransport(local_address="127.0.0.5")
+    async with (
+        httpx2.AsyncClient(transport=transport, headers=_raw_headers(None), timeout=60) as http,
+        mcp_client(f"http://127.0.0.1:{held_port}/mcp") as upstream,
+        anyio.create_task_group() as tasks,
+    ):
+        session = await _raw_session(http, open_runner.url)
+        for ident in range(16):
+            tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
+
+        async def holding() -> int:
+            return int(said(await upstream.call_tool("holding", {})))
+
+        await until("16 calls held", functools.partial(_settled, holding, answers, 16))
+        body = {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "again_quick"}}
+        refused = (await http.post(open_runner.url, json=body, headers=session)).text
+        assert "server busy: this client has 16 calls in flight to upstream 'again' already" in refused, refused
+        assert said(await upstream.call_tool("release", {})) == "16"

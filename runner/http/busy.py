@@ -33,7 +33,8 @@ users at 32 would hold all 64, beyond `SHARED` in all a user takes a slot only w
 
 It lives here, beside the other per-client bounds of the HTTP layer, so that both feature packages use
 it without importing each other (features attach through runner/attach.py, docs/architecture.md); the
-counts are the process's, so they carry across reloads as the requests they count do.
+counts are the process's and kept by the server a request reaches, so they carry across reloads (even one
+that renames the entry) as the requests they count do.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ _SETTING = {
     "network": f"half of the {MAX_CALLS} allowed in all",
 }
 _WHO = {**WHO, "network": "this client's network (all loopback addresses, or its IPv4 /24 or IPv6 /64)"}
-# (kind, name, who) -> requests in flight, who: a principal, a subject or _ALL. kind: "upstream" or "API".
+# (kind, server, who) -> requests in flight. kind: "upstream" or "API"; server: what it reaches (see slot);
+# who: a principal, a subject, a network or _ALL.
 _inflight: dict[tuple[str, str, Principal], int] = {}
 # Requests the runner gave up on (cancelled) that still count: (until, order, their keys), soonest first.
 _lingering: list[tuple[float, int, list[tuple[str, str, Principal]]]] = []
@@ -126,29 +128,36 @@ def _release(keys: list[tuple[str, str, Principal]]) -> None:
 
 
 @contextmanager
-def slot(kind: str, name: str, who: Principal, per_client: int, grace: float = 0.0) -> Iterator[None]:
+def slot(
+    kind: str, name: str, who: Principal, per_client: int, grace: float = 0.0, reach: str | None = None
+) -> Iterator[None]:
     """One request in flight to the `kind` (upstream, API) named `name` for `who`, or Busy at once.
+
+    The counts are kept by `reach`, the server the request goes to (an upstream's URL or command, an API's
+    base URL), not by the entry's name: a reload that renames an entry, or two entries naming one server,
+    count against the same bound (before, each new name started at 0 while the old calls still ran).
 
     `grace` is the entry's `timeout`: a request the runner gives up on (the client cancelled it, or went away)
     stays counted until `grace` seconds after it started, since the server it went to may still be running it."""
     started = time.monotonic()
     _sweep(started)
     keys = []
+    server = reach or name
     caps = counted(who, min(per_client, MAX_CALLS_PER_SUBJECT), MAX_CALLS_PER_SUBJECT)
     if who[0] == "address":  # without auth: an address's network, as a token's subject over its client ids
         caps.append((network(who[1]), MAX_CALLS_PER_SUBJECT, "network"))
     for key, limit, counts in caps:
-        keys.append((kind, name, key))
+        keys.append((kind, server, key))
         if _inflight.get(keys[-1], 0) >= limit:
             raise Busy(
                 f"server busy: {_WHO[counts]} has {limit} calls in flight to {kind} {name!r} already "
                 f"({_SETTING[counts]}); try again when one has finished"
             )
-    everyone = (kind, name, _ALL)
+    everyone = (kind, server, _ALL)
     total = _inflight.get(everyone, 0)
     if total >= MAX_CALLS:
         raise Busy(f"server busy: {MAX_CALLS} calls are in flight to {kind} {name!r}; try again later")
-    if total >= SHARED and _inflight.get((kind, name, _group(who)), 0) >= SHARE:
+    if total >= SHARED and _inflight.get((kind, server, _group(who)), 0) >= SHARE:
         raise Busy(
             f"server busy: {total} calls are in flight to {kind} {name!r}, and the last {MAX_CALLS - SHARED} of "
             f"{MAX_CALLS} are kept for users with fewer than {SHARE}; try again when one has finished"
