@@ -10,14 +10,17 @@ server counts and at what the clients got: never at how long anything took.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp.client import Client
@@ -35,6 +38,7 @@ from tests.helpers import (
     RunnerProcess,
     free_port,
     mcp_client,
+    run_main,
     stop_process,
     wait_for_health,
     wait_for_port,
@@ -46,6 +50,8 @@ HELD_UPSTREAM = ROOT / "tests" / "apps" / "held_upstream.py"
 PER_CLIENT = 2
 MAX_CALLS = 64  # runner/http/busy.py: in flight to one upstream or API, all clients together
 MAX_CALLS_PER_SUBJECT = 32  # and of one token subject, over all its client ids
+KEPT_IDLE = 8  # runner/upstreams/wire.py: idle connections kept per pool
+OTHER_CONNECTIONS = 3  # an entry's other connections to its upstream: its SDK client's GET stream and POST, a ping
 DOCUMENT = """\
 openapi: 3.1.0
 info: {title: held, version: "1"}
@@ -110,12 +116,22 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterator[Served]:
+def held_port() -> Iterator[int]:
+    """The held upstream's port (one per module, mounted by each runner here)."""
     port = free_port()
     upstream = subprocess.Popen([sys.executable, str(HELD_UPSTREAM), str(port)])
-    api = HeldAPI().start()
     try:
         wait_for_port(port, proc=upstream)  # type: ignore[arg-type]
+        yield port
+    finally:
+        stop_process(upstream)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer, held_port: int) -> Iterator[Served]:
+    port = held_port
+    api = HeldAPI().start()
+    try:
         folder = tmp_path_factory.mktemp("busy")
         (folder / "held.yaml").write_text(DOCUMENT)
         runner = RunnerProcess(folder / "m.yaml", env={"API": api.base_url})
@@ -132,7 +148,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer) -> Iterat
             runner.stop()
     finally:
         api.stop()
-        stop_process(upstream)
 
 
 def connected(health: dict[str, Any]) -> bool:
@@ -314,5 +329,221 @@ async def _record(into: list[str], request: Awaitable[Any]) -> None:
     into.append(said(await request))
 
 
-async def _is_held(client: Client, count: int) -> bool:
-    return await _holding(client) >= count
+async def _is_held(client: Client, count: int, *, exactly: bool = False) -> bool:
+    held = await _holding(client)
+    return held == count if exactly else held >= count
+
+
+async def test_a_cancelled_call_keeps_its_slot_and_the_upstream_hears_the_cancel(served: Served) -> None:
+    """A call the client cancels (`notifications/cancelled`) keeps counting until the upstream answers or the entry's
+    `timeout` passes, and the runner tells the upstream it gave up (the MCP spec: a proxy propagates cancellation),
+    so the held upstream stops. Before, the slot was freed at once and nothing reached the upstream: one client
+    calling and cancelling 2 at a time made it hold 2 more each round (192 after 12 rounds of 16)."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    answers: dict[int, str] = {}
+    peak = 0
+    async with (
+        httpx2.AsyncClient(headers=_raw_headers(served.token("canceller")), timeout=60) as http,
+        mcp_client(served.runner.url, served.token("other")) as other,
+        anyio.create_task_group() as tasks,
+    ):
+        session = await _raw_session(http, served.runner.url)
+
+        async def call(ident: int) -> None:
+            body = {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": {"name": "held_hold"}}
+            answers[ident] = (await http.post(served.runner.url, json=body, headers=session)).text
+
+        for round in range(3):
+            idents = [100 * round + i for i in range(PER_CLIENT)]
+            for ident in idents:
+                tasks.start_soon(call, ident)
+            settled = functools.partial(_round_settled, other, answers, idents, PER_CLIENT * (round + 1))
+            await until(f"round {round}'s calls held or refused", settled)
+            peak = max(peak, await _holding(other))
+            for ident in idents:
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": ident}}
+                assert (await http.post(served.runner.url, json=cancel, headers=session)).status_code == 202
+        assert peak == PER_CLIENT
+        await until("the upstream stopped the cancelled calls", lambda: _is_held(other, 0, exactly=True))
+        refused = [answers[100 * round + i] for round in (1, 2) for i in range(PER_CLIENT)]
+        assert all(busy("upstream", "held") in text for text in refused), refused  # still counted: refused at once
+        assert said(await other.call_tool("held_quick", {})) == "quick"  # another client is served meanwhile
+        tasks.cancel_scope.cancel()
+
+
+async def _round_settled(other: Client, answers: dict[int, str], idents: list[int], held: int) -> bool:
+    """Each call of a round answered (refused), or the upstream holds what it would if none were refused."""
+    return all(ident in answers for ident in idents) or await _holding(other) >= held
+
+
+def _raw_headers(token: str | None) -> dict[str, str]:
+    headers = {"accept": "application/json, text/event-stream"}
+    return headers | ({"authorization": f"Bearer {token}"} if token else {})
+
+
+async def _raw_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    """A 2025-11-25 session opened by hand, to send `notifications/cancelled` as a client does: its headers."""
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    opened = await http.post(url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    assert done.status_code == 202
+    return session
+
+
+def test_the_setting_may_not_exceed_what_one_subject_may_hold(tmp_path: Path) -> None:
+    """`server.max_upstream_calls_per_client` is at most 32, half of the 64 in all: before, 33–1024 were accepted, and
+    without auth (no subject cap) one client with 64 locked every other client out. A located error, as for other
+    settings."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"name: m\nserver:\n  max_upstream_calls_per_client: {MAX_CALLS_PER_SUBJECT + 1}\n")
+    result = run_main("check", str(manifest))
+    assert result.returncode == 2
+    assert f"{manifest}:3:34: server.max_upstream_calls_per_client: Input should be less than or equal to 32" in (
+        result.stderr
+    )
+
+
+async def test_two_users_leave_the_last_slots_to_the_others(served: Served) -> None:
+    """Beyond 48 of the 64 in flight in all, a user (a token's subject) takes a slot only while it holds fewer than
+    4: a user holding none is still served. Before, two subjects at 32 each took all 64 and refused everyone else."""
+    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+    first = [served.token("hog-a", f"client-{i}") for i in range(MAX_CALLS_PER_SUBJECT // PER_CLIENT)]
+    second = [served.token("hog-b", f"client-{i}") for i in range(9)]
+    answers: list[str] = []
+    async with (
+        clients(served, *first, *second, served.token("alice")) as everyone,
+        anyio.create_task_group() as tasks,
+    ):
+        *hogs, alice = everyone
+
+        async def hold(client: Client) -> None:
+            answers.append(said(await client.call_tool("held_hold", {})))
+
+        for client in hogs[: len(first)]:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(hold, client)
+        await until("the first user's 32 calls held", lambda: _is_held(alice, MAX_CALLS_PER_SUBJECT))
+        for client in hogs[len(first) :]:
+            for _ in range(PER_CLIENT):
+                tasks.start_soon(hold, client)
+        count = len(second) * PER_CLIENT
+        settled = functools.partial(_settled, functools.partial(_holding, alice), answers, 32 + count)
+        await until("the second user's calls held or refused", settled)
+        assert len(answers) >= 2 and answers == [  # 2, or more when another test's cancelled calls still count
+            "error: server busy: 48 calls are in flight to upstream 'held', and the last 16 of 64 are kept for "
+            "users with fewer than 4; try again when one has finished"
+        ] * len(answers)
+        assert said(await alice.call_tool("held_quick", {})) == "quick"  # before: refused, 64 in flight
+        held = str(32 + count - len(answers))
+        assert said(await alice.call_tool("held_release", {})) == held
+
+
+@pytest.fixture(scope="module")
+def open_runner(tmp_path_factory: pytest.TempPathFactory, held_port: int) -> Iterator[RunnerProcess]:
+    """A runner without auth (a client is its address) mounting the same held upstream, at the default bound (16),
+    twice: as `held` and as `again` (what a reload renaming `held` makes of it while `held`'s calls still run)."""
+    runner = RunnerProcess(tmp_path_factory.mktemp("open") / "m.yaml")
+    runner.manifest.write_text(
+        f"name: open\nupstreams:\n  - name: held\n    url: http://127.0.0.1:{held_port}/mcp\n    prefix: held_\n"
+        f"  - name: again\n    url: http://127.0.0.1:{held_port}/mcp\n    prefix: again_\n"  # the same server
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+async def test_without_auth_all_loopback_addresses_are_one_client_network(
+    open_runner: RunnerProcess, held_port: int
+) -> None:
+    """Without auth the loopback addresses count together, at most 32 (as one token subject): one process using
+    127.0.0.2, .3 and .4 gets 32 in flight, not 48. Before, each address was a client of its own, and four of
+    them (16 each) took all 64 from everyone."""
+    await wait_for_health(open_runner.health_url, connected, "the held upstream connected")
+    answers: list[str] = []
+    async with (
+        AsyncExitStack() as stack,
+        mcp_client(f"http://127.0.0.1:{held_port}/mcp") as upstream,  # the upstream itself, to count and release
+        anyio.create_task_group() as tasks,
+    ):
+        for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            transport = httpx2.AsyncHTTPTransport(local_address=address)
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(transport=transport, headers=_raw_headers(None), timeout=60)
+            )
+            session = await _raw_session(http, open_runner.url)
+            for ident in range(16):
+                tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
+
+        async def holding() -> int:
+            return int(said(await upstream.call_tool("holding", {})))
+
+        await until("each call held or refused", functools.partial(_settled, holding, answers, 48))
+        network = "this client's network (all loopback addresses, or its IPv4 /24 or IPv6 /64)"
+        refusal = f"server busy: {network} has 32 calls in flight to upstream 'held' already (half of the 64 allowed"
+        assert len(answers) == 16 and all(refusal in answer for answer in answers), answers
+        assert said(await upstream.call_tool("release", {})) == "32"
+        await until("the 32 answers passed on", lambda: _true(len(answers) == 48))
+    # The runner keeps few of the burst's 32 connections to the upstream (LOW 5): before, it kept each one (closed
+    # by the upstream after 5 s, CLOSE-WAIT) for as long as traffic went on.
+    assert _sockets_to(open_runner, held_port) <= KEPT_IDLE + 2 * OTHER_CONNECTIONS  # 2 entries reach it
+
+
+async def _raw_call(
+    http: httpx2.AsyncClient, url: str, session: dict[str, str], ident: int, answers: list[str]
+) -> None:
+    body = {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": {"name": "held_hold"}}
+    answers.append((await http.post(url, json=body, headers=session)).text)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _sockets_to(runner: RunnerProcess, port: int) -> int:
+    """The runner's open TCP sockets to `port` on loopback (its descriptors, matched in /proc/<pid>/net/tcp)."""
+    assert runner.proc is not None
+    fds = Path(f"/proc/{runner.proc.pid}/fd")
+    inodes = {link.removeprefix("socket:[")[:-1] for fd in fds.iterdir() if (link := _link(fd)).startswith("socket:")}
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{runner.proc.pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rpartition(":")[2], 16) == port and fields[9] in inodes and fields[3] != "07":
+                count += 1
+    return count
+
+
+def _link(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:  # closed meanwhile
+        return ""
+
+
+async def test_the_counts_are_the_servers_not_the_entry_names(open_runner: RunnerProcess, held_port: int) -> None:
+    """Two entries reaching one upstream share its counts: a client holding its 16 through `held` is refused through
+    `again`. Before, counts were kept by entry name, so a reload renaming an entry (or a second entry) gave a client
+    16 more at the same server each time."""
+    await wait_for_health(open_runner.health_url, connected, "the held upstream connected")
+    answers: list[str] = []
+    transport = httpx2.AsyncHTTPTransport(local_address="127.0.0.5")
+    async with (
+        httpx2.AsyncClient(transport=transport, headers=_raw_headers(None), timeout=60) as http,
+        mcp_client(f"http://127.0.0.1:{held_port}/mcp") as upstream,
+        anyio.create_task_group() as tasks,
+    ):
+        session = await _raw_session(http, open_runner.url)
+        for ident in range(16):
+            tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
+
+        async def holding() -> int:
+            return int(said(await upstream.call_tool("holding", {})))
+
+        await until("16 calls held", functools.partial(_settled, holding, answers, 16))
+        body = {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "again_quick"}}
+        refused = (await http.post(open_runner.url, json=body, headers=session)).text
+        assert "server busy: this client has 16 calls in flight to upstream 'again' already" in refused, refused
+        assert said(await upstream.call_tool("release", {})) == "16"

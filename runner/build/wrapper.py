@@ -469,7 +469,9 @@ class FastMCPSignInWrapper(MCPServer):
         prompt gets and resource reads count alike. Beyond the bound, refused at once: a tool error (Busy), or
         with `rpc` a JSON-RPC error, with the same text."""
         try:
-            with busy_slot("upstream", target.entry.name, caller(context), self._catalog.upstream_calls_per_client):
+            per_client, entry = self._catalog.upstream_calls_per_client, target.entry
+            reach = entry.url or " ".join(entry.command or ())  # counted by the server it reaches, not by name
+            with busy_slot("upstream", entry.name, caller(context), per_client, entry.timeout, reach):
                 yield
         except Busy as exc:
             refused()  # for metrics and the audit line: the upstream never heard of it

@@ -129,7 +129,7 @@ class ServerSettings(Strict):
     max_upstream_calls_per_client: Int = Field(
         default=MAX_UPSTREAM_CALLS_PER_CLIENT,
         ge=1,
-        le=1024,
+        le=32,  # runner/http/busy.py MAX_CALLS_PER_SUBJECT: above it, one no-auth client could take all 64
         description="calls in flight at most per client (token issuer, subject, client id; the address without auth) "
         "to one upstream of `upstreams:` or API of `openapi:`: tool calls, prompt gets and resource reads alike; "
         "more are refused at once. A reload applies a new value",

@@ -173,7 +173,7 @@ async def send(api: Api, op: Operation, arguments: dict[str, Any], who: Principa
         parts = request_parts(api, op, arguments)
     except ToolError as exc:  # a value refused before anything is sent: named like every other failure
         raise ToolError(f"{api.name}: {exc}") from None
-    with slot("API", api.name, who, per_client):
+    with slot("API", api.name, who, per_client, api.timeout, api.base_url):
         api._inflight += 1
         try:
             with anyio.fail_after(api.timeout):

@@ -41,6 +41,7 @@ CONNECTIONS = MAX_CALLS
 # What is read of a stream after its answer, to keep its connection: its end comes with the answer or right after
 # it; the caller waits for it, so a server that holds the stream open costs 0.1 s and the connection, not more.
 DRAIN_SECONDS, DRAIN_EVENTS = 0.1, 16
+CANCEL_SECONDS = 2.0  # how long the runner tries to tell an upstream that it gave up on a request
 KEEPALIVE_SECONDS = 4.0  # an idle connection is closed before uvicorn's 5 s would close it under a request
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -98,6 +99,26 @@ async def request(lane: Lane, method: str, params: dict[str, Any], progress: Pro
     if progress is not None:
         params = {**params, "_meta": {"progressToken": ident}}
     body = json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params}).encode()
+    try:
+        return await _exchange(lane, body, ident, progress)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_SECONDS):
+            await _cancel(lane, ident)
+        raise
+
+
+async def _cancel(lane: Lane, ident: str) -> None:
+    """Tell the upstream the runner gave up on request `ident` (the client cancelled it, went away, or it timed
+    out): the MCP spec has a proxy propagate cancellation, so a well-behaved upstream stops working on it. Best
+    effort: a failure to say so changes nothing (the caller's slot stays counted anyway, runner/http/busy.py)."""
+    params = {"requestId": ident, "reason": "the runner's client gave up on the request"}
+    try:
+        await _post(lane, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params})
+    except Exception:  # noqa: BLE001 - best effort, see above
+        return
+
+
+async def _exchange(lane: Lane, body: bytes, ident: str, progress: Progress | None) -> Any:
     async with lane.pool.post(body) as response:
         kind = _content_type(response)
         if response.status == 404:

@@ -19,8 +19,9 @@ entry's `timeout`) bounds the request.
 
 A connection goes back to the pool only when its answer was read to its end and both sides keep it
 (HTTP/1.1, no `connection: close`, no byte after the answer); at most `size` are open at once (a
-request waits for one), and an idle one older than `idle` seconds is closed rather than reused
-(servers close idle connections too: uvicorn after 5 s). A kept connection that closes without a
+request waits for one), at most `kept` (8) stay idle, and an idle one older than `idle` seconds or
+closed by the server is closed at the next request rather than reused (servers close idle connections
+too: uvicorn after 5 s). A kept connection that closes without a
 byte of answer (the server closed it as the request went out) is retried once on a new one: the
 server never read that request.
 """
@@ -40,6 +41,7 @@ import anyio
 
 READ_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers
+KEPT = 8  # idle connections kept at most per pool: a burst of 64 does not leave 64 sockets open
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110)
 _VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")  # a header value: no CR, LF, NUL or other controls
 
@@ -196,7 +198,7 @@ class _Connection:
 class Pool:
     """Connections to one upstream's origin, for POSTs to its URL with a fixed set of headers."""
 
-    def __init__(self, url: str, headers: list[tuple[str, str]], size: int, idle: float) -> None:
+    def __init__(self, url: str, headers: list[tuple[str, str]], size: int, idle: float, kept: int = KEPT) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url}")
@@ -204,7 +206,7 @@ class Pool:
         self.port = parts.port or (443 if self.tls else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.head = head(target, parts.netloc.rpartition("@")[2], headers)  # never the URL's user:password
-        self.size, self.idle = size, idle
+        self.size, self.idle, self.kept = size, idle, kept
         self._free: list[_Connection] = []
         self._slots = anyio.Semaphore(size)
         self._ssl: ssl.SSLContext | None = None
@@ -224,13 +226,18 @@ class Pool:
         return _Connection(reader, writer)
 
     def _kept(self) -> _Connection | None:
+        """The most recently used live connection; every idle-too-long or closed one on the free list is closed
+        now, not only those popped: under light traffic the one on top is reused, and a burst's others, closed
+        by the server after its keep-alive, stayed open (CLOSE-WAIT) for as long as traffic went on."""
         now = time.monotonic()
-        while self._free:
-            connection = self._free.pop()
+        live = []
+        for connection in self._free:
             if now - connection.used < self.idle and not connection.reader.at_eof():
-                return connection
-            connection.close()
-        return None
+                live.append(connection)
+            else:
+                connection.close()
+        self._free = live
+        return live.pop() if live else None
 
     @asynccontextmanager
     async def post(self, body: bytes) -> AsyncIterator[Response]:
@@ -243,6 +250,8 @@ class Pool:
                 if response.ended and response.keep and not connection.reader.at_eof():
                     connection.used = time.monotonic()
                     self._free.append(connection)
+                    if len(self._free) > self.kept:  # after a burst, only a few stay idle: the oldest goes
+                        self._free.pop(0).close()
                 else:
                     connection.close()
 
