@@ -14,7 +14,7 @@ import functools
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,9 +115,9 @@ class Served:
         return self.issuer.token(sub=subject, client_id=client_id)
 
 
-@pytest.fixture(scope="module")
-def held_port() -> Iterator[int]:
-    """The held upstream's port (one per module, mounted by each runner here)."""
+@contextmanager
+def held_upstream() -> Iterator[int]:
+    """A held upstream (tests/apps/held_upstream.py) on a free port, stopped on exit."""
     port = free_port()
     upstream = subprocess.Popen([sys.executable, str(HELD_UPSTREAM), str(port)])
     try:
@@ -127,12 +127,11 @@ def held_port() -> Iterator[int]:
         stop_process(upstream)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer, held_port: int) -> Iterator[Served]:
-    port = held_port
+@contextmanager
+def busy_runner(folder: Path, jwks: JWKSServer, port: int) -> Iterator[Served]:
+    """A runner with auth mounting the held upstream at `port` and a held API, bound at PER_CLIENT."""
     api = HeldAPI().start()
     try:
-        folder = tmp_path_factory.mktemp("busy")
         (folder / "held.yaml").write_text(DOCUMENT)
         runner = RunnerProcess(folder / "m.yaml", env={"API": api.base_url})
         runner.manifest.write_text(
@@ -148,6 +147,19 @@ def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer, held_port
             runner.stop()
     finally:
         api.stop()
+
+
+@pytest.fixture(scope="module")
+def held_port() -> Iterator[int]:
+    """The held upstream's port (one per module, mounted by each runner here)."""
+    with held_upstream() as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, jwks: JWKSServer, held_port: int) -> Iterator[Served]:
+    with busy_runner(tmp_path_factory.mktemp("busy"), jwks, held_port) as served:
+        yield served
 
 
 def connected(health: dict[str, Any]) -> bool:
@@ -404,52 +416,57 @@ def test_the_setting_may_not_exceed_what_one_subject_may_hold(tmp_path: Path) ->
     )
 
 
-async def test_two_users_leave_the_last_slots_to_the_others(served: Served) -> None:
+async def test_two_users_leave_the_last_slots_to_the_others(tmp_path: Path, jwks: JWKSServer) -> None:
     """Beyond 48 of the 64 in flight in all, a user (a token's subject) takes a slot only while it holds fewer than
     4: a user holding none is still served. Before, two subjects at 32 each took all 64 and refused everyone else."""
-    await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
-    first = [served.token("hog-a", f"client-{i}") for i in range(MAX_CALLS_PER_SUBJECT // PER_CLIENT)]
-    second = [served.token("hog-b", f"client-{i}") for i in range(9)]
-    answers: list[str] = []
-    seen: dict[str, Any] = {}
-    async with (
-        clients(served, *first, *second, served.token("alice")) as everyone,
-        anyio.create_task_group() as tasks,
-    ):
-        *hogs, alice = everyone
+    # Its own upstream and runner: what the module's other tests leave counted (a cancelled call keeps its slot for
+    # the entry's timeout) or held would shift the counts this test reads.
+    with held_upstream() as port, busy_runner(tmp_path, jwks, port) as served:
+        await wait_for_health(served.runner.health_url, connected, "the held upstream connected")
+        first = [served.token("hog-a", f"client-{i}") for i in range(MAX_CALLS_PER_SUBJECT // PER_CLIENT)]
+        second = [served.token("hog-b", f"client-{i}") for i in range(9)]
+        answers: list[str] = []
+        seen: dict[str, Any] = {}
+        async with (
+            clients(served, *first, *second, served.token("alice")) as everyone,
+            anyio.create_task_group() as tasks,
+        ):
+            *hogs, alice = everyone
 
-        async def hold(client: Client) -> None:
-            try:
-                answers.append(said(await client.call_tool("held_hold", {})))
-            except Exception as exc:  # shown by the assertion below, not lost in the task group's exception groups
-                answers.append(f"raised: {exc!r}")
+            async def hold(client: Client) -> None:
+                try:
+                    answers.append(said(await client.call_tool("held_hold", {})))
+                except Exception as exc:  # shown by the assertion below, not lost in the task group's exception groups
+                    answers.append(f"raised: {exc!r}")
 
-        try:  # what goes wrong is raised after the block, plainly: in it, 14 clients' groups would bury it
-            for client in hogs[: len(first)]:
-                for _ in range(PER_CLIENT):
-                    tasks.start_soon(hold, client)
-            await until("the first user's 32 calls held", lambda: _is_held(alice, MAX_CALLS_PER_SUBJECT))
-            for client in hogs[len(first) :]:
-                for _ in range(PER_CLIENT):
-                    tasks.start_soon(hold, client)
-            count = len(second) * PER_CLIENT
-            settled = functools.partial(_settled, functools.partial(_holding, alice), answers, 32 + count)
-            await until("the second user's calls held or refused", settled)
-            seen["refused"] = list(answers)
-            seen["quick"] = said(await alice.call_tool("held_quick", {}))  # before: refused, 64 in flight
-            seen["held"] = str(32 + count - len(answers))
-        except Exception as exc:
-            seen["failure"] = exc
-        seen["released"] = said(await alice.call_tool("held_release", {}))
-    if "failure" in seen:
-        raise AssertionError(f"answers so far: {answers}") from seen["failure"]
-    refused = seen["refused"]
-    assert len(refused) >= 2 and refused == [  # 2, or more when another test's cancelled calls still count
-        "error: server busy: 48 calls are in flight to upstream 'held', and the last 16 of 64 are kept for "
-        "users with fewer than 4; try again when one has finished"
-    ] * len(refused), refused
-    assert seen["quick"] == "quick"
-    assert seen["released"] == seen["held"], seen
+            try:  # what goes wrong is raised after the block, plainly: in it, 14 clients' groups would bury it
+                for client in hogs[: len(first)]:
+                    for _ in range(PER_CLIENT):
+                        tasks.start_soon(hold, client)
+                await until("the first user's 32 calls held", lambda: _is_held(alice, MAX_CALLS_PER_SUBJECT))
+                for client in hogs[len(first) :]:
+                    for _ in range(PER_CLIENT):
+                        tasks.start_soon(hold, client)
+                count = len(second) * PER_CLIENT
+                settled = functools.partial(_settled, functools.partial(_holding, alice), answers, 32 + count)
+                await until("the second user's calls held or refused", settled)
+                seen["refused"] = list(answers)
+                seen["quick"] = said(await alice.call_tool("held_quick", {}))  # before: refused, 64 in flight
+                seen["held"] = str(32 + count - len(answers))
+            except Exception as exc:
+                seen["failure"] = exc
+            seen["released"] = said(await alice.call_tool("held_release", {}))
+        if "failure" in seen:
+            raise AssertionError(f"answers so far: {answers}") from seen["failure"]
+        refused = seen["refused"]
+        busy_now = (
+            "error: server busy: 48 calls are in flight to upstream 'held', and the last 16 of 64 are kept for "
+            "users with fewer than 4; try again when one has finished"
+        )
+        # 18 calls, 16 taken (48 of 64), 2 refused; 3 when alice's polling call (held_holding) held a slot just then
+        assert len(refused) in (2, 3) and refused == [busy_now] * len(refused), refused
+        assert seen["quick"] == "quick"
+        assert seen["released"] == seen["held"], seen
 
 
 @pytest.fixture(scope="module")
