@@ -221,9 +221,7 @@ async def test_prompt_gets_and_resource_reads_count_and_cannot_lock_another_clie
         for request in requests:
             tasks.start_soon(ask, request)
 
-        async def holding() -> int:
-            return int(said(await other.call_tool("held_holding", {})))
-
+        holding = functools.partial(_holding, other)
         await until("each request held or answered", lambda: _settled(holding, outcomes, len(requests)))
         assert outcomes == [f"error: {busy('upstream', 'held')}"] * 6  # refused at once; 2 are held
         assert await holding() == PER_CLIENT
@@ -269,6 +267,11 @@ async def test_one_user_with_many_client_ids_cannot_take_an_http_upstream_from_t
 
 async def _holding(client: Client) -> int:
     return int(said(await client.call_tool("held_holding", {})))
+
+
+async def _held_at(upstream: Client) -> int:
+    """How many requests the held upstream holds, asked of it directly (not through a runner)."""
+    return int(said(await upstream.call_tool("holding", {})))
 
 
 async def test_the_bound_on_an_api_counts_per_client_and_all_clients_together(served: Served) -> None:
@@ -507,10 +510,8 @@ async def test_without_auth_all_loopback_addresses_are_one_client_network(
             for ident in range(16):
                 tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
 
-        async def holding() -> int:
-            return int(said(await upstream.call_tool("holding", {})))
-
-        await until("each call held or refused", functools.partial(_settled, holding, answers, 48))
+        held = functools.partial(_held_at, upstream)
+        await until("each call held or refused", functools.partial(_settled, held, answers, 48))
         network = "this client's network (all loopback addresses, or its IPv4 /24 or IPv6 /64)"
         refusal = f"server busy: {network} has 32 calls in flight to upstream 'held' already (half of the 64 allowed"
         assert len(answers) == 16 and all(refusal in answer for answer in answers), answers
@@ -569,10 +570,8 @@ async def test_the_counts_are_the_servers_not_the_entry_names(open_runner: Runne
         for ident in range(16):
             tasks.start_soon(_raw_call, http, open_runner.url, session, ident, answers)
 
-        async def holding() -> int:
-            return int(said(await upstream.call_tool("holding", {})))
-
-        await until("16 calls held", functools.partial(_settled, holding, answers, 16))
+        held = functools.partial(_held_at, upstream)
+        await until("16 calls held", functools.partial(_settled, held, answers, 16))
         body = {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "again_quick"}}
         refused = (await http.post(open_runner.url, json=body, headers=session)).text
         assert "server busy: this client has 16 calls in flight to upstream 'again' already" in refused, refused
